@@ -1,0 +1,41 @@
+// Package broker runs the I/O side of one Spindle process: framed streams over
+// any byte pipe, the goroutines that serve them, timers, and the shutdown
+// sequence. It knows nothing of routing: each decoded frame is handed to the
+// Handler its stream was opened with.
+//
+// # Streams
+//
+// A Stream wraps an io.ReadWriteCloser (a socketpair, a pair of pipes, an ssh
+// session's stdio). It has exactly one reader goroutine, which decodes frames
+// and calls the stream's Handler, and one writer goroutine, which drains a
+// bounded queue of outgoing frames into the pipe, batching whatever has
+// accumulated into one write. When the queue holds more than
+// StreamConfig.MaxQueued bytes, Send blocks (back-pressure): a slow or stuck
+// peer slows its senders down instead of making memory grow. A frame whose
+// header is bad or whose length exceeds the limit closes that stream, and only
+// that stream, with a logged reason. The first error that kills a stream is
+// kept and returned by every later Send and by Err.
+//
+// # Concurrency
+//
+// Broker and Stream methods are safe for concurrent use. A Handler runs on its
+// stream's reader goroutine, one frame at a time, in arrival order; it may call
+// Send on any stream, which can block on back-pressure. Deferred functions and
+// timer callbacks run one at a time on the broker's loop goroutine and must
+// not block for long.
+//
+// Lock order: Broker.mu is never held while taking a Stream's mu, and no lock
+// is held while calling a Handler, an OnClose hook or a deferred function.
+//
+// # Lifecycle
+//
+// New starts the loop goroutine. Every goroutine the broker starts (stream
+// readers and writers, Go, the loop) is owned by it: Close returns only after
+// all of them have exited. Shutdown starts the sequence: the OnShutdown hooks
+// run (a router uses them to send SHUTDOWN to its children), then the broker
+// waits up to the grace period for every KeepAlive stream to close, then
+// closes every remaining stream, cancels the lifetime context of Go
+// goroutines, runs the OnExit hooks and waits for its goroutines. After
+// Shutdown has begun, opening a stream, Go and Defer fail with ErrShutdown.
+// The broker closes each Stream it opened, and each Stream closes its pipe.
+package broker

@@ -1,0 +1,281 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/spindle-hq/spindle/wire"
+)
+
+// Handler receives each frame decoded from a stream, on that stream's reader
+// goroutine, in arrival order. It owns m.
+type Handler func(s *Stream, m *wire.Message)
+
+// StreamConfig configures a stream. The zero value of each field means its
+// default.
+type StreamConfig struct {
+	// Name identifies the stream in logs and errors.
+	Name string
+	// MaxMessageSize bounds the body of each frame read; a larger length in a
+	// header closes the stream. 0 means wire.DefaultMaxMessageSize.
+	MaxMessageSize uint32
+	// MaxQueued bounds the bytes waiting to be written; Send blocks while it
+	// is exceeded. 0 means 4 MiB. A single frame larger than the bound is
+	// accepted when the queue is empty.
+	MaxQueued int
+	// KeepAlive streams (those to children) are waited for during a graceful
+	// shutdown; the others are closed once the keep-alive ones are gone.
+	KeepAlive bool
+	// Handler receives every decoded frame. Required.
+	Handler Handler
+	// OnClose, if set, is called once, on the reader goroutine, after the
+	// last frame has been handed to Handler, with the stream's terminal
+	// error.
+	OnClose func(s *Stream, err error)
+	// Data is opaque to the broker; the stream's owner reads it with Data.
+	Data any
+}
+
+const (
+	defaultMaxQueued = 4 << 20
+	// copyLimit: bodies up to this size are copied next to their header so a
+	// batch of small frames becomes one contiguous buffer; larger bodies are
+	// queued by reference and written with writev.
+	copyLimit = 16 << 10
+	readBufferSize = 128 << 10
+)
+
+// Stream is a framed, bidirectional connection to one peer. All methods are
+// safe for concurrent use.
+type Stream struct {
+	b   *Broker
+	cfg StreamConfig
+	rwc io.ReadWriteCloser
+	w   io.Writer // rwc, or the net.Conn inside it so net.Buffers uses writev
+
+	wake chan struct{} // 1-buffered: the writer has work
+	done chan struct{} // closed when the stream is closed
+
+	mu       sync.Mutex
+	queue    net.Buffers   // guarded by mu: frames waiting for the writer
+	queued   int           // guarded by mu: bytes in queue plus bytes being written
+	space    chan struct{} // guarded by mu: made by a blocked sender, closed by the writer when it frees space
+	idle     chan struct{} // guarded by mu: made by Flush, closed by the writer when queued reaches 0
+	err      error         // guarded by mu: the first error that killed the stream
+	closeErr sync.Once
+}
+
+func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = defaultMaxQueued
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = wire.DefaultMaxMessageSize
+	}
+	s := &Stream{
+		b: b, cfg: cfg, rwc: rwc, w: rwc,
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	if c, ok := rwc.(net.Conn); ok {
+		s.w = c
+	}
+	return s
+}
+
+// Name returns the configured name.
+func (s *Stream) Name() string { return s.cfg.Name }
+
+// Data returns StreamConfig.Data.
+func (s *Stream) Data() any { return s.cfg.Data }
+
+// KeepAlive reports StreamConfig.KeepAlive.
+func (s *Stream) KeepAlive() bool { return s.cfg.KeepAlive }
+
+// Done is closed when the stream has been closed, by either side.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Err returns the error that closed the stream, or nil while it is open.
+func (s *Stream) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Queued returns the number of bytes accepted by Send and not yet written.
+func (s *Stream) Queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued
+}
+
+// Send queues m for writing. It takes ownership of m.Body, which must not be
+// changed afterwards. It blocks while the write queue is over its bound, until
+// there is room, ctx is done, or the stream closes; on a closed stream it
+// returns the stream's terminal error.
+func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
+	var frame []byte
+	var body []byte
+	if len(m.Body) <= copyLimit {
+		frame = m.AppendFrame(make([]byte, 0, wire.HeaderLen+len(m.Body)))
+	} else {
+		frame = m.AppendHeader(make([]byte, 0, wire.HeaderLen))
+		body = m.Body
+	}
+	n := len(frame) + len(body)
+	s.mu.Lock()
+	for {
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return err
+		}
+		if s.queued == 0 || s.queued+n <= s.cfg.MaxQueued {
+			break
+		}
+		if s.space == nil {
+			s.space = make(chan struct{})
+		}
+		space := s.space
+		s.mu.Unlock()
+		select {
+		case <-space:
+		case <-s.done:
+		case <-ctx.Done():
+			return fmt.Errorf("broker: send on stream %s: %w", s.cfg.Name, ctx.Err())
+		}
+		s.mu.Lock()
+	}
+	s.queue = append(s.queue, frame)
+	if body != nil {
+		s.queue = append(s.queue, body)
+	}
+	s.queued += n
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Flush waits until everything queued so far has been written, ctx is done
+// or the stream closes.
+func (s *Stream) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	if s.err != nil || s.queued == 0 {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-s.done:
+		return s.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close closes the stream and its pipe at once; queued frames are dropped.
+// It is idempotent.
+func (s *Stream) Close() error {
+	s.fail(ErrStreamClosed)
+	return nil
+}
+
+// CloseWithError closes the stream, recording err as its terminal error if
+// it has none yet.
+func (s *Stream) CloseWithError(err error) { s.fail(err) }
+
+// fail records err as the terminal error (if it is the first) and closes the
+// pipe, which ends the reader and the writer.
+func (s *Stream) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	s.closeErr.Do(func() {
+		close(s.done)
+		s.rwc.Close()
+	})
+}
+
+func (s *Stream) readLoop() {
+	br := bufio.NewReaderSize(s.rwc, readBufferSize)
+	hdr := make([]byte, wire.HeaderLen)
+	var err error
+	for {
+		var m *wire.Message
+		m, err = wire.ReadMessage(br, hdr, s.cfg.MaxMessageSize)
+		if err != nil {
+			break
+		}
+		s.cfg.Handler(s, m)
+	}
+	var de *wire.DecodeError
+	switch {
+	case errors.As(err, &de):
+		s.b.log.Error("closing stream", "stream", s.cfg.Name, "reason", de.Reason)
+		err = fmt.Errorf("broker: stream %s: %w", s.cfg.Name, err)
+	case errors.Is(err, io.EOF):
+		err = ErrPeerClosed
+	default:
+		err = fmt.Errorf("broker: read stream %s: %w", s.cfg.Name, err)
+	}
+	s.fail(err)
+	if s.cfg.OnClose != nil {
+		s.cfg.OnClose(s, s.Err())
+	}
+}
+
+func (s *Stream) writeLoop() {
+	var batch net.Buffers
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		s.mu.Lock()
+		batch, s.queue = s.queue, batch[:0]
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		n := 0
+		for _, b := range batch {
+			n += len(b)
+		}
+		bufs := batch // WriteTo consumes its receiver; keep batch to reuse its array
+		_, err := bufs.WriteTo(s.w)
+		clear(batch)
+		s.mu.Lock()
+		s.queued -= n
+		if s.space != nil {
+			close(s.space)
+			s.space = nil
+		}
+		if s.queued == 0 && s.idle != nil {
+			close(s.idle)
+			s.idle = nil
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.fail(fmt.Errorf("broker: write stream %s: %w", s.cfg.Name, err))
+			return
+		}
+	}
+}

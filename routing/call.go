@@ -1,0 +1,169 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/latch"
+	"github.com/spindle-hq/spindle/wire"
+)
+
+// Pending is a call whose reply has not been collected yet. Wait may be
+// called from one goroutine at a time.
+type Pending struct {
+	r      *Router
+	dst    uint32
+	handle uint32
+	ch     chan *wire.Message // 1-buffered: the reply (or dead message)
+}
+
+// CallAsync sends a request to handle in context dst and returns at once.
+// The reply handle is bound to dst: if dst disconnects before answering,
+// Wait fails with ErrDisconnected. Many calls may be in flight at once
+// (pipelining); each must be collected with Wait, or abandoned with Cancel.
+func (r *Router) CallAsync(ctx context.Context, dst, handle uint32, enc wire.Encoding, body []byte) (*Pending, error) {
+	p := &Pending{r: r, dst: dst, ch: make(chan *wire.Message, 1)}
+	var err error
+	p.handle, err = r.AddHandler(p.deliver, HandlerOptions{Respondent: dst, HasRespondent: true, Once: true})
+	if err != nil {
+		return nil, err
+	}
+	m := &wire.Message{Enc: enc, Dst: dst, Handle: handle, ReplyTo: p.handle, Body: body}
+	if err := r.Send(ctx, m); err != nil {
+		_ = r.DelHandler(p.handle)
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pending) deliver(m *wire.Message, _ *broker.Stream) {
+	select {
+	case p.ch <- m:
+	default: // Once handlers see one message; nothing else can arrive
+	}
+}
+
+// Wait returns the reply. A dead message or an error reply becomes a
+// *RemoteError; ctx ending abandons the call.
+func (p *Pending) Wait(ctx context.Context) (*wire.Message, error) {
+	select {
+	case m := <-p.ch:
+		if err := ErrorOf(m); err != nil {
+			return nil, err
+		}
+		return m, nil
+	case <-ctx.Done():
+		p.Cancel()
+		select {
+		case m := <-p.ch: // the reply won the race: do not lose it
+			if err := ErrorOf(m); err != nil {
+				return nil, err
+			}
+			return m, nil
+		default:
+		}
+		return nil, fmt.Errorf("routing: call to context %d: %w", p.dst, ctx.Err())
+	}
+}
+
+// Cancel abandons the call; a late reply gets a dead "invalid handle".
+func (p *Pending) Cancel() { _ = p.r.DelHandler(p.handle) }
+
+// Call sends a request and waits for its reply (see CallAsync).
+func (r *Router) Call(ctx context.Context, dst, handle uint32, enc wire.Encoding, body []byte) (*wire.Message, error) {
+	p, err := r.CallAsync(ctx, dst, handle, enc, body)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait(ctx)
+}
+
+// Sender is the address of a handle in a context: a capability to send to
+// it. It is a plain value that can itself be sent in a message.
+type Sender struct {
+	Context uint32 `msgpack:"ctx"`
+	Handle  uint32 `msgpack:"handle"`
+}
+
+// SendTo sends body to s.
+func (r *Router) SendTo(ctx context.Context, s Sender, enc wire.Encoding, body []byte) error {
+	return r.Send(ctx, &wire.Message{Enc: enc, Dst: s.Context, Handle: s.Handle, Body: body})
+}
+
+// CloseSender tells the receiver behind s that nothing more will come: it
+// gets a dead message with ErrSenderClosed.
+func (r *Router) CloseSender(ctx context.Context, s Sender) error {
+	return r.Send(ctx, &wire.Message{Enc: wire.EncError, Dst: s.Context, Handle: s.Handle, ReplyTo: wire.IsDead,
+		Body: errorBody(wire.CodeClosed, "sender was explicitly closed")})
+}
+
+// Receiver is a handle whose messages queue in a latch until taken. It is
+// safe for concurrent use; it is a latch.Source, so it can join a
+// latch.Select.
+type Receiver struct {
+	r      *Router
+	handle uint32
+	l      latch.Latch[*wire.Message]
+}
+
+// NewReceiver registers a receiver on a handle (a fresh one unless
+// opts.Handle is set).
+func (r *Router) NewReceiver(opts HandlerOptions) (*Receiver, error) {
+	rc := &Receiver{r: r}
+	h, err := r.AddHandler(func(m *wire.Message, _ *broker.Stream) { _ = rc.l.Put(m) }, opts)
+	if err != nil {
+		return nil, err
+	}
+	rc.handle = h
+	return rc, nil
+}
+
+// Handle returns the receiver's handle.
+func (rc *Receiver) Handle() uint32 { return rc.handle }
+
+// Sender returns the address of the receiver.
+func (rc *Receiver) Sender() Sender { return Sender{Context: rc.r.id, Handle: rc.handle} }
+
+// Get returns the next message. A dead message becomes a *RemoteError (the
+// receiver stays open); a closed receiver gives ErrReceiverClosed.
+func (rc *Receiver) Get(ctx context.Context) (*wire.Message, error) {
+	m, err := rc.l.Get(ctx)
+	return rc.result(m, err)
+}
+
+// TryGet is Get without blocking; latch.ErrEmpty when nothing is queued.
+func (rc *Receiver) TryGet() (*wire.Message, error) {
+	m, err := rc.l.TryGet()
+	return rc.result(m, err)
+}
+
+func (rc *Receiver) result(m *wire.Message, err error) (*wire.Message, error) {
+	if err != nil {
+		if err == latch.ErrClosed {
+			return nil, ErrReceiverClosed
+		}
+		return nil, err
+	}
+	if err := ErrorOf(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close unregisters the handle and wakes every waiter with
+// ErrReceiverClosed. Later messages to the handle get a dead "invalid
+// handle". It is idempotent.
+func (rc *Receiver) Close() error {
+	_ = rc.r.DelHandler(rc.handle)
+	return rc.l.Close()
+}
+
+// SetNotify implements latch.Source.
+func (rc *Receiver) SetNotify(fn func()) error { return rc.l.SetNotify(fn) }
+
+// TryGetAny implements latch.Source: the next message, or its error.
+func (rc *Receiver) TryGetAny() (any, error) { return rc.TryGet() }
+
+// Len implements latch.Source.
+func (rc *Receiver) Len() int { return rc.l.Len() }

@@ -1,0 +1,356 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Config configures a Router. The zero value is a master (ID 0) with the
+// default limits.
+type Config struct {
+	// ID is this context's ID; 0 is the master.
+	ID uint32
+	// ParentIDs lists this context's ancestors, parent first, the master
+	// last. Empty for the master. Messages acting with the authority of any
+	// of them (or of ID) pass the parent-authority policy.
+	ParentIDs []uint32
+	// MaxMessageSize bounds every message this router routes or reads.
+	// 0 means wire.DefaultMaxMessageSize.
+	MaxMessageSize uint32
+	// Unidirectional forbids forwarding between two streams neither of which
+	// leads to the parent: siblings cannot talk through this context.
+	Unidirectional bool
+	// OnParentGone, if set, is called (on the parent stream's reader
+	// goroutine) when the stream to the parent closes.
+	OnParentGone func(err error)
+	// Logger receives routing records; nil means the broker's logger.
+	Logger *slog.Logger
+}
+
+// Router routes messages between the local handlers and the streams of one
+// broker. It is safe for concurrent use.
+//
+// Lock order: mu, then hmu, then peer.mu.
+type Router struct {
+	b              *broker.Broker
+	id             uint32
+	parentIDs      []uint32
+	max            uint32
+	unidirectional bool
+	onParentGone   func(error)
+	log            *slog.Logger
+	ids            idAllocator
+
+	mu       sync.RWMutex
+	parent   *broker.Stream            // guarded by mu: nil in the master or once lost
+	routes   map[uint32]*broker.Stream // guarded by mu: explicit routes, children included
+	names    map[uint32]string         // guarded by mu: names learned from ADD_ROUTE
+	watchers map[uint32]chan struct{}  // guarded by mu: closed when the ID disconnects
+
+	hmu          sync.Mutex
+	handlers     map[uint32]*handler            // guarded by hmu
+	byRespondent map[uint32]map[uint32]struct{} // guarded by hmu: respondent ID -> handles
+	nextHandle   uint32                         // guarded by hmu
+	exited       bool                           // guarded by hmu: the broker has exited
+}
+
+// peer is the router's record of one stream, kept in the stream's Data.
+type peer struct {
+	remote   uint32 // ID of the context at the other end
+	isParent bool
+
+	mu     sync.Mutex
+	routed map[uint32]struct{} // guarded by Router.mu: IDs routed via this stream
+	egress map[uint32]struct{} // guarded by mu: IDs this stream has sent to
+}
+
+func (p *peer) noteEgress(id uint32) {
+	p.mu.Lock()
+	if _, ok := p.egress[id]; !ok {
+		p.egress[id] = struct{}{}
+	}
+	p.mu.Unlock()
+}
+
+func (p *peer) sentTo(id uint32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.egress[id]
+	return ok
+}
+
+// New returns a router for b and registers its built-in handlers
+// (ADD_ROUTE, DEL_ROUTE, and in the master ALLOCATE_ID).
+func New(b *broker.Broker, cfg Config) *Router {
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = wire.DefaultMaxMessageSize
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = b.Logger()
+	}
+	r := &Router{
+		b:              b,
+		id:             cfg.ID,
+		parentIDs:      slices.Clone(cfg.ParentIDs),
+		max:            cfg.MaxMessageSize,
+		unidirectional: cfg.Unidirectional,
+		onParentGone:   cfg.OnParentGone,
+		log:            log,
+		routes:         make(map[uint32]*broker.Stream),
+		names:          make(map[uint32]string),
+		watchers:       make(map[uint32]chan struct{}),
+		handlers:       make(map[uint32]*handler),
+		byRespondent:   make(map[uint32]map[uint32]struct{}),
+		nextHandle:     wire.FirstDynamicHandle,
+	}
+	r.ids.r = r
+	if r.IsMaster() {
+		r.ids.next = 1
+	}
+	must := func(_ uint32, err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: wire.HandleAddRoute, Policy: r.IsImmediateChild}))
+	must(r.AddHandler(r.onDelRoute, HandlerOptions{Handle: wire.HandleDelRoute}))
+	if r.IsMaster() {
+		must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: wire.HandleAllocateID}))
+	}
+	b.OnExit(r.onBrokerExit)
+	return r
+}
+
+// ID returns this context's ID.
+func (r *Router) ID() uint32 { return r.id }
+
+// ParentIDs returns a copy of the ancestors' IDs, parent first.
+func (r *Router) ParentIDs() []uint32 { return slices.Clone(r.parentIDs) }
+
+// IsMaster reports whether this router is the root of the tree.
+func (r *Router) IsMaster() bool { return r.id == 0 && len(r.parentIDs) == 0 }
+
+// MaxMessageSize returns the message size limit.
+func (r *Router) MaxMessageSize() uint32 { return r.max }
+
+// Unidirectional reports whether sibling forwarding is refused.
+func (r *Router) Unidirectional() bool { return r.unidirectional }
+
+// Broker returns the broker the router serves.
+func (r *Router) Broker() *broker.Broker { return r.b }
+
+// Name returns the name an ADD_ROUTE gave id, or "".
+func (r *Router) Name(id uint32) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.names[id]
+}
+
+// StreamConfig returns the broker configuration the router needs for a
+// stream to the context remote: its handler, close hook and peer record.
+func (r *Router) streamConfig(name string, remote uint32, isParent bool) broker.StreamConfig {
+	return broker.StreamConfig{
+		Name:           name,
+		MaxMessageSize: r.max,
+		KeepAlive:      !isParent,
+		Handler:        r.onFrame,
+		OnClose:        r.onStreamClose,
+		Data: &peer{
+			remote:   remote,
+			isParent: isParent,
+			routed:   map[uint32]struct{}{remote: {}},
+			egress:   make(map[uint32]struct{}),
+		},
+	}
+}
+
+// SetParent serves rwc as the stream to this context's parent, whose ID is
+// ParentIDs[0]. The handshake must already be done.
+func (r *Router) SetParent(rwc io.ReadWriteCloser, name string) (*broker.Stream, error) {
+	if len(r.parentIDs) == 0 {
+		rwc.Close()
+		return nil, fmt.Errorf("routing: SetParent on the master")
+	}
+	cfg := r.streamConfig(name, r.parentIDs[0], true)
+	// The parent is not an explicit route: it is the default one.
+	cfg.Data.(*peer).routed = map[uint32]struct{}{}
+	s, err := r.b.NewStream(rwc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.parent = s
+	r.mu.Unlock()
+	return s, nil
+}
+
+// AddChild serves rwc as the stream to the new direct child id (handshake
+// done), adds its route and sends ADD_ROUTE to the parent before returning,
+// so every ancestor knows id before any message from it can arrive there.
+func (r *Router) AddChild(ctx context.Context, rwc io.ReadWriteCloser, id uint32, name string) (*broker.Stream, error) {
+	r.mu.Lock()
+	if old, ok := r.routes[id]; ok {
+		r.mu.Unlock()
+		rwc.Close()
+		return nil, fmt.Errorf("routing: add child %d (%s): already routed via %s", id, name, old.Name())
+	}
+	r.mu.Unlock()
+	s, err := r.b.NewStream(rwc, r.streamConfig(name, id, false))
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.routes[id] = s
+	r.names[id] = name
+	parent := r.parent
+	r.mu.Unlock()
+	if parent != nil {
+		if err := r.sendRoute(ctx, parent, wire.HandleAddRoute, id, name); err != nil {
+			s.CloseWithError(err)
+			return nil, fmt.Errorf("routing: announce child %d (%s): %w", id, name, err)
+		}
+	}
+	return s, nil
+}
+
+func (r *Router) sendRoute(ctx context.Context, s *broker.Stream, handle, id uint32, name string) error {
+	body, err := msgpack.Marshal(&wire.Route{ID: id, Name: name})
+	if err != nil {
+		return err
+	}
+	dst := s.Data().(*peer).remote
+	return s.Send(ctx, &wire.Message{Enc: wire.EncMsgpack, Dst: dst, Src: r.id, Auth: r.id, Handle: handle, Body: body})
+}
+
+// lookup returns the stream toward id: its explicit route, else the parent
+// (nil in the master).
+func (r *Router) lookup(id uint32) *broker.Stream {
+	r.mu.RLock()
+	s, ok := r.routes[id]
+	if !ok {
+		s = r.parent
+	}
+	r.mu.RUnlock()
+	return s
+}
+
+// Send routes m as a message of this context: Src and Auth are set to the
+// local ID. It blocks only on back-pressure. A failure that produces a dead
+// message (no route, too large, refused...) is reported to m.ReplyTo, not
+// returned; Send returns an error only when m could not be handed on.
+func (r *Router) Send(ctx context.Context, m *wire.Message) error {
+	m.Src, m.Auth = r.id, r.id
+	return r.route(ctx, m, nil)
+}
+
+// onFrame is the Handler of every stream the router serves.
+func (r *Router) onFrame(s *broker.Stream, m *wire.Message) {
+	_ = r.route(r.b.Context(), m, s)
+}
+
+func (r *Router) route(ctx context.Context, m *wire.Message, in *broker.Stream) error {
+	if uint64(len(m.Body)) > uint64(r.max) {
+		reason := fmt.Sprintf("message too large (max %d bytes)", r.max)
+		r.log.Error("refusing message", "reason", reason, "msg", m.String())
+		r.sendDead(ctx, m, wire.CodeTooLarge, reason, false)
+		return fmt.Errorf("routing: %s: %w", reason, ErrTooLarge)
+	}
+	var inPeer *peer
+	if in != nil {
+		inPeer = in.Data().(*peer)
+		if r.lookup(m.Auth) != in {
+			r.log.Error("bad auth_id: dropping message", "stream", in.Name(), "msg", m.String())
+			return nil
+		}
+		if m.Src != m.Auth && r.lookup(m.Src) != in {
+			r.log.Error("bad src_id: dropping message", "stream", in.Name(), "msg", m.String())
+			return nil
+		}
+		inPeer.noteEgress(m.Dst)
+	}
+	if m.Dst == r.id {
+		r.invoke(ctx, m, in)
+		return nil
+	}
+	out := r.lookup(m.Dst)
+	if out == nil || (out == in && inPeer.isParent) {
+		r.sendDead(ctx, m, wire.CodeNoRoute, fmt.Sprintf("no route to %d, my ID is %d", m.Dst, r.id), true)
+		return nil
+	}
+	if out == in {
+		// A child sent us a message for an ID routed back through itself.
+		r.log.Error("dropping message routed back to its own stream", "stream", in.Name(), "msg", m.String())
+		return nil
+	}
+	if r.unidirectional && in != nil && !inPeer.isParent && !out.Data().(*peer).isParent {
+		reason := fmt.Sprintf("routing mode prevents forward of message from context %d to context %d via context %d", m.Src, m.Dst, r.id)
+		r.log.Error("refusing message", "reason", reason)
+		r.sendDead(ctx, m, wire.CodeUnidirectional, reason, true)
+		return nil
+	}
+	if err := out.Send(ctx, m); err != nil {
+		r.sendDead(ctx, m, wire.CodeDisconnected, fmt.Sprintf("the respondent context has disconnected: %v", err), true)
+		if in == nil {
+			return fmt.Errorf("routing: send to %d: %w", m.Dst, err)
+		}
+	}
+	return nil
+}
+
+// sendDead reports a failure about m: to m.ReplyTo when set, otherwise (unless
+// the destination is unreachable) to the intended receiver. A dead message is
+// never answered.
+func (r *Router) sendDead(ctx context.Context, m *wire.Message, code wire.Code, reason string, unreachable bool) {
+	if m.IsDead() {
+		return
+	}
+	dead := &wire.Message{Enc: wire.EncError, Src: r.id, Auth: r.id, ReplyTo: wire.IsDead, Body: errorBody(code, reason)}
+	switch {
+	case m.ReplyTo != 0:
+		dead.Dst, dead.Handle = m.Src, m.ReplyTo
+	case !unreachable:
+		dead.Dst, dead.Handle = m.Dst, m.Handle
+	default:
+		return
+	}
+	_ = r.route(ctx, dead, nil)
+}
+
+// Reply sends body as the answer to request m, to m.Src on m.ReplyTo. A
+// request with no ReplyTo gets nothing.
+func (r *Router) Reply(ctx context.Context, m *wire.Message, enc wire.Encoding, body []byte) error {
+	if m.ReplyTo == 0 || m.IsDead() {
+		return nil
+	}
+	return r.Send(ctx, &wire.Message{Enc: enc, Dst: m.Src, Handle: m.ReplyTo, Body: body})
+}
+
+// ReplyError answers request m with err, carrying its code so the caller's
+// errors.Is matches the same sentinel.
+func (r *Router) ReplyError(ctx context.Context, m *wire.Message, err error) error {
+	return r.Reply(ctx, m, wire.EncError, errorBody(CodeOf(err), err.Error()))
+}
+
+// HasParentAuthority is the policy of handles only ancestors may use: the
+// message acts with the authority of this context or one of its ancestors.
+func (r *Router) HasParentAuthority(m *wire.Message, _ *broker.Stream) bool {
+	return m.Auth == r.id || slices.Contains(r.parentIDs, m.Auth)
+}
+
+// IsImmediateChild is the policy of handles only direct children may use.
+func (r *Router) IsImmediateChild(m *wire.Message, in *broker.Stream) bool {
+	if in == nil {
+		return false
+	}
+	p := in.Data().(*peer)
+	return !p.isParent && p.remote == m.Src
+}

@@ -1,0 +1,63 @@
+package wire
+
+// Well-known handles. Every context listens on the ones its role needs; the
+// policy each is registered with is given in docs/protocol.md.
+const (
+	// HandleHello carries the handshake. It is only valid as the first frame
+	// in each direction of a stream and is never routed.
+	HandleHello uint32 = 100
+	// HandleCall invokes a native function by name (CallRequest).
+	HandleCall uint32 = 101
+	// HandleForwardLog carries a LogRecord to the master.
+	HandleForwardLog uint32 = 102
+	// HandleAddRoute announces a new context below the sender (Route).
+	HandleAddRoute uint32 = 103
+	// HandleDelRoute announces that a context has gone (Route).
+	HandleDelRoute uint32 = 104
+	// HandleAllocateID asks the master for a block of context IDs (IDBlock).
+	HandleAllocateID uint32 = 105
+	// HandleShutdown asks a context to shut down with its whole subtree.
+	HandleShutdown uint32 = 106
+	// HandleStartChild asks a context to start a child of its own
+	// (StartChild, replied to with ChildStarted).
+	HandleStartChild uint32 = 107
+	// HandleStopChild asks a context to kill one of its direct children
+	// (Route): the forced half of Context.Shutdown.
+	HandleStopChild uint32 = 108
+
+	// IsDead is not a handle: in ReplyTo it marks a dead message, whose body
+	// is an ErrorBody.
+	IsDead uint32 = 999
+	// FirstDynamicHandle is the first handle a router allocates for
+	// receivers and replies.
+	FirstDynamicHandle uint32 = 1000
+)
+
+// Code classifies an error carried across the wire, in a dead message or a
+// failed reply. Each code maps back to one sentinel error on the receiving
+// side (see routing.RemoteError), so errors.Is works end to end.
+type Code uint16
+
+// The codes. New codes may be added; a receiver maps an unknown code to a
+// generic remote error.
+const (
+	CodeUnknown        Code = 0
+	CodeNoRoute        Code = 1  // no route to the destination context
+	CodeInvalidHandle  Code = 2  // nothing listens on the handle
+	CodeRefused        Code = 3  // a handler policy refused the message
+	CodeTooLarge       Code = 4  // the message exceeds the max message size
+	CodeDisconnected   Code = 5  // the respondent context went away
+	CodeShutdown       Code = 6  // the router or broker is shutting down
+	CodeUnidirectional Code = 7  // routing mode forbids sibling traffic
+	CodeUnexpectedSrc  Code = 8  // a reply came from the wrong context
+	CodeClosed         Code = 9  // the sender explicitly closed the channel
+	CodeCallFailed     Code = 10 // the called function returned an error
+	CodeBadRequest     Code = 11 // a request body could not be decoded
+	CodeNotFound       Code = 12 // the named function or object does not exist
+)
+
+// ErrorBody is the msgpack body of an EncError message.
+type ErrorBody struct {
+	Code    Code   `msgpack:"code"`
+	Message string `msgpack:"msg"`
+}
