@@ -46,7 +46,7 @@ const (
 	// copyLimit: bodies up to this size are copied next to their header so a
 	// batch of small frames becomes one contiguous buffer; larger bodies are
 	// queued by reference and written with writev.
-	copyLimit = 16 << 10
+	copyLimit      = 16 << 10
 	readBufferSize = 128 << 10
 )
 

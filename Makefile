@@ -1,0 +1,43 @@
+# `make help` lists the targets. `make check` is what a change must pass.
+
+GO ?= go
+GOFMT ?= gofmt
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.DEFAULT_GOAL := build
+.PHONY: build demo test short check bench fuzz clean help
+
+build: ## build bin/spindle (the default)
+	$(GO) build -o bin/spindle ./tools/spindle
+
+demo: build ## build, then show the demo tree: ./bin/spindle tree
+	./bin/spindle tree
+
+test: ## all tests, with the race detector
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+short: ## the quick tests only (-short), with the race detector
+	$(GO) test -short -race ./...
+
+check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod
+	@out="$$($(GOFMT) -l .)"; if [ -n "$$out" ]; then \
+		echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(MAKE) test
+	$(GO) mod tidy
+	@if [ -n "$$(git status --porcelain go.mod go.sum)" ]; then \
+		echo "go.mod/go.sum are not tidy (or not committed):"; \
+		git status --porcelain go.mod go.sum; git --no-pager diff go.mod go.sum; exit 1; fi
+
+bench: build ## build, then run the benchmarks: ./bin/spindle bench
+	./bin/spindle bench
+
+fuzz: ## fuzz the frame decoder for 30s
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 30s ./wire/
+
+clean: ## remove bin/
+	rm -rf bin
+
+help: ## list the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)

@@ -1,0 +1,147 @@
+package spindle
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/routing"
+	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// helloTimeout bounds how long a new child waits for its parent's Hello.
+const helloTimeout = 30 * time.Second
+
+// exitSlack is how long past its grace period a shutting-down child waits for
+// its goroutines before exiting anyway: a stuck native function never keeps
+// a context alive.
+const exitSlack = time.Second
+
+// IsChild reports whether this process was started as a child context.
+func IsChild() bool { return os.Getenv(childEnv) != "" }
+
+// MaybeRunChild turns this process into a child context and never returns,
+// if it was started as one; otherwise it returns at once. Call it first in
+// main (and in TestMain). extra adds native functions to the built-in ones;
+// they are served only by children of this binary.
+func MaybeRunChild(extra map[string]Func) {
+	v := os.Getenv(childEnv)
+	if v == "" {
+		return
+	}
+	os.Unsetenv(childEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 0 {
+		fmt.Fprintf(os.Stderr, "spindle: bad %s=%q\n", childEnv, v)
+		os.Exit(2)
+	}
+	f := os.NewFile(uintptr(fd), "spindle-parent")
+	var rwc io.ReadWriteCloser = f
+	if c, err := net.FileConn(f); err == nil {
+		f.Close()
+		rwc = c
+	}
+	os.Exit(runChild(rwc, extra))
+}
+
+// runChild serves one child context over rwc until it shuts down, and
+// returns the process exit code.
+func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
+	hello, err := readHello(rwc)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "spindle child: %v\n", err)
+		if hello != nil && len(hello.ParentIDs) > 0 {
+			return fail(rwc, hello, err)
+		}
+		rwc.Close()
+		return 2
+	}
+	fwd := newForwarder(hello.Name, slog.Level(hello.LogLevel))
+	log := slog.New(fwd).With("pid", os.Getpid())
+	grace := time.Duration(hello.ShutdownGrace)
+	b := broker.New(broker.Config{Logger: log, Grace: grace})
+	r := routing.New(b, routing.Config{
+		ID:             hello.ID,
+		ParentIDs:      hello.ParentIDs,
+		MaxMessageSize: hello.MaxMessageSize,
+		Unidirectional: hello.Unidirectional,
+		OnParentGone: func(err error) {
+			log.Debug("parent stream closed; shutting down", "err", err)
+			b.Shutdown(0)
+		},
+	})
+	n := newNode(hello.Name, b, r, log, extra)
+	n.exe = executable()
+	n.childGrace = grace
+	n.logLevel = slog.Level(hello.LogLevel)
+	n.connectTO = defaultConnectTimeout
+	if err := n.serve(); err != nil {
+		return fail(rwc, hello, err)
+	}
+	ack, _ := msgpack.Marshal(&wire.HelloAck{Version: wire.ProtocolVersion, ID: hello.ID, PID: os.Getpid()})
+	m := &wire.Message{Enc: wire.EncMsgpack, Dst: hello.ParentIDs[0], Src: hello.ID, Auth: hello.ID, Handle: wire.HandleHello, Body: ack}
+	if _, err := rwc.Write(m.AppendFrame(nil)); err != nil {
+		b.Close()
+		return 2
+	}
+	if _, err := r.SetParent(rwc, "parent"); err != nil {
+		b.Close()
+		return 2
+	}
+	fwd.uncork(r)
+	log.Debug("child context up", "id", hello.ID, "parent", hello.ParentIDs[0])
+	<-b.ShuttingDown()
+	select {
+	case <-b.Done():
+	case <-time.After(grace + exitSlack):
+		fmt.Fprintf(os.Stderr, "spindle child %s: goroutines still running %v after shutdown began; exiting\n", hello.Name, grace+exitSlack)
+	}
+	return 0
+}
+
+func readHello(rwc io.ReadWriteCloser) (*wire.Hello, error) {
+	if c, ok := rwc.(net.Conn); ok {
+		_ = c.SetReadDeadline(time.Now().Add(helloTimeout))
+		defer c.SetReadDeadline(time.Time{})
+	}
+	m, err := wire.ReadMessage(rwc, make([]byte, wire.HeaderLen), 1<<16)
+	if err != nil {
+		return nil, fmt.Errorf("read hello: %w", err)
+	}
+	if m.Handle != wire.HandleHello {
+		return nil, fmt.Errorf("first frame is %v, not a hello", m)
+	}
+	var h wire.Hello
+	if err := msgpack.Unmarshal(m.Body, &h); err != nil {
+		return nil, fmt.Errorf("decode hello: %w", err)
+	}
+	if h.Version != wire.ProtocolVersion {
+		return &h, fmt.Errorf("protocol version %d, this binary speaks %d", h.Version, wire.ProtocolVersion)
+	}
+	if len(h.ParentIDs) == 0 || h.ID == 0 {
+		return &h, fmt.Errorf("hello without parent or ID")
+	}
+	return &h, nil
+}
+
+func fail(rwc io.ReadWriteCloser, h *wire.Hello, err error) int {
+	ack, _ := msgpack.Marshal(&wire.HelloAck{Version: wire.ProtocolVersion, ID: h.ID, PID: os.Getpid(), Error: err.Error()})
+	m := &wire.Message{Enc: wire.EncMsgpack, Dst: h.ParentIDs[0], Src: h.ID, Auth: h.ID, Handle: wire.HandleHello, Body: ack}
+	_, _ = rwc.Write(m.AppendFrame(nil))
+	rwc.Close()
+	return 2
+}
+
+func executable() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return os.Args[0]
+	}
+	return exe
+}

@@ -1,0 +1,37 @@
+// Package spindle starts and drives a tree of Spindle contexts: a master
+// process and the child broker processes it starts, locally and through each
+// other, all talking msgpack frames over socketpairs.
+//
+// # Usage
+//
+// A program that starts contexts must call MaybeRunChild first thing in main
+// (and in TestMain for tests), because every child is a re-execution of the
+// same binary:
+//
+//	func main() {
+//		spindle.MaybeRunChild(nil)
+//		m, err := spindle.NewMaster(spindle.Config{})
+//		...
+//		c, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "worker"})
+//		var pong spindle.PingResult
+//		err = c.Call(ctx, "ping", nil, &pong)
+//		gc, err := c.StartLocal(ctx, spindle.LocalOptions{Name: "grandchild"}) // via c
+//		...
+//		m.Close() // SHUTDOWN to the whole tree, grace period, then kill
+//	}
+//
+// # Concurrency
+//
+// Master and Context methods are safe for concurrent use. Native functions
+// (Func) run on their own goroutine, or on a stream's reader goroutine when
+// registered as Inline (which must then never block).
+//
+// # Lifecycle
+//
+// The Master owns its broker, router and every child process it started.
+// Close sends SHUTDOWN down the tree, waits up to Config.Grace for the
+// children to leave, kills what remains, reaps every process and returns once
+// all goroutines have exited. A child exits when told to shut down, when its
+// parent's stream closes, or (local children) when its parent process dies
+// (PR_SET_PDEATHSIG).
+package spindle

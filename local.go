@@ -1,0 +1,314 @@
+package spindle
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
+)
+
+// childEnv names the environment variable that turns a process into a child
+// broker: its value is the file descriptor of the stream to the parent.
+const childEnv = "SPINDLE_CHILD_FD"
+
+// childFD is the descriptor number of the socketpair end a local child gets.
+const childFD = 3
+
+// Reaping after a child's stream closes: SIGTERM if it has not exited after
+// reapTermAfter, SIGKILL after reapKillAfter.
+const (
+	reapTermAfter = 50 * time.Millisecond
+	reapKillAfter = time.Second
+)
+
+// errChildStart marks failures to start a child (exec, handshake).
+var errChildStart = errors.New("spindle: child start failed")
+
+// childProc is a direct child process and its stream.
+type childProc struct {
+	id     uint32
+	name   string
+	cmd    *exec.Cmd
+	stream *broker.Stream
+	exited chan struct{} // closed once the process has been reaped
+
+	tailMu sync.Mutex
+	tail   []string // guarded by tailMu: last lines of the child's stderr, for start errors
+}
+
+func (c *childProc) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+}
+
+func (c *childProc) addLine(line string) {
+	c.tailMu.Lock()
+	defer c.tailMu.Unlock()
+	if len(c.tail) == 20 {
+		c.tail = c.tail[1:]
+	}
+	c.tail = append(c.tail, line)
+}
+
+func (c *childProc) lastLines() string {
+	c.tailMu.Lock()
+	defer c.tailMu.Unlock()
+	return strings.Join(c.tail, "\n")
+}
+
+// startLocal starts a child broker on this machine: a re-execution of the
+// same binary over a socketpair, handshake, route announced upward.
+func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) {
+	id, err := n.r.AllocateID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+	}
+	if name == "" {
+		name = "local." + strconv.FormatUint(uint64(id), 10)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: socketpair: %w", errChildStart, err)
+	}
+	parentEnd := os.NewFile(uintptr(fds[0]), "spindle-parent")
+	childEnd := os.NewFile(uintptr(fds[1]), "spindle-child")
+	conn, err := net.FileConn(parentEnd) // dups: a pollable net.Conn that supports writev
+	parentEnd.Close()
+	if err != nil {
+		childEnd.Close()
+		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		childEnd.Close()
+		conn.Close()
+		return nil, fmt.Errorf("%w: pipe: %w", errChildStart, err)
+	}
+	cmd := exec.Command(n.exe)
+	cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(childFD))
+	cmd.Stdout, cmd.Stderr = errW, errW
+	cmd.ExtraFiles = []*os.File{childEnd}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	childEnd.Close()
+	errW.Close()
+	if err != nil {
+		conn.Close()
+		errR.Close()
+		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+	}
+	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{})}
+	// The stderr reader and the reaper are owned by the broker; if it is
+	// already shutting down, clean up here.
+	if err := n.b.Go(func(context.Context) { n.readChildOutput(c, errR) }); err != nil {
+		errR.Close()
+		conn.Close()
+		c.kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+	}
+	if err := n.b.Go(func(context.Context) { n.reap(c) }); err != nil {
+		conn.Close()
+		c.kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+	}
+	if err := n.handshake(ctx, conn, c); err != nil {
+		conn.Close()
+		c.kill()
+		<-c.exited
+		return nil, fmt.Errorf("%w: %s (pid %d): %w%s", errChildStart, name, cmd.Process.Pid, err, tailNote(c.lastLines()))
+	}
+	n.mu.Lock()
+	n.children[id] = c
+	n.mu.Unlock()
+	s, err := n.r.AddChild(ctx, conn, id, name)
+	if err != nil {
+		n.mu.Lock()
+		delete(n.children, id)
+		n.mu.Unlock()
+		c.kill()
+		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+	}
+	c.stream = s
+	go func() {
+		// Started before Go could fail? No: AddChild succeeded, so the broker
+		// was running; this watcher ends with the stream, which the broker
+		// closes at the latest during shutdown.
+		<-s.Done()
+		n.onChildStreamClosed(c)
+	}()
+	n.log.Debug("child started", "child", name, "id", id, "pid", cmd.Process.Pid)
+	return c, nil
+}
+
+func tailNote(lines string) string {
+	if lines == "" {
+		return ""
+	}
+	return "; last lines of its output:\n" + lines
+}
+
+// handshake sends Hello and waits for HelloAck on the raw connection, before
+// the stream exists, within the connect timeout.
+func (n *node) handshake(ctx context.Context, conn net.Conn, c *childProc) error {
+	deadline := time.Now().Add(n.connectTO)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	defer conn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	hello := wire.Hello{
+		Version:        wire.ProtocolVersion,
+		ID:             c.id,
+		Name:           c.name,
+		ParentIDs:      append([]uint32{n.r.ID()}, n.r.ParentIDs()...),
+		MaxMessageSize: n.r.MaxMessageSize(),
+		LogLevel:       int(n.logLevel),
+		Unidirectional: n.r.Unidirectional(),
+		ShutdownGrace:  int64(n.childGrace),
+	}
+	body, err := msgpack.Marshal(&hello)
+	if err != nil {
+		return err
+	}
+	m := &wire.Message{Enc: wire.EncMsgpack, Dst: c.id, Src: n.r.ID(), Auth: n.r.ID(), Handle: wire.HandleHello, Body: body}
+	if _, err := conn.Write(m.AppendFrame(nil)); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	reply, err := wire.ReadMessage(conn, make([]byte, wire.HeaderLen), 1<<16)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("read hello reply: %w", err)
+	}
+	var ack wire.HelloAck
+	if reply.Handle != wire.HandleHello || msgpack.Unmarshal(reply.Body, &ack) != nil {
+		return fmt.Errorf("bad hello reply %v", reply)
+	}
+	if ack.Error != "" {
+		return fmt.Errorf("child refused hello: %s", ack.Error)
+	}
+	if ack.Version != wire.ProtocolVersion || ack.ID != c.id {
+		return fmt.Errorf("hello reply for version %d id %d, want version %d id %d", ack.Version, ack.ID, wire.ProtocolVersion, c.id)
+	}
+	return nil
+}
+
+// readChildOutput forwards the child's stdout and stderr, line by line, as
+// log records tagged with its name.
+func (n *node) readChildOutput(c *childProc, r *os.File) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		line := string(bytes.TrimRight(sc.Bytes(), "\r"))
+		c.addLine(line)
+		n.forwardLine(c.name, line)
+	}
+}
+
+// reap waits for the child to exit. Once its stream has closed it gets
+// reapTermAfter to exit by itself, then SIGTERM, then SIGKILL: no orphans, no
+// zombies.
+func (n *node) reap(c *childProc) {
+	waited := make(chan error, 1)
+	go func() { waited <- c.cmd.Wait() }()
+	var err error
+	select {
+	case err = <-waited:
+	case <-n.b.ShuttingDown():
+		err = n.reapAfterShutdown(c, waited)
+	}
+	close(c.exited)
+	n.log.Debug("child reaped", "child", c.name, "id", c.id, "status", exitStatus(err))
+	if s := c.stream; s != nil {
+		s.CloseWithError(fmt.Errorf("child %s exited: %s", c.name, exitStatus(err)))
+	}
+}
+
+// reapAfterShutdown waits for the child while the broker shuts down: the
+// broker closes the child's stream at the latest after the grace period,
+// after which the child has reapTermAfter and reapKillAfter.
+func (n *node) reapAfterShutdown(c *childProc, waited chan error) error {
+	select {
+	case err := <-waited:
+		return err
+	case <-n.b.Context().Done():
+	}
+	return termThenKill(c, waited)
+}
+
+func termThenKill(c *childProc, waited chan error) error {
+	select {
+	case err := <-waited:
+		return err
+	case <-time.After(reapTermAfter):
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-waited:
+		return err
+	case <-time.After(reapKillAfter - reapTermAfter):
+	}
+	c.kill()
+	return <-waited
+}
+
+// onChildStreamClosed runs when a direct child's stream closes: forget the
+// child and make sure its process goes.
+func (n *node) onChildStreamClosed(c *childProc) {
+	n.mu.Lock()
+	if n.children[c.id] == c {
+		delete(n.children, c.id)
+	}
+	n.mu.Unlock()
+	select {
+	case <-c.exited:
+	case <-time.After(reapTermAfter):
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(reapKillAfter - reapTermAfter):
+			c.kill()
+		}
+	}
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// selfRSS returns this process's resident set size in bytes.
+func selfRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
+}

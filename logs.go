@@ -1,0 +1,180 @@
+package spindle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/routing"
+	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// corkLimit bounds the records a child keeps before its route to the master
+// is up.
+const corkLimit = 1024
+
+// maxLogText bounds one forwarded message or attribute value.
+const maxLogText = 16 << 10
+
+// forwarder is the slog.Handler of a child context: records at or above the
+// level the parent set are sent to the master on FORWARD_LOG. Records made
+// before routing is up are held (corked) and sent, in order, by uncork.
+type forwarder struct {
+	level slog.Level
+	name  string
+	attrs []string // from WithAttrs, already flattened
+	group string
+	st    *forwardState // shared by every handler derived from the same root
+}
+
+type forwardState struct {
+	mu      sync.Mutex
+	r       *routing.Router   // guarded by mu: nil while corked
+	corked  []*wire.LogRecord // guarded by mu
+	dropped int               // guarded by mu: records lost to corkLimit
+	sending sync.Mutex        // serialises sends so records stay in order
+}
+
+func newForwarder(name string, level slog.Level) *forwarder {
+	return &forwarder{level: level, name: name, st: &forwardState{}}
+}
+
+func (f *forwarder) Enabled(_ context.Context, l slog.Level) bool { return l >= f.level }
+
+func (f *forwarder) WithAttrs(as []slog.Attr) slog.Handler {
+	g := *f
+	g.attrs = append(append([]string(nil), f.attrs...), flattenAttrs(f.group, as)...)
+	return &g
+}
+
+func (f *forwarder) WithGroup(name string) slog.Handler {
+	g := *f
+	if g.group != "" {
+		g.group += "."
+	}
+	g.group += name
+	return &g
+}
+
+func (f *forwarder) Handle(_ context.Context, rec slog.Record) error {
+	lr := &wire.LogRecord{Context: f.name, TimeNs: rec.Time.UnixNano(), Level: int(rec.Level), Msg: clip(rec.Message),
+		Attrs: append([]string(nil), f.attrs...)}
+	rec.Attrs(func(a slog.Attr) bool {
+		lr.Attrs = append(lr.Attrs, flattenAttrs(f.group, []slog.Attr{a})...)
+		return true
+	})
+	return f.st.send(lr)
+}
+
+func (st *forwardState) send(lr *wire.LogRecord) error {
+	st.mu.Lock()
+	r := st.r
+	if r == nil {
+		if len(st.corked) < corkLimit {
+			st.corked = append(st.corked, lr)
+		} else {
+			st.dropped++
+		}
+		st.mu.Unlock()
+		return nil
+	}
+	st.mu.Unlock()
+	st.sending.Lock()
+	defer st.sending.Unlock()
+	return sendLog(r, lr)
+}
+
+// uncork starts sending to the master through r, first the held records.
+func (f *forwarder) uncork(r *routing.Router) {
+	st := f.st
+	st.sending.Lock()
+	defer st.sending.Unlock()
+	st.mu.Lock()
+	held, dropped := st.corked, st.dropped
+	st.corked, st.dropped, st.r = nil, 0, r
+	st.mu.Unlock()
+	for _, lr := range held {
+		_ = sendLog(r, lr)
+	}
+	if dropped > 0 {
+		_ = sendLog(r, &wire.LogRecord{Context: f.name, TimeNs: time.Now().UnixNano(), Level: int(slog.LevelWarn),
+			Msg: fmt.Sprintf("%d early log records dropped", dropped)})
+	}
+}
+
+func sendLog(r *routing.Router, lr *wire.LogRecord) error {
+	body, err := msgpack.Marshal(lr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Broker().Context(), time.Second)
+	defer cancel()
+	return r.Send(ctx, &wire.Message{Enc: wire.EncMsgpack, Dst: 0, Handle: wire.HandleForwardLog, Body: body})
+}
+
+func flattenAttrs(group string, as []slog.Attr) []string {
+	var out []string
+	for _, a := range as {
+		a.Value = a.Value.Resolve()
+		key := a.Key
+		if group != "" {
+			key = group + "." + key
+		}
+		if a.Value.Kind() == slog.KindGroup {
+			out = append(out, flattenAttrs(key, a.Value.Group())...)
+			continue
+		}
+		out = append(out, key, clip(a.Value.String()))
+	}
+	return out
+}
+
+func clip(s string) string {
+	if len(s) > maxLogText {
+		return s[:maxLogText] + "…"
+	}
+	return s
+}
+
+// forwardLine logs one line of a child's output. In the master it goes to
+// the master's logger; elsewhere straight to the master, tagged with the
+// child's name (not this context's).
+func (n *node) forwardLine(child, line string) {
+	if n.r.IsMaster() {
+		n.log.Info(line, "context", child, "stream", "stderr")
+		return
+	}
+	lr := &wire.LogRecord{Context: child, TimeNs: time.Now().UnixNano(), Level: int(slog.LevelInfo), Msg: clip(line),
+		Attrs: []string{"stream", "stderr"}}
+	_ = sendLog(n.r, lr)
+}
+
+// onForwardLog, in the master, re-emits a child's record on the master's
+// logger with the context's name attached.
+func (n *node) onForwardLog(m *wire.Message, _ *broker.Stream) {
+	if m.IsDead() {
+		return
+	}
+	var lr wire.LogRecord
+	if err := msgpack.Unmarshal(m.Body, &lr); err != nil {
+		n.log.Warn("bad FORWARD_LOG body", "src", m.Src, "err", err)
+		return
+	}
+	level := slog.Level(lr.Level)
+	ctx := context.Background()
+	if !n.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]any, 0, 4+len(lr.Attrs))
+	attrs = append(attrs, "context", lr.Context, "context_id", m.Src)
+	for i := 0; i+1 < len(lr.Attrs); i += 2 {
+		attrs = append(attrs, lr.Attrs[i], lr.Attrs[i+1])
+	}
+	rec := slog.NewRecord(time.Unix(0, lr.TimeNs), level, lr.Msg, 0)
+	rec.Add(attrs...)
+	_ = n.log.Handler().Handle(ctx, rec)
+}

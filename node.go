@@ -1,0 +1,151 @@
+package spindle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/routing"
+	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// node is what every context process has, master or child: a broker, a
+// router, the native functions it serves and the children it started.
+type node struct {
+	name       string
+	b          *broker.Broker
+	r          *routing.Router
+	log        *slog.Logger
+	funcs      map[string]Func // read-only once serving
+	exe        string          // binary to re-execute for local children
+	childGrace time.Duration   // grace period handed to children
+	logLevel   slog.Level      // children forward records at or above it
+	connectTO  time.Duration
+
+	mu       sync.Mutex
+	children map[uint32]*childProc // guarded by mu: direct children
+}
+
+func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger, extra map[string]Func) *node {
+	n := &node{name: name, b: b, r: r, log: log, children: make(map[uint32]*childProc)}
+	n.funcs = n.builtins()
+	maps.Copy(n.funcs, extra)
+	b.OnShutdown(n.shutdownChildren)
+	return n
+}
+
+// serve registers the handlers a context answers. A child takes orders only
+// with parent authority.
+func (n *node) serve() error {
+	auth := n.r.HasParentAuthority
+	for _, h := range []struct {
+		handle uint32
+		fn     routing.HandlerFunc
+	}{
+		{wire.HandleCall, n.onCall},
+		{wire.HandleShutdown, n.onShutdown},
+		{wire.HandleStartChild, n.onStartChild},
+		{wire.HandleStopChild, n.onStopChild},
+	} {
+		if _, err := n.r.AddHandler(h.fn, routing.HandlerOptions{Handle: h.handle, Policy: auth}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shutdownChildren sends SHUTDOWN to every direct child; the broker then
+// waits for their streams to close within the grace period.
+func (n *node) shutdownChildren() {
+	n.mu.Lock()
+	kids := make([]*childProc, 0, len(n.children))
+	for _, c := range n.children {
+		kids = append(kids, c)
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, c := range kids {
+		m := &wire.Message{Enc: wire.EncMsgpack, Dst: c.id, Src: n.r.ID(), Auth: n.r.ID(), Handle: wire.HandleShutdown}
+		if err := c.stream.Send(ctx, m); err != nil {
+			n.log.Debug("SHUTDOWN not sent", "child", c.name, "err", err)
+		}
+	}
+}
+
+func (n *node) onShutdown(m *wire.Message, _ *broker.Stream) {
+	if m.IsDead() {
+		return
+	}
+	n.log.Debug("SHUTDOWN received", "from", m.Src)
+	n.b.Shutdown(0)
+}
+
+func (n *node) onStartChild(m *wire.Message, _ *broker.Stream) {
+	if m.IsDead() {
+		return
+	}
+	var req wire.StartChild
+	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("decode START_CHILD: %w: %v", routing.ErrBadRequest, err))
+		return
+	}
+	// Starting a process takes milliseconds: never on the reader goroutine.
+	err := n.b.Go(func(ctx context.Context) {
+		c, err := n.startLocal(ctx, req.Name)
+		if err != nil {
+			_ = n.r.ReplyError(ctx, m, err)
+			return
+		}
+		body, _ := msgpack.Marshal(&wire.ChildStarted{ID: c.id, Name: c.name, PID: c.cmd.Process.Pid})
+		_ = n.r.Reply(ctx, m, wire.EncMsgpack, body)
+	})
+	if err != nil {
+		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("start child: %w", routing.ErrShutdown))
+	}
+}
+
+func (n *node) onStopChild(m *wire.Message, _ *broker.Stream) {
+	if m.IsDead() {
+		return
+	}
+	var req wire.Route
+	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("decode STOP_CHILD: %w: %v", routing.ErrBadRequest, err))
+		return
+	}
+	err := n.stopChild(req.ID)
+	if err != nil {
+		_ = n.r.ReplyError(n.b.Context(), m, err)
+		return
+	}
+	_ = n.r.Reply(n.b.Context(), m, wire.EncMsgpack, nil)
+}
+
+// stopChild kills direct child id at once: its stream closes (so its routes
+// go) and the reaper collects the process.
+func (n *node) stopChild(id uint32) error {
+	n.mu.Lock()
+	c := n.children[id]
+	n.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("stop child %d: not a direct child of context %d: %w", id, n.r.ID(), routing.ErrNotFound)
+	}
+	c.kill()
+	c.stream.Close()
+	return nil
+}
+
+func countFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
