@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/spindle-hq/spindle/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Handler receives each frame decoded from a stream, on that stream's reader
@@ -61,7 +63,10 @@ type Stream struct {
 	wake chan struct{} // 1-buffered: the writer has work
 	done chan struct{} // closed when the stream is closed
 
+	raw syscall.RawConn // for direct non-blocking writes; nil unless rwc is a net.Conn with an fd
+
 	mu       sync.Mutex
+	writing  bool          // guarded by mu: the writer goroutine or a direct Send holds the right to write
 	queue    net.Buffers   // guarded by mu: frames waiting for the writer
 	queued   int           // guarded by mu: bytes in queue plus bytes being written
 	space    chan struct{} // guarded by mu: made by a blocked sender, closed by the writer when it frees space
@@ -84,6 +89,9 @@ func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
 	}
 	if c, ok := rwc.(net.Conn); ok {
 		s.w = c
+		if sc, ok := c.(syscall.Conn); ok {
+			s.raw, _ = sc.SyscallConn()
+		}
 	}
 	return s
 }
@@ -151,17 +159,89 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		}
 		s.mu.Lock()
 	}
+	if s.queued == 0 && !s.writing && s.raw != nil {
+		return s.sendDirectLocked(frame, body)
+	}
 	s.queue = append(s.queue, frame)
 	if body != nil {
 		s.queue = append(s.queue, body)
 	}
 	s.queued += n
 	s.mu.Unlock()
+	s.wakeWriter()
+	return nil
+}
+
+func (s *Stream) wakeWriter() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// sendDirectLocked is Send's fast path, taken when nothing is queued or being
+// written: one non-blocking writev from the sender's goroutine, so a small
+// frame reaches the peer without a goroutine hand-off. Whatever the socket
+// does not take at once is queued, ahead of anything queued meanwhile, for
+// the writer goroutine. Called with mu held; returns with it released.
+func (s *Stream) sendDirectLocked(frame, body []byte) error {
+	s.writing = true
+	s.mu.Unlock()
+	bufs := net.Buffers{frame}
+	if body != nil {
+		bufs = append(bufs, body)
+	}
+	var n int
+	var werr error
+	err := s.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Writev(int(fd), bufs)
+			if werr != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if err == nil && werr != nil && werr != unix.EAGAIN {
+		err = werr
+	}
+	if n < 0 {
+		n = 0
+	}
+	rest := trimWritten(bufs, n)
+	s.mu.Lock()
+	s.writing = false
+	if err != nil {
+		s.mu.Unlock()
+		err = fmt.Errorf("broker: write stream %s: %w", s.cfg.Name, err)
+		s.fail(err)
+		return err
+	}
+	if len(rest) > 0 {
+		left := 0
+		for _, b := range rest {
+			left += len(b)
+		}
+		s.queue = append(rest, s.queue...)
+		s.queued += left
+	}
+	pending := len(s.queue) > 0
+	s.mu.Unlock()
+	if pending {
+		s.wakeWriter()
+	}
 	return nil
+}
+
+// trimWritten drops the first n bytes from bufs.
+func trimWritten(bufs net.Buffers, n int) net.Buffers {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 && n > 0 {
+		bufs[0] = bufs[0][n:]
+	}
+	return bufs
 }
 
 // Flush waits until everything queued so far has been written, ctx is done
@@ -250,11 +330,14 @@ func (s *Stream) writeLoop() {
 			return
 		}
 		s.mu.Lock()
-		batch, s.queue = s.queue, batch[:0]
-		s.mu.Unlock()
-		if len(batch) == 0 {
+		if s.writing || len(s.queue) == 0 {
+			// A direct Send is writing; it wakes us when it is done.
+			s.mu.Unlock()
 			continue
 		}
+		s.writing = true
+		batch, s.queue = s.queue, batch[:0]
+		s.mu.Unlock()
 		n := 0
 		for _, b := range batch {
 			n += len(b)
@@ -263,7 +346,11 @@ func (s *Stream) writeLoop() {
 		_, err := bufs.WriteTo(s.w)
 		clear(batch)
 		s.mu.Lock()
+		s.writing = false
 		s.queued -= n
+		if len(s.queue) > 0 {
+			s.wakeWriter()
+		}
 		if s.space != nil {
 			close(s.space)
 			s.space = nil

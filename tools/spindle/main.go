@@ -14,6 +14,7 @@ import (
 )
 
 func main() {
+	maybeRunLimitHelper()
 	spindle.MaybeRunChild(nil)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

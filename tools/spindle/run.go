@@ -117,8 +117,3 @@ func cmdTree(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "started and pinged in %v; whole tree shut down in %v\n", built.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	return 0
 }
-
-func cmdBench(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "spindle bench: not yet")
-	return 1
-}
