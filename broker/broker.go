@@ -50,8 +50,9 @@ type Broker struct {
 	wakeLoop     chan struct{} // 1-buffered: deferred has work
 	shutdownCh   chan struct{} // closed when Shutdown begins
 	shutdownOnce sync.Once
-	graceCh      chan time.Duration // carries the grace of the first Shutdown
-	done         chan struct{}      // closed when the sequence has finished
+	force        chan struct{} // closed by Close: cut any grace period short
+	forceOnce    sync.Once
+	done         chan struct{} // closed when the sequence has finished
 }
 
 // New returns a running broker.
@@ -70,7 +71,7 @@ func New(cfg Config) *Broker {
 		streamGone: make(chan struct{}),
 		wakeLoop:   make(chan struct{}, 1),
 		shutdownCh: make(chan struct{}),
-		graceCh:    make(chan time.Duration, 1),
+		force:      make(chan struct{}),
 		done:       make(chan struct{}),
 	}
 	b.life, b.cancel = context.WithCancel(context.Background())
@@ -267,9 +268,11 @@ func (b *Broker) Shutdown(grace time.Duration) {
 	})
 }
 
-// Close shuts down with no grace period (children are not waited for) and
-// waits for the sequence to finish.
+// Close shuts down with no grace period (children are not waited for; a
+// graceful shutdown already under way stops waiting) and waits for the
+// sequence to finish. It is idempotent.
 func (b *Broker) Close() error {
+	b.forceOnce.Do(func() { close(b.force) })
 	b.Shutdown(time.Nanosecond)
 	<-b.done
 	return nil
@@ -309,6 +312,7 @@ func (b *Broker) sequence(grace time.Duration, hooks []func()) {
 		select {
 		case <-gone:
 			continue
+		case <-b.force:
 		case <-deadline.C:
 			b.log.Warn("grace period over; closing remaining streams", "streams", alive, "grace", grace)
 		}

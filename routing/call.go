@@ -162,8 +162,19 @@ func (rc *Receiver) Close() error {
 // SetNotify implements latch.Source.
 func (rc *Receiver) SetNotify(fn func()) error { return rc.l.SetNotify(fn) }
 
-// TryGetAny implements latch.Source: the next message, or its error.
-func (rc *Receiver) TryGetAny() (any, error) { return rc.TryGet() }
+// TryGetAny implements latch.Source: the next message, or for a dead
+// message its *RemoteError, as the value. A Select treats a returned error
+// as "nothing there", so a dead message must not become one.
+func (rc *Receiver) TryGetAny() (any, error) {
+	m, err := rc.l.TryGet()
+	if err != nil {
+		return nil, err
+	}
+	if err := ErrorOf(m); err != nil {
+		return err, nil
+	}
+	return m, nil
+}
 
 // Len implements latch.Source.
 func (rc *Receiver) Len() int { return rc.l.Len() }

@@ -66,6 +66,11 @@ type Router struct {
 type peer struct {
 	remote   uint32 // ID of the context at the other end
 	isParent bool
+	// ready is closed once AddChild or SetParent has registered the stream
+	// (and queued a child's ADD_ROUTE). The reader waits for it before
+	// routing a frame or cleaning up, since the peer may have written
+	// before the stream was registered.
+	ready chan struct{}
 
 	mu     sync.Mutex
 	routed map[uint32]struct{} // guarded by Router.mu: IDs routed via this stream
@@ -167,6 +172,7 @@ func (r *Router) streamConfig(name string, remote uint32, isParent bool) broker.
 		Data: &peer{
 			remote:   remote,
 			isParent: isParent,
+			ready:    make(chan struct{}),
 			routed:   map[uint32]struct{}{remote: {}},
 			egress:   make(map[uint32]struct{}),
 		},
@@ -187,6 +193,7 @@ func (r *Router) SetParent(rwc io.ReadWriteCloser, name string) (*broker.Stream,
 	if err != nil {
 		return nil, err
 	}
+	defer close(cfg.Data.(*peer).ready)
 	r.mu.Lock()
 	r.parent = s
 	r.mu.Unlock()
@@ -204,11 +211,19 @@ func (r *Router) AddChild(ctx context.Context, rwc io.ReadWriteCloser, id uint32
 		return nil, fmt.Errorf("routing: add child %d (%s): already routed via %s", id, name, old.Name())
 	}
 	r.mu.Unlock()
-	s, err := r.b.NewStream(rwc, r.streamConfig(name, id, false))
+	cfg := r.streamConfig(name, id, false)
+	s, err := r.b.NewStream(rwc, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer close(cfg.Data.(*peer).ready)
 	r.mu.Lock()
+	if old, ok := r.routes[id]; ok { // a concurrent AddChild won
+		r.mu.Unlock()
+		err := fmt.Errorf("routing: add child %d (%s): already routed via %s", id, name, old.Name())
+		s.CloseWithError(err)
+		return nil, err
+	}
 	r.routes[id] = s
 	r.names[id] = name
 	parent := r.parent
@@ -244,9 +259,11 @@ func (r *Router) lookup(id uint32) *broker.Stream {
 }
 
 // Send routes m as a message of this context: Src and Auth are set to the
-// local ID. It blocks only on back-pressure. A failure that produces a dead
-// message (no route, too large, refused...) is reported to m.ReplyTo, not
-// returned; Send returns an error only when m could not be handed on.
+// local ID. It blocks only on back-pressure. Every failure is reported as a
+// dead message to m.ReplyTo (or, without one, to the intended receiver when
+// it is reachable). Send also returns an error when m was refused before
+// leaving this context (too large) or its stream failed under it; a failure
+// further on (no route, invalid handle, refused) only reaches ReplyTo.
 func (r *Router) Send(ctx context.Context, m *wire.Message) error {
 	m.Src, m.Auth = r.id, r.id
 	return r.route(ctx, m, nil)
@@ -254,6 +271,7 @@ func (r *Router) Send(ctx context.Context, m *wire.Message) error {
 
 // onFrame is the Handler of every stream the router serves.
 func (r *Router) onFrame(s *broker.Stream, m *wire.Message) {
+	<-s.Data().(*peer).ready
 	_ = r.route(r.b.Context(), m, s)
 }
 

@@ -83,6 +83,7 @@ func (r *Router) onDelRoute(m *wire.Message, in *broker.Stream) {
 // gone.
 func (r *Router) onStreamClose(s *broker.Stream, err error) {
 	p := s.Data().(*peer)
+	<-p.ready
 	r.mu.Lock()
 	var ids []uint32
 	if p.isParent {

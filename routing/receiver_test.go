@@ -1,0 +1,147 @@
+package routing_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/spindle-hq/spindle/latch"
+	"github.com/spindle-hq/spindle/routing"
+	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestCloseSender(t *testing.T) {
+	testutil.VerifyNone(t)
+	tr := newTree(t, routing.Config{})
+	rc, err := tr.master.r.NewReceiver(routing.HandlerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rc.Sender(); s.Context != 0 || s.Handle != rc.Handle() {
+		t.Fatalf("Sender() = %+v, want {0 %d}", s, rc.Handle())
+	}
+	if err := tr.a1.r.CloseSender(bg(t), rc.Sender()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rc.Get(bg(t))
+	remote(t, err, routing.ErrSenderClosed, tr.a1.id())
+
+	// The receiver stays open.
+	if err := tr.a.r.SendTo(bg(t), rc.Sender(), wire.EncRaw, []byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := rc.Get(bg(t)); err != nil || string(m.Body) != "more" {
+		t.Fatalf("Get after a closed sender = %v, %v, want \"more\"", m, err)
+	}
+	if _, err := rc.TryGet(); !errors.Is(err, latch.ErrEmpty) {
+		t.Fatalf("TryGet on an empty receiver = %v, want %v", err, latch.ErrEmpty)
+	}
+
+	// Close wakes a waiter, and the handle is gone.
+	got := make(chan error, 1)
+	go func() {
+		_, err := rc.Get(context.Background())
+		got <- err
+	}()
+	if err := rc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, routing.ErrReceiverClosed) {
+		t.Fatalf("Get woken by Close = %v, want %v", err, routing.ErrReceiverClosed)
+	}
+	if _, err := rc.TryGet(); !errors.Is(err, routing.ErrReceiverClosed) {
+		t.Fatalf("TryGet after Close = %v, want %v", err, routing.ErrReceiverClosed)
+	}
+	rc.Close()
+	_, err = tr.a.r.Call(bg(t), 0, rc.Handle(), wire.EncRaw, nil)
+	remote(t, err, routing.ErrInvalidHandle, 0)
+}
+
+// TestReceiverSelect waits on two receivers with latch.Select: events come
+// in arrival order, dead messages included (as errors).
+func TestReceiverSelect(t *testing.T) {
+	testutil.VerifyNone(t)
+	tr := newTree(t, routing.Config{})
+	var rcs [2]*routing.Receiver
+	sel := latch.NewSelect(false)
+	defer sel.Close()
+	for i := range rcs {
+		rc, err := tr.master.r.NewReceiver(routing.HandlerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if err := sel.Add(rc); err != nil {
+			t.Fatal(err)
+		}
+		rcs[i] = rc
+	}
+	// A learns where to send from a message: a Sender is plain data.
+	const hSendTo = 660
+	var mu sync.Mutex
+	var sendErrs []error
+	if _, err := tr.a.r.AddHandler(func(m *wire.Message, _ *broker.Stream) {
+		var req struct {
+			To    routing.Sender `msgpack:"to"`
+			Body  string         `msgpack:"body"`
+			Close bool           `msgpack:"close"`
+		}
+		err := msgpack.Unmarshal(m.Body, &req)
+		if err == nil && req.Close {
+			err = tr.a.r.CloseSender(tr.a.b.Context(), req.To)
+		} else if err == nil {
+			err = tr.a.r.SendTo(tr.a.b.Context(), req.To, wire.EncRaw, []byte(req.Body))
+		}
+		if err != nil {
+			mu.Lock()
+			sendErrs = append(sendErrs, err)
+			mu.Unlock()
+		}
+	}, routing.HandlerOptions{Handle: hSendTo}); err != nil {
+		t.Fatal(err)
+	}
+	script := []struct {
+		rc    int
+		body  string
+		close bool
+	}{{0, "first", false}, {1, "second", false}, {0, "third", false}, {1, "", true}, {0, "last", false}}
+	for _, s := range script {
+		body, err := msgpack.Marshal(map[string]any{"to": rcs[s.rc].Sender(), "body": s.body, "close": s.close})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.master.r.SendTo(bg(t), routing.Sender{Context: tr.a.id(), Handle: hSendTo}, wire.EncMsgpack, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range script {
+		ev, err := sel.Get(bg(t))
+		if err != nil {
+			t.Fatalf("Select.Get #%d = %v", i, err)
+		}
+		if ev.Source != rcs[s.rc] {
+			t.Fatalf("event #%d from receiver %v, want receiver %d", i, ev.Source, s.rc)
+		}
+		switch v := ev.Value.(type) {
+		case *wire.Message:
+			if s.close || string(v.Body) != s.body {
+				t.Fatalf("event #%d = message %q, want %+v", i, v.Body, s)
+			}
+		case error:
+			if !s.close || !errors.Is(v, routing.ErrSenderClosed) {
+				t.Fatalf("event #%d = error %v, want %+v", i, v, s)
+			}
+		default:
+			t.Fatalf("event #%d has value %T %v", i, v, v)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, err := range sendErrs {
+		t.Error(err)
+	}
+}
