@@ -76,7 +76,11 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 			b.Shutdown(0)
 		},
 	})
-	n := newNode(hello.Name, b, r, log, extra)
+	n, err := newNode(hello.Name, b, r, log, extra, hello.CacheDir)
+	if err != nil {
+		b.Close()
+		return fail(rwc, hello, err)
+	}
 	n.exe = executable()
 	n.childGrace = grace
 	n.logLevel = slog.Level(hello.LogLevel)

@@ -8,4 +8,7 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
+require (
+	github.com/tetratelabs/wazero v1.12.0 // indirect
+	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
+)

@@ -43,8 +43,8 @@ type childProc struct {
 	id     uint32
 	name   string
 	cmd    *exec.Cmd
-	stream *broker.Stream
-	exited chan struct{} // closed once the process has been reaped
+	stream *broker.Stream // set under node.mu before the child is listed in node.children
+	exited chan struct{}  // closed once the process has been reaped
 
 	tailMu sync.Mutex
 	tail   []string // guarded by tailMu: last lines of the child's stderr, for start errors
@@ -132,18 +132,17 @@ func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) 
 		<-c.exited
 		return nil, fmt.Errorf("%w: %s (pid %d): %w%s", errChildStart, name, cmd.Process.Pid, err, tailNote(c.lastLines()))
 	}
-	n.mu.Lock()
-	n.children[id] = c
-	n.mu.Unlock()
 	s, err := n.r.AddChild(ctx, conn, id, name)
 	if err != nil {
-		n.mu.Lock()
-		delete(n.children, id)
-		n.mu.Unlock()
 		c.kill()
 		return nil, fmt.Errorf("%w: %w", errChildStart, err)
 	}
+	// List the child only now that its stream is set: shutdownChildren and
+	// stopChild use c.stream as soon as they find the child in n.children.
+	n.mu.Lock()
 	c.stream = s
+	n.children[id] = c
+	n.mu.Unlock()
 	go func() {
 		// Started before Go could fail? No: AddChild succeeded, so the broker
 		// was running; this watcher ends with the stream, which the broker
@@ -151,6 +150,14 @@ func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) 
 		<-s.Done()
 		n.onChildStreamClosed(c)
 	}()
+	// A shutdown that began while the child was being added may have told
+	// the children to leave before this one was listed: tell it now (a
+	// second SHUTDOWN is harmless).
+	select {
+	case <-n.b.ShuttingDown():
+		n.sendShutdown(c)
+	default:
+	}
 	n.log.Debug("child started", "child", name, "id", id, "pid", cmd.Process.Pid)
 	return c, nil
 }
@@ -182,6 +189,7 @@ func (n *node) handshake(ctx context.Context, conn net.Conn, c *childProc) error
 		LogLevel:       int(n.logLevel),
 		Unidirectional: n.r.Unidirectional(),
 		ShutdownGrace:  int64(n.childGrace),
+		CacheDir:       n.cacheDir,
 	}
 	body, err := msgpack.Marshal(&hello)
 	if err != nil {
@@ -238,7 +246,10 @@ func (n *node) reap(c *childProc) {
 	}
 	close(c.exited)
 	n.log.Debug("child reaped", "child", c.name, "id", c.id, "status", exitStatus(err))
-	if s := c.stream; s != nil {
+	n.mu.Lock()
+	s := c.stream
+	n.mu.Unlock()
+	if s != nil {
 		s.CloseWithError(fmt.Errorf("child %s exited: %s", c.name, exitStatus(err)))
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -50,6 +52,11 @@ type Config struct {
 	// Executable is the binary re-executed for local children; empty means
 	// this program (os.Executable). It must call MaybeRunChild.
 	Executable string
+	// CacheDir is where every context of the tree keeps wasm modules and
+	// their compiled code, so a module crosses the wire and compiles once
+	// per machine. Empty means $XDG_CACHE_HOME/spindle (or ~/.cache/spindle);
+	// "-" keeps everything in memory.
+	CacheDir string
 }
 
 // Master is the root of a context tree. It is safe for concurrent use.
@@ -74,13 +81,25 @@ func NewMaster(cfg Config) (*Master, error) {
 	if cfg.Executable == "" {
 		cfg.Executable = executable()
 	}
+	switch cfg.CacheDir {
+	case "":
+		if d, err := os.UserCacheDir(); err == nil {
+			cfg.CacheDir = filepath.Join(d, "spindle")
+		}
+	case "-":
+		cfg.CacheDir = ""
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	b := broker.New(broker.Config{Logger: log, Grace: cfg.Grace})
 	r := routing.New(b, routing.Config{MaxMessageSize: cfg.MaxMessageSize, Unidirectional: cfg.Unidirectional})
-	n := newNode(cfg.Name, b, r, log, nil)
+	n, err := newNode(cfg.Name, b, r, log, nil, cfg.CacheDir)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
 	n.exe = cfg.Executable
 	n.childGrace = cfg.ChildGrace
 	n.logLevel = cfg.LogLevel

@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/modules"
 	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
@@ -27,17 +29,32 @@ type node struct {
 	childGrace time.Duration   // grace period handed to children
 	logLevel   slog.Level      // children forward records at or above it
 	connectTO  time.Duration
+	cacheDir   string // modules and compiled code live below it; "" = memory only
+	mods       *modules.Service
+
+	tasks taskState // the wasm host, made on first use
 
 	mu       sync.Mutex
 	children map[uint32]*childProc // guarded by mu: direct children
 }
 
-func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger, extra map[string]Func) *node {
-	n := &node{name: name, b: b, r: r, log: log, children: make(map[uint32]*childProc)}
+func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger, extra map[string]Func, cacheDir string) (*node, error) {
+	n := &node{name: name, b: b, r: r, log: log, cacheDir: cacheDir, children: make(map[uint32]*childProc)}
 	n.funcs = n.builtins()
 	maps.Copy(n.funcs, extra)
 	b.OnShutdown(n.shutdownChildren)
-	return n
+	dir := ""
+	if cacheDir != "" {
+		dir = filepath.Join(cacheDir, "modules")
+	}
+	st, err := modules.NewStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	if n.mods, err = modules.NewService(r, st, log); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // serve registers the handlers a context answers. A child takes orders only
@@ -52,6 +69,7 @@ func (n *node) serve() error {
 		{wire.HandleShutdown, n.onShutdown},
 		{wire.HandleStartChild, n.onStartChild},
 		{wire.HandleStopChild, n.onStopChild},
+		{wire.HandleRunTask, n.onRunTask},
 	} {
 		if _, err := n.r.AddHandler(h.fn, routing.HandlerOptions{Handle: h.handle, Policy: auth}); err != nil {
 			return err
@@ -69,13 +87,18 @@ func (n *node) shutdownChildren() {
 		kids = append(kids, c)
 	}
 	n.mu.Unlock()
+	for _, c := range kids {
+		n.sendShutdown(c)
+	}
+}
+
+// sendShutdown sends SHUTDOWN to direct child c, whose stream is set.
+func (n *node) sendShutdown(c *childProc) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	for _, c := range kids {
-		m := &wire.Message{Enc: wire.EncMsgpack, Dst: c.id, Src: n.r.ID(), Auth: n.r.ID(), Handle: wire.HandleShutdown}
-		if err := c.stream.Send(ctx, m); err != nil {
-			n.log.Debug("SHUTDOWN not sent", "child", c.name, "err", err)
-		}
+	m := &wire.Message{Enc: wire.EncMsgpack, Dst: c.id, Src: n.r.ID(), Auth: n.r.ID(), Handle: wire.HandleShutdown}
+	if err := c.stream.Send(ctx, m); err != nil {
+		n.log.Debug("SHUTDOWN not sent", "child", c.name, "err", err)
 	}
 }
 

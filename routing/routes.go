@@ -220,3 +220,15 @@ func containsID(ids []uint32, id uint32) bool {
 	}
 	return false
 }
+
+// NextHop returns the ID of the direct child whose stream leads to id, or
+// false when id is not below this context.
+func (r *Router) NextHop(id uint32) (uint32, bool) {
+	r.mu.RLock()
+	s, ok := r.routes[id]
+	r.mu.RUnlock()
+	if !ok {
+		return 0, false
+	}
+	return s.Data().(*peer).remote, true
+}

@@ -13,6 +13,7 @@ type Hello struct {
 	LogLevel       int      `msgpack:"log_level"` // slog.Level: records below it are never sent
 	Unidirectional bool     `msgpack:"unidirectional"`
 	ShutdownGrace  int64    `msgpack:"shutdown_grace_ns"`
+	CacheDir       string   `msgpack:"cache_dir,omitempty"` // where the child keeps modules and compiled code; "" = its user cache dir
 }
 
 // HelloAck is the child's answer to Hello.
@@ -61,4 +62,78 @@ type LogRecord struct {
 	Level   int      `msgpack:"level"` // slog.Level
 	Msg     string   `msgpack:"msg"`
 	Attrs   []string `msgpack:"attrs,omitempty"` // key, value, key, value...
+}
+
+// GetModule is the body of GET_MODULE.
+type GetModule struct {
+	Hash string `msgpack:"hash"` // hex sha256
+}
+
+// LoadModule is the body of LOAD_MODULE: store the module (Data, unless the
+// receiver is known to have it already) and pass it on toward Target.
+type LoadModule struct {
+	Hash   string `msgpack:"hash"`
+	Target uint32 `msgpack:"target"`
+	Data   []byte `msgpack:"data,omitempty"`
+}
+
+// Channel addresses a handle in a context; the same shape as a routing
+// Sender.
+type Channel struct {
+	Context uint32 `msgpack:"ctx"`
+	Handle  uint32 `msgpack:"handle"`
+}
+
+// Mount grants a task a host directory.
+type Mount struct {
+	Host     string `msgpack:"host"`
+	Guest    string `msgpack:"guest"`
+	ReadOnly bool   `msgpack:"ro"`
+}
+
+// Limits bounds one task call; zero fields mean the context's defaults.
+type Limits struct {
+	TimeoutNs   int64  `msgpack:"timeout_ns,omitempty"`
+	MemoryPages uint32 `msgpack:"memory_pages,omitempty"`
+	OutputBytes int64  `msgpack:"output_bytes,omitempty"`
+	LogBytes    int64  `msgpack:"log_bytes,omitempty"`
+}
+
+// RunTask is the body of RUN_TASK.
+type RunTask struct {
+	Module   string            `msgpack:"module"` // hex sha256
+	Task     string            `msgpack:"task,omitempty"`
+	Input    []byte            `msgpack:"input,omitempty"`
+	Args     []string          `msgpack:"args,omitempty"`
+	Stdin    []byte            `msgpack:"stdin,omitempty"`
+	Env      map[string]string `msgpack:"env,omitempty"`
+	Mounts   []Mount           `msgpack:"mounts,omitempty"`
+	Clock    bool              `msgpack:"clock,omitempty"`
+	Random   bool              `msgpack:"random,omitempty"`
+	Channels []Channel         `msgpack:"channels,omitempty"` // channels the task may send on
+	Output   *Channel          `msgpack:"output,omitempty"`   // where a command's stdout/stderr chunks go (OutputChunk)
+	Limits   Limits            `msgpack:"limits"`
+	Pooled   bool              `msgpack:"pooled,omitempty"`
+}
+
+// OutputChunk is one piece of a command's stdout or stderr, streamed to
+// RunTask.Output as it is written.
+type OutputChunk struct {
+	Stream int    `msgpack:"stream"` // 1 stdout, 2 stderr
+	Data   []byte `msgpack:"data"`
+}
+
+// TaskResult is the reply to RUN_TASK. Exactly one of Error and the
+// success fields is meaningful.
+type TaskResult struct {
+	Output   []byte     `msgpack:"output,omitempty"`
+	ExitCode int        `msgpack:"exit_code"`
+	Error    *TaskError `msgpack:"error,omitempty"`
+}
+
+// TaskError describes a task that failed (see docs/abi.md for the kinds).
+type TaskError struct {
+	Kind     string `msgpack:"kind"`
+	Message  string `msgpack:"msg"`
+	ExitCode int    `msgpack:"exit_code,omitempty"`
 }

@@ -24,6 +24,15 @@ const (
 	// HandleStopChild asks a context to kill one of its direct children
 	// (Route): the forced half of Context.Shutdown.
 	HandleStopChild uint32 = 108
+	// HandleRunTask runs a wasm task in the context (RunTask, replied to
+	// with TaskResult).
+	HandleRunTask uint32 = 109
+	// HandleGetModule asks the parent for a module by hash (GetModule,
+	// replied to with the module's bytes, raw).
+	HandleGetModule uint32 = 110
+	// HandleLoadModule pushes a module one hop toward a target context
+	// (LoadModule).
+	HandleLoadModule uint32 = 111
 
 	// IsDead is not a handle: in ReplyTo it marks a dead message, whose body
 	// is an ErrorBody.

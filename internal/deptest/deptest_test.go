@@ -22,22 +22,27 @@ import (
 // Packages under examples/ and tools/ may import anything. Any other package
 // missing from this table fails the test: add it here.
 var importRules = map[string][]string{
-	"wire":              nil,
-	"latch":             nil,
-	"broker":            {"wire", "latch"},
-	"routing":           {"wire", "latch", "broker"},
-	".":                 {"wire", "latch", "broker", "routing"},
-	"tools/spindle":     {anything},
-	"internal/testutil": nil,
-	"internal/deptest":  nil,
+	"wire":                 nil,
+	"latch":                nil,
+	"broker":               {"wire", "latch"},
+	"routing":              {"wire", "latch", "broker"},
+	"modules":              {"wire", "latch", "broker", "routing"},
+	"host/internal/rootfs": nil,
+	"host":                 {"host/internal/rootfs"},
+	".":                    {"wire", "latch", "broker", "routing", "modules", "host"},
+	"guest-sdk":            nil,
+	"tools/spindle":        {anything},
+	"internal/testutil":    nil,
+	"internal/deptest":     nil,
 }
 
 // thirdPartyRules says, for the packages it lists, the only modules outside
 // the standard library and this module that they may import. Packages it
 // does not list may import any module go.mod allows.
 var thirdPartyRules = map[string][]string{
-	"wire":  {"github.com/vmihailenco/msgpack/v5"},
-	"latch": nil,
+	"wire":      {"github.com/vmihailenco/msgpack/v5"},
+	"latch":     nil,
+	"guest-sdk": {"github.com/vmihailenco/msgpack/v5"},
 }
 
 // freeDirs hold packages that may import anything.
