@@ -66,7 +66,8 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 	log := slog.New(fwd).With("pid", os.Getpid())
 	grace := time.Duration(hello.ShutdownGrace)
 	b := broker.New(broker.Config{Logger: log, Grace: grace})
-	r := routing.New(b, routing.Config{
+	var r *routing.Router
+	r = routing.New(b, routing.Config{
 		ID:             hello.ID,
 		ParentIDs:      hello.ParentIDs,
 		MaxMessageSize: hello.MaxMessageSize,
@@ -75,6 +76,8 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 			log.Debug("parent stream closed; shutting down", "err", err)
 			b.Shutdown(0)
 		},
+		// Records logged before the parent stream was up go out first.
+		OnParentUp: func() { fwd.uncork(r) },
 	})
 	n, err := newNode(hello.Name, b, r, log, extra, hello.CacheDir)
 	if err != nil {
@@ -98,7 +101,6 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 		b.Close()
 		return 2
 	}
-	fwd.uncork(r)
 	log.Debug("child context up", "id", hello.ID, "parent", hello.ParentIDs[0])
 	<-b.ShuttingDown()
 	select {

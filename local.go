@@ -35,8 +35,9 @@ const (
 	reapKillAfter = time.Second
 )
 
-// errChildStart marks failures to start a child (exec, handshake).
-var errChildStart = errors.New("spindle: child start failed")
+// ErrChildStart marks every failure to start a child (exec, handshake,
+// route announcement): errors.Is(err, spindle.ErrChildStart).
+var ErrChildStart = errors.New("spindle: child start failed")
 
 // childProc is a direct child process and its stream.
 type childProc struct {
@@ -45,6 +46,7 @@ type childProc struct {
 	cmd    *exec.Cmd
 	stream *broker.Stream // set under node.mu before the child is listed in node.children
 	exited chan struct{}  // closed once the process has been reaped
+	status string         // how it exited; written before exited is closed
 
 	tailMu sync.Mutex
 	tail   []string // guarded by tailMu: last lines of the child's stderr, for start errors
@@ -74,14 +76,14 @@ func (c *childProc) lastLines() string {
 func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) {
 	id, err := n.r.AllocateID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
 	if name == "" {
 		name = "local." + strconv.FormatUint(uint64(id), 10)
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: socketpair: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: socketpair: %w", ErrChildStart, err)
 	}
 	parentEnd := os.NewFile(uintptr(fds[0]), "spindle-parent")
 	childEnd := os.NewFile(uintptr(fds[1]), "spindle-child")
@@ -89,13 +91,13 @@ func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) 
 	parentEnd.Close()
 	if err != nil {
 		childEnd.Close()
-		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		childEnd.Close()
 		conn.Close()
-		return nil, fmt.Errorf("%w: pipe: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: pipe: %w", ErrChildStart, err)
 	}
 	cmd := exec.Command(n.exe)
 	cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(childFD))
@@ -108,7 +110,7 @@ func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) 
 	if err != nil {
 		conn.Close()
 		errR.Close()
-		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
 	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{})}
 	// The stderr reader and the reaper are owned by the broker; if it is
@@ -118,24 +120,24 @@ func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) 
 		conn.Close()
 		c.kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
 	if err := n.b.Go(func(context.Context) { n.reap(c) }); err != nil {
 		conn.Close()
 		c.kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
 	if err := n.handshake(ctx, conn, c); err != nil {
 		conn.Close()
 		c.kill()
 		<-c.exited
-		return nil, fmt.Errorf("%w: %s (pid %d): %w%s", errChildStart, name, cmd.Process.Pid, err, tailNote(c.lastLines()))
+		return nil, fmt.Errorf("%w: %s (%s, pid %d, %s): %w%s", ErrChildStart, name, n.exe, cmd.Process.Pid, c.status, err, tailNote(c.lastLines()))
 	}
 	s, err := n.r.AddChild(ctx, conn, id, name)
 	if err != nil {
 		c.kill()
-		return nil, fmt.Errorf("%w: %w", errChildStart, err)
+		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
 	// List the child only now that its stream is set: shutdownChildren and
 	// stopChild use c.stream as soon as they find the child in n.children.
@@ -244,6 +246,7 @@ func (n *node) reap(c *childProc) {
 	case <-n.b.ShuttingDown():
 		err = n.reapAfterShutdown(c, waited)
 	}
+	c.status = exitStatus(err)
 	close(c.exited)
 	n.log.Debug("child reaped", "child", c.name, "id", c.id, "status", exitStatus(err))
 	n.mu.Lock()

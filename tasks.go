@@ -69,6 +69,7 @@ type Limits struct {
 type TaskResult struct {
 	Output   []byte // a reactor's output bytes
 	ExitCode int    // a command's exit code
+	Command  bool   // the module was a command (ExitCode is meaningful)
 }
 
 // TaskError is a task that failed: Kind is one of the kinds in docs/abi.md
@@ -161,7 +162,7 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	if res.Error != nil {
 		return nil, &TaskError{Kind: res.Error.Kind, Message: res.Error.Message, ExitCode: res.Error.ExitCode, Context: c.name}
 	}
-	return &TaskResult{Output: res.Output, ExitCode: res.ExitCode}, nil
+	return &TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: res.Command}, nil
 }
 
 // copyOutput writes streamed chunks until the receiver's sender is closed.
@@ -320,7 +321,7 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		}
 		return taskFailure("trap", err)
 	}
-	return &wire.TaskResult{Output: res.Output, ExitCode: res.ExitCode}
+	return &wire.TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: mod.Kind() == host.Command}
 }
 
 // chunkWriter streams a command's output to the caller, one message per

@@ -31,6 +31,10 @@ type Config struct {
 	// OnParentGone, if set, is called (on the parent stream's reader
 	// goroutine) when the stream to the parent closes.
 	OnParentGone func(err error)
+	// OnParentUp, if set, is called by SetParent once the parent is the
+	// default route and before any frame from the parent is routed: what is
+	// sent from it reaches the parent ahead of any reply (early logs).
+	OnParentUp func()
 	// Logger receives routing records; nil means the broker's logger.
 	Logger *slog.Logger
 }
@@ -46,6 +50,7 @@ type Router struct {
 	max            uint32
 	unidirectional bool
 	onParentGone   func(error)
+	onParentUp     func()
 	log            *slog.Logger
 	ids            idAllocator
 
@@ -109,6 +114,7 @@ func New(b *broker.Broker, cfg Config) *Router {
 		max:            cfg.MaxMessageSize,
 		unidirectional: cfg.Unidirectional,
 		onParentGone:   cfg.OnParentGone,
+		onParentUp:     cfg.OnParentUp,
 		log:            log,
 		routes:         make(map[uint32]*broker.Stream),
 		names:          make(map[uint32]string),
@@ -197,6 +203,9 @@ func (r *Router) SetParent(rwc io.ReadWriteCloser, name string) (*broker.Stream,
 	r.mu.Lock()
 	r.parent = s
 	r.mu.Unlock()
+	if r.onParentUp != nil {
+		r.onParentUp()
+	}
 	return s, nil
 }
 

@@ -16,6 +16,7 @@ import (
 const usage = `usage: spindle <command> [flags]
 
 commands:
+  run     run a wasm task in one or more contexts (spindle run -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
 `
@@ -31,6 +32,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdTree(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

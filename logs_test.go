@@ -1,0 +1,98 @@
+package spindle_test
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+func TestLogForwarding(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, logs := newMaster(t, spindle.Config{LogLevel: slog.LevelInfo})
+	c := startLocal(t, ctx, m, "logger")
+	g := startVia(t, ctx, c, "grandlogger")
+	for _, x := range []*spindle.Context{c, g} {
+		t.Run(x.Name(), func(t *testing.T) {
+			for _, tc := range []struct {
+				level slog.Level
+				sent  bool
+			}{{slog.LevelDebug, false}, {slog.LevelInfo, true}, {slog.LevelWarn, true}, {slog.LevelError, true}} {
+				msg := fmt.Sprintf("record %v from %s", tc.level, x.Name())
+				if err := x.Call(ctx, "log", logArgs{Level: int(tc.level), Msg: msg}, nil); err != nil {
+					t.Fatalf("log: %v", err)
+				}
+				// Records from one context arrive in order: once the Error
+				// record (always sent) is in, an earlier one would be too.
+				marker := msg + " (marker)"
+				if err := x.Call(ctx, "log", logArgs{Level: int(slog.LevelError), Msg: marker}, nil); err != nil {
+					t.Fatalf("log: %v", err)
+				}
+				if _, ok := logs.waitFor(5*time.Second, func(r logRecord) bool { return r.Msg == marker }); !ok {
+					t.Fatalf("record %q never arrived:%s", marker, logs.dump())
+				}
+				got := logs.find(func(r logRecord) bool { return r.Msg == msg })
+				if !tc.sent {
+					if len(got) != 0 {
+						t.Errorf("%v record below LogLevel was forwarded: %v", tc.level, got)
+					}
+					continue
+				}
+				if len(got) != 1 {
+					t.Fatalf("%v record: got %d, want 1:%s", tc.level, len(got), logs.dump())
+				}
+				r := got[0]
+				want := map[string]string{
+					"context": x.Name(), "context_id": strconv.FormatUint(uint64(x.ID()), 10),
+					"pid": strconv.Itoa(x.PID()), "key": "value",
+				}
+				for k, v := range want {
+					if r.Attrs[k] != v {
+						t.Errorf("%v record: attr %s = %q, want %q (%v)", tc.level, k, r.Attrs[k], v, r)
+					}
+				}
+				if r.Level != tc.level {
+					t.Errorf("record level = %v, want %v", r.Level, tc.level)
+				}
+			}
+			line := "a line on the stderr of " + x.Name()
+			if err := x.Call(ctx, "stderr", line, nil); err != nil {
+				t.Fatalf("stderr: %v", err)
+			}
+			r, ok := logs.waitFor(5*time.Second, func(r logRecord) bool { return r.Msg == line })
+			if !ok {
+				t.Fatalf("stderr line never reached the master:%s", logs.dump())
+			}
+			if r.Attrs["context"] != x.Name() || r.Attrs["stream"] != "stderr" || r.Level != slog.LevelInfo {
+				t.Errorf("stderr line record = %v, want INFO with context=%s stream=stderr", r, x.Name())
+			}
+		})
+	}
+}
+
+// TestLogLevelDebug: with a lower LogLevel, debug records are forwarded.
+func TestLogLevelDebug(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, logs := newMaster(t, spindle.Config{LogLevel: slog.LevelDebug})
+	c := startLocal(t, ctx, m, "verbose")
+	if err := c.Call(ctx, "log", logArgs{Level: int(slog.LevelDebug), Msg: "debug record"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := logs.waitFor(5*time.Second, func(r logRecord) bool {
+		return r.Msg == "debug record" && r.Attrs["context"] == "verbose"
+	}); !ok {
+		t.Errorf("debug record not forwarded:%s", logs.dump())
+	}
+	// The child's own early records, made before its route was up, arrive.
+	if _, ok := logs.waitFor(time.Second, func(r logRecord) bool {
+		return r.Msg == "child context up" && r.Attrs["context"] == "verbose"
+	}); !ok {
+		t.Errorf("corked startup record missing:%s", logs.dump())
+	}
+}

@@ -1,0 +1,440 @@
+package spindle_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/spindle-hq/spindle/routing"
+	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestMain(m *testing.M) {
+	os.Setenv("GORACE", "atexit_sleep_ms=0") // children inherit; else each exits 1 s late under -race
+	spindle.MaybeRunChild(testFuncs)         // test-only native functions served by children
+	testutil.VerifyTestMain(m)
+}
+
+// Arguments of the test functions.
+type (
+	// callArgs: "call" calls Fn with Args in context Dst, from the child.
+	callArgs struct {
+		Dst  uint32             `msgpack:"dst"`
+		Fn   string             `msgpack:"fn"`
+		Args msgpack.RawMessage `msgpack:"args,omitempty"`
+	}
+	// sendArgs: "send" sends Size zero bytes to (Dst, Handle), waiting for a
+	// reply when Reply is set.
+	sendArgs struct {
+		Dst    uint32 `msgpack:"dst"`
+		Handle uint32 `msgpack:"handle"`
+		Size   int    `msgpack:"size"`
+		Reply  bool   `msgpack:"reply"`
+	}
+	// spoofArgs: "spoof" writes this header straight onto the stream to the
+	// parent, past the router's Src/Auth stamping.
+	spoofArgs struct {
+		Dst     uint32 `msgpack:"dst"`
+		Src     uint32 `msgpack:"src"`
+		Auth    uint32 `msgpack:"auth"`
+		Handle  uint32 `msgpack:"handle"`
+		ReplyTo uint32 `msgpack:"reply_to"`
+	}
+	// logArgs: "log" logs Msg at Level on the context's logger.
+	logArgs struct {
+		Level int    `msgpack:"level"`
+		Msg   string `msgpack:"msg"`
+	}
+	// streamArgs: "stream" sends the ints 0..N-1 to To, then closes it, and
+	// returns N.
+	streamArgs struct {
+		To routing.Sender `msgpack:"to"`
+		N  int            `msgpack:"n"`
+	}
+)
+
+// testFuncs are the native functions children of the test binary serve.
+var testFuncs = map[string]spindle.Func{
+	// hang blocks forever, ignoring ctx: a stuck function.
+	"hang": {Fn: func(context.Context, *spindle.CallInfo, []byte) (any, error) {
+		select {}
+	}},
+	// hang_inline blocks the reader goroutine of the stream the call came
+	// in on: the context no longer reads anything from its parent.
+	"hang_inline": {Inline: true, Fn: func(context.Context, *spindle.CallInfo, []byte) (any, error) {
+		select {}
+	}},
+	"sleep": {Fn: func(ctx context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
+		var ms int
+		if err := msgpack.Unmarshal(args, &ms); err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			return ms, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}},
+	"spoof": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a spoofArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		body, _ := msgpack.Marshal("spoofed")
+		m := &wire.Message{Enc: wire.EncMsgpack, Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: a.Handle, ReplyTo: a.ReplyTo, Body: body}
+		return nil, call.Router.Stream(0).Send(ctx, m)
+	}},
+	"call": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a callArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		body, err := msgpack.Marshal(&wire.CallRequest{Fn: a.Fn, Args: a.Args})
+		if err != nil {
+			return nil, err
+		}
+		reply, err := call.Router.Call(ctx, a.Dst, wire.HandleCall, wire.EncMsgpack, body)
+		if err != nil {
+			return nil, err
+		}
+		return msgpack.RawMessage(reply.Body), nil
+	}},
+	"send": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a sendArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		body := make([]byte, a.Size)
+		if a.Reply {
+			_, err := call.Router.Call(ctx, a.Dst, a.Handle, wire.EncRaw, body)
+			return nil, err
+		}
+		return nil, call.Router.Send(ctx, &wire.Message{Enc: wire.EncRaw, Dst: a.Dst, Handle: a.Handle, Body: body})
+	}},
+	"big_reply": {Fn: func(_ context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
+		var n int
+		if err := msgpack.Unmarshal(args, &n); err != nil {
+			return nil, err
+		}
+		return make([]byte, n), nil
+	}},
+	"log": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a logArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		call.Log.Log(ctx, slog.Level(a.Level), a.Msg, "key", "value")
+		return nil, nil
+	}},
+	"stderr": {Fn: func(_ context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
+		var line string
+		if err := msgpack.Unmarshal(args, &line); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(os.Stderr, line)
+		return nil, nil
+	}},
+	"stream": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a streamArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		for i := range a.N {
+			body, _ := msgpack.Marshal(i)
+			if err := call.Router.SendTo(ctx, a.To, wire.EncMsgpack, body); err != nil {
+				return nil, err
+			}
+		}
+		if err := call.Router.CloseSender(ctx, a.To); err != nil {
+			return nil, err
+		}
+		return a.N, nil
+	}},
+}
+
+// testTimeout bounds every operation of a test that should finish quickly,
+// so a bug fails the test instead of hanging it.
+const testTimeout = 15 * time.Second
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// logRecord is one record the master's logger received.
+type logRecord struct {
+	Level slog.Level
+	Msg   string
+	Attrs map[string]string
+}
+
+func (r logRecord) String() string {
+	return fmt.Sprintf("%v %q %v", r.Level, r.Msg, r.Attrs)
+}
+
+// logCapture keeps every record a master logs, including those forwarded
+// from its tree and the lines its children write to stderr.
+type logCapture struct {
+	mu    sync.Mutex
+	recs  []logRecord // guarded by mu
+	drops bool        // guarded by mu: "bad auth_id" records are expected
+}
+
+// allowDrops says the test expects messages to be dropped as forged.
+func (c *logCapture) allowDrops() {
+	c.mu.Lock()
+	c.drops = true
+	c.mu.Unlock()
+}
+
+func (c *logCapture) logger() *slog.Logger { return slog.New(&captureHandler{c: c}) }
+
+func (c *logCapture) records() []logRecord {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]logRecord(nil), c.recs...)
+}
+
+func (c *logCapture) find(pred func(logRecord) bool) []logRecord {
+	var out []logRecord
+	for _, r := range c.records() {
+		if pred(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitFor polls for a record matching pred for up to d.
+func (c *logCapture) waitFor(d time.Duration, pred func(logRecord) bool) (logRecord, bool) {
+	deadline := time.Now().Add(d)
+	for {
+		if got := c.find(pred); len(got) > 0 {
+			return got[0], true
+		}
+		if time.Now().After(deadline) {
+			return logRecord{}, false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// dump formats the last 100 records.
+func (c *logCapture) dump() string {
+	var b strings.Builder
+	recs := c.records()
+	if len(recs) > 100 {
+		fmt.Fprintf(&b, "\n\t(%d earlier records)", len(recs)-100)
+		recs = recs[len(recs)-100:]
+	}
+	for _, r := range recs {
+		fmt.Fprintf(&b, "\n\t%v", r)
+	}
+	return b.String()
+}
+
+type captureHandler struct {
+	c     *logCapture
+	attrs []slog.Attr
+	group string
+}
+
+func (h *captureHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *captureHandler) Handle(_ context.Context, rec slog.Record) error {
+	r := logRecord{Level: rec.Level, Msg: rec.Message, Attrs: map[string]string{}}
+	add := func(a slog.Attr) bool {
+		flatten(r.Attrs, h.group, a)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	rec.Attrs(add)
+	h.c.mu.Lock()
+	h.c.recs = append(h.c.recs, r)
+	h.c.mu.Unlock()
+	return nil
+}
+
+func flatten(m map[string]string, group string, a slog.Attr) {
+	a.Value = a.Value.Resolve()
+	key := a.Key
+	if group != "" {
+		key = group + "." + key
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		for _, g := range a.Value.Group() {
+			flatten(m, key, g)
+		}
+		return
+	}
+	m[key] = a.Value.String()
+}
+
+func (h *captureHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	g := *h
+	g.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	return &g
+}
+
+func (h *captureHandler) WithGroup(name string) slog.Handler {
+	g := *h
+	if g.group != "" {
+		g.group += "."
+	}
+	g.group += name
+	return &g
+}
+
+// newMaster starts a master that logs into a capture, and closes it when the
+// test ends. Call it after testutil.VerifyNone so the leak check runs after
+// the close. Any data race a child reports on its stderr fails the test, and
+// so does a well-formed message dropped as forged anywhere in the tree
+// (unless logs.allowDrops was called).
+func newMaster(t *testing.T, cfg spindle.Config) (*spindle.Master, *logCapture) {
+	t.Helper()
+	logs := &logCapture{}
+	if cfg.Logger == nil {
+		cfg.Logger = logs.logger()
+	}
+	m, err := spindle.NewMaster(cfg)
+	if err != nil {
+		t.Fatalf("NewMaster: %v", err)
+	}
+	t.Cleanup(func() {
+		m.Close()
+		if t.Failed() {
+			t.Logf("master's log:%s", logs.dump())
+		}
+		logs.mu.Lock()
+		drops := logs.drops
+		logs.mu.Unlock()
+		for _, r := range logs.records() {
+			if !drops && (strings.HasPrefix(r.Msg, "bad auth_id") || strings.HasPrefix(r.Msg, "bad src_id")) {
+				t.Errorf("a well-formed message was dropped: %v", r)
+			}
+		}
+		for _, r := range logs.records() {
+			if strings.Contains(r.Msg, "DATA RACE") || strings.Contains(r.Attrs["status"], "exit status 66") {
+				t.Errorf("a child reported a data race: %v%s", r, logs.dump())
+				break
+			}
+		}
+	})
+	return m, logs
+}
+
+func startLocal(t *testing.T, ctx context.Context, m *spindle.Master, name string) *spindle.Context {
+	t.Helper()
+	c, err := m.StartLocal(ctx, spindle.LocalOptions{Name: name})
+	if err != nil {
+		t.Fatalf("StartLocal(%q): %v", name, err)
+	}
+	return c
+}
+
+func startVia(t *testing.T, ctx context.Context, parent *spindle.Context, name string) *spindle.Context {
+	t.Helper()
+	c, err := parent.StartLocal(ctx, spindle.LocalOptions{Name: name})
+	if err != nil {
+		t.Fatalf("%v.StartLocal(%q): %v", parent, name, err)
+	}
+	return c
+}
+
+func mustMarshal(t *testing.T, v any) msgpack.RawMessage {
+	t.Helper()
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatalf("msgpack.Marshal(%v): %v", v, err)
+	}
+	return b
+}
+
+// remoteError returns the *routing.RemoteError inside err, failing the test
+// if there is none.
+func remoteError(t *testing.T, err error) *routing.RemoteError {
+	t.Helper()
+	var re *routing.RemoteError
+	if !errors.As(err, &re) {
+		t.Fatalf("error %v (%T) holds no *routing.RemoteError", err, err)
+	}
+	return re
+}
+
+// checkRemote fails t unless err matches sentinel and carries a RemoteError
+// made by context from with exactly the message msg.
+func checkRemote(t *testing.T, err, sentinel error, from uint32, msg string) {
+	t.Helper()
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("error = %v, want one matching %v", err, sentinel)
+	}
+	re := remoteError(t, err)
+	if re.Context != from || re.Message != msg {
+		t.Errorf("RemoteError = {Context: %d, Message: %q}, want {Context: %d, Message: %q}", re.Context, re.Message, from, msg)
+	}
+}
+
+// waitClosed fails t unless ch is closed within d.
+func waitClosed(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		t.Errorf("%s: not closed within %v", what, d)
+	}
+}
+
+// processGone waits up to d for pid to be gone: kill(pid, 0) gives ESRCH
+// (exited and reaped), or it is a zombie whose parent is no longer this
+// process. The second case is an orphan (its own parent died) that has
+// exited and waits for init to reap it, which here takes up to two seconds.
+func processGone(t *testing.T, pid int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := syscall.Kill(pid, 0)
+		if errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if state, ppid, ok := parseStat(stat); ok && state == 'Z' && ppid != os.Getpid() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("process %d still exists %v later (kill: %v; stat: %s)", pid, d, err, stat)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// parseStat returns the state and parent PID from /proc/PID/stat.
+func parseStat(stat []byte) (state byte, ppid int, ok bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return f[0][0], ppid, err == nil
+}

@@ -1,0 +1,358 @@
+//go:build spindlehost
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spindle-hq/spindle"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+const runUsage = `usage: spindle run [flags] MODULE.wasm [TASK] [-- ARGS...]
+
+Runs TASK of a reactor module, or a command module with ARGS, in each target.
+
+flags:
+  -t, --target SPEC   where to run; repeatable; default "local". SPEC is a
+                      context or a chain of them joined by "/", each
+                      "local" or "local:NAME": "local:a/local:b" runs in b,
+                      started through a
+  --input JSON        the task's input, as JSON (sent as msgpack)
+  --json              one JSON object per target per line
+  --stdin FILE        a command's stdin ("-" for this process's stdin)
+  --env K=V           an environment variable for the task; repeatable
+  --mount HOST:GUEST[:ro]  grant a directory; repeatable
+  --clock, --random   grant real clocks, real randomness
+  --timeout DURATION  wall-time limit (default 30s)
+  --memory-pages N    memory limit in 64 KiB pages (default 4096)
+  --pooled            run on a warm instance (stateless reactor tasks)
+`
+
+type runOpts struct {
+	targets []string
+	module  string
+	task    string
+	args    []string
+	input   string
+	asJSON  bool
+	stdin   string
+	env     map[string]string
+	mounts  []spindle.Mount
+	clock   bool
+	random  bool
+	timeout time.Duration
+	pages   uint32
+	pooled  bool
+}
+
+func parseRunArgs(args []string) (*runOpts, error) {
+	o := &runOpts{env: map[string]string{}}
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			o.args = args[i+1:]
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		needVal := func() (string, error) {
+			if hasVal {
+				return val, nil
+			}
+			if i+1 >= len(args) {
+				return "", fmt.Errorf("flag %s needs a value", a)
+			}
+			i++
+			return args[i], nil
+		}
+		var err error
+		switch name {
+		case "t", "target":
+			var v string
+			if v, err = needVal(); err == nil {
+				o.targets = append(o.targets, v)
+			}
+		case "input":
+			o.input, err = needVal()
+		case "json":
+			o.asJSON = true
+		case "stdin":
+			o.stdin, err = needVal()
+		case "env":
+			var v string
+			if v, err = needVal(); err == nil {
+				k, val, ok := strings.Cut(v, "=")
+				if !ok || k == "" {
+					return nil, fmt.Errorf("--env %q: want K=V", v)
+				}
+				o.env[k] = val
+			}
+		case "mount":
+			var v string
+			if v, err = needVal(); err == nil {
+				parts := strings.Split(v, ":")
+				if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] != "ro") {
+					return nil, fmt.Errorf("--mount %q: want HOST:GUEST or HOST:GUEST:ro", v)
+				}
+				o.mounts = append(o.mounts, spindle.Mount{Host: parts[0], Guest: parts[1], ReadOnly: len(parts) == 3})
+			}
+		case "clock":
+			o.clock = true
+		case "random":
+			o.random = true
+		case "pooled":
+			o.pooled = true
+		case "timeout":
+			var v string
+			if v, err = needVal(); err == nil {
+				if o.timeout, err = time.ParseDuration(v); err == nil && o.timeout <= 0 {
+					err = fmt.Errorf("--timeout must be positive")
+				}
+			}
+		case "memory-pages":
+			var v string
+			if v, err = needVal(); err == nil {
+				var n uint64
+				if n, err = strconv.ParseUint(v, 10, 32); err == nil {
+					o.pages = uint32(n)
+				}
+			}
+		case "h", "help":
+			return nil, errHelp
+		default:
+			return nil, fmt.Errorf("unknown flag %s", a)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	switch len(pos) {
+	case 0:
+		return nil, errors.New("no module given")
+	case 1:
+		o.module = pos[0]
+	case 2:
+		o.module, o.task = pos[0], pos[1]
+	default:
+		return nil, fmt.Errorf("unexpected argument %q (put a command's arguments after --)", pos[2])
+	}
+	if len(o.targets) == 0 {
+		o.targets = []string{"local"}
+	}
+	for _, t := range o.targets {
+		if _, err := parseTarget(t); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+var errHelp = errors.New("help")
+
+// hop is one context of a target chain.
+type hop struct{ method, name string }
+
+func parseTarget(spec string) ([]hop, error) {
+	var hops []hop
+	for _, part := range strings.Split(spec, "/") {
+		method, name, _ := strings.Cut(part, ":")
+		if method != "local" {
+			return nil, fmt.Errorf("target %q: unknown method %q (this build knows \"local\")", spec, method)
+		}
+		hops = append(hops, hop{method, name})
+	}
+	return hops, nil
+}
+
+// runLine is one target's outcome in --json mode.
+type runLine struct {
+	Target   string    `json:"target"`
+	OK       bool      `json:"ok"`
+	Output   any       `json:"output,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Error    *runError `json:"error,omitempty"`
+}
+
+type runError struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	o, err := parseRunArgs(args)
+	if err == errHelp {
+		fmt.Fprint(stdout, runUsage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n\n%s", err, runUsage)
+		return 2
+	}
+	var input []byte
+	if o.input != "" {
+		var v any
+		if err := json.Unmarshal([]byte(o.input), &v); err != nil {
+			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v\n", err)
+			return 2
+		}
+		if input, err = msgpack.Marshal(v); err != nil {
+			fmt.Fprintf(stderr, "spindle run: --input: %v\n", err)
+			return 2
+		}
+	}
+	var stdinData []byte
+	switch o.stdin {
+	case "":
+	case "-":
+		stdinData, err = io.ReadAll(os.Stdin)
+	default:
+		stdinData, err = os.ReadFile(o.stdin)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	m, err := spindle.NewMaster(spindle.Config{Logger: newLogger(stderr, false)})
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 1
+	}
+	defer m.Close()
+	hash, err := m.AddModuleFile(o.module)
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 2
+	}
+	// One command target streams straight through; several are collected
+	// per target so their output does not interleave.
+	single := len(o.targets) == 1 && !o.asJSON
+	lines := make([]runLine, len(o.targets))
+	outs := make([]*bytes.Buffer, len(o.targets))
+	var wg sync.WaitGroup
+	for i, spec := range o.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
+				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
+				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages}}
+			if single {
+				t.Stdout, t.Stderr = stdout, stderr
+			} else {
+				outs[i] = &bytes.Buffer{}
+				t.Stdout, t.Stderr = outs[i], outs[i]
+			}
+			lines[i] = runOn(ctx, m, spec, t)
+		}()
+	}
+	wg.Wait()
+	code := 0
+	for i, l := range lines {
+		if !l.OK {
+			code = 1
+		} else if l.ExitCode != nil && *l.ExitCode != 0 && code == 0 {
+			code = *l.ExitCode
+		}
+		switch {
+		case o.asJSON:
+			b, _ := json.Marshal(l)
+			fmt.Fprintf(stdout, "%s\n", b)
+		case single && l.OK:
+			if l.Output != nil {
+				b, _ := json.MarshalIndent(l.Output, "", "  ")
+				fmt.Fprintf(stdout, "%s\n", b)
+			}
+		default:
+			printLine(stdout, l, outs[i])
+		}
+	}
+	if single && len(lines) == 1 && lines[0].OK && lines[0].ExitCode != nil {
+		return *lines[0].ExitCode
+	}
+	return code
+}
+
+func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
+	status := "ok"
+	detail := ""
+	if l.OK {
+		if l.Output != nil {
+			b, _ := json.Marshal(l.Output)
+			detail = string(b)
+		}
+		if l.ExitCode != nil {
+			detail = strings.TrimSpace(detail + fmt.Sprintf(" exit %d", *l.ExitCode))
+		}
+	} else {
+		status = "FAILED"
+		detail = l.Error.Kind + ": " + l.Error.Message
+	}
+	fmt.Fprintf(w, "%-28s %-7s %s\n", l.Target, status, detail)
+	if out != nil && out.Len() > 0 {
+		for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+			fmt.Fprintf(w, "    | %s\n", line)
+		}
+	}
+}
+
+// runOn starts the target's chain of contexts and runs the task in its last.
+func runOn(ctx context.Context, m *spindle.Master, spec string, t spindle.Task) runLine {
+	l := runLine{Target: spec}
+	fail := func(kind string, err error) runLine {
+		l.Error = &runError{Kind: kind, Message: err.Error()}
+		return l
+	}
+	hops, _ := parseTarget(spec)
+	var c *spindle.Context
+	for _, h := range hops {
+		var err error
+		if c == nil {
+			c, err = m.StartLocal(ctx, spindle.LocalOptions{Name: h.name})
+		} else {
+			c, err = c.StartLocal(ctx, spindle.LocalOptions{Name: h.name})
+		}
+		if err != nil {
+			return fail("connect", err)
+		}
+	}
+	res, err := c.Run(ctx, t)
+	var te *spindle.TaskError
+	switch {
+	case errors.As(err, &te):
+		return fail(te.Kind, errors.New(te.Message))
+	case err != nil:
+		return fail("routing", err)
+	}
+	l.OK = true
+	if len(res.Output) > 0 {
+		var v any
+		if msgpack.Unmarshal(res.Output, &v) == nil {
+			l.Output = v
+		} else {
+			l.Output = string(res.Output)
+		}
+	}
+	if res.Command {
+		code := res.ExitCode
+		l.ExitCode = &code
+	}
+	return l
+}
