@@ -128,6 +128,7 @@ type OutputChunk struct {
 type TaskResult struct {
 	Output   []byte     `msgpack:"output,omitempty"`
 	ExitCode int        `msgpack:"exit_code"`
+	Command  bool       `msgpack:"command,omitempty"` // the module was a command: ExitCode is meaningful
 	Error    *TaskError `msgpack:"error,omitempty"`
 }
 
