@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
+	maybeRunLimitHelper()
+	spindle.MaybeRunChild(nil)
+	testutil.VerifyTestMain(m)
+}
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestTree(t *testing.T) {
+	testutil.VerifyNone(t)
+	code, out, errs := runCmd(t, "tree", "-depth", "3", "-width", "2")
+	if code != 0 {
+		t.Fatalf("spindle tree = %d, stderr:\n%s", code, errs)
+	}
+	// 2 + 4 + 8 contexts below the master, each pinged.
+	if n := strings.Count(out, "└─"); n != 14 {
+		t.Errorf("spindle tree printed %d contexts, want 14:\n%s", n, out)
+	}
+	for _, want := range []string{"c1.c1.c1 (id ", "3 hops", "whole tree shut down"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("spindle tree output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	testutil.VerifyNone(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "usage: spindle"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"tree", "-depth", "0"}, "between 1 and 10"},
+		{[]string{"tree", "-bogus"}, "flag provided but not defined"},
+		{[]string{"bench", "-bogus"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		code, _, errs := runCmd(t, tt.args...)
+		if code != 2 || !strings.Contains(errs, tt.want) {
+			t.Errorf("spindle %q = %d, stderr %q; want 2 and %q", tt.args, code, errs, tt.want)
+		}
+	}
+}
+
+// TestBenchJSON runs the whole benchmark with few iterations and checks it
+// prints one JSON object with every figure as a positive number. It says
+// nothing about the figures themselves: they are measured, not asserted.
+func TestBenchJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every benchmark once")
+	}
+	testutil.VerifyNone(t)
+	code, out, errs := runCmd(t, "bench", "--json", "--quick")
+	if code != 0 {
+		t.Fatalf("spindle bench = %d, stderr:\n%s", code, errs)
+	}
+	var got map[string]any
+	dec := json.NewDecoder(strings.NewReader(out))
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("bench output is not one JSON object: %v\n%s", err, out)
+	}
+	if dec.More() {
+		t.Fatalf("bench printed more than one JSON value:\n%s", out)
+	}
+	for _, key := range []string{"spawn_local_ms", "rtt_1hop_us", "rtt_2hop_us", "rtt_3hop_us", "rtt_1hop_p99_us",
+		"rtt_2hop_p99_us", "rtt_3hop_p99_us", "pipelined_calls_per_s", "throughput_mb_s", "fanout20_ms",
+		"child_rss_mb", "limit_pingpong_us", "limit_throughput_mb_s"} {
+		v, ok := got[key].(float64)
+		if !ok || v <= 0 {
+			t.Errorf("bench %s = %v (%T), want a positive number", key, got[key], got[key])
+		}
+	}
+}
