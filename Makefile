@@ -10,7 +10,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 build: ## build bin/spindle (the default)
 	$(GO) build -o bin/spindle ./tools/spindle
 
-demo: build ## build, then show the demo tree: ./bin/spindle tree
+demo: build wasm ## build, then show the demo tree: ./bin/spindle tree
 	./bin/spindle tree
 
 test: ## all tests, with the race detector
@@ -23,6 +23,7 @@ check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod
 	@out="$$($(GOFMT) -l .)"; if [ -n "$$out" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./guest-sdk/... ./examples/wasm/...
 	$(STATICCHECK) ./...
 	$(MAKE) test
 	$(GO) mod tidy
@@ -41,3 +42,22 @@ clean: ## remove bin/
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+# The wasm examples (examples/wasm/README.md): Go reactors, the Go command
+# and the C reactors. WASM_CFLAGS match testutil.CFlags.
+WASM_GO_REACTORS := hello hasher progress bad
+WASM_GO_COMMANDS := cmd
+WASM_C := c-hello c-bad
+CLANG ?= clang
+WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -nostdlib \
+	-O2 -Wall -Wextra -Werror -Wl,--no-entry
+
+.PHONY: wasm
+wasm: ## build examples/wasm/* into bin/wasm/<name>.wasm
+	@mkdir -p bin/wasm
+	@set -e; for d in $(WASM_GO_REACTORS); do echo "wasm: $$d (reactor)"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/wasm/$$d.wasm ./examples/wasm/$$d; done
+	@set -e; for d in $(WASM_GO_COMMANDS); do echo "wasm: $$d (command)"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -o bin/wasm/$$d.wasm ./examples/wasm/$$d; done
+	@set -e; for d in $(WASM_C); do echo "wasm: $$d (C reactor)"; \
+		$(CLANG) $(WASM_CFLAGS) -o bin/wasm/$$d.wasm examples/wasm/$$d/*.c; done

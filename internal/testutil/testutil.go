@@ -88,6 +88,7 @@ func VerifyTestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	CleanupWasm()
 	os.Exit(code)
 }
 

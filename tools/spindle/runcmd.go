@@ -206,8 +206,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	var input []byte
 	if o.input != "" {
-		var v any
-		if err := json.Unmarshal([]byte(o.input), &v); err != nil {
+		v, err := jsonToMsgpackValue(o.input)
+		if err != nil {
 			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v\n", err)
 			return 2
 		}
@@ -355,4 +355,40 @@ func runOn(ctx context.Context, m *spindle.Master, spec string, t spindle.Task) 
 		l.ExitCode = &code
 	}
 	return l
+}
+
+// jsonToMsgpackValue decodes JSON keeping whole numbers as integers, so they
+// reach the guest as msgpack ints (a msgpack float does not decode into an
+// int field).
+func jsonToMsgpackValue(s string) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("more than one JSON value")
+	}
+	return numbers(v), nil
+}
+
+func numbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+	}
+	return v
 }

@@ -1,0 +1,191 @@
+package guest
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// taskFunc is a registered task in its raw form: input bytes in, output
+// bytes out.
+type taskFunc func(ctx Ctx, in []byte) ([]byte, error)
+
+// registry maps task names to their functions.
+type registry struct {
+	mu sync.Mutex
+	m  map[string]taskFunc // guarded by mu
+}
+
+// tasks are the tasks this module serves. It is the package's one piece of
+// mutable state, and it must be: a reactor has no main to construct
+// anything in, so tasks are registered from init functions.
+var tasks registry
+
+func (r *registry) add(name string, fn taskFunc) {
+	if name == "" {
+		panic("guest: Register: empty task name")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.m[name]; dup {
+		panic(fmt.Sprintf("guest: Register: task %q registered twice", name))
+	}
+	if r.m == nil {
+		r.m = make(map[string]taskFunc)
+	}
+	r.m[name] = fn
+}
+
+func (r *registry) lookup(name string) (taskFunc, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fn, ok := r.m[name]
+	return fn, ok
+}
+
+func (r *registry) names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.m))
+	for name := range r.m {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Register makes fn the task called name. Its input is decoded from msgpack
+// into an In (empty input gives the zero In) and its result encoded as
+// msgpack. An error fn returns reaches the caller as an error of kind
+// "guest" with err.Error() as its message; so does a panic, as
+// "panic: <value>", with the stack logged at error level.
+//
+// Call Register from an init function: a reactor's main never runs, and
+// the host may call a task as soon as the module is initialized. It panics
+// if name is empty, fn is nil, or name is already registered.
+func Register[In, Out any](name string, fn func(ctx Ctx, in In) (Out, error)) {
+	if fn == nil {
+		panic(fmt.Sprintf("guest: Register: nil function for task %q", name))
+	}
+	tasks.add(name, typed(fn))
+}
+
+// RegisterRaw makes fn the task called name, with the call's input and
+// output as raw bytes; see Register.
+func RegisterRaw(name string, fn func(ctx Ctx, in []byte) ([]byte, error)) {
+	if fn == nil {
+		panic(fmt.Sprintf("guest: RegisterRaw: nil function for task %q", name))
+	}
+	tasks.add(name, fn)
+}
+
+// typed wraps fn with msgpack decoding of its input and encoding of its
+// output.
+func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
+	return func(ctx Ctx, input []byte) ([]byte, error) {
+		var in In
+		if len(input) > 0 {
+			if err := msgpack.Unmarshal(input, &in); err != nil {
+				return nil, fmt.Errorf("guest: task %s: decode input: %w", ctx.Task(), err)
+			}
+		}
+		out, err := fn(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		b, err := msgpack.Marshal(out)
+		if err != nil {
+			return nil, fmt.Errorf("guest: task %s: encode output: %w", ctx.Task(), err)
+		}
+		return b, nil
+	}
+}
+
+// serve runs one task call, the body of the spindle_call export: it reads
+// the task name and input, runs the registered function and writes its
+// output. It returns the export's status: 0 on success; 1 on failure,
+// after giving the message to error_set.
+func serve(h abi, r *registry) int32 {
+	name, err := readTaskName(h)
+	if err != nil {
+		return fail(h, err.Error())
+	}
+	fn, ok := r.lookup(name)
+	if !ok {
+		return fail(h, fmt.Sprintf("guest: no task %q in this module (it has: %s)",
+			name, strings.Join(r.names(), ", ")))
+	}
+	input, err := readInput(h)
+	if err != nil {
+		return fail(h, fmt.Sprintf("guest: task %s: %v", name, err))
+	}
+	c := &call{h: h, task: name}
+	out, err := run(c, fn, input)
+	c.done.Store(true)
+	if err != nil {
+		return fail(h, err.Error())
+	}
+	if len(out) > 0 {
+		if rc := h.outputWrite(out); rc < 0 {
+			return fail(h, fmt.Sprintf("guest: task %s: write %d bytes of output: %v", name, len(out), codeErr(rc)))
+		}
+	}
+	return 0
+}
+
+// run calls fn, turning a panic into an error.
+func run(c *call, fn taskFunc, input []byte) (out []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			msg := "panic: " + fmt.Sprint(v)
+			Ctx{c}.Error(msg + "\n" + string(debug.Stack()))
+			out, err = nil, errors.New(msg)
+		}
+	}()
+	return fn(Ctx{c}, input)
+}
+
+// fail gives msg to error_set and returns the failure status.
+func fail(h abi, msg string) int32 {
+	h.errorSet([]byte(msg)) // nothing to do if it fails: the host reports the status
+	return 1
+}
+
+func readTaskName(h abi) (string, error) {
+	var small [64]byte
+	buf := small[:]
+	for {
+		n := h.taskName(buf)
+		if n < 0 {
+			return "", fmt.Errorf("guest: read task name: %w", codeErr(n))
+		}
+		if int(n) <= len(buf) {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, n)
+	}
+}
+
+func readInput(h abi) ([]byte, error) {
+	n := h.inputLen()
+	if n < 0 {
+		return nil, fmt.Errorf("read input length: %w", codeErr(n))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, n)
+	got := h.inputRead(buf)
+	if got < 0 {
+		return nil, fmt.Errorf("read input: %w", codeErr(got))
+	}
+	if got != n {
+		return nil, fmt.Errorf("read input: got %d of %d bytes", got, n)
+	}
+	return buf, nil
+}

@@ -1,0 +1,65 @@
+// Package rootfs gives a wazero guest a host directory it cannot get out of:
+// an implementation of wazero's experimental/sys.FS on top of [os.Root].
+//
+// wazero's own WithDirMount and WithReadOnlyDirMount are not a jail. They
+// join strings and call os.OpenFile, so a relative symlink inside the mount
+// (`link -> ../SECRET`), whether the host left it there or the guest made
+// it, leads to files outside. Here every path is resolved by [os.Root],
+// component by component with openat and O_NOFOLLOW, so neither `..` nor
+// symlinks (relative, absolute, pre-existing or made by the guest) can
+// reach anything outside the directory given to [New]. Such an attempt
+// fails with sys.EPERM. The package tests run one guest against this FS and
+// against WithDirMount to show the difference.
+//
+// Mount it with
+//
+//	fsys, err := rootfs.New(dir, false)
+//	...
+//	cfg := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(fsys, "/data")
+//	modCfg := wazero.NewModuleConfig().WithFSConfig(cfg)
+//
+// # What it guarantees, and what it does not
+//
+// Guaranteed: every path-based operation (open, stat, lstat, readlink,
+// mkdir, rmdir, unlink, rename, link, symlink, chmod, utimens) acts on a
+// file inside the root. Absolute symlink targets are refused when the guest
+// creates a link (EPERM) and never followed. Relative targets may be
+// created, as POSIX allows, but following one out of the root fails.
+// Permission bits passed by the guest are masked to 0o777: it cannot make
+// setuid, setgid or sticky files. In read-only mode nothing can be
+// changed (EROFS).
+//
+// Not guaranteed, and up to the host:
+//   - Hard links, bind mounts and mount points placed inside the directory
+//     by the host are followed like any file: prepare the directory so it
+//     holds only what the guest may see.
+//   - After the guest has run, the directory may hold symlinks that point
+//     anywhere (`x -> ../../etc/shadow`). Host code that later reads it must
+//     not follow them: use [os.Root] or [os.Lstat], never a plain copy.
+//   - Disk usage and the number of files are not limited.
+//   - Root.Chmod and Root.Chtimes may, under a race with a concurrent
+//     rename, apply to a symlink instead of its target; the file they touch
+//     is still inside the root.
+//
+// # Errors
+//
+// Every method returns a sys.Errno. Errors from the os package map as
+// sys.UnwrapOSError does (fs.ErrNotExist to ENOENT, a syscall.Errno to the
+// same name, and so on). os.Root's "path escapes from parent" error, which
+// otherwise would become EIO, becomes EPERM. Anything else unknown is EIO.
+//
+// # Concurrency
+//
+// An *FS is safe for concurrent use, and may be shared by several module
+// instances. A file it opens is used by one module instance at a time, as
+// wazero does; only its Close may be called from another goroutine
+// concurrently with the other methods (wazero closes a module's files from
+// whichever goroutine closes the module).
+//
+// # Lifecycle
+//
+// The host calls [New] and owns the result. wazero never closes a sys.FS,
+// so the host calls [FS.Close] itself, after every module instance that
+// mounts the FS has been closed. Files already open stay usable after
+// [FS.Close]; new path operations fail with EBADF.
+package rootfs

@@ -1,0 +1,73 @@
+package rootfs
+
+import (
+	"os"
+	"syscall"
+	"unsafe"
+
+	"github.com/tetratelabs/wazero/experimental/sys"
+	"golang.org/x/sys/unix"
+)
+
+// platformFlags returns the open(2) flags for the parts of flag that package
+// os has no name for. O_NOFOLLOW is handled by FS.OpenFile itself.
+func platformFlags(flag sys.Oflag) int {
+	var f int
+	if flag&sys.O_DIRECTORY != 0 {
+		f |= unix.O_DIRECTORY // also keeps open from blocking on a FIFO
+	}
+	if flag&sys.O_DSYNC != 0 {
+		f |= unix.O_DSYNC
+	}
+	if flag&sys.O_NONBLOCK != 0 {
+		f |= unix.O_NONBLOCK
+	}
+	if flag&sys.O_RSYNC != 0 {
+		f |= unix.O_RSYNC
+	}
+	return f
+}
+
+// futimens sets the times of the open file f, keeping those that are
+// sys.UTIME_OMIT.
+func futimens(f *os.File, atim, mtim int64) sys.Errno {
+	times := [2]unix.Timespec{toTimespec(atim), toTimespec(mtim)}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return sys.UnwrapOSError(err)
+	}
+	var errno syscall.Errno
+	err = rc.Control(func(fd uintptr) {
+		// utimensat with a NULL path acts on fd itself; x/sys/unix has no
+		// wrapper that passes NULL.
+		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0,
+			uintptr(unsafe.Pointer(&times)), 0, 0, 0)
+	})
+	if err != nil {
+		return sys.UnwrapOSError(err)
+	}
+	if errno != 0 {
+		return sys.UnwrapOSError(errno)
+	}
+	return 0
+}
+
+func toTimespec(nanos int64) unix.Timespec {
+	if nanos == sys.UTIME_OMIT {
+		return unix.Timespec{Nsec: unix.UTIME_OMIT}
+	}
+	return unix.NsecToTimespec(nanos)
+}
+
+// datasync flushes the data of f, not necessarily its metadata.
+func datasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
+}

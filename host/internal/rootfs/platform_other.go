@@ -1,0 +1,19 @@
+//go:build !linux
+
+package rootfs
+
+import (
+	"os"
+
+	"github.com/tetratelabs/wazero/experimental/sys"
+)
+
+// platformFlags returns no extra flags: newFile checks O_DIRECTORY after
+// opening, and the sync and non-blocking flags are dropped.
+func platformFlags(sys.Oflag) int { return 0 }
+
+// futimens is not implemented off Linux.
+func futimens(*os.File, int64, int64) sys.Errno { return sys.ENOSYS }
+
+// datasync falls back to a full Sync.
+func datasync(f *os.File) error { return f.Sync() }

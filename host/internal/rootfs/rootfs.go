@@ -1,0 +1,331 @@
+package rootfs
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero/experimental/sys"
+	wazerosys "github.com/tetratelabs/wazero/sys"
+)
+
+// FS is a sys.FS confined to one host directory. Create it with [New] and
+// close it with [FS.Close].
+//
+// FS is safe for concurrent use.
+type FS struct {
+	// UnimplementedFS makes methods that a later wazero adds to sys.FS
+	// return ENOSYS instead of breaking the build.
+	sys.UnimplementedFS
+
+	root     *os.Root // safe for concurrent use; closed by Close
+	readOnly bool
+
+	// escapeErr is the error value os.Root returns for a path that leaves
+	// the root. It is unexported in package os, so New captures it by
+	// asking the root for "..".
+	escapeErr error
+}
+
+var _ sys.FS = (*FS)(nil)
+
+// New opens dir as the root of a new FS. When readOnly is true, every
+// operation that would change the tree fails with sys.EROFS.
+//
+// The caller owns the FS and must Close it once no module instance that
+// mounts it is running.
+func New(dir string, readOnly bool) (*FS, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs: open root %q: %w", dir, err)
+	}
+	fsys := &FS{root: root, readOnly: readOnly}
+	// os.Root checks ".." lexically, before any system call.
+	if _, err := root.Lstat(".."); err != nil {
+		fsys.escapeErr = underlying(err)
+	}
+	return fsys, nil
+}
+
+// Close closes the root directory. Files opened before stay open; later
+// path operations fail with sys.EBADF. Close is idempotent.
+func (fsys *FS) Close() error {
+	return fsys.root.Close()
+}
+
+// OpenFile implements sys.FS.OpenFile.
+func (fsys *FS) OpenFile(p string, flag sys.Oflag, perm fs.FileMode) (sys.File, sys.Errno) {
+	name := rel(p)
+	osFlag, errno := toOSFlag(flag)
+	if errno != 0 {
+		return nil, errno
+	}
+	writes := flag&(sys.O_RDWR|sys.O_WRONLY) != 0
+	if fsys.readOnly {
+		if writes || flag&sys.O_TRUNC != 0 {
+			if flag&sys.O_DIRECTORY != 0 {
+				return nil, sys.EISDIR
+			}
+			return nil, sys.EROFS
+		}
+		if flag&sys.O_CREAT != 0 {
+			// POSIX: O_CREAT on a read-only file system fails only when
+			// it would create the file.
+			_, err := fsys.root.Stat(name)
+			switch errno := fsys.errno(err); {
+			case errno == sys.ENOENT:
+				return nil, sys.EROFS
+			case errno != 0:
+				return nil, errno
+			case flag&sys.O_EXCL != 0:
+				return nil, sys.EEXIST
+			}
+			osFlag &^= os.O_CREATE | os.O_EXCL
+		}
+	}
+	if flag&sys.O_NOFOLLOW != 0 {
+		// os.Root follows a symlink in the last component even when asked
+		// for O_NOFOLLOW, so check first. A race can only make it follow a
+		// link that stays inside the root.
+		fi, err := fsys.root.Lstat(name)
+		if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, sys.ELOOP
+		}
+	}
+	f, err := fsys.root.OpenFile(name, osFlag, perm.Perm())
+	if err != nil {
+		return nil, fsys.errno(err)
+	}
+	return newFile(fsys, name, flag, f)
+}
+
+// Lstat implements sys.FS.Lstat.
+func (fsys *FS) Lstat(p string) (wazerosys.Stat_t, sys.Errno) {
+	fi, err := fsys.root.Lstat(rel(p))
+	if err != nil {
+		return wazerosys.Stat_t{}, fsys.errno(err)
+	}
+	return wazerosys.NewStat_t(fi), 0
+}
+
+// Stat implements sys.FS.Stat.
+func (fsys *FS) Stat(p string) (wazerosys.Stat_t, sys.Errno) {
+	fi, err := fsys.root.Stat(rel(p))
+	if err != nil {
+		return wazerosys.Stat_t{}, fsys.errno(err)
+	}
+	return wazerosys.NewStat_t(fi), 0
+}
+
+// Mkdir implements sys.FS.Mkdir.
+func (fsys *FS) Mkdir(p string, perm fs.FileMode) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	return fsys.errno(fsys.root.Mkdir(rel(p), perm.Perm()))
+}
+
+// Chmod implements sys.FS.Chmod. Only the permission bits (0o777) of perm
+// are applied.
+func (fsys *FS) Chmod(p string, perm fs.FileMode) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	return fsys.errno(fsys.root.Chmod(rel(p), perm.Perm()))
+}
+
+// Rename implements sys.FS.Rename.
+//
+// os.Root.Rename refuses to replace any directory, so the errors sys.FS
+// documents are worked out first, and an empty directory at `to` is
+// removed before a directory is renamed over it. That last step is not
+// atomic.
+func (fsys *FS) Rename(from, to string) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	from, to = rel(from), rel(to)
+	fromInfo, err := fsys.root.Lstat(from)
+	if err != nil {
+		return fsys.errno(err)
+	}
+	toInfo, err := fsys.root.Lstat(to)
+	switch errno := fsys.errno(err); {
+	case errno == sys.ENOENT:
+	case errno != 0:
+		return errno
+	case os.SameFile(fromInfo, toInfo):
+		return 0 // POSIX: renaming a file to itself does nothing
+	case toInfo.IsDir() && !fromInfo.IsDir():
+		return sys.EISDIR
+	case !toInfo.IsDir() && fromInfo.IsDir():
+		return sys.ENOTDIR
+	case toInfo.IsDir():
+		if fsys.isAncestor(fromInfo, to) {
+			return sys.EINVAL // as rename(2), before removing anything
+		}
+		if errno := fsys.removeEmptyDir(to); errno != 0 {
+			return errno
+		}
+	}
+	return fsys.errno(fsys.root.Rename(from, to))
+}
+
+// isAncestor reports whether the directory dir is name or one of the
+// directories above it, following symlinks as the kernel would.
+func (fsys *FS) isAncestor(dir fs.FileInfo, name string) bool {
+	for p := path.Clean(name); p != "." && p != "/"; p = path.Dir(p) {
+		if fi, err := fsys.root.Stat(p); err == nil && os.SameFile(dir, fi) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeEmptyDir removes the directory name, or returns ENOTEMPTY.
+func (fsys *FS) removeEmptyDir(name string) sys.Errno {
+	d, err := fsys.root.Open(name)
+	if err != nil {
+		return fsys.errno(err)
+	}
+	names, err := d.Readdirnames(1)
+	d.Close()
+	if len(names) > 0 {
+		return sys.ENOTEMPTY
+	}
+	if errno := fsys.errno(err); errno != 0 {
+		return errno
+	}
+	return fsys.errno(fsys.root.Remove(name))
+}
+
+// Rmdir implements sys.FS.Rmdir.
+func (fsys *FS) Rmdir(p string) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	name := rel(p)
+	// os.Root has only Remove, for files and directories alike. A race
+	// between this check and Remove can only remove the wrong kind of
+	// entry, still inside the root.
+	fi, err := fsys.root.Lstat(name)
+	if err != nil {
+		return fsys.errno(err)
+	}
+	if !fi.IsDir() {
+		return sys.ENOTDIR
+	}
+	return fsys.errno(fsys.root.Remove(name))
+}
+
+// Unlink implements sys.FS.Unlink.
+func (fsys *FS) Unlink(p string) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	name := rel(p)
+	fi, err := fsys.root.Lstat(name) // see Rmdir about the race
+	if err != nil {
+		return fsys.errno(err)
+	}
+	if fi.IsDir() {
+		return sys.EISDIR
+	}
+	return fsys.errno(fsys.root.Remove(name))
+}
+
+// Link implements sys.FS.Link. Both paths are inside the root; when
+// oldPath is a symlink, the new name is a link to the symlink itself.
+func (fsys *FS) Link(oldPath, newPath string) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	return fsys.errno(fsys.root.Link(rel(oldPath), rel(newPath)))
+}
+
+// Symlink implements sys.FS.Symlink. An absolute target is refused with
+// EPERM, as in the WASI path-resolution rules. A relative target is stored
+// as given, even one that leads out of the root: following it fails.
+func (fsys *FS) Symlink(target, linkName string) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	if path.IsAbs(target) || filepath.IsAbs(target) || filepath.VolumeName(target) != "" {
+		return sys.EPERM
+	}
+	return fsys.errno(fsys.root.Symlink(target, rel(linkName)))
+}
+
+// Readlink implements sys.FS.Readlink. The target is returned as stored,
+// with "/" as separator; reading it does not follow it.
+func (fsys *FS) Readlink(p string) (string, sys.Errno) {
+	target, err := fsys.root.Readlink(rel(p))
+	if err != nil {
+		return "", fsys.errno(err)
+	}
+	return filepath.ToSlash(target), 0
+}
+
+// Utimens implements sys.FS.Utimens. A symlink is followed, inside the
+// root.
+func (fsys *FS) Utimens(p string, atim, mtim int64) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	return fsys.errno(fsys.root.Chtimes(rel(p), toTime(atim), toTime(mtim)))
+}
+
+// toTime converts nanoseconds since the epoch to a time.Time. UTIME_OMIT
+// becomes the zero time.Time, which os.Root.Chtimes leaves unchanged.
+func toTime(nanos int64) time.Time {
+	if nanos == sys.UTIME_OMIT {
+		return time.Time{}
+	}
+	return time.Unix(0, nanos)
+}
+
+// rel turns a path from wazero into a name for os.Root. wazero passes
+// cleaned paths relative to the mount, possibly with a trailing slash,
+// which os.Root handles. Leading slashes mean the root of this FS.
+func rel(p string) string {
+	p = strings.TrimLeft(p, "/")
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
+// toOSFlag converts sys.Oflag to flags for os.Root.OpenFile.
+func toOSFlag(flag sys.Oflag) (int, sys.Errno) {
+	var f int
+	switch flag & (sys.O_RDONLY | sys.O_RDWR | sys.O_WRONLY) {
+	case sys.O_RDONLY:
+		f = os.O_RDONLY
+	case sys.O_RDWR:
+		f = os.O_RDWR
+	case sys.O_WRONLY:
+		f = os.O_WRONLY
+	default:
+		return 0, sys.EINVAL // O_RDWR|O_WRONLY
+	}
+	if flag&sys.O_APPEND != 0 {
+		f |= os.O_APPEND
+	}
+	if flag&sys.O_CREAT != 0 {
+		f |= os.O_CREATE
+	}
+	if flag&sys.O_EXCL != 0 {
+		f |= os.O_EXCL
+	}
+	if flag&sys.O_SYNC != 0 {
+		f |= os.O_SYNC
+	}
+	if flag&sys.O_TRUNC != 0 {
+		f |= os.O_TRUNC
+	}
+	return f | platformFlags(flag), 0
+}
