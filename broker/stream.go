@@ -63,7 +63,14 @@ type Stream struct {
 	wake chan struct{} // 1-buffered: the writer has work
 	done chan struct{} // closed when the stream is closed
 
-	raw syscall.RawConn // for direct non-blocking writes; nil unless rwc is a net.Conn with an fd
+	raw      syscall.RawConn // for direct non-blocking writes; nil unless rwc is a net.Conn with an fd
+	directFn func(uintptr) bool
+	direct   struct { // owned by whoever holds the writing token on the fast path
+		bufs [2][]byte
+		iov  [][]byte
+		n    int
+		err  error
+	}
 
 	mu       sync.Mutex
 	writing  bool          // guarded by mu: the writer goroutine or a direct Send holds the right to write
@@ -91,6 +98,7 @@ func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
 		s.w = c
 		if sc, ok := c.(syscall.Conn); ok {
 			s.raw, _ = sc.SyscallConn()
+			s.directFn = s.directWrite
 		}
 	}
 	return s
@@ -187,27 +195,28 @@ func (s *Stream) wakeWriter() {
 func (s *Stream) sendDirectLocked(frame, body []byte) error {
 	s.writing = true
 	s.mu.Unlock()
-	bufs := net.Buffers{frame}
+	// The direct-write state lives in the stream (guarded by the writing
+	// token) and the callback is a method value made once, so the fast path
+	// allocates nothing.
+	d := &s.direct
+	d.bufs[0], d.bufs[1] = frame, body
+	d.iov = d.bufs[:1]
 	if body != nil {
-		bufs = append(bufs, body)
+		d.iov = d.bufs[:2]
 	}
-	var n int
-	var werr error
-	err := s.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Writev(int(fd), bufs)
-			if werr != unix.EINTR {
-				return true
-			}
-		}
-	})
+	err := s.raw.Write(s.directFn)
+	n, werr := d.n, d.err
 	if err == nil && werr != nil && werr != unix.EAGAIN {
 		err = werr
 	}
 	if n < 0 {
 		n = 0
 	}
-	rest := trimWritten(bufs, n)
+	var rest net.Buffers
+	if n < len(frame)+len(body) {
+		rest = trimWritten(append(net.Buffers(nil), d.iov...), n)
+	}
+	d.bufs[0], d.bufs[1], d.iov = nil, nil, nil
 	s.mu.Lock()
 	s.writing = false
 	if err != nil {
@@ -230,6 +239,18 @@ func (s *Stream) sendDirectLocked(frame, body []byte) error {
 		s.wakeWriter()
 	}
 	return nil
+}
+
+// directWrite is the callback of the fast path's RawConn.Write: one writev,
+// never waiting for the socket to become writable.
+func (s *Stream) directWrite(fd uintptr) bool {
+	d := &s.direct
+	for {
+		d.n, d.err = unix.Writev(int(fd), d.iov)
+		if d.err != unix.EINTR {
+			return true
+		}
+	}
 }
 
 // trimWritten drops the first n bytes from bufs.
