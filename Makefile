@@ -31,7 +31,7 @@ check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod
 		echo "go.mod/go.sum are not tidy (or not committed):"; \
 		git status --porcelain go.mod go.sum; git --no-pager diff go.mod go.sum; exit 1; fi
 
-bench: build ## build, then run the benchmarks: ./bin/spindle bench
+bench: build wasm ## build, then run the benchmarks: ./bin/spindle bench
 	./bin/spindle bench
 
 fuzz: ## fuzz the frame decoder for 30s

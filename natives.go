@@ -49,6 +49,14 @@ type StatsResult struct {
 	RSSBytes   int64 `msgpack:"rss_bytes"`
 	Goroutines int   `msgpack:"goroutines"`
 	FDs        int   `msgpack:"fds"`
+	// ModuleFetches counts modules this context asked its parent for;
+	// ModuleServed, module bodies it sent to its children.
+	ModuleFetches int64 `msgpack:"module_fetches"`
+	ModuleServed  int64 `msgpack:"module_served"`
+	// Compiles counts wasm modules this context compiled (0 until it runs
+	// a task); Instantiations, the instances it made.
+	Compiles       int64 `msgpack:"compiles"`
+	Instantiations int64 `msgpack:"instantiations"`
 }
 
 // SinkArgs are the arguments of the built-in "sink" function: it opens a
@@ -69,7 +77,11 @@ func (n *node) builtins() map[string]Func {
 			return msgpack.RawMessage(args), nil
 		}},
 		"stats": {Fn: func(context.Context, *CallInfo, []byte) (any, error) {
-			return StatsResult{PID: os.Getpid(), RSSBytes: selfRSS(), Goroutines: runtime.NumGoroutine(), FDs: countFDs()}, nil
+			ms := n.mods.Stats()
+			st := StatsResult{PID: os.Getpid(), RSSBytes: selfRSS(), Goroutines: runtime.NumGoroutine(), FDs: countFDs(),
+				ModuleFetches: ms.Fetches, ModuleServed: ms.Served}
+			st.Compiles, st.Instantiations = n.hostStats()
+			return st, nil
 		}},
 		"sink": {Inline: true, Fn: n.sink},
 	}

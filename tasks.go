@@ -1,5 +1,3 @@
-//go:build spindlehost
-
 package spindle
 
 import (
@@ -214,8 +212,16 @@ func RunAll(ctx context.Context, cs []*Context, t Task) []RunOutcome {
 // that never runs a task never pays for a runtime.
 type taskState struct {
 	once sync.Once
-	host *host.Host
-	err  error
+	mu   sync.Mutex
+	host *host.Host // guarded by mu
+	err  error      // guarded by mu
+}
+
+// get returns the host if it has been made (without making it).
+func (ts *taskState) get() (*host.Host, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.host, ts.err
 }
 
 func (n *node) taskHost() (*host.Host, error) {
@@ -224,16 +230,19 @@ func (n *node) taskHost() (*host.Host, error) {
 		if n.cacheDir != "" {
 			dir = filepath.Join(n.cacheDir, "compiled")
 		}
-		n.tasks.host, n.tasks.err = host.New(n.b.Context(), host.Config{CacheDir: dir, Logger: n.log})
-		if n.tasks.err == nil {
+		h, err := host.New(n.b.Context(), host.Config{CacheDir: dir, Logger: n.log})
+		n.tasks.mu.Lock()
+		n.tasks.host, n.tasks.err = h, err
+		n.tasks.mu.Unlock()
+		if err == nil {
 			n.b.OnExit(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
-				_ = n.tasks.host.Close(ctx)
+				_ = h.Close(ctx)
 			})
 		}
 	})
-	return n.tasks.host, n.tasks.err
+	return n.tasks.get()
 }
 
 // onRunTask serves RUN_TASK: fetch the module if needed, compile it once,
@@ -342,4 +351,14 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// hostStats reports the wasm host's counters, zero before its first task.
+func (n *node) hostStats() (compiles, instantiations int64) {
+	h, err := n.tasks.get()
+	if h == nil || err != nil {
+		return 0, 0
+	}
+	st := h.Stats()
+	return st.Compiles, st.Instantiations
 }

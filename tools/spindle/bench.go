@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ type benchResult struct {
 	ChildRSSMB         float64 `json:"child_rss_mb"`
 	LimitPingPongUs    float64 `json:"limit_pingpong_us"`
 	LimitThroughputMBs float64 `json:"limit_throughput_mb_s"`
+	*wasmResult
 }
 
 type benchRow struct {
@@ -42,7 +44,7 @@ type benchRow struct {
 }
 
 func (r *benchResult) rows() []benchRow {
-	return []benchRow{
+	rows := []benchRow{
 		{"spawn_local_ms", "ms", &r.SpawnLocalMs, "<= 5", nil},
 		{"rtt_1hop_us", "µs", &r.RTT1HopUs, "<= 30", &r.LimitPingPongUs},
 		{"rtt_1hop_p99_us", "µs", &r.RTT1HopP99Us, "", nil},
@@ -57,6 +59,15 @@ func (r *benchResult) rows() []benchRow {
 		{"limit_pingpong_us", "µs", &r.LimitPingPongUs, "(machine)", nil},
 		{"limit_throughput_mb_s", "MB/s", &r.LimitThroughputMBs, "(machine)", nil},
 	}
+	if w := r.wasmResult; w != nil {
+		rows = append(rows,
+			benchRow{"wasm_call_warm_us", "µs", &w.WasmCallWarmUs, "<= 40", nil},
+			benchRow{"wasm_call_fresh_us", "µs", &w.WasmCallFreshUs, "", nil},
+			benchRow{"wasm_instantiate_go_ms", "ms", &w.WasmInstantiateGoMs, "<= 1 (moonshot)", nil},
+			benchRow{"compile_cold_ms", "ms", &w.CompileColdMs, "", nil},
+			benchRow{"compile_cached_ms", "ms", &w.CompileCachedMs, "<= 50", nil})
+	}
+	return rows
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -64,6 +75,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	quick := fs.Bool("quick", false, "fewer iterations (for tests; noisier figures)")
+	wasmDir := fs.String("wasm", "bin/wasm", "where `make wasm` put the example modules (hello.wasm is used); \"\" skips the wasm figures")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,7 +83,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	if *quick {
 		scale = 10
 	}
-	res, err := runBench(scale)
+	res, err := runBench(scale, *wasmDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle bench: %v\n", err)
 		return 1
@@ -99,7 +111,7 @@ func us(d time.Duration) float64 { return round1(float64(d) / float64(time.Micro
 func ms(d time.Duration) float64 { return round1(float64(d) / float64(time.Millisecond)) }
 func round1(f float64) float64   { return math.Round(f*10) / 10 }
 
-func runBench(scale int) (*benchResult, error) {
+func runBench(scale int, wasmDir string) (*benchResult, error) {
 	res := &benchResult{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -200,6 +212,11 @@ func runBench(scale int) (*benchResult, error) {
 		fans = append(fans, d)
 	}
 	res.Fanout20Ms = ms(median(fans))
+	if wasmDir != "" {
+		if res.wasmResult, err = benchWasm(ctx, m, filepath.Join(wasmDir, "hello.wasm"), scale); err != nil {
+			return nil, fmt.Errorf("wasm: %w", err)
+		}
+	}
 	return res, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -70,7 +71,15 @@ func TestBenchJSON(t *testing.T) {
 		t.Skip("runs every benchmark once")
 	}
 	testutil.VerifyNone(t)
-	code, out, errs := runCmd(t, "bench", "--json", "--quick")
+	wasmDir := t.TempDir()
+	hello, err := os.ReadFile(testutil.BuildWasm(t, "examples/wasm/hello", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(wasmDir, "hello.wasm"), hello, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "bench", "--json", "--quick", "-wasm", wasmDir)
 	if code != 0 {
 		t.Fatalf("spindle bench = %d, stderr:\n%s", code, errs)
 	}
@@ -84,7 +93,8 @@ func TestBenchJSON(t *testing.T) {
 	}
 	for _, key := range []string{"spawn_local_ms", "rtt_1hop_us", "rtt_2hop_us", "rtt_3hop_us", "rtt_1hop_p99_us",
 		"rtt_2hop_p99_us", "rtt_3hop_p99_us", "pipelined_calls_per_s", "throughput_mb_s", "fanout20_ms",
-		"child_rss_mb", "limit_pingpong_us", "limit_throughput_mb_s"} {
+		"child_rss_mb", "limit_pingpong_us", "limit_throughput_mb_s",
+		"wasm_call_warm_us", "wasm_call_fresh_us", "wasm_instantiate_go_ms", "compile_cold_ms", "compile_cached_ms"} {
 		v, ok := got[key].(float64)
 		if !ok || v <= 0 {
 			t.Errorf("bench %s = %v (%T), want a positive number", key, got[key], got[key])

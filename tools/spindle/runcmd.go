@@ -1,5 +1,3 @@
-//go:build spindlehost
-
 package main
 
 import (

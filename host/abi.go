@@ -1,0 +1,248 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The host side of docs/abi.md: the "spindle" host module.
+
+const (
+	abiModule  = "spindle"
+	wasiModule = "wasi_snapshot_preview1"
+)
+
+// Return codes of the host functions (docs/abi.md).
+const (
+	codeOK      = 0
+	codeMemory  = -1 // ERR_MEMORY
+	codeLimit   = -2 // ERR_LIMIT
+	codeDenied  = -3 // ERR_DENIED
+	codeInvalid = -4 // ERR_INVALID
+	codeFailed  = -5 // ERR_FAILED
+)
+
+// maxErrorMessage clips error_set messages.
+const maxErrorMessage = 64 << 10
+
+const flagRaw = 1 // send: bit 0 set = raw bytes
+
+var i32 = []api.ValueType{api.ValueTypeI32}
+
+// abiFunc is one host function of the spindle module.
+type abiFunc struct {
+	name   string
+	params []string // all i32
+	fn     api.GoModuleFunc
+}
+
+var abiFuncs = []abiFunc{
+	{"task_name", []string{"buf", "cap"}, abiTaskName},
+	{"input_len", nil, abiInputLen},
+	{"input_read", []string{"buf", "cap"}, abiInputRead},
+	{"output_write", []string{"ptr", "len"}, abiOutputWrite},
+	{"error_set", []string{"ptr", "len"}, abiErrorSet},
+	{"log", []string{"level", "ptr", "len"}, abiLog},
+	{"send", []string{"sender_ptr", "sender_len", "data_ptr", "data_len", "flags"}, abiSend},
+}
+
+// abiSignatures maps each host function to its parameter types; every one
+// returns one i32.
+var abiSignatures = func() map[string][]api.ValueType {
+	m := make(map[string][]api.ValueType, len(abiFuncs))
+	for _, f := range abiFuncs {
+		params := make([]api.ValueType, len(f.params))
+		for i := range params {
+			params[i] = api.ValueTypeI32
+		}
+		m[f.name] = params
+	}
+	return m
+}()
+
+// instantiateABI instantiates the spindle host module in r. The functions
+// find the call they serve through the ctx of the guest's call (see
+// stateFrom), so one module serves every instance.
+func instantiateABI(ctx context.Context, r wazero.Runtime) error {
+	b := r.NewHostModuleBuilder(abiModule)
+	for _, f := range abiFuncs {
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(f.fn, abiSignatures[f.name], i32).
+			WithParameterNames(f.params...).
+			WithResultNames("result").
+			Export(f.name)
+	}
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+// Host functions must not panic: wazero turns a panic into a trap of the
+// guest. Every pointer and length comes from the guest and is checked by
+// api.Memory.Read, which fails for any range outside the memory.
+
+func ret(stack []uint64, code int32) { stack[0] = api.EncodeI32(code) }
+
+// view returns the guest's memory at [ptr, ptr+n). It aliases the memory:
+// copy what must outlive the host function.
+func view(mod api.Module, ptr, n uint64) ([]byte, bool) {
+	mem := mod.Memory()
+	if mem == nil {
+		return nil, false
+	}
+	return mem.Read(api.DecodeU32(ptr), api.DecodeU32(n))
+}
+
+func abiTaskName(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateFrom(ctx)
+	if st == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	buf, ok := view(mod, stack[0], stack[1])
+	if !ok {
+		ret(stack, codeMemory)
+		return
+	}
+	copy(buf, st.task)
+	ret(stack, int32(len(st.task)))
+}
+
+func abiInputLen(ctx context.Context, _ api.Module, stack []uint64) {
+	st := stateFrom(ctx)
+	if st == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	ret(stack, int32(len(st.input)))
+}
+
+func abiInputRead(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateFrom(ctx)
+	if st == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	buf, ok := view(mod, stack[0], stack[1])
+	if !ok {
+		ret(stack, codeMemory)
+		return
+	}
+	ret(stack, int32(copy(buf, st.input)))
+}
+
+func abiOutputWrite(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateFrom(ctx)
+	if st == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	b, ok := view(mod, stack[0], stack[1])
+	if !ok {
+		ret(stack, codeMemory)
+		return
+	}
+	if int64(len(st.output))+int64(len(b)) > st.limits.OutputBytes {
+		st.outputOverflow = true
+		ret(stack, codeLimit)
+		return
+	}
+	st.output = append(st.output, b...)
+	ret(stack, codeOK)
+}
+
+func abiErrorSet(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateFrom(ctx)
+	if st == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	b, ok := view(mod, stack[0], stack[1])
+	if !ok {
+		ret(stack, codeMemory)
+		return
+	}
+	st.errMsg = string(b[:min(len(b), maxErrorMessage)])
+	st.errSet = true
+	ret(stack, codeOK)
+}
+
+func abiLog(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateFrom(ctx)
+	if st == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	level := slog.Level(api.DecodeI32(stack[0]))
+	b, ok := view(mod, stack[1], stack[2])
+	if !ok {
+		ret(stack, codeMemory)
+		return
+	}
+	if st.logSpent || st.logUsed+int64(len(b)) > st.limits.LogBytes {
+		if !st.logSpent {
+			st.logSpent = true
+			st.log(ctx, slog.LevelWarn, fmt.Sprintf("log budget of %d bytes spent: dropping further messages", st.limits.LogBytes))
+		}
+		ret(stack, codeLimit)
+		return
+	}
+	st.logUsed += int64(len(b))
+	st.log(ctx, level, string(b))
+	ret(stack, codeOK)
+}
+
+func abiSend(ctx context.Context, mod api.Module, stack []uint64) {
+	st := stateFrom(ctx)
+	if st == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	sender, ok := view(mod, stack[0], stack[1])
+	if !ok {
+		ret(stack, codeMemory)
+		return
+	}
+	data, ok := view(mod, stack[2], stack[3])
+	if !ok {
+		ret(stack, codeMemory)
+		return
+	}
+	flags := api.DecodeU32(stack[4])
+	ch, err := decodeChannel(sender)
+	if err != nil {
+		ret(stack, codeInvalid)
+		return
+	}
+	if !st.granted(ch) {
+		ret(stack, codeDenied)
+		return
+	}
+	if st.send == nil {
+		ret(stack, codeFailed)
+		return
+	}
+	if err := st.send(ctx, ch, flags&flagRaw != 0, bytes.Clone(data)); err != nil {
+		ret(stack, codeFailed)
+		return
+	}
+	ret(stack, codeOK)
+}
+
+// decodeChannel decodes the msgpack encoding of a Channel that a guest
+// passes to send. The bytes are the guest's: the decoder must not be able
+// to panic the host function, so a panic is an error too.
+func decodeChannel(b []byte) (ch Channel, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decode channel: %v", r)
+		}
+	}()
+	err = msgpack.Unmarshal(b, &ch)
+	return ch, err
+}

@@ -1,0 +1,301 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Limits bounds one call. A zero field takes the Host's default
+// (Config.Limits), and a zero field there the package default.
+type Limits struct {
+	// Timeout is the call's wall time, instantiation included (default
+	// 30s).
+	Timeout time.Duration
+	// MemoryPages caps the guest's linear memory in 64 KiB pages (default
+	// 4096 = 256 MiB; at most 65536).
+	MemoryPages uint32
+	// OutputBytes caps the output written with output_write, and
+	// separately the sum of the stdout and stderr bytes passed to the
+	// call's writers (default 16 MiB).
+	OutputBytes int64
+	// LogBytes is the budget of the guest's log messages (default 1 MiB).
+	LogBytes int64
+}
+
+// The package defaults of Limits.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultMemoryPages = 4096
+	DefaultOutputBytes = 16 << 20
+	DefaultLogBytes    = 1 << 20
+)
+
+// or returns l with its zero fields taken from d.
+func (l Limits) or(d Limits) Limits {
+	if l.Timeout <= 0 {
+		l.Timeout = d.Timeout
+	}
+	if l.MemoryPages == 0 {
+		l.MemoryPages = d.MemoryPages
+	}
+	if l.OutputBytes <= 0 {
+		l.OutputBytes = d.OutputBytes
+	}
+	if l.LogBytes <= 0 {
+		l.LogBytes = d.LogBytes
+	}
+	l.MemoryPages = min(l.MemoryPages, maxPages)
+	return l
+}
+
+var defaultLimits = Limits{
+	Timeout:     DefaultTimeout,
+	MemoryPages: DefaultMemoryPages,
+	OutputBytes: DefaultOutputBytes,
+	LogBytes:    DefaultLogBytes,
+}
+
+// Mount grants the guest a host directory at GuestDir. Paths are resolved
+// inside HostDir with os.Root (package host/internal/rootfs), so neither
+// ".." nor a symlink reaches outside it.
+type Mount struct {
+	HostDir  string
+	GuestDir string // absolute, e.g. "/data"
+	ReadOnly bool
+}
+
+// Channel names a channel a guest may send to: the sender of docs/abi.md
+// `send`, decoded from msgpack.
+type Channel struct {
+	Context uint32 `msgpack:"ctx"`
+	Handle  uint32 `msgpack:"handle"`
+}
+
+// Grants are what a call may use beyond its memory and the spindle
+// functions. The zero value grants nothing: no files, fake clocks,
+// deterministic random bytes, an empty environment, no channels.
+type Grants struct {
+	Mounts []Mount
+	// Clock grants the host's real wall and monotonic clocks and real
+	// sleeps (which end when the call does).
+	Clock bool
+	// Random grants crypto/rand.
+	Random bool
+	// Env is the guest's whole environment.
+	Env map[string]string
+	// Channels are the channels the guest may send to.
+	Channels []Channel
+}
+
+// empty reports whether g grants nothing.
+func (g *Grants) empty() bool {
+	return len(g.Mounts) == 0 && !g.Clock && !g.Random && len(g.Env) == 0 && len(g.Channels) == 0
+}
+
+// Call describes one run of a module.
+type Call struct {
+	// Task names the reactor export to call (docs/abi.md, "Calling a
+	// task"); for a command it is argv[0] (default "main").
+	Task string
+	// Input is the reactor's input bytes.
+	Input []byte
+
+	// Args are the command's arguments, after argv[0].
+	Args []string
+	// Stdin is the guest's standard input (default empty). A read that
+	// blocks holds the call past its timeout: pass a reader that ends when
+	// the call's ctx does. Pooled calls have no stdin.
+	Stdin io.Reader
+	// Stdout and Stderr receive the guest's standard output and error as
+	// it writes them, on the goroutine that called Run; nil discards
+	// them. Their sum is limited by Limits.OutputBytes (kind
+	// output_limit).
+	Stdout, Stderr io.Writer
+
+	Limits Limits
+	Grants Grants
+
+	// Pooled runs the call on one of the module's warm instances, and
+	// keeps the instance for later calls if the call succeeds (up to
+	// GOMAXPROCS idle instances per module). Only for reactors, and only
+	// for calls whose Grants are empty. A warm instance keeps what earlier
+	// calls left in its memory: pool only tasks that may share it.
+	Pooled bool
+
+	// Log receives the guest's log messages. If nil, they go to the
+	// Host's Logger.
+	Log func(level slog.Level, msg string)
+	// Send delivers what the guest sends to a channel in Grants.Channels
+	// (docs/abi.md `send`); raw reports flags bit 0. It is called on the
+	// goroutine that called Run, with the call's ctx, and data is the
+	// callee's to keep. If nil, sends fail with ERR_FAILED.
+	Send func(ctx context.Context, ch Channel, raw bool, data []byte) error
+}
+
+// check returns an error wrapping ErrInvalidCall if c cannot run on m.
+func (c *Call) check(m *Module) error {
+	if c.Pooled && m.kind != Reactor {
+		return fmt.Errorf("%w: pooled call of a %v", ErrInvalidCall, m.kind)
+	}
+	if c.Pooled && !c.Grants.empty() {
+		return fmt.Errorf("%w: pooled call with grants", ErrInvalidCall)
+	}
+	for k, v := range c.Grants.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return fmt.Errorf("%w: environment variable %q", ErrInvalidCall, k)
+		}
+	}
+	for _, a := range c.Args {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("%w: argument %q holds NUL", ErrInvalidCall, a)
+		}
+	}
+	for _, mt := range c.Grants.Mounts {
+		if !path.IsAbs(mt.GuestDir) || path.Clean(mt.GuestDir) != mt.GuestDir {
+			return fmt.Errorf("%w: mount guest directory %q is not a clean absolute path", ErrInvalidCall, mt.GuestDir)
+		}
+	}
+	return nil
+}
+
+func wrapInvalid(err error) error { return fmt.Errorf("%w: %w", ErrInvalidCall, err) }
+
+// Result is the outcome of a call that did not fail.
+type Result struct {
+	// Output is what a reactor wrote with output_write.
+	Output []byte
+	// ExitCode is a command's exit code; 0 for reactors.
+	ExitCode int
+}
+
+var (
+	// errTimeout is the cause of a call ctx whose Limits.Timeout passed.
+	errTimeout = errors.New("host: call timed out")
+	// errOutputLimit is the cause of a call ctx ended because stdout and
+	// stderr passed their limit.
+	errOutputLimit = errors.New("host: output limit")
+)
+
+// stderrTail is how much of the guest's last stderr is kept for the message
+// of a trap or an exit: a Go guest prints its panic or fatal error there.
+const stderrTail = 2048
+
+// callState is what the host functions and the stdio writers know of the
+// call they serve. It is owned by the goroutine running the call: the guest
+// runs on it, and so do its host functions and stdio writes.
+type callState struct {
+	host   *Host
+	module *Module
+	limits Limits
+	task   string
+	input  []byte
+	cancel context.CancelFunc // ends the call; use stop
+	// stopped is why the host ended the call, if it did: ErrClosed or
+	// errOutputLimit. Set from any goroutine.
+	stopped atomic.Pointer[error]
+	// prev and next link the calls in progress; guarded by Host.mu.
+	prev, next *callState
+
+	output         []byte
+	outputOverflow bool
+	errMsg         string
+	errSet         bool
+
+	logUsed  int64
+	logSpent bool
+	logFn    func(level slog.Level, msg string)
+
+	send     func(ctx context.Context, ch Channel, raw bool, data []byte) error
+	channels []Channel
+
+	stdout, stderr io.Writer // the caller's; nil discards
+	stdioUsed      int64
+	stdioOverflow  bool
+	tail           []byte // the last stderrTail bytes written to stderr
+}
+
+type stateKey struct{}
+
+// stateFrom returns the state of the call a host function serves, or nil
+// if the guest runs outside a call.
+func stateFrom(ctx context.Context) *callState {
+	st, _ := ctx.Value(stateKey{}).(*callState)
+	return st
+}
+
+// stop ends the call for cause. It is safe from any goroutine; the first
+// cause wins.
+func (st *callState) stop(cause error) {
+	st.stopped.CompareAndSwap(nil, &cause)
+	st.cancel()
+}
+
+// cause returns why ctx, the call's, ended: the host's reason if it
+// stopped the call, else the ctx's cause (errTimeout, or the caller's).
+func (st *callState) cause(ctx context.Context) error {
+	if p := st.stopped.Load(); p != nil {
+		return *p
+	}
+	return context.Cause(ctx)
+}
+
+func (st *callState) granted(ch Channel) bool {
+	return slices.Contains(st.channels, ch)
+}
+
+func (st *callState) log(ctx context.Context, level slog.Level, msg string) {
+	if st.logFn != nil {
+		st.logFn(level, msg)
+		return
+	}
+	st.host.logger.Log(ctx, level, msg, "module", st.module.hash, "task", st.task)
+}
+
+// writeStdio passes p, written by the guest to stdout or stderr, to the
+// caller's writer, within the output limit. Passing the limit ends the call:
+// a guest that ignores write errors would otherwise spin until its timeout.
+func (st *callState) writeStdio(stderr bool, p []byte) (int, error) {
+	if stderr {
+		st.tail = append(st.tail, p...)
+		if len(st.tail) > stderrTail {
+			st.tail = append(st.tail[:0], st.tail[len(st.tail)-stderrTail:]...)
+		}
+	}
+	w := st.stdout
+	if stderr {
+		w = st.stderr
+	}
+	if w == nil {
+		return len(p), nil
+	}
+	if st.stdioUsed+int64(len(p)) > st.limits.OutputBytes {
+		st.stdioOverflow = true
+		st.stop(errOutputLimit)
+		return 0, errOutputLimit
+	}
+	st.stdioUsed += int64(len(p))
+	return w.Write(p)
+}
+
+// stdio is an instance's stdout or stderr as wazero sees it. It forwards to
+// the call running on the instance, so that a pooled instance writes to
+// each call's writers in turn. Owned by the goroutine using the instance.
+type stdio struct {
+	st     *callState // nil between calls
+	stderr bool
+}
+
+func (w *stdio) Write(p []byte) (int, error) {
+	if w.st == nil {
+		return len(p), nil
+	}
+	return w.st.writeStdio(w.stderr, p)
+}

@@ -1,0 +1,313 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Config configures a Host. The zero value is valid: no on-disk cache, logs
+// discarded, default limits.
+type Config struct {
+	// CacheDir is the directory of wazero's on-disk compilation cache,
+	// shared by Hosts (and processes) that use the same directory. ""
+	// keeps compiled code in memory only.
+	CacheDir string
+	// Logger receives the guests' log messages for calls without a Log
+	// function. nil discards them.
+	Logger *slog.Logger
+	// Limits are the defaults for calls whose Limits fields are zero;
+	// zero fields here take the package defaults (DefaultTimeout, ...).
+	Limits Limits
+}
+
+// Stats counts a Host's work since New.
+type Stats struct {
+	// Compiles counts the modules wazero compiled (or loaded from the
+	// cache directory): one per hash, however many callers asked.
+	Compiles int64
+	// Instantiations counts the instances created.
+	Instantiations int64
+	// PoolHits counts pooled calls served by a warm instance.
+	PoolHits int64
+}
+
+// Host runs guest modules in one wazero runtime: it compiles each module
+// once and runs calls on instances of it, fresh or pooled.
+//
+// A Host is safe for concurrent use.
+type Host struct {
+	rt           wazero.Runtime
+	cache        wazero.CompilationCache // nil: none
+	moduleConfig wazero.ModuleConfig     // what every instance starts from
+	logger       *slog.Logger
+	limits       Limits
+	poolSize     int
+	buffers      bufferPool
+
+	mu      sync.Mutex
+	modules map[string]*compileEntry // guarded by mu
+	closed  bool                     // guarded by mu
+	active  int                      // guarded by mu; Compile and Run calls in progress
+	// calls lists the Run calls in progress, for Close to stop them: an
+	// intrusive list, so that a call costs no allocation here.
+	calls    callList      // guarded by mu
+	finished chan struct{} // closed once the runtime is closed
+	closeErr error         // set before finished is closed
+
+	compiles, instantiations, poolHits atomic.Int64
+}
+
+// compileEntry is a module compiled, or being compiled, under one hash.
+type compileEntry struct {
+	done chan struct{} // closed once mod or err is set
+	mod  *Module
+	err  error
+}
+
+// New starts a Host: one wazero runtime with the compiler engine (where
+// supported), guests stopped when their call's ctx ends
+// (WithCloseOnContextDone), the compilation cache, WASI and the spindle
+// host module. ctx is used only while New runs.
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		var err error
+		if cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir); err != nil {
+			return nil, fmt.Errorf("host: compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	fail := func(err error) (*Host, error) {
+		_ = rt.Close(ctx)
+		if cache != nil {
+			_ = cache.Close(ctx)
+		}
+		return nil, err
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return fail(fmt.Errorf("host: instantiate WASI: %w", err))
+	}
+	if err := instantiateABI(ctx, rt); err != nil {
+		return fail(fmt.Errorf("host: instantiate %s: %w", abiModule, err))
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Host{
+		rt:    rt,
+		cache: cache,
+		// Anonymous instances, so that any number coexist; start
+		// functions are called by the host, which tells their
+		// failures from failures to instantiate.
+		moduleConfig: wazero.NewModuleConfig().WithName("").WithStartFunctions(),
+		logger:       logger,
+		limits:       cfg.Limits.or(defaultLimits),
+		poolSize:     runtime.GOMAXPROCS(0),
+		modules:      make(map[string]*compileEntry),
+		finished:     make(chan struct{}),
+	}
+	return h, nil
+}
+
+// Close stops the Host: later Compile and Run calls fail with ErrClosed,
+// running calls end with kind cancelled, and once they have returned the
+// warm instances, compiled modules and runtime are closed. Close waits for
+// that, or for ctx; if ctx ends first, Close returns its error and the last
+// call to return closes the runtime. Close is idempotent.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	first := !h.closed
+	h.closed = true
+	idle := first && h.active == 0
+	var running []*callState
+	if first {
+		for st := h.calls.head; st != nil; st = st.next {
+			running = append(running, st)
+		}
+	}
+	h.mu.Unlock()
+	for _, st := range running {
+		st.stop(ErrClosed)
+	}
+	if idle {
+		h.finish()
+	}
+	select {
+	case <-h.finished:
+		return h.closeErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enter registers a Compile call, or the Run call st; the runtime is not
+// closed before the matching leave.
+func (h *Host) enter(st *callState) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	h.active++
+	if st != nil {
+		h.calls.pushLocked(st)
+	}
+	return nil
+}
+
+func (h *Host) leave(st *callState) {
+	h.mu.Lock()
+	h.active--
+	if st != nil {
+		h.calls.removeLocked(st)
+	}
+	last := h.closed && h.active == 0
+	h.mu.Unlock()
+	if last {
+		h.finish()
+	}
+}
+
+// finish closes what the Host owns. It runs once, when the Host is closed
+// and no call is active, so no guest is running: wazero frees an
+// instance's memory and code when it is closed, and a guest still running
+// on them would crash the process.
+func (h *Host) finish() {
+	ctx := context.Background()
+	h.mu.Lock()
+	modules := h.modules
+	h.modules = nil
+	h.mu.Unlock()
+	for _, e := range modules {
+		// Every compile is done: Compile calls are active until then.
+		if e.mod != nil {
+			e.mod.pool.close(ctx)
+		}
+	}
+	err := h.rt.Close(ctx)
+	if h.cache != nil {
+		err = errors.Join(err, h.cache.Close(ctx))
+	}
+	h.closeErr = err
+	close(h.finished)
+}
+
+// Stats returns the Host's counters.
+func (h *Host) Stats() Stats {
+	return Stats{
+		Compiles:       h.compiles.Load(),
+		Instantiations: h.instantiations.Load(),
+		PoolHits:       h.poolHits.Load(),
+	}
+}
+
+// Compile compiles wasm, the module known as hash, or returns the Module
+// already compiled under hash (wasm is then not read). Concurrent calls for
+// one hash compile it once. The caller vouches that hash names wasm: the
+// Host does not check. A module that does not compile, or does not follow
+// docs/abi.md, is a *TaskError of kind invalid_module, and is not cached.
+//
+// Compiling uses GOMAXPROCS workers. Waiting callers give up when their ctx
+// ends; the compiling caller does not, as wazero cannot stop a compile.
+// Before compiling, the module's data segments are merged where that keeps
+// its initial memory (see datasegments.go): it makes instantiating a Go
+// guest about 2.5 ms faster.
+func (h *Host) Compile(ctx context.Context, hash string, wasm []byte) (*Module, error) {
+	if err := h.enter(nil); err != nil {
+		return nil, err
+	}
+	defer h.leave(nil)
+	h.mu.Lock()
+	e, ok := h.modules[hash]
+	if !ok {
+		e = &compileEntry{done: make(chan struct{})}
+		h.modules[hash] = e
+	}
+	h.mu.Unlock()
+	if ok {
+		select {
+		case <-e.done:
+			return e.mod, e.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	e.mod, e.err = h.compile(ctx, hash, wasm)
+	if e.err != nil {
+		h.mu.Lock()
+		delete(h.modules, hash)
+		h.mu.Unlock()
+	}
+	close(e.done)
+	return e.mod, e.err
+}
+
+func (h *Host) compile(ctx context.Context, hash string, wasm []byte) (*Module, error) {
+	h.compiles.Add(1)
+	ctx = experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
+	compiled, err := h.rt.CompileModule(ctx, coalesceData(wasm))
+	if err != nil {
+		return nil, &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}
+	}
+	m := &Module{host: h, hash: hash}
+	if err := m.inspect(compiled); err != nil {
+		_ = compiled.Close(ctx)
+		return nil, &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}
+	}
+	return m, nil
+}
+
+// callList is a doubly linked list of calls, linked through
+// callState.prev and next. Its methods must be called with Host.mu held.
+type callList struct {
+	head *callState
+}
+
+func (l *callList) pushLocked(st *callState) {
+	st.next = l.head
+	if l.head != nil {
+		l.head.prev = st
+	}
+	l.head = st
+}
+
+func (l *callList) removeLocked(st *callState) {
+	if st.prev != nil {
+		st.prev.next = st.next
+	} else {
+		l.head = st.next
+	}
+	if st.next != nil {
+		st.next.prev = st.prev
+	}
+	st.prev, st.next = nil, nil
+}
+
+// Lookup returns the Module compiled under hash, if Compile has finished
+// compiling it.
+func (h *Host) Lookup(hash string) (*Module, bool) {
+	h.mu.Lock()
+	e, ok := h.modules[hash]
+	h.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	select {
+	case <-e.done:
+		return e.mod, e.mod != nil
+	default:
+		return nil, false
+	}
+}

@@ -1,0 +1,515 @@
+package host_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestCompileOnce(t *testing.T) {
+	testutil.VerifyNone(t)
+	// No cache directory: a compile here is a real one.
+	h, err := host.New(t.Context(), host.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	wasm := guest(t, "creactor")
+	if _, ok := h.Lookup("x"); ok {
+		t.Fatalf("Lookup before Compile found a module")
+	}
+	const n = 16
+	mods := make([]*host.Module, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			mods[i], errs[i] = h.Compile(context.Background(), "x", wasm)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || mods[i] != mods[0] {
+			t.Fatalf("Compile %d = %p, %v; want %p", i, mods[i], errs[i], mods[0])
+		}
+	}
+	if got := h.Stats().Compiles; got != 1 {
+		t.Errorf("Stats().Compiles = %d, want 1", got)
+	}
+	if m, ok := h.Lookup("x"); !ok || m != mods[0] {
+		t.Errorf("Lookup = %p, %v; want %p", m, ok, mods[0])
+	}
+}
+
+func TestInvalidModules(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	// (module (memory (export "memory") 1) (import "env" "f" (func)))
+	// would need an assembler; hand-encode the few modules needed.
+	tests := []struct {
+		name string
+		wasm []byte
+	}{
+		{"garbage", []byte("not wasm")},
+		{"no memory", wasmModule(nil, false)},
+		{"foreign import", wasmModule([]string{"env", "f"}, true)},
+		{"unknown spindle import", wasmModule([]string{"spindle", "nope"}, true)},
+	}
+	for _, tt := range tests {
+		_, err := h.Compile(t.Context(), tt.name, tt.wasm)
+		if host.KindOf(err) != host.KindInvalidModule {
+			t.Errorf("%s: Compile = %v, want kind invalid_module", tt.name, err)
+		}
+		if _, ok := h.Lookup(tt.name); ok {
+			t.Errorf("%s: Lookup found a module that failed to compile", tt.name)
+		}
+	}
+	// A valid one, to be sure the encoder is right.
+	if _, err := h.Compile(t.Context(), "ok", wasmModule(nil, true)); err != nil {
+		t.Errorf("minimal module: %v", err)
+	}
+}
+
+// wasmModule encodes a module that imports one function () -> () if imp is
+// [module, name], and defines and exports a memory "memory" if memory.
+func wasmModule(imp []string, memory bool) []byte {
+	b := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	section := func(id byte, body []byte) {
+		b = append(b, id, byte(len(body)))
+		b = append(b, body...)
+	}
+	str := func(s string) []byte { return append([]byte{byte(len(s))}, s...) }
+	if imp != nil {
+		section(1, []byte{1, 0x60, 0, 0}) // type 0: () -> ()
+		body := []byte{1}
+		body = append(body, str(imp[0])...)
+		body = append(body, str(imp[1])...)
+		body = append(body, 0, 0) // func, type 0
+		section(2, body)
+	}
+	if memory {
+		section(5, []byte{1, 0, 1}) // one memory, min 1
+		section(7, append(append([]byte{1}, str("memory")...), 2, 0))
+	}
+	return b
+}
+
+func TestPool(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "creactor")
+	count := func(pooled bool) int32 {
+		t.Helper()
+		res, err := h.Run(t.Context(), m, host.Call{Task: "counter", Pooled: pooled})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		return i32s(res.Output)[0]
+	}
+	for want := int32(1); want <= 3; want++ {
+		if got := count(true); got != want {
+			t.Errorf("pooled counter = %d, want %d (one warm instance)", got, want)
+		}
+	}
+	if got := count(false); got != 1 {
+		t.Errorf("fresh counter = %d, want 1", got)
+	}
+	if s := h.Stats(); s.PoolHits != 2 || s.Instantiations != 2 {
+		t.Errorf("Stats = %+v, want 2 pool hits, 2 instantiations", s)
+	}
+	// A failed call discards its instance: the counter starts again.
+	if _, err := h.Run(t.Context(), m, host.Call{Task: "fail", Pooled: true}); host.KindOf(err) != host.KindGuest {
+		t.Fatalf("pooled fail = %v, want kind guest", err)
+	}
+	if got := count(true); got != 1 {
+		t.Errorf("pooled counter after a failure = %d, want 1 (a new instance)", got)
+	}
+	// A not_found call fails before it takes an instance.
+	if _, err := h.Run(t.Context(), m, host.Call{Task: "nope", Pooled: true}); host.KindOf(err) != host.KindNotFound {
+		t.Fatalf("pooled nope = %v, want kind not_found", err)
+	}
+	if got := count(true); got != 2 {
+		t.Errorf("pooled counter after not_found = %d, want 2", got)
+	}
+}
+
+func TestPoolGo(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "goreactor")
+	// 100 MiB of garbage in 16 MiB of memory: the guest's GC must run
+	// between calls (its exports yield).
+	limits := host.Limits{MemoryPages: 256}
+	for i := range 50 {
+		in := fmt.Appendf(nil, "call %d", i)
+		res, err := h.Run(t.Context(), m, host.Call{Task: "echo", Input: in, Pooled: true, Limits: limits})
+		if err != nil || string(res.Output) != string(in) {
+			t.Fatalf("call %d: %v, %v", i, res, err)
+		}
+		for range 2 {
+			if _, err := h.Run(t.Context(), m, host.Call{Task: "garbage", Pooled: true, Limits: limits}); err != nil {
+				t.Fatalf("garbage %d: %v", i, err)
+			}
+		}
+	}
+	if s := h.Stats(); s.Instantiations != 1 || s.PoolHits != 149 {
+		t.Errorf("Stats = %+v, want one instance serving 150 calls", s)
+	}
+}
+
+// TestPooledCallAllocs checks that a warm call does not look its export up
+// again: a lookup allocates about 11 KiB.
+func TestPooledCallAllocs(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "creactor")
+	call := host.Call{Task: "hello", Input: []byte("x"), Pooled: true}
+	ctx := context.Background()
+	if _, err := h.Run(ctx, m, call); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		if _, err := h.Run(ctx, m, call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if perCall := (after.TotalAlloc - before.TotalAlloc) / n; perCall > 4096 {
+		t.Errorf("a warm call allocates %d bytes, want under 4 KiB", perCall)
+	}
+}
+
+func TestInvalidCalls(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	reactor := compile(t, h, "creactor")
+	command := compile(t, h, "ccommand")
+	other := newHost(t, host.Config{})
+	tests := []struct {
+		name string
+		m    *host.Module
+		call host.Call
+	}{
+		{"pooled with grants", reactor, host.Call{Task: "hello", Pooled: true, Grants: host.Grants{Clock: true}}},
+		{"pooled command", command, host.Call{Pooled: true}},
+		{"env with =", command, host.Call{Grants: host.Grants{Env: map[string]string{"A=B": "c"}}}},
+		{"relative guest dir", command, host.Call{Grants: host.Grants{Mounts: []host.Mount{{HostDir: t.TempDir(), GuestDir: "data"}}}}},
+		{"missing host dir", command, host.Call{Grants: host.Grants{Mounts: []host.Mount{{HostDir: "/does/not/exist", GuestDir: "/data"}}}}},
+		{"nil module", nil, host.Call{}},
+	}
+	for _, tt := range tests {
+		if _, err := h.Run(t.Context(), tt.m, tt.call); !errors.Is(err, host.ErrInvalidCall) {
+			t.Errorf("%s: Run = %v, want ErrInvalidCall", tt.name, err)
+		}
+	}
+	if _, err := other.Run(t.Context(), reactor, host.Call{Task: "hello"}); !errors.Is(err, host.ErrInvalidCall) {
+		t.Errorf("module of another host: Run = %v, want ErrInvalidCall", err)
+	}
+}
+
+func TestSend(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "creactor")
+	granted := host.Channel{Context: 7, Handle: 42}
+	encode := func(ch host.Channel) []byte {
+		b, err := msgpack.Marshal(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	type sent struct {
+		ch   host.Channel
+		raw  bool
+		data string
+	}
+	tests := []struct {
+		name    string
+		sender  []byte
+		flags   uint32
+		send    func(context.Context, host.Channel, bool, []byte) error
+		want    int32
+		wantGot []sent
+	}{
+		{name: "msgpack", sender: encode(granted), want: 0, wantGot: []sent{{granted, false, "data"}}},
+		{name: "raw", sender: encode(granted), flags: 1, want: 0, wantGot: []sent{{granted, true, "data"}}},
+		{name: "not granted", sender: encode(host.Channel{Context: 7, Handle: 43}), want: -3},
+		{name: "not msgpack", sender: []byte{0xc1}, want: -4},
+		{name: "callee fails", sender: encode(granted), want: -5,
+			send: func(context.Context, host.Channel, bool, []byte) error { return errors.New("gone") }},
+	}
+	for _, tt := range tests {
+		var got []sent
+		send := tt.send
+		if send == nil {
+			send = func(_ context.Context, ch host.Channel, raw bool, data []byte) error {
+				got = append(got, sent{ch, raw, string(data)})
+				return nil
+			}
+		}
+		in := binary.LittleEndian.AppendUint32(nil, uint32(len(tt.sender)))
+		in = append(in, tt.sender...)
+		in = binary.LittleEndian.AppendUint32(in, tt.flags)
+		in = append(in, "data"...)
+		res, err := h.Run(t.Context(), m, host.Call{
+			Task:   "send",
+			Input:  in,
+			Grants: host.Grants{Channels: []host.Channel{granted}},
+			Send:   send,
+		})
+		if err != nil {
+			t.Fatalf("%s: Run: %v", tt.name, err)
+		}
+		if code := i32s(res.Output)[0]; code != tt.want {
+			t.Errorf("%s: send returned %d, want %d", tt.name, code, tt.want)
+		}
+		if !equal(got, tt.wantGot) {
+			t.Errorf("%s: sent %v, want %v", tt.name, got, tt.wantGot)
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "creactor")
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := h.Run(ctx, m, host.Call{Task: "loop"})
+	if host.KindOf(err) != host.KindCancelled {
+		t.Errorf("Run = %v, want kind cancelled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cancelled after %v, want about 100ms", d)
+	}
+	// An expired caller deadline is the caller's cancellation, not the
+	// call's timeout.
+	ctx, cancel = context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := h.Run(ctx, m, host.Call{Task: "loop"}); host.KindOf(err) != host.KindCancelled {
+		t.Errorf("Run past the caller's deadline = %v, want kind cancelled", err)
+	}
+	if res, err := h.Run(t.Context(), m, host.Call{Task: "hello"}); err != nil || string(res.Output) != "hello, " {
+		t.Errorf("good call after: %v, %v", res, err)
+	}
+}
+
+// TestClose checks that Close ends running guests (kind cancelled), waits
+// for them, and that the Host then refuses work.
+func TestClose(t *testing.T) {
+	testutil.VerifyNone(t)
+	h, err := host.New(t.Context(), host.Config{CacheDir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := compile(t, h, "creactor")
+	gm := compile(t, h, "goreactor")
+	// Warm instances, closed by Close.
+	for _, mod := range []*host.Module{m, gm} {
+		task := map[*host.Module]string{m: "hello", gm: "echo"}[mod]
+		if _, err := h.Run(t.Context(), mod, host.Call{Task: task, Pooled: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := h.Run(context.Background(), m, host.Call{Task: "loop", Pooled: i%2 == 0})
+			errs <- err
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // let them start looping
+	if err := h.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for range n {
+		if err := <-errs; host.KindOf(err) != host.KindCancelled {
+			t.Errorf("running call ended with %v, want kind cancelled", err)
+		}
+	}
+	if _, err := h.Run(t.Context(), m, host.Call{Task: "hello"}); !errors.Is(err, host.ErrClosed) {
+		t.Errorf("Run after Close = %v, want ErrClosed", err)
+	}
+	if _, err := h.Compile(t.Context(), "y", guest(t, "creactor")); !errors.Is(err, host.ErrClosed) {
+		t.Errorf("Compile after Close = %v, want ErrClosed", err)
+	}
+	if err := h.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestConcurrentRuns hammers one Host with fresh and pooled calls, good and
+// bad, from many goroutines at once.
+func TestConcurrentRuns(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "creactor")
+	const goroutines, calls = 16, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	start := make(chan struct{})
+	for g := range goroutines {
+		wg.Go(func() {
+			<-start
+			for i := range calls {
+				pooled := (g+i)%2 == 0
+				if i%10 == 0 {
+					_, err := h.Run(context.Background(), m, host.Call{Task: "trap", Pooled: pooled})
+					if host.KindOf(err) != host.KindTrap {
+						errs <- fmt.Errorf("trap: %v", err)
+						return
+					}
+					continue
+				}
+				in := fmt.Sprint(g, i)
+				res, err := h.Run(context.Background(), m, host.Call{Task: "hello", Input: []byte(in), Pooled: pooled})
+				if err != nil || string(res.Output) != "hello, "+in {
+					errs <- fmt.Errorf("hello %s: %v, %v", in, res, err)
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestMemoryLimitPerCall checks that the memory limit is the call's, also
+// on a pooled instance that served calls with other limits.
+func TestMemoryLimitPerCall(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "creactor")
+	growBy := func(pages int32, limit uint32, pooled bool) ([]int32, error) {
+		res, err := h.Run(t.Context(), m, host.Call{
+			Task:   "grow_by",
+			Input:  binary.LittleEndian.AppendUint32(nil, uint32(pages)),
+			Limits: host.Limits{MemoryPages: limit},
+			Pooled: pooled,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return i32s(res.Output), nil
+	}
+	base, err := growBy(0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := base[0] // the module's own minimum
+	tests := []struct {
+		name   string
+		grow   int32
+		limit  uint32
+		pooled bool
+		want   int32 // pages after, or 0 for kind memory
+		hits   int64 // Stats().PoolHits after
+	}{
+		{"fresh within", 10, uint32(pages) + 10, false, pages + 10, 0},
+		{"fresh past", 11, uint32(pages) + 10, false, 0, 0},
+		{"pooled within", 10, uint32(pages) + 20, true, pages + 10, 0},
+		{"pooled again, within a larger limit", 10, uint32(pages) + 20, true, pages + 20, 1},
+		{"pooled, past a smaller limit", 0, uint32(pages) + 5, true, pages, 1}, // the warm one is too big: a new instance
+		{"pooled, the small one grows past", 6, uint32(pages) + 5, true, 0, 2},
+	}
+	for _, tt := range tests {
+		got, err := growBy(tt.grow, tt.limit, tt.pooled)
+		if tt.want == 0 {
+			if host.KindOf(err) != host.KindMemory {
+				t.Errorf("%s: Run = %v, %v; want kind memory", tt.name, got, err)
+			}
+		} else if err != nil || got[0] != tt.want {
+			t.Errorf("%s: pages = %v, %v; want %d", tt.name, got, err, tt.want)
+		}
+		if hits := h.Stats().PoolHits; hits != tt.hits {
+			t.Errorf("%s: PoolHits = %d, want %d", tt.name, hits, tt.hits)
+		}
+	}
+}
+
+func TestDefaultLimits(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{Limits: host.Limits{Timeout: 100 * time.Millisecond, OutputBytes: 1000}})
+	m := compile(t, h, "creactor")
+	start := time.Now()
+	if _, err := h.Run(t.Context(), m, host.Call{Task: "loop"}); host.KindOf(err) != host.KindTimeout {
+		t.Errorf("loop = %v, want kind timeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("timed out after %v, want about 100ms", d)
+	}
+	if _, err := h.Run(t.Context(), m, host.Call{Task: "flood"}); host.KindOf(err) != host.KindOutputLimit {
+		t.Errorf("flood = %v, want kind output_limit", err)
+	}
+	// A call's own limits win.
+	if _, err := h.Run(t.Context(), m, host.Call{Task: "hello", Input: make([]byte, 2000), Limits: host.Limits{OutputBytes: 4000}}); err != nil {
+		t.Errorf("hello with a larger output limit: %v", err)
+	}
+}
+
+// TestCloseWaits checks Close against a call blocked in a host callback:
+// Close gives up when its ctx ends, and the runtime is closed when the
+// call returns.
+func TestCloseWaits(t *testing.T) {
+	testutil.VerifyNone(t)
+	h, err := host.New(t.Context(), host.Config{CacheDir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := compile(t, h, "creactor")
+	ch := host.Channel{Context: 1, Handle: 1}
+	sender, _ := msgpack.Marshal(ch)
+	in := binary.LittleEndian.AppendUint32(nil, uint32(len(sender)))
+	in = append(in, sender...)
+	in = binary.LittleEndian.AppendUint32(in, 0)
+	entered, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Run(context.Background(), m, host.Call{
+			Task:   "send",
+			Input:  in,
+			Grants: host.Grants{Channels: []host.Channel{ch}},
+			Send: func(context.Context, host.Channel, bool, []byte) error {
+				close(entered)
+				<-release // ignores its ctx, as a callback must not
+				return nil
+			},
+		})
+		done <- err
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if err := h.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close with a call blocked = %v, want DeadlineExceeded", err)
+	}
+	close(release)
+	if err := <-done; err != nil && host.KindOf(err) != host.KindCancelled {
+		t.Errorf("blocked call ended with %v, want success or kind cancelled", err)
+	}
+	if err := h.Close(context.Background()); err != nil {
+		t.Errorf("Close after the call returned: %v", err)
+	}
+}

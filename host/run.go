@@ -1,0 +1,186 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Run runs call on m and returns its result. Every failure of the task is a
+// *TaskError of a kind of docs/abi.md; the instance it ran on is closed and
+// never reused, and the Host keeps serving. Other errors mean the call did
+// not start: ErrClosed, or an error wrapping ErrInvalidCall.
+//
+// A reactor call runs the task's export, or spindle_call, on a fresh
+// instance (initialized with _initialize first), or with call.Pooled on a
+// warm one. A command runs _start on a fresh instance; its exit code is
+// Result.ExitCode, and a non-zero one is not an error.
+//
+// The call ends with kind timeout when call.Limits.Timeout passes, and with
+// kind cancelled when ctx ends or the Host closes.
+func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
+	if m == nil || m.host != h {
+		return nil, fmt.Errorf("%w: module of another Host", ErrInvalidCall)
+	}
+	if err := call.check(m); err != nil {
+		return nil, err
+	}
+	limits := call.Limits.or(h.limits)
+	ctx, cancel := context.WithTimeoutCause(ctx, limits.Timeout, errTimeout)
+	defer cancel()
+	st := &callState{
+		host:     h,
+		module:   m,
+		limits:   limits,
+		task:     call.Task,
+		input:    call.Input,
+		cancel:   cancel,
+		logFn:    call.Log,
+		send:     call.Send,
+		channels: call.Grants.Channels,
+		stdout:   call.Stdout,
+		stderr:   call.Stderr,
+	}
+	if err := h.enter(st); err != nil {
+		return nil, err
+	}
+	defer h.leave(st)
+	var export string
+	if m.kind == Reactor {
+		if export = m.export(call.Task); export == "" {
+			return nil, taskErr(KindNotFound, "module %s has no task %q", m.hash, call.Task)
+		}
+	}
+	if m.minPages > limits.MemoryPages {
+		return nil, taskErr(KindMemory, "module needs %d pages of memory, the limit is %d", m.minPages, limits.MemoryPages)
+	}
+
+	ctx = context.WithValue(ctx, stateKey{}, st)
+	var inst *instance
+	if call.Pooled {
+		inst = h.warm(m, limits)
+	}
+	if inst == nil {
+		var err error
+		if inst, err = h.instantiate(ctx, m, st, &call, call.Pooled); err != nil {
+			if errors.Is(err, ErrInvalidCall) {
+				return nil, err
+			}
+			_, te := st.classify(ctx, inst, err, false)
+			if inst != nil {
+				inst.close(ctx)
+			}
+			if te == nil { // proc_exit(0) in _initialize
+				te = taskErr(KindExit, "%s exited", exportInitialize)
+			}
+			return nil, te
+		}
+	} else {
+		inst.bind(st)
+		inst.mem.limit = uint64(limits.MemoryPages) * pageSize
+		inst.mem.refused = false
+	}
+
+	if m.kind == Command {
+		export = exportStart
+	}
+	err := inst.call(ctx, export)
+	inst.bind(nil)
+	res, te := st.classify(ctx, inst, err, m.kind == Command)
+	if te != nil || !call.Pooled || inst.mod.IsClosed() || len(inst.mem.buf) > maxPooledBuffer {
+		inst.close(ctx)
+	} else {
+		m.pool.put(ctx, inst, h.poolSize)
+	}
+	if te != nil {
+		return nil, te
+	}
+	return res, nil
+}
+
+// warm takes an idle instance of m that fits limits, or returns nil.
+func (h *Host) warm(m *Module, limits Limits) *instance {
+	for {
+		inst := m.pool.get()
+		if inst == nil {
+			return nil
+		}
+		if uint64(len(inst.mem.buf)) <= uint64(limits.MemoryPages)*pageSize {
+			h.poolHits.Add(1)
+			return inst
+		}
+		// It grew past this call's limit under an earlier one.
+		inst.close(context.Background())
+	}
+}
+
+// classify turns how a call ended into its Result or *TaskError. inst is
+// nil if the instance could not be made; err is what wazero returned.
+func (st *callState) classify(ctx context.Context, inst *instance, err error, command bool) (*Result, *TaskError) {
+	var exit *sys.ExitError
+	exited := errors.As(err, &exit)
+	status := int32(0)
+	if inst != nil && err == nil {
+		status = int32(inst.stack[0])
+	}
+	if command && exited {
+		status = int32(exit.ExitCode())
+	}
+	failed := (err != nil && !(command && exited)) || status != 0
+	refused := false
+	if inst != nil {
+		refused = inst.mem.refused
+	}
+	var ie *instantiateError
+	switch {
+	case st.outputOverflow:
+		return nil, taskErr(KindOutputLimit, "output passed %d bytes", st.limits.OutputBytes)
+	case st.stdioOverflow:
+		return nil, taskErr(KindOutputLimit, "stdout and stderr passed %d bytes", st.limits.OutputBytes)
+	case err != nil && ctx.Err() != nil:
+		switch cause := st.cause(ctx); cause {
+		case errTimeout:
+			return nil, taskErr(KindTimeout, "no result after %v", st.limits.Timeout)
+		case ErrClosed:
+			return nil, taskErr(KindCancelled, "the host closed")
+		default:
+			return nil, taskErr(KindCancelled, "%v", cause)
+		}
+	case errors.As(err, &ie):
+		return nil, taskErr(KindInvalidModule, "instantiate module %s: %v", st.module.hash, ie.err)
+	case failed && refused:
+		return nil, st.withStderr(taskErr(KindMemory, "memory limit of %d pages reached", st.limits.MemoryPages))
+	case command && exited:
+		return &Result{Output: st.output, ExitCode: int(status)}, nil
+	case exited && exit.ExitCode() != 0:
+		te := st.withStderr(taskErr(KindExit, "proc_exit(%d)", exit.ExitCode()))
+		te.ExitCode = int(exit.ExitCode())
+		return nil, te
+	case exited:
+		// proc_exit(0) from a reactor: a success, but the instance is
+		// closed.
+		return &Result{Output: st.output}, nil
+	case err != nil && strings.Contains(err.Error(), "stack overflow"):
+		return nil, taskErr(KindStackOverflow, "%v", err)
+	case err != nil:
+		return nil, st.withStderr(taskErr(KindTrap, "%v", err))
+	case status != 0:
+		if st.errSet {
+			return nil, taskErr(KindGuest, "%s", st.errMsg)
+		}
+		return nil, taskErr(KindGuest, "task returned status %d", status)
+	}
+	return &Result{Output: st.output, ExitCode: int(status)}, nil
+}
+
+// withStderr appends the guest's last stderr output to te's message: where
+// a Go guest says why it died.
+func (st *callState) withStderr(te *TaskError) *TaskError {
+	if tail := strings.TrimSpace(string(st.tail)); tail != "" {
+		te.Message += "; stderr: " + tail
+	}
+	return te
+}
