@@ -10,8 +10,13 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 build: ## build bin/spindle (the default)
 	$(GO) build -o bin/spindle ./tools/spindle
 
-demo: build wasm ## build, then show the demo tree: ./bin/spindle tree
+demo: build wasm ## build, then start a local tree and run the example wasm tasks across it
 	./bin/spindle tree
+	./bin/spindle run -t local:w1 -t local:w2 -t local:w3/local:w3.sub bin/wasm/hello.wasm hello --input '{"name": "spindle"}'
+	./bin/spindle run -t local:hasher --mount examples/wasm:/data:ro bin/wasm/hasher.wasm hash --input '{"path": "/data/README.md"}'
+	./bin/spindle run -t local:c bin/wasm/c-hello.wasm fail || echo "(the C guest's task fails on purpose: exit status $$?)"
+	echo "spindle" | ./bin/spindle run bin/wasm/cmd.wasm --stdin - --env GREETING=hi -- one two; echo "(command exit status $$?: its number of arguments)"
+	./bin/spindle run -t local:a -t local:b bin/wasm/bad.wasm loop --timeout 300ms || echo "(a looping guest is stopped at its time limit: exit status $$?)"
 
 test: ## all tests, with the race detector
 	$(GO) test -race -count=1 -timeout 20m ./...
