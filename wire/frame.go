@@ -14,7 +14,7 @@ const HeaderLen = 26
 //
 // History:
 //   - 1: first version: 26-byte header, msgpack/raw/error encodings, handles
-//     100-108, error codes 1-12.
+//     100-111, error codes 1-12.
 const ProtocolVersion = 1
 
 // DefaultMaxMessageSize is the largest body a router accepts unless configured
