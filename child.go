@@ -31,6 +31,13 @@ func IsChild() bool { return os.Getenv(childEnv) != "" }
 // main (and in TestMain). extra adds native functions to the built-in ones;
 // they are served only by children of this binary.
 func MaybeRunChild(extra map[string]Func) {
+	if len(os.Args) == 2 && os.Args[1] == childArg {
+		// Started by the bootstrap script: the stream is stdin and stdout.
+		// Nothing else may write to stdout from now on.
+		rwc := &stdioConn{r: os.Stdin, w: os.Stdout}
+		os.Stdout = os.Stderr
+		os.Exit(runChild(rwc, extra))
+	}
 	v := os.Getenv(childEnv)
 	if v == "" {
 		return
@@ -150,4 +157,17 @@ func executable() string {
 		return os.Args[0]
 	}
 	return exe
+}
+
+// stdioConn is the stream of a child started over a transport's stdio.
+type stdioConn struct{ r, w *os.File }
+
+func (c *stdioConn) Read(b []byte) (int, error)  { return c.r.Read(b) }
+func (c *stdioConn) Write(b []byte) (int, error) { return c.w.Write(b) }
+func (c *stdioConn) Close() error {
+	err := c.w.Close()
+	if err2 := c.r.Close(); err == nil {
+		err = err2
+	}
+	return err
 }

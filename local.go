@@ -1,11 +1,11 @@
 package spindle
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -50,6 +50,21 @@ type childProc struct {
 
 	tailMu sync.Mutex
 	tail   []string // guarded by tailMu: last lines of the child's stderr, for start errors
+
+	sentBinary   bool          // the bootstrap had to send the broker binary (set before the child is listed)
+	outDone      chan struct{} // closed when its output has been read to the end
+	stdin        io.Writer     // the stream toward the child, for a secret
+	secret       string        // written once when secretPrompt appears on stderr
+	secretPrompt string
+}
+
+// drainOutput waits (briefly) until the child's output has been read, so
+// lastLines holds what a transport printed before it exited.
+func (c *childProc) drainOutput() {
+	select {
+	case <-c.outDone:
+	case <-time.After(time.Second):
+	}
 }
 
 func (c *childProc) kill() {
@@ -71,48 +86,106 @@ func (c *childProc) lastLines() string {
 	return strings.Join(c.tail, "\n")
 }
 
+// childSpec says how to start one child process.
+type childSpec struct {
+	name string
+	// argv, when set, is a transport command (ssh, sudo, docker exec, ...)
+	// that runs the bootstrap script on the other side; the stream is its
+	// stdin and stdout. Unset: re-execute this binary over a socketpair.
+	argv []string
+	// label names the transport in errors ("ssh web1", "local").
+	label string
+	// cred runs a local child as another user (root only).
+	cred *syscall.Credential
+	// secret, if set, is written to the transport's stdin when it prints
+	// secretPrompt on stderr (a sudo password); it never appears in argv,
+	// logs or errors.
+	secret       string
+	secretPrompt string
+}
+
 // startLocal starts a child broker on this machine: a re-execution of the
 // same binary over a socketpair, handshake, route announced upward.
 func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) {
+	return n.startChild(ctx, childSpec{name: name, label: "local"})
+}
+
+// startChild starts a child process (see childSpec), bootstraps it if it
+// is remote, does the handshake and announces its route upward.
+func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, error) {
 	id, err := n.r.AllocateID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
+	name := spec.name
 	if name == "" {
 		name = "local." + strconv.FormatUint(uint64(id), 10)
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%w: socketpair: %w", ErrChildStart, err)
-	}
-	parentEnd := os.NewFile(uintptr(fds[0]), "spindle-parent")
-	childEnd := os.NewFile(uintptr(fds[1]), "spindle-child")
-	conn, err := net.FileConn(parentEnd) // dups: a pollable net.Conn that supports writev
-	parentEnd.Close()
-	if err != nil {
-		childEnd.Close()
-		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+	var conn deadlineConn
+	var childEnd *os.File
+	var remoteIn, remoteOut *os.File // the transport's stdin (read end) and stdout (write end)
+	if spec.argv == nil {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%w: socketpair: %w", ErrChildStart, err)
+		}
+		parentEnd := os.NewFile(uintptr(fds[0]), "spindle-parent")
+		childEnd = os.NewFile(uintptr(fds[1]), "spindle-child")
+		c, err := net.FileConn(parentEnd) // dups: a pollable net.Conn that supports writev
+		parentEnd.Close()
+		if err != nil {
+			childEnd.Close()
+			return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+		}
+		conn = c
+	} else {
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("%w: pipe: %w", ErrChildStart, err)
+		}
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			inR.Close()
+			inW.Close()
+			return nil, fmt.Errorf("%w: pipe: %w", ErrChildStart, err)
+		}
+		remoteIn, remoteOut = inR, outW
+		conn = &pipeConn{r: outR, w: inW}
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		childEnd.Close()
+		for _, f := range []*os.File{childEnd, remoteIn, remoteOut} {
+			if f != nil {
+				f.Close()
+			}
+		}
 		conn.Close()
 		return nil, fmt.Errorf("%w: pipe: %w", ErrChildStart, err)
 	}
-	cmd := exec.Command(n.exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(childFD))
-	cmd.Stdout, cmd.Stderr = errW, errW
-	cmd.ExtraFiles = []*os.File{childEnd}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var cmd *exec.Cmd
+	if spec.argv == nil {
+		cmd = exec.Command(n.exe)
+		cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(childFD))
+		cmd.Stdout, cmd.Stderr = errW, errW
+		cmd.ExtraFiles = []*os.File{childEnd}
+	} else {
+		cmd = exec.Command(spec.argv[0], spec.argv[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = remoteIn, remoteOut, errW
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: spec.cred}
 	err = cmd.Start()
-	childEnd.Close()
-	errW.Close()
+	for _, f := range []*os.File{childEnd, remoteIn, remoteOut, errW} {
+		if f != nil {
+			f.Close()
+		}
+	}
 	if err != nil {
 		conn.Close()
 		errR.Close()
-		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrChildStart, spec.label, err)
 	}
-	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{})}
+	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{}), outDone: make(chan struct{}),
+		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn}
 	// The stderr reader and the reaper are owned by the broker; if it is
 	// already shutting down, clean up here.
 	if err := n.b.Go(func(context.Context) { n.readChildOutput(c, errR) }); err != nil {
@@ -128,11 +201,23 @@ func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) 
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
-	if err := n.handshake(ctx, conn, c); err != nil {
+	err = nil
+	if spec.argv != nil {
+		err = n.bootstrap(ctx, conn, c)
+	}
+	if err == nil {
+		err = n.handshake(ctx, conn, c)
+	}
+	if err != nil {
 		conn.Close()
 		c.kill()
 		<-c.exited
-		return nil, fmt.Errorf("%w: %s (%s, pid %d, %s): %w%s", ErrChildStart, name, n.exe, cmd.Process.Pid, c.status, err, tailNote(c.lastLines()))
+		c.drainOutput()
+		what := n.exe
+		if spec.argv != nil {
+			what = spec.label
+		}
+		return nil, classify(fmt.Errorf("%w: %s (%s, pid %d, %s): %w%s", ErrChildStart, name, what, cmd.Process.Pid, c.status, err, tailNote(c.lastLines())), c.lastLines())
 	}
 	s, err := n.r.AddChild(ctx, conn, id, name)
 	if err != nil {
@@ -173,7 +258,7 @@ func tailNote(lines string) string {
 
 // handshake sends Hello and waits for HelloAck on the raw connection, before
 // the stream exists, within the connect timeout.
-func (n *node) handshake(ctx context.Context, conn net.Conn, c *childProc) error {
+func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) error {
 	deadline := time.Now().Add(n.connectTO)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -181,6 +266,8 @@ func (n *node) handshake(ctx context.Context, conn net.Conn, c *childProc) error
 	_ = conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	stopShutdown := context.AfterFunc(n.b.Context(), func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stopShutdown()
 	defer stop()
 	hello := wire.Hello{
 		Version:        wire.ProtocolVersion,
@@ -224,13 +311,43 @@ func (n *node) handshake(ctx context.Context, conn net.Conn, c *childProc) error
 // readChildOutput forwards the child's stdout and stderr, line by line, as
 // log records tagged with its name.
 func (n *node) readChildOutput(c *childProc, r *os.File) {
+	defer close(c.outDone)
 	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	for sc.Scan() {
-		line := string(bytes.TrimRight(sc.Bytes(), "\r"))
-		c.addLine(line)
-		n.forwardLine(c.name, line)
+	buf := make([]byte, 0, 4096)
+	chunk := make([]byte, 4096)
+	for {
+		k, err := r.Read(chunk)
+		buf = append(buf, chunk[:k]...)
+		for {
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				break
+			}
+			line := string(bytes.TrimRight(buf[:i], "\r"))
+			buf = buf[i+1:]
+			c.addLine(line)
+			n.forwardLine(c.name, line)
+		}
+		// A password prompt does not end its line: answer it as soon as
+		// it appears, once, and keep it out of the logs.
+		if c.secretPrompt != "" && bytes.HasSuffix(buf, []byte(c.secretPrompt)) {
+			buf = buf[:len(buf)-len(c.secretPrompt)]
+			if c.secret != "" {
+				_, _ = io.WriteString(c.stdin, c.secret+"\n")
+				c.secret = ""
+			}
+		}
+		if len(buf) > 64<<10 {
+			buf = buf[:0]
+		}
+		if err != nil {
+			if len(buf) > 0 {
+				line := string(buf)
+				c.addLine(line)
+				n.forwardLine(c.name, line)
+			}
+			return
+		}
 	}
 }
 

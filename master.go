@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -141,23 +142,87 @@ type LocalOptions struct {
 // StartLocal starts a child context on this machine, as a direct child of
 // the master.
 func (m *Master) StartLocal(ctx context.Context, opts LocalOptions) (*Context, error) {
-	c, err := m.n.startLocal(ctx, opts.Name)
+	return m.Start(ctx, ChildOptions{Name: opts.Name})
+}
+
+// ChildOptions says how to start a child context: which connection method,
+// and that method's settings. The zero value is a local child.
+type ChildOptions struct {
+	// Name of the context; derived from the method by default
+	// ("ssh.<host>", "sudo.<user>", "local.<id>", ...).
+	Name string
+	// Method is "local" (the default), "ssh", "sudo", "docker", "podman" or
+	// "kubectl".
+	Method string
+	// User: ssh login user; sudo target user (default root); container
+	// user; for local, run the child as this user (root only).
+	User string
+	// Host and Port for ssh (the system ssh client, so ~/.ssh/config,
+	// agents and ProxyJump apply).
+	Host string
+	Port int
+	// Identity is an ssh private key file; HostKeyCheck sets ssh's
+	// StrictHostKeyChecking ("yes", "no", "accept-new"; empty: ssh's config
+	// decides); SSHOptions are extra "-o K=V" options; KeepAlive sets
+	// ServerAliveInterval. BatchMode is on unless NoBatch.
+	Identity     string
+	HostKeyCheck string
+	SSHOptions   []string
+	KeepAlive    time.Duration
+	NoBatch      bool
+	// Container for docker and podman exec (and kubectl's -c); Pod,
+	// Namespace and KubeContext for kubectl exec.
+	Container   string
+	Pod         string
+	Namespace   string
+	KubeContext string
+	// Password answers sudo's password prompt. It is written to sudo's
+	// prompt only: never in argv, logs or errors.
+	Password string
+	// ConnectTimeout bounds the start; 0 means Config.ConnectTimeout.
+	ConnectTimeout time.Duration
+}
+
+func (o *ChildOptions) wire() *wire.StartChild {
+	return &wire.StartChild{Name: o.Name, Method: o.Method, User: o.User, Host: o.Host, Port: o.Port,
+		Identity: o.Identity, HostKeyCheck: o.HostKeyCheck, SSHOptions: o.SSHOptions, KeepAliveNs: int64(o.KeepAlive),
+		NoBatch: o.NoBatch, Container: o.Container, Namespace: o.Namespace, Pod: o.Pod, KubeContext: o.KubeContext,
+		ConnectTimeout: int64(o.ConnectTimeout), Password: o.Password}
+}
+
+// Start starts a child context as a direct child of the master.
+func (m *Master) Start(ctx context.Context, opts ChildOptions) (*Context, error) {
+	spec, err := m.n.transport(opts.wire())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+	}
+	if opts.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.ConnectTimeout)
+		defer cancel()
+	}
+	c, err := m.n.startChild(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	return &Context{m: m, id: c.id, name: c.name, parent: 0, pid: c.cmd.Process.Pid}, nil
+	return &Context{m: m, id: c.id, name: c.name, parent: 0, pid: c.cmd.Process.Pid, sentBinary: c.sentBinary}, nil
 }
 
 // Context is a handle on one context of the tree. It is a small value safe
 // for concurrent use; it stays valid (and fails with ErrNoRoute or
 // ErrDisconnected) after the context is gone.
 type Context struct {
-	m      *Master
-	id     uint32
-	name   string
-	parent uint32
-	pid    int
+	m          *Master
+	id         uint32
+	name       string
+	parent     uint32
+	pid        int
+	sentBinary bool
 }
+
+// SentBinary reports whether starting the context had to send the broker
+// binary (false when the remote cache had it, and for local children).
+func (c *Context) SentBinary() bool { return c.sentBinary }
 
 // ID returns the context's ID.
 func (c *Context) ID() uint32 { return c.id }
@@ -234,19 +299,31 @@ func (c *Context) Ping(ctx context.Context) error {
 // StartLocal starts a child context on this context's machine, as its child
 // (the master reaches it through this context).
 func (c *Context) StartLocal(ctx context.Context, opts LocalOptions) (*Context, error) {
-	body, err := msgpack.Marshal(&wire.StartChild{Name: opts.Name})
+	return c.Start(ctx, ChildOptions{Name: opts.Name})
+}
+
+// Start starts a child of this context, by any connection method: the
+// transport runs on this context's machine, as this context's user.
+func (c *Context) Start(ctx context.Context, opts ChildOptions) (*Context, error) {
+	body, err := msgpack.Marshal(opts.wire())
 	if err != nil {
 		return nil, err
 	}
 	reply, err := c.m.n.r.Call(ctx, c.id, wire.HandleStartChild, wire.EncMsgpack, body)
 	if err != nil {
-		return nil, fmt.Errorf("spindle: start child of %s: %w", c, err)
+		// The remote context classified the failure; its sentinels do not
+		// cross the wire, its text does.
+		err = fmt.Errorf("spindle: start child of %s: %w", c, err)
+		if strings.Contains(err.Error(), ErrChildStart.Error()) {
+			err = classify(fmt.Errorf("%w: %w", ErrChildStart, err), err.Error())
+		}
+		return nil, err
 	}
 	var st wire.ChildStarted
 	if err := msgpack.Unmarshal(reply.Body, &st); err != nil {
 		return nil, fmt.Errorf("spindle: start child of %s: decode reply: %w", c, err)
 	}
-	return &Context{m: c.m, id: st.ID, name: st.Name, parent: c.id, pid: st.PID}, nil
+	return &Context{m: c.m, id: st.ID, name: st.Name, parent: c.id, pid: st.PID, sentBinary: st.SentBinary}, nil
 }
 
 // Disconnected is closed once the context is gone (and its routes with it).

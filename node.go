@@ -33,6 +33,7 @@ type node struct {
 	mods       *modules.Service
 
 	tasks taskState // the wasm host, made on first use
+	bins  binaries  // broker binaries this context can ship to remote children
 
 	mu       sync.Mutex
 	children map[uint32]*childProc // guarded by mu: direct children
@@ -119,14 +120,19 @@ func (n *node) onStartChild(m *wire.Message, _ *broker.Stream) {
 		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("decode START_CHILD: %w: %v", routing.ErrBadRequest, err))
 		return
 	}
+	spec, err := n.transport(&req)
+	if err != nil {
+		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("start child: %w: %v", routing.ErrBadRequest, err))
+		return
+	}
 	// Starting a process takes milliseconds: never on the reader goroutine.
-	err := n.b.Go(func(ctx context.Context) {
-		c, err := n.startLocal(ctx, req.Name)
+	err = n.b.Go(func(ctx context.Context) {
+		c, err := n.startChild(ctx, spec)
 		if err != nil {
 			_ = n.r.ReplyError(ctx, m, err)
 			return
 		}
-		body, _ := msgpack.Marshal(&wire.ChildStarted{ID: c.id, Name: c.name, PID: c.cmd.Process.Pid})
+		body, _ := msgpack.Marshal(&wire.ChildStarted{ID: c.id, Name: c.name, PID: c.cmd.Process.Pid, SentBinary: c.sentBinary})
 		_ = n.r.Reply(ctx, m, wire.EncMsgpack, body)
 	})
 	if err != nil {

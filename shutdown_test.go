@@ -272,7 +272,7 @@ func TestFailedStart(t *testing.T) {
 		{"not a spindle binary", "/bin/cat", peerGone, "child start failed: bad (/bin/cat, pid "},
 		{"never answers", silent, func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }, "read hello reply"},
 		{"does not exist", "/nonexistent/spindle", func(err error) bool { return errors.Is(err, fs.ErrNotExist) },
-			"child start failed: fork/exec /nonexistent/spindle"},
+			"child start failed: local: fork/exec /nonexistent/spindle"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			testutil.VerifyNone(t)

@@ -43,16 +43,35 @@ type CallRequest struct {
 	Args msgpack.RawMessage `msgpack:"args,omitempty"`
 }
 
-// StartChild is the body of START_CHILD.
+// StartChild is the body of START_CHILD: how the receiving context is to
+// start its new child. Method "" or "local" re-executes its own binary.
 type StartChild struct {
-	Name string `msgpack:"name"`
+	Name           string   `msgpack:"name"`
+	Method         string   `msgpack:"method,omitempty"` // local, ssh, sudo, docker, podman, kubectl
+	User           string   `msgpack:"user,omitempty"`
+	Host           string   `msgpack:"host,omitempty"`
+	Port           int      `msgpack:"port,omitempty"`
+	Identity       string   `msgpack:"identity,omitempty"`
+	HostKeyCheck   string   `msgpack:"hostkey,omitempty"`
+	SSHOptions     []string `msgpack:"ssh_options,omitempty"`
+	KeepAliveNs    int64    `msgpack:"keepalive_ns,omitempty"`
+	NoBatch        bool     `msgpack:"no_batch,omitempty"`
+	Container      string   `msgpack:"container,omitempty"`
+	Namespace      string   `msgpack:"namespace,omitempty"`
+	Pod            string   `msgpack:"pod,omitempty"`
+	KubeContext    string   `msgpack:"kube_context,omitempty"`
+	ConnectTimeout int64    `msgpack:"connect_timeout_ns,omitempty"`
+	// Password answers sudo's prompt. It crosses only the (trusted) stream
+	// from parent to child and is never logged.
+	Password string `msgpack:"password,omitempty"`
 }
 
 // ChildStarted is the reply to START_CHILD.
 type ChildStarted struct {
-	ID   uint32 `msgpack:"id"`
-	Name string `msgpack:"name"`
-	PID  int    `msgpack:"pid"`
+	ID         uint32 `msgpack:"id"`
+	Name       string `msgpack:"name"`
+	PID        int    `msgpack:"pid"` // of the transport (ssh, sudo, ...) or the local broker
+	SentBinary bool   `msgpack:"sent_binary,omitempty"`
 }
 
 // LogRecord is the body of FORWARD_LOG.

@@ -1,0 +1,382 @@
+package spindle
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spindle-hq/spindle/wire"
+)
+
+// Errors of remote starts, each matched with errors.Is (and each also
+// matching ErrChildStart).
+var (
+	// ErrAuth: the transport refused our credentials (ssh key, sudo
+	// password).
+	ErrAuth = errors.New("spindle: authentication failed")
+	// ErrHostKey: ssh could not verify the remote host's key.
+	ErrHostKey = errors.New("spindle: host key verification failed")
+	// ErrUnreachable: the remote host could not be reached.
+	ErrUnreachable = errors.New("spindle: host unreachable")
+	// ErrPlatform: the remote OS or architecture has no broker binary here.
+	ErrPlatform = errors.New("spindle: no broker binary for the remote platform")
+)
+
+// childArg is the hidden argument that makes the spindle binary a child
+// broker on its stdin and stdout (how the bootstrap script starts it).
+const childArg = "__spindle_child__"
+
+// deadlineConn is a stream to a child that supports deadlines: a
+// socketpair's net.Conn, or a transport's pipes.
+type deadlineConn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// pipeConn joins the read end of a transport's stdout and the write end of
+// its stdin into one stream.
+type pipeConn struct {
+	r, w *os.File
+}
+
+func (p *pipeConn) Read(b []byte) (int, error)  { return p.r.Read(b) }
+func (p *pipeConn) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *pipeConn) Close() error {
+	err := p.w.Close()
+	if err2 := p.r.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+func (p *pipeConn) SetDeadline(t time.Time) error {
+	err := p.r.SetDeadline(t)
+	if err2 := p.w.SetDeadline(t); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// bootScript is the POSIX sh program a transport runs on the remote side.
+// It reports the platform, takes the hash and size of the broker binary
+// that fits, looks for it in a per-user cache keyed by that hash, receives
+// it only when missing (checked against the hash, written under a temporary
+// name, made executable, renamed into place), and execs it as a child
+// broker on its stdin and stdout. Each step answers on a "SPINDLE1" line.
+const bootScript = `echo "SPINDLE1 $(uname -s) $(uname -m)";read H N||exit 3;case $H in *[!0-9a-f]*|'')exit 3;;esac;` +
+	`D=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/spindle/bin;B=$D/spindle-$H;` +
+	`if [ -x "$B" ];then echo "SPINDLE1 HAVE";else echo "SPINDLE1 NEED";T=$B.$$;` +
+	`{ mkdir -p "$D"&&head -c "$N" >"$T"&&[ "$(sha256sum "$T"|cut -d' ' -f1)" = "$H" ]&&chmod 700 "$T"&&mv -f "$T" "$B";}||` +
+	`{ rm -f "$T";echo "SPINDLE1 ERROR cannot install $B";exit 4;};fi;echo "SPINDLE1 READY";exec "$B" ` + childArg
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// bootstrap runs the remote half of a start: read the platform, send the
+// binary's hash (and the binary when the remote cache lacks it), wait for
+// the broker to be exec'd.
+func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) error {
+	deadline := time.Now().Add(n.connectTO)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	defer conn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	stopShutdown := context.AfterFunc(n.b.Context(), func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stopShutdown()
+
+	line, err := readBootLine(conn)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	f := strings.Fields(line)
+	if len(f) != 2 {
+		return fmt.Errorf("bootstrap: unexpected %q", line)
+	}
+	goos, goarch := platform(f[0], f[1])
+	bin, err := n.brokerBinary(goos, goarch)
+	if err != nil {
+		_, _ = io.WriteString(conn, "- 0\n")
+		return fmt.Errorf("%w: remote is %s %s (%s/%s): %w", ErrPlatform, f[0], f[1], goos, goarch, err)
+	}
+	if _, err := fmt.Fprintf(conn, "%s %d\n", bin.hash, len(bin.data)); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if line, err = readBootLine(conn); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	switch line {
+	case "HAVE":
+		c.sentBinary = false
+	case "NEED":
+		c.sentBinary = true
+		if _, err := conn.Write(bin.data); err != nil {
+			return fmt.Errorf("bootstrap: send broker binary: %w", err)
+		}
+	default:
+		return fmt.Errorf("bootstrap: unexpected %q", line)
+	}
+	if line, err = readBootLine(conn); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if line != "READY" {
+		return fmt.Errorf("bootstrap: %s", line)
+	}
+	return nil
+}
+
+// readBootLine reads one "SPINDLE1 ..." line, a byte at a time so nothing
+// after it (the first frames) is consumed. Lines without the marker (a
+// login banner on stdout) are skipped.
+func readBootLine(r io.Reader) (string, error) {
+	const marker = "SPINDLE1 "
+	for skipped := 0; skipped < 100; skipped++ {
+		var b strings.Builder
+		one := make([]byte, 1)
+		for {
+			if _, err := r.Read(one); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return "", err
+			}
+			if one[0] == '\n' {
+				break
+			}
+			if b.Len() > 4096 {
+				return "", fmt.Errorf("line too long")
+			}
+			b.WriteByte(one[0])
+		}
+		if rest, ok := strings.CutPrefix(b.String(), marker); ok {
+			return strings.TrimSpace(rest), nil
+		}
+	}
+	return "", fmt.Errorf("no SPINDLE1 line in the first 100 lines")
+}
+
+// platform maps uname -s and uname -m to GOOS and GOARCH.
+func platform(sys, machine string) (string, string) {
+	goos := strings.ToLower(sys)
+	switch machine {
+	case "x86_64", "amd64":
+		return goos, "amd64"
+	case "aarch64", "arm64", "armv8l":
+		return goos, "arm64"
+	}
+	return goos, machine
+}
+
+// binary is a broker binary ready to ship.
+type binary struct {
+	hash string
+	data []byte
+}
+
+// binaries caches the broker binaries this context can ship, by platform.
+type binaries struct {
+	mu sync.Mutex
+	m  map[string]*binary // guarded by mu: "goos/goarch" -> binary
+}
+
+// brokerBinary returns the broker binary for goos/goarch: this process's
+// own executable when it fits, else spindle-<goos>-<goarch> next to it (what
+// `make build` produces).
+func (n *node) brokerBinary(goos, goarch string) (*binary, error) {
+	key := goos + "/" + goarch
+	n.bins.mu.Lock()
+	defer n.bins.mu.Unlock()
+	if b, ok := n.bins.m[key]; ok {
+		return b, nil
+	}
+	path := n.exe
+	if goos != runtime.GOOS || goarch != runtime.GOARCH {
+		path = filepath.Join(filepath.Dir(n.exe), "spindle-"+goos+"-"+goarch)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("no %s: build it with `GOOS=%s GOARCH=%s go build -o %s ./tools/spindle` (make build does linux/amd64 and linux/arm64)",
+				path, goos, goarch, path)
+		}
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	b := &binary{hash: hex.EncodeToString(sum[:]), data: data}
+	if n.bins.m == nil {
+		n.bins.m = make(map[string]*binary)
+	}
+	n.bins.m[key] = b
+	return b, nil
+}
+
+// classify adds the sentinel that names how a transport failed, read from
+// the last lines it printed.
+func classify(err error, output string) error {
+	switch {
+	case strings.Contains(output, "Host key verification failed"),
+		strings.Contains(output, "REMOTE HOST IDENTIFICATION HAS CHANGED"),
+		strings.Contains(output, "No ED25519 host key is known"),
+		strings.Contains(output, "host key is known for"):
+		return fmt.Errorf("%w: %w", ErrHostKey, err)
+	case strings.Contains(output, "Permission denied"),
+		strings.Contains(output, "a password is required"),
+		strings.Contains(output, "incorrect password"),
+		strings.Contains(output, "Sorry, try again"),
+		strings.Contains(output, "is not in the sudoers file"),
+		strings.Contains(output, "Authentication failed"):
+		return fmt.Errorf("%w: %w", ErrAuth, err)
+	case strings.Contains(output, "Connection refused"),
+		strings.Contains(output, "No route to host"),
+		strings.Contains(output, "Could not resolve hostname"),
+		strings.Contains(output, "Connection timed out"),
+		strings.Contains(output, "Network is unreachable"),
+		strings.Contains(output, "Connection closed by"):
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return err
+}
+
+// sudoPrompt is the prompt sudo is told to print when it wants a password.
+const sudoPrompt = "[spindle-sudo-password]"
+
+// transport turns a START_CHILD into how to start the child.
+func (n *node) transport(req *wire.StartChild) (childSpec, error) {
+	spec := childSpec{name: req.Name}
+	script := "sh -c " + shellQuote(bootScript)
+	switch req.Method {
+	case "", "local":
+		spec.label = "local"
+		if req.User != "" {
+			cred, err := lookupCredential(req.User)
+			if err != nil {
+				return spec, err
+			}
+			spec.cred = cred
+		}
+		return spec, nil
+	case "ssh":
+		if req.Host == "" {
+			return spec, fmt.Errorf("ssh: no host")
+		}
+		argv := []string{"ssh", "-T", "-e", "none"}
+		if !req.NoBatch {
+			argv = append(argv, "-o", "BatchMode=yes")
+		}
+		timeout := n.connectTO
+		if req.ConnectTimeout > 0 {
+			timeout = time.Duration(req.ConnectTimeout)
+		}
+		argv = append(argv, "-o", "ConnectTimeout="+strconv.Itoa(max(1, int(timeout.Seconds()))))
+		if req.KeepAliveNs > 0 {
+			argv = append(argv, "-o", "ServerAliveInterval="+strconv.Itoa(max(1, int(time.Duration(req.KeepAliveNs).Seconds()))))
+		}
+		if req.HostKeyCheck != "" {
+			argv = append(argv, "-o", "StrictHostKeyChecking="+req.HostKeyCheck)
+		}
+		if req.Port != 0 {
+			argv = append(argv, "-p", strconv.Itoa(req.Port))
+		}
+		if req.User != "" {
+			argv = append(argv, "-l", req.User)
+		}
+		if req.Identity != "" {
+			argv = append(argv, "-i", req.Identity, "-o", "IdentitiesOnly=yes")
+		}
+		for _, o := range req.SSHOptions {
+			argv = append(argv, "-o", o)
+		}
+		spec.argv = append(argv, req.Host, script)
+		spec.label = "ssh " + req.Host
+		if spec.name == "" {
+			spec.name = "ssh." + req.Host
+		}
+	case "sudo":
+		user := req.User
+		if user == "" {
+			user = "root"
+		}
+		argv := []string{"sudo"}
+		if req.Password != "" {
+			argv = append(argv, "-S", "-p", sudoPrompt)
+			spec.secret, spec.secretPrompt = req.Password, sudoPrompt
+		} else {
+			argv = append(argv, "-n")
+		}
+		spec.argv = append(argv, "-H", "-u", user, "--", "sh", "-c", bootScript)
+		spec.label = "sudo -u " + user
+		if spec.name == "" {
+			spec.name = "sudo." + user
+		}
+	case "docker", "podman":
+		if req.Container == "" {
+			return spec, fmt.Errorf("%s: no container", req.Method)
+		}
+		argv := []string{req.Method, "exec", "-i"}
+		if req.User != "" {
+			argv = append(argv, "-u", req.User)
+		}
+		spec.argv = append(argv, req.Container, "sh", "-c", bootScript)
+		spec.label = req.Method + " " + req.Container
+		if spec.name == "" {
+			spec.name = req.Method + "." + req.Container
+		}
+	case "kubectl":
+		if req.Pod == "" {
+			return spec, fmt.Errorf("kubectl: no pod")
+		}
+		argv := []string{"kubectl"}
+		if req.KubeContext != "" {
+			argv = append(argv, "--context", req.KubeContext)
+		}
+		argv = append(argv, "exec", "-i")
+		if req.Namespace != "" {
+			argv = append(argv, "-n", req.Namespace)
+		}
+		argv = append(argv, req.Pod)
+		if req.Container != "" {
+			argv = append(argv, "-c", req.Container)
+		}
+		spec.argv = append(argv, "--", "sh", "-c", bootScript)
+		spec.label = "kubectl " + req.Pod
+		if spec.name == "" {
+			spec.name = "kubectl." + req.Pod
+		}
+	default:
+		return spec, fmt.Errorf("unknown connection method %q", req.Method)
+	}
+	return spec, nil
+}
+
+// lookupCredential returns the uid and gid of user, for a local child run
+// as another user; only root may do that.
+func lookupCredential(name string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("local as user %q: only root can start a child as another user", name)
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("local as user %q: %w", name, err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("local as user %q: uid %q gid %q", name, u.Uid, u.Gid)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
