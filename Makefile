@@ -7,8 +7,10 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 .DEFAULT_GOAL := build
 .PHONY: build demo test short check bench fuzz clean help
 
-build: ## build bin/spindle (the default)
+build: ## build bin/spindle, and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -o bin/spindle ./tools/spindle
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o bin/spindle-linux-amd64 ./tools/spindle
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o bin/spindle-linux-arm64 ./tools/spindle
 
 demo: build wasm ## build, then start a local tree and run the example wasm tasks across it
 	./bin/spindle tree

@@ -257,6 +257,12 @@ const sudoPrompt = "[spindle-sudo-password]"
 
 // transport turns a START_CHILD into how to start the child.
 func (n *node) transport(req *wire.StartChild) (childSpec, error) {
+	return transportFor(req, n.connectTO)
+}
+
+// transportFor builds the command line of a transport; connectTO is the
+// default connect timeout (ssh's ConnectTimeout).
+func transportFor(req *wire.StartChild, connectTO time.Duration) (childSpec, error) {
 	spec := childSpec{name: req.Name}
 	script := "sh -c " + shellQuote(bootScript)
 	switch req.Method {
@@ -278,7 +284,7 @@ func (n *node) transport(req *wire.StartChild) (childSpec, error) {
 		if !req.NoBatch {
 			argv = append(argv, "-o", "BatchMode=yes")
 		}
-		timeout := n.connectTO
+		timeout := connectTO
 		if req.ConnectTimeout > 0 {
 			timeout = time.Duration(req.ConnectTimeout)
 		}
