@@ -86,7 +86,7 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 		// Records logged before the parent stream was up go out first.
 		OnParentUp: func() { fwd.uncork(r) },
 	})
-	n, err := newNode(hello.Name, b, r, log, extra, hello.CacheDir)
+	n, err := newNode(hello.Name, b, r, log, extra, resolveCacheDir(hello.CacheDir))
 	if err != nil {
 		b.Close()
 		return fail(rwc, hello, err)

@@ -52,6 +52,7 @@ type childProc struct {
 	tail   []string // guarded by tailMu: last lines of the child's stderr, for start errors
 
 	sentBinary   bool          // the bootstrap had to send the broker binary (set before the child is listed)
+	cacheDir     string        // Hello.CacheDir for it: ours for a local child of our user, else its own default
 	outDone      chan struct{} // closed when its output has been read to the end
 	stdin        io.Writer     // the stream toward the child, for a secret
 	secret       string        // written once when secretPrompt appears on stderr
@@ -186,6 +187,13 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	}
 	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{}), outDone: make(chan struct{}),
 		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn}
+	if spec.argv == nil && spec.cred == nil {
+		// Same machine, same user: share our cache ("-" keeps memory only).
+		c.cacheDir = n.cacheDir
+		if c.cacheDir == "" {
+			c.cacheDir = "-"
+		}
+	}
 	// The stderr reader and the reaper are owned by the broker; if it is
 	// already shutting down, clean up here.
 	if err := n.b.Go(func(context.Context) { n.readChildOutput(c, errR) }); err != nil {
@@ -278,7 +286,7 @@ func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) e
 		LogLevel:       int(n.logLevel),
 		Unidirectional: n.r.Unidirectional(),
 		ShutdownGrace:  int64(n.childGrace),
-		CacheDir:       n.cacheDir,
+		CacheDir:       c.cacheDir,
 	}
 	body, err := msgpack.Marshal(&hello)
 	if err != nil {

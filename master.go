@@ -53,10 +53,11 @@ type Config struct {
 	// Executable is the binary re-executed for local children; empty means
 	// this program (os.Executable). It must call MaybeRunChild.
 	Executable string
-	// CacheDir is where every context of the tree keeps wasm modules and
-	// their compiled code, so a module crosses the wire and compiles once
-	// per machine. Empty means $XDG_CACHE_HOME/spindle (or ~/.cache/spindle);
-	// "-" keeps everything in memory.
+	// CacheDir is where the master and its local children keep wasm
+	// modules and their compiled code, so a module crosses the wire and
+	// compiles once per machine. Empty means $XDG_CACHE_HOME/spindle (or
+	// ~/.cache/spindle); "-" keeps everything in memory. Contexts on other
+	// machines or running as other users use their own user's cache.
 	CacheDir string
 }
 
@@ -82,14 +83,7 @@ func NewMaster(cfg Config) (*Master, error) {
 	if cfg.Executable == "" {
 		cfg.Executable = executable()
 	}
-	switch cfg.CacheDir {
-	case "":
-		if d, err := os.UserCacheDir(); err == nil {
-			cfg.CacheDir = filepath.Join(d, "spindle")
-		}
-	case "-":
-		cfg.CacheDir = ""
-	}
+	cfg.CacheDir = resolveCacheDir(cfg.CacheDir)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -370,4 +364,19 @@ func (c *Context) kill(ctx context.Context) error {
 	body, _ := msgpack.Marshal(&wire.Route{ID: c.id})
 	_, err := n.r.Call(ctx, c.parent, wire.HandleStopChild, wire.EncMsgpack, body)
 	return err
+}
+
+// resolveCacheDir turns a configured cache dir into the one to use: "" is
+// the user's cache dir, "-" (or no usable home) memory only ("").
+func resolveCacheDir(dir string) string {
+	switch dir {
+	case "":
+		if d, err := os.UserCacheDir(); err == nil {
+			return filepath.Join(d, "spindle")
+		}
+		return ""
+	case "-":
+		return ""
+	}
+	return dir
 }

@@ -46,6 +46,7 @@ type PingResult struct {
 // StatsResult is the reply of the built-in "stats" function.
 type StatsResult struct {
 	PID        int   `msgpack:"pid"`
+	UID        int   `msgpack:"uid"`
 	RSSBytes   int64 `msgpack:"rss_bytes"`
 	Goroutines int   `msgpack:"goroutines"`
 	FDs        int   `msgpack:"fds"`
@@ -78,7 +79,7 @@ func (n *node) builtins() map[string]Func {
 		}},
 		"stats": {Fn: func(context.Context, *CallInfo, []byte) (any, error) {
 			ms := n.mods.Stats()
-			st := StatsResult{PID: os.Getpid(), RSSBytes: selfRSS(), Goroutines: runtime.NumGoroutine(), FDs: countFDs(),
+			st := StatsResult{PID: os.Getpid(), UID: os.Getuid(), RSSBytes: selfRSS(), Goroutines: runtime.NumGoroutine(), FDs: countFDs(),
 				ModuleFetches: ms.Fetches, ModuleServed: ms.Served}
 			st.Compiles, st.Instantiations = n.hostStats()
 			return st, nil

@@ -50,7 +50,12 @@ func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger,
 	}
 	st, err := modules.NewStore(dir)
 	if err != nil {
-		return nil, err
+		// No usable cache dir (no home, read-only): keep modules in memory.
+		log.Warn("module cache dir unusable; keeping modules in memory", "dir", dir, "err", err)
+		n.cacheDir = ""
+		if st, err = modules.NewStore(""); err != nil {
+			return nil, err
+		}
 	}
 	if n.mods, err = modules.NewService(r, st, log); err != nil {
 		return nil, err

@@ -2,8 +2,10 @@ package spindle_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,5 +134,132 @@ func TestFakeEngines(t *testing.T) {
 		if lines[i] != tt.argv {
 			t.Errorf("command line %d = %q, want %q", i, lines[i], tt.argv)
 		}
+	}
+}
+
+// sshOpts are the options of a direct ssh to the test sshd, as root.
+func sshOpts(s *testutil.SSHD) spindle.ChildOptions {
+	return spindle.ChildOptions{Method: "ssh", Host: s.Addr, Port: s.Port, User: s.User, Identity: s.Key, HostKeyCheck: "yes",
+		SSHOptions: []string{"UserKnownHostsFile=" + s.KnownHosts, "GlobalKnownHostsFile=/dev/null", "IdentityAgent=none", "CheckHostIP=no"}}
+}
+
+// TestSSH connects over a real sshd on loopback: the binary is sent once
+// and then found in the cache; ssh -> ssh and ssh -> sudo chains work, with
+// a wasm task at the end of each.
+func TestSSH(t *testing.T) {
+	requireRoot(t)
+	testutil.VerifyNone(t)
+	s := testutil.StartSSHD(t)
+	unpriv := testutil.UnprivilegedUser(t)
+	ctx := taskContext(t)
+	cleanBinaryCache(t, "/root")
+	cleanBinaryCache(t, "/home/"+unpriv)
+	// Start from an empty remote cache, whatever earlier runs left.
+	for _, home := range []string{"/root", "/home/" + unpriv} {
+		matches, _ := filepath.Glob(filepath.Join(home, ".cache/spindle/bin/spindle-*"))
+		for _, m := range matches {
+			os.Remove(m)
+		}
+	}
+	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
+	mod := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-hello"))
+
+	first, err := m.Start(ctx, sshOpts(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.SentBinary() {
+		t.Error("first ssh start did not send the binary (the cache was emptied)")
+	}
+	second, err := m.Start(ctx, sshOpts(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.SentBinary() {
+		t.Error("second ssh start sent the binary again")
+	}
+	var pong spindle.PingResult
+	if err := second.Call(ctx, "ping", nil, &pong); err != nil || pong.Name != "ssh."+s.Addr {
+		t.Fatalf("ping over ssh = %+v, %v", pong, err)
+	}
+
+	// ssh -> ssh: the first context runs ssh itself.
+	hop2 := sshOpts(s)
+	hop2.Name = "hop2"
+	nested, err := first.Start(ctx, hop2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ... -> sudo to the unprivileged user, then a task there.
+	low, err := nested.Start(ctx, spindle.ChildOptions{Method: "sudo", User: unpriv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*spindle.Context{nested, low} {
+		res, err := c.Run(ctx, spindle.Task{Module: mod, Task: "hello", Input: []byte(c.Name())})
+		if err != nil || string(res.Output) != "hello, "+c.Name() {
+			t.Fatalf("task in %s = %v, %v", c, res, err)
+		}
+	}
+	var st spindle.StatsResult
+	if err := low.Call(ctx, "stats", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := lookupUID(t, unpriv); st.UID != want {
+		t.Errorf("the sudo child runs as uid %d, want %s (%d)", st.UID, unpriv, want)
+	}
+}
+
+func lookupUID(t *testing.T, name string) int {
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uid int
+	fmt.Sscan(u.Uid, &uid)
+	return uid
+}
+
+// TestSSHFailures: a wrong key, an unknown host key and a closed port each
+// give their own clear error and leave nothing behind.
+func TestSSHFailures(t *testing.T) {
+	requireRoot(t)
+	testutil.VerifyNone(t)
+	s := testutil.StartSSHD(t)
+	ctx := testContext(t)
+	m, _ := newMaster(t, spindle.Config{})
+	wrongKey := sshOpts(s)
+	wrongKey.Identity = s.WrongKey
+	wrongHost := sshOpts(s)
+	wrongHost.SSHOptions = []string{"UserKnownHostsFile=" + s.WrongKnownHosts, "GlobalKnownHostsFile=/dev/null", "IdentityAgent=none", "CheckHostIP=no"}
+	closed := sshOpts(s)
+	closed.Port = s.Port
+	tests := []struct {
+		name string
+		opts spindle.ChildOptions
+		want error
+		text string
+		stop bool
+	}{
+		{"wrong key", wrongKey, spindle.ErrAuth, "Permission denied", false},
+		{"unknown host key", wrongHost, spindle.ErrHostKey, "Host key verification failed", false},
+		{"closed port", closed, spindle.ErrUnreachable, "Connection refused", true},
+	}
+	for _, tt := range tests {
+		if tt.stop {
+			s.Stop()
+		}
+		_, err := m.Start(ctx, tt.opts)
+		if !errors.Is(err, tt.want) || !errors.Is(err, spindle.ErrChildStart) || !strings.Contains(err.Error(), tt.text) {
+			t.Errorf("%s: Start = %v, want %v with %q", tt.name, err, tt.want, tt.text)
+		}
+		for _, other := range []error{spindle.ErrAuth, spindle.ErrHostKey, spindle.ErrUnreachable} {
+			if other != tt.want && errors.Is(err, other) {
+				t.Errorf("%s: error also matches %v", tt.name, other)
+			}
+		}
+	}
+	if got := m.Router().Routes(); len(got) != 0 {
+		t.Errorf("routes after failed starts: %v", got)
 	}
 }

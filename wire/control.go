@@ -13,7 +13,7 @@ type Hello struct {
 	LogLevel       int      `msgpack:"log_level"` // slog.Level: records below it are never sent
 	Unidirectional bool     `msgpack:"unidirectional"`
 	ShutdownGrace  int64    `msgpack:"shutdown_grace_ns"`
-	CacheDir       string   `msgpack:"cache_dir,omitempty"` // where the child keeps modules and compiled code; "" = its user cache dir
+	CacheDir       string   `msgpack:"cache_dir,omitempty"` // where the child keeps modules and compiled code; "" = its user's cache dir, "-" = memory only
 }
 
 // HelloAck is the child's answer to Hello.
