@@ -12,6 +12,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/spindle-hq/spindle/routing"
 )
 
 // requireRoot fails (not skips) when the test cannot run as root: CI runs
@@ -261,5 +262,68 @@ func TestSSHFailures(t *testing.T) {
 	}
 	if got := m.Router().Routes(); len(got) != 0 {
 		t.Errorf("routes after failed starts: %v", got)
+	}
+}
+
+// TestNetworkHops runs a chain across real network hops: two network
+// namespaces, each with its own sshd on its own address, joined to each
+// other by a veth pair; the master reaches the first over its veth, and the
+// first context reaches the second over the link between them.
+func TestNetworkHops(t *testing.T) {
+	requireRoot(t)
+	testutil.VerifyNone(t)
+	ns1 := testutil.NetNS(t, "spn1", "10.201.41.2")
+	ns2 := testutil.NetNS(t, "spn2", "10.201.42.2")
+	// ns1 <-> ns2 directly; ns1 routes ns2's address over it.
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %q: %v\n%s", args, err, out)
+		}
+	}
+	ip("link", "add", "spn12a", "type", "veth", "peer", "name", "spn12b")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", "spn12a").Run() })
+	ip("link", "set", "spn12a", "netns", ns1.Name)
+	ip("link", "set", "spn12b", "netns", ns2.Name)
+	ip("-n", ns1.Name, "addr", "add", "10.201.43.1/24", "dev", "spn12a")
+	ip("-n", ns2.Name, "addr", "add", "10.201.43.2/24", "dev", "spn12b")
+	ip("-n", ns1.Name, "link", "set", "spn12a", "up")
+	ip("-n", ns2.Name, "link", "set", "spn12b", "up")
+	ip("-n", ns1.Name, "route", "add", ns2.Addr+"/32", "via", "10.201.43.2")
+	s1 := ns1.StartSSHD(t)
+	s2 := ns2.StartSSHD(t)
+	ctx := taskContext(t)
+	cleanBinaryCache(t, "/root")
+	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
+	mod := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-hello"))
+	h1 := sshOpts(s1)
+	h1.Name = "host1"
+	c1, err := m.Start(ctx, h1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := sshOpts(s2)
+	h2.Name = "host2"
+	c2, err := c1.Start(ctx, h2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c2.Run(ctx, spindle.Task{Module: mod, Task: "hello", Input: []byte("over two hops")})
+	if err != nil || string(res.Output) != "hello, over two hops" {
+		t.Fatalf("task at host2 = %v, %v", res, err)
+	}
+	// Killing the link's far end fails pending work promptly and removes
+	// the route: stop host2's sshd (its sessions go with it).
+	s2.Stop()
+	select {
+	case <-c2.Disconnected():
+	case <-ctx.Done():
+		t.Fatal("host2 never disconnected after its sshd stopped")
+	}
+	if err := c2.Ping(ctx); !errors.Is(err, routing.ErrNoRoute) {
+		t.Fatalf("ping host2 after it went = %v, want ErrNoRoute", err)
+	}
+	if err := c1.Ping(ctx); err != nil {
+		t.Fatalf("host1 after host2 went: %v", err)
 	}
 }
