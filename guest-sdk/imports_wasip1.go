@@ -52,6 +52,21 @@ func (wasmABI) send(sender, data []byte, flags uint32) int32 {
 	return spindleSend(ptr(sender), int32(len(sender)), ptr(data), int32(len(data)), flags)
 }
 
+// writeBarrier is the runtime's write barrier switch, on while the GC is
+// marking (from the start of a cycle to its mark termination). The runtime
+// keeps it linkable on purpose (go.dev/issue/67401; "do not remove or
+// change the type signature"); the SDK only reads its first field.
+//
+//go:linkname writeBarrier runtime.writeBarrier
+var writeBarrier struct {
+	enabled bool
+	pad     [3]byte
+	alignme uint64
+}
+
+// gcMarking reports whether a GC cycle is marking.
+func gcMarking() bool { return writeBarrier.enabled }
+
 // spindleCall is the export the host calls for any task that has no export
 // of its own name (docs/abi.md, "Calling a task").
 //
@@ -59,9 +74,6 @@ func (wasmABI) send(sender, data []byte, flags uint32) int32 {
 //go:wasmexport spindle_call
 func spindleCall() int32 {
 	status := serve(wasmABI{}, &tasks)
-	// Yield before returning to the host: without a scheduling point the Go
-	// runtime never collects the garbage made across export calls, and
-	// linear memory grows until the memory limit.
-	runtime.Gosched()
+	yields.after(gcMarking, runtime.Gosched)
 	return status
 }

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -86,11 +87,54 @@ func RegisterRaw(name string, fn func(ctx Ctx, in []byte) ([]byte, error)) {
 
 // typed wraps fn with msgpack decoding of its input and encoding of its
 // output.
+//
+// Each task keeps one msgpack Decoder and Encoder, with the reader and the
+// output buffer they use, across its calls: msgpack.Unmarshal and Marshal
+// would take them from sync.Pools, which every GC empties, and allocate a
+// reader, a buffer and the output on each call. Both are reset before each
+// use, which leaves them as Unmarshal and Marshal would (no options, no
+// dictionary), so the encoding is the same. The output is written to the
+// host before the next call of the task reuses the buffer. A call that
+// finds them in use (calls of one task overlapping, which spindle_call
+// never does) falls back to Unmarshal and Marshal.
 func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
+	var (
+		mu  sync.Mutex
+		rd  bytes.Reader
+		dec = msgpack.NewDecoder(&rd)
+		buf bytes.Buffer
+		enc = msgpack.NewEncoder(&buf)
+	)
+	decode := func(input []byte, in *In) error {
+		if !mu.TryLock() {
+			return msgpack.Unmarshal(input, in)
+		}
+		defer mu.Unlock()
+		rd.Reset(input)
+		dec.Reset(&rd)
+		err := dec.Decode(in)
+		rd.Reset(nil) // keep no reference to the input
+		return err
+	}
+	encode := func(out *Out) ([]byte, error) {
+		if !mu.TryLock() {
+			return msgpack.Marshal(out)
+		}
+		defer mu.Unlock()
+		if buf.Cap() > maxKeptOutput {
+			buf = bytes.Buffer{} // do not keep a large output's buffer alive
+		}
+		buf.Reset()
+		enc.Reset(&buf)
+		if err := enc.Encode(out); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
 	return func(ctx Ctx, input []byte) ([]byte, error) {
 		var in In
 		if len(input) > 0 {
-			if err := msgpack.Unmarshal(input, &in); err != nil {
+			if err := decode(input, &in); err != nil {
 				return nil, fmt.Errorf("guest: task %s: decode input: %w", ctx.Task(), err)
 			}
 		}
@@ -98,13 +142,17 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		if err != nil {
 			return nil, err
 		}
-		b, err := msgpack.Marshal(out)
+		b, err := encode(&out)
 		if err != nil {
 			return nil, fmt.Errorf("guest: task %s: encode output: %w", ctx.Task(), err)
 		}
 		return b, nil
 	}
 }
+
+// maxKeptOutput is the largest output buffer a typed task keeps for its
+// next call.
+const maxKeptOutput = 64 << 10
 
 // serve runs one task call, the body of the spindle_call export: it reads
 // the task name and input, runs the registered function and writes its
