@@ -13,6 +13,7 @@ import (
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/routing"
+	"github.com/spindle-hq/spindle/target"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -379,4 +380,39 @@ func resolveCacheDir(dir string) string {
 		return ""
 	}
 	return dir
+}
+
+// OptionsFor converts one hop of a target (see package target) to the
+// options that start it.
+func OptionsFor(h target.Hop) ChildOptions {
+	o := ChildOptions{Name: h.Name, Method: h.Method, User: h.User, Host: h.Host, Port: h.Port,
+		Identity: h.Identity, HostKeyCheck: h.HostKeyCheck, SSHOptions: h.SSHOptions, KeepAlive: h.KeepAlive,
+		NoBatch: h.Method == "ssh" && !h.Batch, Container: h.Container, Pod: h.Pod, Namespace: h.Namespace,
+		KubeContext: h.KubeContext, ConnectTimeout: h.ConnectTimeout}
+	if h.Method == "local" {
+		o.Method = ""
+	}
+	return o
+}
+
+// StartTarget starts every hop of a target chain (e.g.
+// "ssh://bastion/ssh://web1/sudo://root", parsed by target.Parse), each
+// through the one before, and returns the last.
+func (m *Master) StartTarget(ctx context.Context, t target.Target) (*Context, error) {
+	var c *Context
+	for i, h := range t {
+		var err error
+		if c == nil {
+			c, err = m.Start(ctx, OptionsFor(h))
+		} else {
+			c, err = c.Start(ctx, OptionsFor(h))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("hop %d of %s: %w", i+1, t, err)
+		}
+	}
+	if c == nil {
+		return nil, fmt.Errorf("%w: empty target", ErrChildStart)
+	}
+	return c, nil
 }

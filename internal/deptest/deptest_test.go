@@ -29,7 +29,8 @@ var importRules = map[string][]string{
 	"modules":              {"wire", "latch", "broker", "routing"},
 	"host/internal/rootfs": nil,
 	"host":                 {"host/internal/rootfs"},
-	".":                    {"wire", "latch", "broker", "routing", "modules", "host"},
+	".":                    {"wire", "latch", "broker", "routing", "modules", "host", "target"},
+	"target":               nil,
 	"guest-sdk":            nil,
 	"tools/spindle":        {anything},
 	"internal/testutil":    nil,
@@ -43,6 +44,7 @@ var thirdPartyRules = map[string][]string{
 	"wire":      {"github.com/vmihailenco/msgpack/v5"},
 	"latch":     nil,
 	"guest-sdk": {"github.com/vmihailenco/msgpack/v5"},
+	"target":    nil,
 }
 
 // freeDirs hold packages that may import anything.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type benchResult struct {
 	LimitPingPongUs    float64 `json:"limit_pingpong_us"`
 	LimitThroughputMBs float64 `json:"limit_throughput_mb_s"`
 	*wasmResult
+	*sshResult
 }
 
 type benchRow struct {
@@ -67,6 +69,14 @@ func (r *benchResult) rows() []benchRow {
 			benchRow{"compile_cold_ms", "ms", &w.CompileColdMs, "", nil},
 			benchRow{"compile_cached_ms", "ms", &w.CompileCachedMs, "<= 50", nil})
 	}
+	if x := r.sshResult; x != nil {
+		rows = append(rows,
+			benchRow{"spawn_ssh_cold_ms", "ms", &x.SpawnSSHColdMs, "", nil},
+			benchRow{"spawn_ssh_warm_ms", "ms", &x.SpawnSSHWarmMs, "<= bare + 20", nil},
+			benchRow{"bare_ssh_ms", "ms", &x.BareSSHMs, "(transport)", nil},
+			benchRow{"rtt_ssh_us", "µs", &x.RTTSSHUs, "", nil},
+			benchRow{"fanout_ssh_ms", "ms", &x.FanoutSSHMs, "", nil})
+	}
 	return rows
 }
 
@@ -75,6 +85,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	quick := fs.Bool("quick", false, "fewer iterations (for tests; noisier figures)")
+	sshDest := fs.String("ssh", "127.0.0.1:22", "[USER@]HOST[:PORT] of an sshd for the ssh figures, measured when it accepts connections")
+	sshIdentity := fs.String("ssh-identity", "", "ssh private key for -ssh")
+	var sshOptions multiFlag
+	fs.Var(&sshOptions, "ssh-opt", "extra ssh -o K=V for -ssh (repeatable)")
 	wasmDir := fs.String("wasm", "bin/wasm", "where `make wasm` put the example modules (hello.wasm is used); \"\" skips the wasm figures")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -83,7 +97,16 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	if *quick {
 		scale = 10
 	}
-	res, err := runBench(scale, *wasmDir)
+	sshOpts, sshAddr, err := sshBenchOpts(*sshDest, *sshIdentity, sshOptions)
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle bench: %v\n", err)
+		return 2
+	}
+	if !sshReachable(sshAddr) {
+		fmt.Fprintf(stderr, "spindle bench: no sshd at %s: ssh figures skipped\n", sshAddr)
+		sshOpts.Method = ""
+	}
+	res, err := runBench(scale, *wasmDir, sshOpts)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle bench: %v\n", err)
 		return 1
@@ -111,7 +134,7 @@ func us(d time.Duration) float64 { return round1(float64(d) / float64(time.Micro
 func ms(d time.Duration) float64 { return round1(float64(d) / float64(time.Millisecond)) }
 func round1(f float64) float64   { return math.Round(f*10) / 10 }
 
-func runBench(scale int, wasmDir string) (*benchResult, error) {
+func runBench(scale int, wasmDir string, sshOpts spindle.ChildOptions) (*benchResult, error) {
 	res := &benchResult{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -212,6 +235,11 @@ func runBench(scale int, wasmDir string) (*benchResult, error) {
 		fans = append(fans, d)
 	}
 	res.Fanout20Ms = ms(median(fans))
+	if sshOpts.Method != "" {
+		if res.sshResult, err = benchSSH(ctx, m, sshOpts, scale); err != nil {
+			return nil, fmt.Errorf("ssh: %w", err)
+		}
+	}
 	if wasmDir != "" {
 		if res.wasmResult, err = benchWasm(ctx, m, filepath.Join(wasmDir, "hello.wasm"), scale); err != nil {
 			return nil, fmt.Errorf("wasm: %w", err)
@@ -323,3 +351,9 @@ func fanout(ctx context.Context, m *spindle.Master, n int) (time.Duration, error
 	}
 	return d, nil
 }
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/target"
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
 )
 
 const runUsage = `usage: spindle run [flags] MODULE.wasm [TASK] [-- ARGS...]
@@ -23,36 +25,45 @@ const runUsage = `usage: spindle run [flags] MODULE.wasm [TASK] [-- ARGS...]
 Runs TASK of a reactor module, or a command module with ARGS, in each target.
 
 flags:
-  -t, --target SPEC   where to run; repeatable; default "local". SPEC is a
-                      context or a chain of them joined by "/", each
-                      "local" or "local:NAME": "local:a/local:b" runs in b,
-                      started through a
+  -t, --target T      where to run; repeatable; default "local". T is a
+                      target chain such as "local", "local:NAME",
+                      "ssh://user@host:port", "ssh://bastion/ssh://web1/sudo://root",
+                      "docker://container", "kubectl://ns/pod" (see the
+                      target package docs), or a host or group name of the
+                      --inventory
+  -i, --inventory F   an inventory file of hosts and groups
+  --parallel N        at most N targets at once (default 20)
   --input JSON        the task's input, as JSON (sent as msgpack)
   --json              one JSON object per target per line
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
-  --mount HOST:GUEST[:ro]  grant a directory; repeatable
+  --mount HOST:GUEST[:ro]  grant a directory (on the target); repeatable
   --clock, --random   grant real clocks, real randomness
   --timeout DURATION  wall-time limit (default 30s)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
   --pooled            run on a warm instance (stateless reactor tasks)
+
+Intermediate hops shared by several targets (a bastion) are started once:
+the fleet is a tree, and the module crosses each edge once.
 `
 
 type runOpts struct {
-	targets []string
-	module  string
-	task    string
-	args    []string
-	input   string
-	asJSON  bool
-	stdin   string
-	env     map[string]string
-	mounts  []spindle.Mount
-	clock   bool
-	random  bool
-	timeout time.Duration
-	pages   uint32
-	pooled  bool
+	targets   []string
+	inventory string
+	parallel  int
+	module    string
+	task      string
+	args      []string
+	input     string
+	asJSON    bool
+	stdin     string
+	env       map[string]string
+	mounts    []spindle.Mount
+	clock     bool
+	random    bool
+	timeout   time.Duration
+	pages     uint32
+	pooled    bool
 }
 
 func parseRunArgs(args []string) (*runOpts, error) {
@@ -85,6 +96,15 @@ func parseRunArgs(args []string) (*runOpts, error) {
 			var v string
 			if v, err = needVal(); err == nil {
 				o.targets = append(o.targets, v)
+			}
+		case "i", "inventory":
+			o.inventory, err = needVal()
+		case "parallel":
+			var v string
+			if v, err = needVal(); err == nil {
+				if o.parallel, err = strconv.Atoi(v); err == nil && o.parallel < 1 {
+					err = fmt.Errorf("--parallel must be at least 1")
+				}
 			}
 		case "input":
 			o.input, err = needVal()
@@ -153,29 +173,42 @@ func parseRunArgs(args []string) (*runOpts, error) {
 	if len(o.targets) == 0 {
 		o.targets = []string{"local"}
 	}
-	for _, t := range o.targets {
-		if _, err := parseTarget(t); err != nil {
-			return nil, err
-		}
+	if o.parallel == 0 {
+		o.parallel = 20
 	}
 	return o, nil
 }
 
 var errHelp = errors.New("help")
 
-// hop is one context of a target chain.
-type hop struct{ method, name string }
-
-func parseTarget(spec string) ([]hop, error) {
-	var hops []hop
-	for _, part := range strings.Split(spec, "/") {
-		method, name, _ := strings.Cut(part, ":")
-		if method != "local" {
-			return nil, fmt.Errorf("target %q: unknown method %q (this build knows \"local\")", spec, method)
+// resolveTargets expands each -t into named targets: a target chain as it
+// is, or an inventory host or group.
+func resolveTargets(specs []string, inventoryPath string) ([]target.Named, error) {
+	var inv *target.Inventory
+	if inventoryPath != "" {
+		var err error
+		if inv, err = target.LoadInventory(inventoryPath); err != nil {
+			return nil, err
 		}
-		hops = append(hops, hop{method, name})
 	}
-	return hops, nil
+	var out []target.Named
+	for _, spec := range specs {
+		t, perr := target.Parse(spec)
+		if perr == nil {
+			out = append(out, target.Named{Name: spec, Target: t})
+			continue
+		}
+		if inv != nil && !strings.Contains(spec, ":") {
+			named, err := inv.Resolve(spec)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, named...)
+			continue
+		}
+		return nil, perr
+	}
+	return out, nil
 }
 
 // runLine is one target's outcome in --json mode.
@@ -226,6 +259,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
 		return 2
 	}
+	targets, err := resolveTargets(o.targets, o.inventory)
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	m, err := spindle.NewMaster(spindle.Config{Logger: newLogger(stderr, false)})
@@ -241,14 +279,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	// One command target streams straight through; several are collected
 	// per target so their output does not interleave.
-	single := len(o.targets) == 1 && !o.asJSON
-	lines := make([]runLine, len(o.targets))
-	outs := make([]*bytes.Buffer, len(o.targets))
+	single := len(targets) == 1 && !o.asJSON
+	lines := make([]runLine, len(targets))
+	outs := make([]*bytes.Buffer, len(targets))
+	fl := &fleet{m: m, hops: map[string]*hopEntry{}}
+	bar := newProgress(stderr, len(targets))
+	sem := make(chan struct{}, o.parallel)
 	var wg sync.WaitGroup
-	for i, spec := range o.targets {
+	for i, nt := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem; bar.done() }()
 			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages}}
@@ -258,10 +301,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				outs[i] = &bytes.Buffer{}
 				t.Stdout, t.Stderr = outs[i], outs[i]
 			}
-			lines[i] = runOn(ctx, m, spec, t)
+			lines[i] = runOn(ctx, fl, nt, t)
 		}()
 	}
 	wg.Wait()
+	bar.finish()
 	code := 0
 	for i, l := range lines {
 		if !l.OK {
@@ -311,25 +355,63 @@ func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 	}
 }
 
+// fleet starts the contexts of many targets, sharing intermediate hops:
+// targets behind the same bastion reach it through one context.
+type fleet struct {
+	m    *spindle.Master
+	mu   sync.Mutex
+	hops map[string]*hopEntry // guarded by mu: canonical chain prefix -> its context
+}
+
+type hopEntry struct {
+	once sync.Once
+	c    *spindle.Context
+	err  error
+}
+
+// start starts t's last hop (always a new context) through its shared
+// prefix.
+func (f *fleet) start(ctx context.Context, t target.Target) (*spindle.Context, error) {
+	var parent *spindle.Context
+	for i := range len(t) - 1 {
+		key := target.Target(t[:i+1]).String()
+		f.mu.Lock()
+		e := f.hops[key]
+		if e == nil {
+			e = &hopEntry{}
+			f.hops[key] = e
+		}
+		f.mu.Unlock()
+		e.once.Do(func() { e.c, e.err = startHop(ctx, f.m, parent, t[i]) })
+		if e.err != nil {
+			return nil, fmt.Errorf("hop %d (%s): %w", i+1, t[i], e.err)
+		}
+		parent = e.c
+	}
+	c, err := startHop(ctx, f.m, parent, t[len(t)-1])
+	if err != nil && len(t) > 1 {
+		err = fmt.Errorf("hop %d (%s): %w", len(t), t[len(t)-1], err)
+	}
+	return c, err
+}
+
+func startHop(ctx context.Context, m *spindle.Master, parent *spindle.Context, h target.Hop) (*spindle.Context, error) {
+	if parent == nil {
+		return m.Start(ctx, spindle.OptionsFor(h))
+	}
+	return parent.Start(ctx, spindle.OptionsFor(h))
+}
+
 // runOn starts the target's chain of contexts and runs the task in its last.
-func runOn(ctx context.Context, m *spindle.Master, spec string, t spindle.Task) runLine {
-	l := runLine{Target: spec}
+func runOn(ctx context.Context, fl *fleet, nt target.Named, t spindle.Task) runLine {
+	l := runLine{Target: nt.Name}
 	fail := func(kind string, err error) runLine {
 		l.Error = &runError{Kind: kind, Message: err.Error()}
 		return l
 	}
-	hops, _ := parseTarget(spec)
-	var c *spindle.Context
-	for _, h := range hops {
-		var err error
-		if c == nil {
-			c, err = m.StartLocal(ctx, spindle.LocalOptions{Name: h.name})
-		} else {
-			c, err = c.StartLocal(ctx, spindle.LocalOptions{Name: h.name})
-		}
-		if err != nil {
-			return fail("connect", err)
-		}
+	c, err := fl.start(ctx, nt.Target)
+	if err != nil {
+		return fail("connect", err)
 	}
 	res, err := c.Run(ctx, t)
 	var te *spindle.TaskError
@@ -389,4 +471,48 @@ func numbers(v any) any {
 		}
 	}
 	return v
+}
+
+// progress draws a one-line progress bar on a terminal; elsewhere it is
+// silent.
+type progress struct {
+	w     io.Writer
+	total int
+	mu    sync.Mutex
+	n     int // guarded by mu
+	on    bool
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	p := &progress{w: w, total: total}
+	if f, ok := w.(*os.File); ok && total > 1 {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		p.on = err == nil
+	}
+	p.draw()
+	return p
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	p.n++
+	p.mu.Unlock()
+	p.draw()
+}
+
+func (p *progress) draw() {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	const width = 30
+	filled := width * p.n / p.total
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), p.n, p.total)
+}
+
+func (p *progress) finish() {
+	if p.on {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
 }

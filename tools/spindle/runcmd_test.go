@@ -1,7 +1,13 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"encoding/json"
+	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/target"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,7 +103,11 @@ func TestRunUsageErrors(t *testing.T) {
 	}{
 		{[]string{"run"}, "no module given"},
 		{[]string{"run", "m.wasm", "t", "extra"}, `unexpected argument "extra"`},
-		{[]string{"run", "-t", "ssh:host", "m.wasm"}, `unknown method "ssh"`},
+		{[]string{"run", "-t", "ssh:host", "m.wasm"}, `write ssh://`},
+		{[]string{"run", "-t", "telnet://x", "m.wasm"}, `invalid target`},
+		{[]string{"run", "-t", "web", "m.wasm"}, `invalid target "web"`},
+		{[]string{"run", "-i", "/nonexistent/inv", "m.wasm"}, "no such file"},
+		{[]string{"run", "--parallel", "0", "m.wasm"}, "at least 1"},
 		{[]string{"run", "--bogus", "m.wasm"}, "unknown flag --bogus"},
 		{[]string{"run", "--input", "{bad", "m.wasm"}, "--input is not JSON"},
 		{[]string{"run", "--mount", "nocolon", "m.wasm"}, "want HOST:GUEST"},
@@ -109,5 +119,91 @@ func TestRunUsageErrors(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, tt.want) {
 			t.Errorf("spindle %q = %d, stderr %q; want 2 and %q", tt.args, code, errs, tt.want)
 		}
+	}
+}
+
+// TestRunInventoryFleet runs a task on an inventory group whose hosts all
+// sit behind one intermediate, over ssh to a real sshd: the intermediate is
+// started once, every host answers, and the JSON lines name the hosts.
+func TestRunInventoryFleet(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for sshd; CI runs as root")
+	}
+	s := testutil.StartSSHD(t)
+	_, _, bad := cliModules(t)
+	hello := testutil.BuildC(t, "examples/wasm/c-hello")
+	ssh := fmt.Sprintf("ssh://root@%s:%d?identity=%s&hostkey=yes&opt=UserKnownHostsFile=%s&opt=GlobalKnownHostsFile=%%2Fdev%%2Fnull",
+		s.Addr, s.Port, s.Key, s.KnownHosts)
+	inv := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(inv, []byte(`# test fleet
+[web]
+web1 target=local:web1
+web2 target=local:web2
+[remote]
+r1 target=`+ssh+`/local:r1
+[all:vars]
+via=local:hub
+[prod:children]
+web
+remote
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "run", "-i", inv, "-t", "prod", "--parallel", "2", hello, "hello", "--json")
+	if code != 0 {
+		t.Fatalf("spindle run on prod = %d\n%s\n%s", code, out, errs)
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l struct {
+			Target string
+			OK     bool
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil || !l.OK {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		names = append(names, l.Target)
+	}
+	if got := strings.Join(names, ","); got != "web1,web2,r1" {
+		t.Errorf("targets = %s, want web1,web2,r1", got)
+	}
+	// One failing host does not stop the others, and the exit code says so.
+	code, out, _ = runCmd(t, "run", "-i", inv, "-t", "web", "-t", "local:x", bad, "unreachable", "--json")
+	if code != 1 || strings.Count(out, `"ok":false`) != 3 {
+		t.Fatalf("failing task on 3 targets = %d:\n%s", code, out)
+	}
+}
+
+// TestFleetSharesIntermediates: targets behind the same chain prefix reach
+// it through one context.
+func TestFleetSharesIntermediates(t *testing.T) {
+	testutil.VerifyNone(t)
+	m, err := spindle.NewMaster(spindle.Config{CacheDir: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fl := &fleet{m: m, hops: map[string]*hopEntry{}}
+	var parents []uint32
+	for _, spec := range []string{"local:hub/local:a", "local:hub/local:b", "local:hub/local:c"} {
+		tg, err := target.Parse(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := fl.start(ctx, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parents = append(parents, c.Parent())
+	}
+	if parents[0] != parents[1] || parents[1] != parents[2] || parents[0] == 0 {
+		t.Fatalf("parents = %v, want one shared hub", parents)
+	}
+	if got := len(m.Router().Routes()); got != 4 {
+		t.Fatalf("%d contexts, want the hub and 3 leaves", got)
 	}
 }
