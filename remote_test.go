@@ -327,3 +327,92 @@ func TestNetworkHops(t *testing.T) {
 		t.Fatalf("host1 after host2 went: %v", err)
 	}
 }
+
+// TestSudoPassword runs the password path through a fake sudo on PATH that
+// asks like sudo -S -p does: the password reaches the prompt, and appears
+// in no argv, log record or error.
+func TestSudoPassword(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CACHE_HOME", "")
+	fakes := t.TempDir()
+	argvLog := filepath.Join(fakes, "argv.log")
+	const password = "s3cret-pass-word"
+	// The fake prints the prompt (the argument after -p) to stderr, reads
+	// one line, and runs the script only if it is the password.
+	fake := `#!/bin/sh
+printf '%s\n' "$*" >>` + argvLog + `
+prompt=; prev=
+for a; do [ "$prev" = -p ] && prompt=$a; prev=$a; done
+printf '%s' "$prompt" >&2
+IFS= read -r pw
+[ "$pw" = "` + password + `" ] || { echo "sudo: incorrect password attempt" >&2; exit 1; }
+for last; do :; done
+exec sh -c "$last"
+`
+	if err := os.WriteFile(filepath.Join(fakes, "sudo"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", fakes+":"+os.Getenv("PATH"))
+	m, logs := newMaster(t, spindle.Config{LogLevel: -4})
+	c, err := m.Start(ctx, spindle.ChildOptions{Method: "sudo", User: "app", Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Start(ctx, spindle.ChildOptions{Method: "sudo", User: "app", Password: "wrong-" + password})
+	if !errors.Is(err, spindle.ErrAuth) {
+		t.Fatalf("wrong password: %v, want ErrAuth", err)
+	}
+	b, _ := os.ReadFile(argvLog)
+	for what, text := range map[string]string{"argv": string(b), "error": err.Error(), "logs": logs.dump()} {
+		if strings.Contains(text, password) {
+			t.Errorf("the password appears in the %s:\n%s", what, text)
+		}
+	}
+}
+
+// TestLocalAsUser starts a local child as the unprivileged user (root only).
+func TestLocalAsUser(t *testing.T) {
+	requireRoot(t)
+	testutil.VerifyNone(t)
+	unpriv := testutil.UnprivilegedUser(t)
+	ctx := testContext(t)
+	// The child re-executes this binary: put a copy where that user can run it.
+	dir, err := os.MkdirTemp("", "spindle-asuser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "spindle")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := newMaster(t, spindle.Config{Executable: exe, CacheDir: "-"})
+	c, err := m.Start(ctx, spindle.ChildOptions{User: unpriv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st spindle.StatsResult
+	if err := c.Call(ctx, "stats", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := lookupUID(t, unpriv); st.UID != want {
+		t.Errorf("child runs as uid %d, want %d (%s)", st.UID, want, unpriv)
+	}
+	if _, err := m.Start(ctx, spindle.ChildOptions{User: "no-such-user-spindle"}); !errors.Is(err, spindle.ErrChildStart) {
+		t.Errorf("local as a missing user = %v", err)
+	}
+}
