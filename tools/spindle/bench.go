@@ -216,11 +216,19 @@ func runBench(scale int, wasmDir string, sshOpts spindle.ChildOptions) (*benchRe
 	}
 	res.ThroughputMBs = round1(tput / 1e6)
 
+	// An idle child: started, called once (as Mitogen's figure is taken).
+	idle, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "idle"})
+	if err != nil {
+		return nil, err
+	}
 	var st spindle.StatsResult
-	if err := c3.Call(ctx, "stats", nil, &st); err != nil {
+	if err := idle.Call(ctx, "stats", nil, &st); err != nil {
 		return nil, err
 	}
 	res.ChildRSSMB = round1(float64(st.RSSBytes) / 1e6)
+	if err := idle.Shutdown(ctx); err != nil {
+		return nil, err
+	}
 	if err := c1.Shutdown(ctx); err != nil {
 		return nil, err
 	}
