@@ -34,7 +34,7 @@ func MaybeRunChild(extra map[string]Func) {
 	if len(os.Args) == 2 && os.Args[1] == childArg {
 		// Started by the bootstrap script: the stream is stdin and stdout.
 		// Nothing else may write to stdout from now on.
-		rwc := &stdioConn{r: os.Stdin, w: os.Stdout}
+		rwc := &pipeConn{r: os.Stdin, w: os.Stdout}
 		os.Stdout = os.Stderr
 		os.Exit(runChild(rwc, extra))
 	}
@@ -157,17 +157,4 @@ func executable() string {
 		return os.Args[0]
 	}
 	return exe
-}
-
-// stdioConn is the stream of a child started over a transport's stdio.
-type stdioConn struct{ r, w *os.File }
-
-func (c *stdioConn) Read(b []byte) (int, error)  { return c.r.Read(b) }
-func (c *stdioConn) Write(b []byte) (int, error) { return c.w.Write(b) }
-func (c *stdioConn) Close() error {
-	err := c.w.Close()
-	if err2 := c.r.Close(); err == nil {
-		err = err2
-	}
-	return err
 }

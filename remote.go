@@ -45,8 +45,9 @@ type deadlineConn interface {
 	SetDeadline(time.Time) error
 }
 
-// pipeConn joins the read end of a transport's stdout and the write end of
-// its stdin into one stream.
+// pipeConn joins two pipe ends into one stream: in a parent, the read end
+// of a transport's stdout and the write end of its stdin; in a child started
+// by the bootstrap script, its own stdin and stdout.
 type pipeConn struct {
 	r, w *os.File
 }
@@ -225,29 +226,29 @@ func (n *node) brokerBinary(goos, goarch string) (*binary, error) {
 	return b, nil
 }
 
+// failureSigns maps what transports print when they fail to the sentinel
+// that names the failure; the first match wins.
+var failureSigns = []struct {
+	err   error
+	signs []string
+}{
+	{ErrHostKey, []string{"Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",
+		"No ED25519 host key is known", "host key is known for"}},
+	{ErrAuth, []string{"Permission denied", "a password is required", "incorrect password", "Sorry, try again",
+		"is not in the sudoers file", "Authentication failed"}},
+	{ErrUnreachable, []string{"Connection refused", "No route to host", "Could not resolve hostname",
+		"Connection timed out", "Network is unreachable", "Connection closed by"}},
+}
+
 // classify adds the sentinel that names how a transport failed, read from
 // the last lines it printed.
 func classify(err error, output string) error {
-	switch {
-	case strings.Contains(output, "Host key verification failed"),
-		strings.Contains(output, "REMOTE HOST IDENTIFICATION HAS CHANGED"),
-		strings.Contains(output, "No ED25519 host key is known"),
-		strings.Contains(output, "host key is known for"):
-		return fmt.Errorf("%w: %w", ErrHostKey, err)
-	case strings.Contains(output, "Permission denied"),
-		strings.Contains(output, "a password is required"),
-		strings.Contains(output, "incorrect password"),
-		strings.Contains(output, "Sorry, try again"),
-		strings.Contains(output, "is not in the sudoers file"),
-		strings.Contains(output, "Authentication failed"):
-		return fmt.Errorf("%w: %w", ErrAuth, err)
-	case strings.Contains(output, "Connection refused"),
-		strings.Contains(output, "No route to host"),
-		strings.Contains(output, "Could not resolve hostname"),
-		strings.Contains(output, "Connection timed out"),
-		strings.Contains(output, "Network is unreachable"),
-		strings.Contains(output, "Connection closed by"):
-		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	for _, f := range failureSigns {
+		for _, sign := range f.signs {
+			if strings.Contains(output, sign) {
+				return fmt.Errorf("%w: %w", f.err, err)
+			}
+		}
 	}
 	return err
 }
