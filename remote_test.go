@@ -1,6 +1,7 @@
 package spindle_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/internal/testutil"
@@ -414,5 +416,62 @@ func TestLocalAsUser(t *testing.T) {
 	}
 	if _, err := m.Start(ctx, spindle.ChildOptions{User: "no-such-user-spindle"}); !errors.Is(err, spindle.ErrChildStart) {
 		t.Errorf("local as a missing user = %v", err)
+	}
+}
+
+// TestShutdownCancelsConnect: closing the master while a remote start is
+// stuck in its transport ends the start at once and leaves no process.
+func TestShutdownCancelsConnect(t *testing.T) {
+	testutil.VerifyNone(t)
+	fakes := t.TempDir()
+	// A "docker" that never answers.
+	if err := os.WriteFile(filepath.Join(fakes, "docker"), []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", fakes+":"+os.Getenv("PATH"))
+	m, err := spindle.NewMaster(spindle.Config{CacheDir: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Start(context.Background(), spindle.ChildOptions{Method: "docker", Container: "stuck"})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	m.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, spindle.ErrChildStart) {
+			t.Fatalf("Start during Close = %v, want ErrChildStart", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Start returned %v after Close", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Start still running 20 s after the master closed")
+	}
+}
+
+// TestPlatformMismatch: a remote whose platform has no broker binary here
+// is a clear error naming what to build, and gets no binary.
+func TestPlatformMismatch(t *testing.T) {
+	testutil.VerifyNone(t)
+	fakes := t.TempDir()
+	got := filepath.Join(fakes, "got")
+	// An "ssh" to a riscv64 machine: reports its platform, records the answer.
+	fake := "#!/bin/sh\necho 'SPINDLE1 Linux riscv64'\nread answer\necho \"$answer\" >" + got + "\nexit 3\n"
+	if err := os.WriteFile(filepath.Join(fakes, "ssh"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", fakes+":"+os.Getenv("PATH"))
+	m, _ := newMaster(t, spindle.Config{CacheDir: "-"})
+	_, err := m.Start(testContext(t), spindle.ChildOptions{Method: "ssh", Host: "riscv-box"})
+	if !errors.Is(err, spindle.ErrPlatform) || !strings.Contains(err.Error(), "GOOS=linux GOARCH=riscv64 go build") {
+		t.Fatalf("Start on riscv64 = %v, want ErrPlatform naming the build", err)
+	}
+	if b, _ := os.ReadFile(got); strings.TrimSpace(string(b)) != "- 0" {
+		t.Errorf("the remote was answered %q, want \"- 0\" (no binary)", b)
 	}
 }
