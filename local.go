@@ -105,12 +105,6 @@ type childSpec struct {
 	secretPrompt string
 }
 
-// startLocal starts a child broker on this machine: a re-execution of the
-// same binary over a socketpair, handshake, route announced upward.
-func (n *node) startLocal(ctx context.Context, name string) (*childProc, error) {
-	return n.startChild(ctx, childSpec{name: name, label: "local"})
-}
-
 // startChild starts a child process (see childSpec), bootstraps it if it
 // is remote, does the handshake and announces its route upward.
 func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, error) {

@@ -358,15 +358,6 @@ func startVia(t *testing.T, ctx context.Context, parent *spindle.Context, name s
 	return c
 }
 
-func mustMarshal(t *testing.T, v any) msgpack.RawMessage {
-	t.Helper()
-	b, err := msgpack.Marshal(v)
-	if err != nil {
-		t.Fatalf("msgpack.Marshal(%v): %v", v, err)
-	}
-	return b
-}
-
 // remoteError returns the *routing.RemoteError inside err, failing the test
 // if there is none.
 func remoteError(t *testing.T, err error) *routing.RemoteError {

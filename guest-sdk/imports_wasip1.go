@@ -67,6 +67,9 @@ var writeBarrier struct {
 // gcMarking reports whether a GC cycle is marking.
 func gcMarking() bool { return writeBarrier.enabled }
 
+// yields is the policy of this module's spindle_call.
+var yields yieldPolicy
+
 // spindleCall is the export the host calls for any task that has no export
 // of its own name (docs/abi.md, "Calling a task").
 //

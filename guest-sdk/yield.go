@@ -32,9 +32,6 @@ type yieldPolicy struct {
 	calls int // calls since the last yield
 }
 
-// yields is the policy of this module's spindle_call.
-var yields yieldPolicy
-
 // after runs after a call: it calls yield while marking reports a GC cycle
 // under way (at most maxYields times), or once if yieldEvery calls have
 // passed since the last yield.
