@@ -13,6 +13,7 @@ import (
 	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
 )
 
 // helloTimeout bounds how long a new child waits for its parent's Hello.
@@ -34,8 +35,11 @@ func MaybeRunChild(extra map[string]Func) {
 	if len(os.Args) == 2 && os.Args[1] == childArg {
 		// Started by the bootstrap script: the stream is stdin and stdout.
 		// Nothing else may write to stdout from now on.
-		rwc := &pipeConn{r: os.Stdin, w: os.Stdout}
-		os.Stdout = os.Stderr
+		rwc, err := takeStdio()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "spindle child: %v\n", err)
+			os.Exit(2)
+		}
 		os.Exit(runChild(rwc, extra))
 	}
 	v := os.Getenv(childEnv)
@@ -157,4 +161,31 @@ func executable() string {
 		return os.Args[0]
 	}
 	return exe
+}
+
+// takeStdio turns this process's stdin and stdout into the stream to the
+// parent: the descriptors are moved above 2 (close-on-exec) and made
+// non-blocking, so they go through Go's poller and closing the stream at
+// shutdown ends a read in progress; stdout then points at stderr, so a
+// stray print cannot corrupt the stream, and stdin at /dev/null.
+func takeStdio() (*pipeConn, error) {
+	var fds [2]int
+	for i := range fds {
+		fd, err := unix.FcntlInt(uintptr(i), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return nil, fmt.Errorf("take stdio: %w", err)
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return nil, fmt.Errorf("take stdio: %w", err)
+		}
+		fds[i] = fd
+	}
+	if err := unix.Dup2(2, 1); err != nil {
+		return nil, fmt.Errorf("take stdio: %w", err)
+	}
+	if null, err := os.Open(os.DevNull); err == nil {
+		_ = unix.Dup2(int(null.Fd()), 0)
+		null.Close()
+	}
+	return &pipeConn{r: os.NewFile(uintptr(fds[0]), "parent-in"), w: os.NewFile(uintptr(fds[1]), "parent-out")}, nil
 }

@@ -52,11 +52,31 @@ type childProc struct {
 	tail   []string // guarded by tailMu: last lines of the child's stderr, for start errors
 
 	sentBinary   bool          // the bootstrap had to send the broker binary (set before the child is listed)
+	transportUp  bool          // the bootstrap script answered: the transport itself worked
 	cacheDir     string        // Hello.CacheDir for it: ours for a local child of our user, else its own default
 	outDone      chan struct{} // closed when its output has been read to the end
 	stdin        io.Writer     // the stream toward the child, for a secret
-	secret       string        // written once when secretPrompt appears on stderr
 	secretPrompt string
+	secretMu     sync.Mutex
+	secret       string // guarded by secretMu: written once when secretPrompt appears on stderr, until disarmed
+	errR         *os.File
+}
+
+// disarmSecret forgets the secret: once the transport has answered, nothing
+// the child prints may make us write it into the stream.
+func (c *childProc) disarmSecret() {
+	c.secretMu.Lock()
+	c.secret = ""
+	c.secretMu.Unlock()
+}
+
+// takeSecret returns the secret once.
+func (c *childProc) takeSecret() string {
+	c.secretMu.Lock()
+	defer c.secretMu.Unlock()
+	s := c.secret
+	c.secret = ""
+	return s
 }
 
 // drainOutput waits (briefly) until the child's output has been read, so
@@ -180,7 +200,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		return nil, fmt.Errorf("%w: %s: %w", ErrChildStart, spec.label, err)
 	}
 	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{}), outDone: make(chan struct{}),
-		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn}
+		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR}
 	if spec.argv == nil && spec.cred == nil {
 		// Same machine, same user: share our cache ("-" keeps memory only).
 		c.cacheDir = n.cacheDir
@@ -203,6 +223,16 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
+	// A transport that exits ends the start at once, even if a descendant
+	// of it still holds the pipes.
+	starting := make(chan struct{})
+	go func() {
+		select {
+		case <-c.exited:
+			_ = conn.SetDeadline(time.Unix(1, 0))
+		case <-starting:
+		}
+	}()
 	err = nil
 	if spec.argv != nil {
 		err = n.bootstrap(ctx, conn, c)
@@ -210,6 +240,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	if err == nil {
 		err = n.handshake(ctx, conn, c)
 	}
+	close(starting)
 	if err != nil {
 		conn.Close()
 		c.kill()
@@ -219,7 +250,11 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		if spec.argv != nil {
 			what = spec.label
 		}
-		return nil, classify(fmt.Errorf("%w: %s (%s, pid %d, %s): %w%s", ErrChildStart, name, what, cmd.Process.Pid, c.status, err, tailNote(c.lastLines())), c.lastLines())
+		classifyOut := c.lastLines()
+		if c.transportUp {
+			classifyOut = "" // the transport worked: what failed is not ssh or sudo
+		}
+		return nil, classify(fmt.Errorf("%w: %s (%s, pid %d, %s): %w%s", ErrChildStart, name, what, cmd.Process.Pid, c.status, err, tailNote(c.lastLines())), classifyOut)
 	}
 	s, err := n.r.AddChild(ctx, conn, id, name)
 	if err != nil {
@@ -232,13 +267,15 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	c.stream = s
 	n.children[id] = c
 	n.mu.Unlock()
-	go func() {
-		// Started before Go could fail? No: AddChild succeeded, so the broker
-		// was running; this watcher ends with the stream, which the broker
-		// closes at the latest during shutdown.
+	if err := n.b.Go(func(context.Context) {
+		// Ends with the stream, which the broker closes at the latest
+		// during shutdown.
 		<-s.Done()
 		n.onChildStreamClosed(c)
-	}()
+	}); err != nil {
+		s.Close()
+		n.onChildStreamClosed(c)
+	}
 	// A shutdown that began while the child was being added may have told
 	// the children to leave before this one was listed: tell it now (a
 	// second SHUTDOWN is harmless).
@@ -334,9 +371,8 @@ func (n *node) readChildOutput(c *childProc, r *os.File) {
 		// it appears, once, and keep it out of the logs.
 		if c.secretPrompt != "" && bytes.HasSuffix(buf, []byte(c.secretPrompt)) {
 			buf = buf[:len(buf)-len(c.secretPrompt)]
-			if c.secret != "" {
-				_, _ = io.WriteString(c.stdin, c.secret+"\n")
-				c.secret = ""
+			if secret := c.takeSecret(); secret != "" {
+				_, _ = io.WriteString(c.stdin, secret+"\n")
 			}
 		}
 		if len(buf) > 64<<10 {
@@ -367,6 +403,9 @@ func (n *node) reap(c *childProc) {
 	}
 	c.status = exitStatus(err)
 	close(c.exited)
+	// A descendant of the transport may still hold its stderr: give the
+	// reader a moment for the last lines, then let it go.
+	_ = c.errR.SetReadDeadline(time.Now().Add(time.Second))
 	n.log.Debug("child reaped", "child", c.name, "id", c.id, "status", exitStatus(err))
 	n.mu.Lock()
 	s := c.stream

@@ -71,14 +71,18 @@ func (p *pipeConn) SetDeadline(t time.Time) error {
 
 // bootScript is the POSIX sh program a transport runs on the remote side.
 // It reports the platform, takes the hash and size of the broker binary
-// that fits, looks for it in a per-user cache keyed by that hash, receives
-// it only when missing (checked against the hash, written under a temporary
-// name, made executable, renamed into place), and execs it as a child
-// broker on its stdin and stdout. Each step answers on a "SPINDLE1" line.
+// that fits, looks for it in a per-user cache keyed by that hash (the
+// user's ~/.cache, else a private /tmp/spindle-UID that it owns, never a
+// shared directory), receives it only when missing (checked against the
+// hash, written under a temporary name, made executable, renamed into
+// place), and execs it as a child broker on its stdin and stdout. Each step
+// answers on a "SPINDLE1" line.
 const bootScript = `echo "SPINDLE1 $(uname -s) $(uname -m)";read H N||exit 3;case $H in *[!0-9a-f]*|'')exit 3;;esac;` +
-	`D=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/spindle/bin;B=$D/spindle-$H;` +
+	`D=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/spindle/bin;` +
+	`if ! mkdir -p "$D" 2>/dev/null||[ ! -w "$D" ];then D=${TMPDIR:-/tmp}/spindle-$(id -u);` +
+	`mkdir -p -m 700 "$D"&&[ -O "$D" ]||{ echo "SPINDLE1 ERROR no private writable cache dir for $(id -un)";exit 4;};fi;B=$D/spindle-$H;` +
 	`if [ -x "$B" ];then echo "SPINDLE1 HAVE";else echo "SPINDLE1 NEED";T=$B.$$;` +
-	`{ mkdir -p "$D"&&head -c "$N" >"$T"&&[ "$(sha256sum "$T"|cut -d' ' -f1)" = "$H" ]&&chmod 700 "$T"&&mv -f "$T" "$B";}||` +
+	`{ head -c "$N" >"$T"&&[ "$({ sha256sum "$T"||shasum -a 256 "$T";} 2>/dev/null|cut -d' ' -f1)" = "$H" ]&&chmod 700 "$T"&&mv -f "$T" "$B";}||` +
 	`{ rm -f "$T";echo "SPINDLE1 ERROR cannot install $B";exit 4;};fi;echo "SPINDLE1 READY";exec "$B" ` + childArg
 
 // shellQuote quotes s for a POSIX shell.
@@ -105,6 +109,8 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	c.transportUp = true
+	c.disarmSecret() // sudo did not prompt, or has been answered: never again
 	f := strings.Fields(line)
 	if len(f) != 2 {
 		return fmt.Errorf("bootstrap: unexpected %q", line)
@@ -127,6 +133,9 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 	case "NEED":
 		c.sentBinary = true
 		if _, err := conn.Write(bin.data); err != nil {
+			if why, rerr := readBootLine(conn); rerr == nil {
+				return fmt.Errorf("bootstrap: %s", why)
+			}
 			return fmt.Errorf("bootstrap: send broker binary: %w", err)
 		}
 	default:

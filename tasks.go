@@ -328,7 +328,10 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		if errors.As(err, &te) {
 			return &wire.TaskResult{Error: &wire.TaskError{Kind: string(te.Kind), Message: te.Message, ExitCode: te.ExitCode}}
 		}
-		return taskFailure("trap", err)
+		if errors.Is(err, host.ErrInvalidCall) {
+			return taskFailure("invalid_call", err)
+		}
+		return taskFailure("cancelled", err) // the host closed under the call
 	}
 	return &wire.TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: mod.Kind() == host.Command}
 }

@@ -165,8 +165,12 @@ func serve(h abi, r *registry) int32 {
 	}
 	fn, ok := r.lookup(name)
 	if !ok {
-		return fail(h, fmt.Sprintf("guest: no task %q in this module (it has: %s)",
-			name, strings.Join(r.names(), ", ")))
+		msg := fmt.Sprintf("no task %q in this module (it has: %s)", name, strings.Join(r.names(), ", "))
+		if name == "" {
+			msg = fmt.Sprintf("a task name is needed (this module has: %s)", strings.Join(r.names(), ", "))
+		}
+		h.errorSet([]byte(msg))
+		return statusNotFound
 	}
 	input, err := readInput(h)
 	if err != nil {
@@ -199,6 +203,10 @@ func run(c *call, fn taskFunc, input []byte) (out []byte, err error) {
 }
 
 // fail gives msg to error_set and returns the failure status.
+// statusNotFound is what spindle_call returns for a task name it does not
+// have (docs/abi.md): the caller sees kind not_found.
+const statusNotFound = 2
+
 func fail(h abi, msg string) int32 {
 	h.errorSet([]byte(msg)) // nothing to do if it fails: the host reports the status
 	return 1

@@ -168,10 +168,14 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 	case err != nil:
 		return nil, st.withStderr(taskErr(KindTrap, "%v", err))
 	case status != 0:
-		if st.errSet {
-			return nil, taskErr(KindGuest, "%s", st.errMsg)
+		kind := KindGuest
+		if status == statusNotFound && st.module.export(st.task) == exportDispatch {
+			kind = KindNotFound
 		}
-		return nil, taskErr(KindGuest, "task returned status %d", status)
+		if st.errSet {
+			return nil, taskErr(kind, "%s", st.errMsg)
+		}
+		return nil, taskErr(kind, "task returned status %d", status)
 	}
 	return &Result{Output: st.output, ExitCode: int(status)}, nil
 }
@@ -184,3 +188,7 @@ func (st *callState) withStderr(te *TaskError) *TaskError {
 	}
 	return te
 }
+
+// statusNotFound is the status spindle_call returns when the module has no
+// task of the name asked for (docs/abi.md).
+const statusNotFound = 2
