@@ -76,8 +76,8 @@ func TestExampleHello(t *testing.T) {
 			t.Errorf("pooled=%v: greeting = %v", pooled, got)
 		}
 	}
-	if _, err := h.Run(t.Context(), m, host.Call{Task: "nope"}); host.KindOf(err) != host.KindGuest {
-		t.Errorf("unknown task through spindle_call = %v, want kind guest", err)
+	if _, err := h.Run(t.Context(), m, host.Call{Task: "nope"}); host.KindOf(err) != host.KindNotFound {
+		t.Errorf("unknown task through spindle_call = %v, want kind not_found (status 2)", err)
 	}
 }
 
