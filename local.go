@@ -116,8 +116,10 @@ type childSpec struct {
 	argv []string
 	// label names the transport in errors ("ssh web1", "local").
 	label string
-	// cred runs a local child as another user (root only).
+	// cred runs a local child as another user (root only), with HOME set to
+	// home.
 	cred *syscall.Credential
+	home string
 	// secret, if set, is written to the transport's stdin when it prints
 	// secretPrompt on stderr (a sudo password); it never appears in argv,
 	// logs or errors.
@@ -181,6 +183,10 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	if spec.argv == nil {
 		cmd = exec.Command(n.exe)
 		cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(childFD))
+		if spec.cred != nil {
+			// The user's own home and cache, not ours.
+			cmd.Env = append(cmd.Env, "HOME="+spec.home, "XDG_CACHE_HOME=")
+		}
 		cmd.Stdout, cmd.Stderr = errW, errW
 		cmd.ExtraFiles = []*os.File{childEnd}
 	} else {

@@ -279,11 +279,11 @@ func transportFor(req *wire.StartChild, connectTO time.Duration) (childSpec, err
 	case "", "local":
 		spec.label = "local"
 		if req.User != "" {
-			cred, err := lookupCredential(req.User)
+			cred, home, err := lookupCredential(req.User)
 			if err != nil {
 				return spec, err
 			}
-			spec.cred = cred
+			spec.cred, spec.home = cred, home
 		}
 		return spec, nil
 	case "ssh":
@@ -381,18 +381,18 @@ func transportFor(req *wire.StartChild, connectTO time.Duration) (childSpec, err
 
 // lookupCredential returns the uid and gid of user, for a local child run
 // as another user; only root may do that.
-func lookupCredential(name string) (*syscall.Credential, error) {
+func lookupCredential(name string) (*syscall.Credential, string, error) {
 	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("local as user %q: only root can start a child as another user", name)
+		return nil, "", fmt.Errorf("local as user %q: only root can start a child as another user", name)
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
-		return nil, fmt.Errorf("local as user %q: %w", name, err)
+		return nil, "", fmt.Errorf("local as user %q: %w", name, err)
 	}
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
 	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("local as user %q: uid %q gid %q", name, u.Uid, u.Gid)
+		return nil, "", fmt.Errorf("local as user %q: uid %q gid %q", name, u.Uid, u.Gid)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, u.HomeDir, nil
 }

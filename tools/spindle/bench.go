@@ -89,7 +89,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	sshIdentity := fs.String("ssh-identity", "", "ssh private key for -ssh")
 	var sshOptions multiFlag
 	fs.Var(&sshOptions, "ssh-opt", "extra ssh -o K=V for -ssh (repeatable)")
-	wasmDir := fs.String("wasm", "bin/wasm", "where `make wasm` put the example modules (hello.wasm is used); \"\" skips the wasm figures")
+	wasmDir := fs.String("wasm", "bin/wasm", "where make wasm put the example modules (hello.wasm is used); \"\" skips the wasm figures")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -97,8 +97,15 @@ func cmdTree(args []string, stdout, stderr io.Writer) int {
 				return err
 			}
 			rtt := time.Since(t0)
-			fmt.Fprintf(stdout, "%s└─ %s (id %d, pid %d, %d hops, ping %v)\n",
-				strings.Repeat("   ", level), pong.Name, pong.ID, pong.PID, level+1, rtt.Round(time.Microsecond))
+			branch, hops := "├─", "hops"
+			if i == *width-1 {
+				branch = "└─"
+			}
+			if level == 0 {
+				hops = "hop"
+			}
+			fmt.Fprintf(stdout, "%s%s %s (id %d, pid %d, %d %s, ping %v)\n",
+				strings.Repeat("   ", level), branch, pong.Name, pong.ID, pong.PID, level+1, hops, rtt.Round(time.Microsecond))
 			if level+1 < *depth {
 				if err := walk(c, level+1, name+"."); err != nil {
 					return err

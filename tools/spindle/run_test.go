@@ -33,7 +33,7 @@ func TestTree(t *testing.T) {
 		t.Fatalf("spindle tree = %d, stderr:\n%s", code, errs)
 	}
 	// 2 + 4 + 8 contexts below the master, each pinged.
-	if n := strings.Count(out, "└─"); n != 14 {
+	if n := strings.Count(out, "└─") + strings.Count(out, "├─"); n != 14 {
 		t.Errorf("spindle tree printed %d contexts, want 14:\n%s", n, out)
 	}
 	for _, want := range []string{"c1.c1.c1 (id ", "3 hops", "whole tree shut down"} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -34,6 +35,8 @@ flags:
   -i, --inventory F   an inventory file of hosts and groups
   --parallel N        at most N targets at once (default 20)
   --input JSON        the task's input, as JSON (sent as msgpack)
+  --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
+  -v, --verbose       show the tree's log records (task logs included) on stderr
   --json              one JSON object per target per line
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
@@ -51,6 +54,8 @@ type runOpts struct {
 	targets   []string
 	inventory string
 	parallel  int
+	verbose   bool
+	inputRaw  *string
 	module    string
 	task      string
 	args      []string
@@ -110,6 +115,13 @@ func parseRunArgs(args []string) (*runOpts, error) {
 			o.input, err = needVal()
 		case "json":
 			o.asJSON = true
+		case "v", "verbose":
+			o.verbose = true
+		case "input-raw":
+			var v string
+			if v, err = needVal(); err == nil {
+				o.inputRaw = &v
+			}
 		case "stdin":
 			o.stdin, err = needVal()
 		case "env":
@@ -236,6 +248,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var input []byte
+	if o.inputRaw != nil {
+		input = []byte(*o.inputRaw)
+	}
 	if o.input != "" {
 		v, err := jsonToMsgpackValue(o.input)
 		if err != nil {
@@ -266,7 +281,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	m, err := spindle.NewMaster(spindle.Config{Logger: newLogger(stderr, false)})
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	m, err := spindle.NewMaster(spindle.Config{
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 1
@@ -423,12 +443,7 @@ func runOn(ctx context.Context, fl *fleet, nt target.Named, t spindle.Task) runL
 	}
 	l.OK = true
 	if len(res.Output) > 0 {
-		var v any
-		if msgpack.Unmarshal(res.Output, &v) == nil {
-			l.Output = v
-		} else {
-			l.Output = string(res.Output)
-		}
+		l.Output = decodeOutput(res.Output)
 	}
 	if res.Command {
 		code := res.ExitCode
@@ -515,4 +530,15 @@ func (p *progress) finish() {
 	if p.on {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+}
+
+// decodeOutput shows a task's output: as the value it encodes when it is
+// exactly one msgpack value, else as text (raw bytes, e.g. a C guest's).
+func decodeOutput(b []byte) any {
+	r := bytes.NewReader(b) // an io.ByteScanner: the decoder reads it directly, no buffering
+	v, err := msgpack.NewDecoder(r).DecodeInterface()
+	if err == nil && r.Len() == 0 {
+		return v
+	}
+	return string(b)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/target"
+	"github.com/vmihailenco/msgpack/v5"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,5 +206,33 @@ func TestFleetSharesIntermediates(t *testing.T) {
 	}
 	if got := len(m.Router().Routes()); got != 4 {
 		t.Fatalf("%d contexts, want the hub and 3 leaves", got)
+	}
+}
+
+func TestDecodeOutput(t *testing.T) {
+	packed, _ := msgpack.Marshal(map[string]any{"a": 1})
+	tests := []struct {
+		in   []byte
+		want string
+	}{
+		{packed, `{"a":1}`},
+		{[]byte("hello, raw"), `"hello, raw"`}, // 'h' alone would decode as the number 104
+		{[]byte{0xc0}, `null`},
+	}
+	for _, tt := range tests {
+		b, _ := json.Marshal(decodeOutput(tt.in))
+		if string(b) != tt.want {
+			t.Errorf("decodeOutput(%x) = %s, want %s", tt.in, b, tt.want)
+		}
+	}
+}
+
+func TestRunRawInput(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	hello := testutil.BuildC(t, "examples/wasm/c-hello")
+	code, out, errs := runCmd(t, "run", hello, "hello", "--input-raw", "raw", "--json")
+	if code != 0 || !strings.Contains(out, `"output":"hello, raw"`) {
+		t.Fatalf("spindle run --input-raw = %d:\n%s\n%s", code, out, errs)
 	}
 }
