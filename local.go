@@ -301,19 +301,45 @@ func tailNote(lines string) string {
 	return "; last lines of its output:\n" + lines
 }
 
-// handshake sends Hello and waits for HelloAck on the raw connection, before
-// the stream exists, within the connect timeout.
-func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) error {
+// bound puts the connect timeout on conn and cuts it short when ctx ends or
+// the broker shuts down. The returned release waits for a cut in progress,
+// then clears the deadline, so a start that succeeded as ctx ended never
+// hands on a stream with a deadline in the past.
+func (n *node) bound(ctx context.Context, conn deadlineConn) (release func()) {
 	deadline := time.Now().Add(n.connectTO)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	_ = conn.SetDeadline(deadline)
-	defer conn.SetDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	stopShutdown := context.AfterFunc(n.b.Context(), func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stopShutdown()
-	defer stop()
+	var stops []func() bool
+	var cuts sync.WaitGroup
+	for _, c := range []context.Context{ctx, n.b.Context()} {
+		cuts.Add(1)
+		stop := context.AfterFunc(c, func() {
+			defer cuts.Done()
+			_ = conn.SetDeadline(time.Unix(1, 0))
+		})
+		stops = append(stops, func() bool {
+			if stop() {
+				cuts.Done() // it will never run
+				return true
+			}
+			return false
+		})
+	}
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cuts.Wait()
+		_ = conn.SetDeadline(time.Time{})
+	}
+}
+
+// handshake sends Hello and waits for HelloAck on the raw connection, before
+// the stream exists, within the connect timeout.
+func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) error {
+	defer n.bound(ctx, conn)()
 	hello := wire.Hello{
 		Version:        wire.ProtocolVersion,
 		ID:             c.id,

@@ -94,16 +94,7 @@ func shellQuote(s string) string {
 // binary's hash (and the binary when the remote cache lacks it), wait for
 // the broker to be exec'd.
 func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) error {
-	deadline := time.Now().Add(n.connectTO)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = conn.SetDeadline(deadline)
-	defer conn.SetDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	stopShutdown := context.AfterFunc(n.b.Context(), func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stopShutdown()
+	defer n.bound(ctx, conn)()
 
 	line, err := readBootLine(conn)
 	if err != nil {
