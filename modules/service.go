@@ -142,11 +142,13 @@ func (s *Service) onGetModule(m *wire.Message, _ *broker.Stream) {
 			_ = s.r.ReplyError(ctx, m, err)
 			return
 		}
-		if err := s.r.Reply(ctx, m, wire.EncRaw, b); err != nil {
-			return
-		}
+		// Counted before the reply leaves: once the child has it, the
+		// count already says so.
 		s.served.Add(1)
 		s.markSent(req.Hash, m.Src)
+		if err := s.r.Reply(ctx, m, wire.EncRaw, b); err != nil {
+			s.served.Add(-1)
+		}
 	})
 	if err != nil {
 		_ = s.r.ReplyError(ctx, m, fmt.Errorf("get module: %w", routing.ErrShutdown))
