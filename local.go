@@ -53,6 +53,7 @@ type childProc struct {
 
 	sentBinary   bool          // the bootstrap had to send the broker binary (set before the child is listed)
 	transportUp  bool          // the bootstrap script answered: the transport itself worked
+	connectTO    time.Duration // bounds its bootstrap and handshake
 	cacheDir     string        // Hello.CacheDir for it: ours for a local child of our user, else its own default
 	outDone      chan struct{} // closed when its output has been read to the end
 	stdin        io.Writer     // the stream toward the child, for a secret
@@ -116,6 +117,8 @@ type childSpec struct {
 	argv []string
 	// label names the transport in errors ("ssh web1", "local").
 	label string
+	// connectTO bounds the bootstrap and the handshake.
+	connectTO time.Duration
 	// cred runs a local child as another user (root only), with HOME set to
 	// home.
 	cred *syscall.Credential
@@ -206,7 +209,10 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		return nil, fmt.Errorf("%w: %s: %w", ErrChildStart, spec.label, err)
 	}
 	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{}), outDone: make(chan struct{}),
-		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR}
+		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR, connectTO: spec.connectTO}
+	if c.connectTO <= 0 {
+		c.connectTO = n.connectTO
+	}
 	if spec.argv == nil && spec.cred == nil {
 		// Same machine, same user: share our cache ("-" keeps memory only).
 		c.cacheDir = n.cacheDir
@@ -305,8 +311,8 @@ func tailNote(lines string) string {
 // the broker shuts down. The returned release waits for a cut in progress,
 // then clears the deadline, so a start that succeeded as ctx ended never
 // hands on a stream with a deadline in the past.
-func (n *node) bound(ctx context.Context, conn deadlineConn) (release func()) {
-	deadline := time.Now().Add(n.connectTO)
+func (n *node) bound(ctx context.Context, conn deadlineConn, timeout time.Duration) (release func()) {
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -339,7 +345,7 @@ func (n *node) bound(ctx context.Context, conn deadlineConn) (release func()) {
 // handshake sends Hello and waits for HelloAck on the raw connection, before
 // the stream exists, within the connect timeout.
 func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) error {
-	defer n.bound(ctx, conn)()
+	defer n.bound(ctx, conn, c.connectTO)()
 	hello := wire.Hello{
 		Version:        wire.ProtocolVersion,
 		ID:             c.id,

@@ -191,11 +191,6 @@ func (m *Master) Start(ctx context.Context, opts ChildOptions) (*Context, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
 	}
-	if opts.ConnectTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.ConnectTimeout)
-		defer cancel()
-	}
 	c, err := m.n.startChild(ctx, spec)
 	if err != nil {
 		return nil, err

@@ -94,7 +94,7 @@ func shellQuote(s string) string {
 // binary's hash (and the binary when the remote cache lacks it), wait for
 // the broker to be exec'd.
 func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) error {
-	defer n.bound(ctx, conn)()
+	defer n.bound(ctx, conn, c.connectTO)()
 
 	line, err := readBootLine(conn)
 	if err != nil {
@@ -264,7 +264,7 @@ func (n *node) transport(req *wire.StartChild) (childSpec, error) {
 // transportFor builds the command line of a transport; connectTO is the
 // default connect timeout (ssh's ConnectTimeout).
 func transportFor(req *wire.StartChild, connectTO time.Duration) (childSpec, error) {
-	spec := childSpec{name: req.Name}
+	spec := childSpec{name: req.Name, connectTO: time.Duration(req.ConnectTimeout)}
 	script := "sh -c " + shellQuote(bootScript)
 	switch req.Method {
 	case "", "local":
