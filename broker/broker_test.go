@@ -94,7 +94,7 @@ func TestDeferSyncReturnsError(t *testing.T) {
 func TestDeferPanicStartsShutdown(t *testing.T) {
 	testutil.VerifyNone(t)
 	var logs logBuffer
-	b := newBroker(t, broker.Config{Logger: logs.logger()})
+	b := newBroker(t, broker.Config{Logger: logs.Logger()})
 	if err := b.Defer(func() { panic("boom") }); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestShutdownSequence(t *testing.T) {
 func TestShutdownGraceOver(t *testing.T) {
 	testutil.VerifyNone(t)
 	var logs logBuffer
-	b := newBroker(t, broker.Config{Logger: logs.logger(), Grace: time.Hour})
+	b := newBroker(t, broker.Config{Logger: logs.Logger(), Grace: time.Hour})
 	ka, _ := socketPair(t)
 	closed := make(chan error, 1)
 	newStream(t, b, ka, broker.StreamConfig{Name: "child", KeepAlive: true, OnClose: func(_ *broker.Stream, err error) { closed <- err }})

@@ -1,21 +1,17 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
+	"github.com/spindle-hq/spindle/internal/testutil"
 	"io"
-	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/wire"
-	"golang.org/x/sys/unix"
 )
 
 // waitTimeout bounds every wait on the code under test, so a bug hangs one
@@ -38,32 +34,7 @@ var connKinds = []connKind{
 // socketPair returns the two ends of a Unix socketpair as net.Conns, so the
 // stream's writer uses writev.
 func socketPair(t testing.TB) (io.ReadWriteCloser, io.ReadWriteCloser) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("socketpair: %v", err)
-	}
-	var conns []net.Conn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), fmt.Sprintf("socketpair-%d", i))
-		c, err := net.FileConn(f) // dups fd
-		f.Close()
-		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			if i == 0 {
-				unix.Close(fds[1])
-			}
-			t.Fatalf("FileConn: %v", err)
-		}
-		conns = append(conns, c)
-	}
-	t.Cleanup(func() {
-		conns[0].Close()
-		conns[1].Close()
-	})
-	return conns[0], conns[1]
+	return testutil.SocketPair(t)
 }
 
 // pipeRWC is one end of a bidirectional connection made of two os.Pipes. It
@@ -103,27 +74,7 @@ func netPipe(t testing.TB) (io.ReadWriteCloser, io.ReadWriteCloser) {
 	return a, b
 }
 
-// logBuffer collects a logger's output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+type logBuffer = testutil.LogBuffer
 
 // newBroker returns a broker closed when the test ends.
 func newBroker(t testing.TB, cfg broker.Config) *broker.Broker {

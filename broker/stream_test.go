@@ -147,7 +147,7 @@ func TestStreamBadFrameClosesOnlyThatStream(t *testing.T) {
 			t.Run(kind.name+"/"+tt.name, func(t *testing.T) {
 				testutil.VerifyNone(t)
 				var logs logBuffer
-				b := newBroker(t, broker.Config{Logger: logs.logger()})
+				b := newBroker(t, broker.Config{Logger: logs.Logger()})
 				bad, badPeer := kind.pair(t)
 				var closeErr error
 				closed := make(chan struct{})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,7 +17,6 @@ import (
 	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
-	"golang.org/x/sys/unix"
 )
 
 func TestStore(t *testing.T) {
@@ -87,23 +85,11 @@ func newCtx(t *testing.T, id uint32, parent *ctxNode) *ctxNode {
 		t.Fatal(err)
 	}
 	if parent != nil {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		pc, cc := testutil.SocketPair(t)
+		if _, err := parent.r.AddChild(context.Background(), pc, id, fmt.Sprint("ctx", id)); err != nil {
 			t.Fatal(err)
 		}
-		conn := func(fd int) net.Conn {
-			f := os.NewFile(uintptr(fd), "sock")
-			defer f.Close()
-			c, err := net.FileConn(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
-		if _, err := parent.r.AddChild(context.Background(), conn(fds[0]), id, fmt.Sprint("ctx", id)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.r.SetParent(conn(fds[1]), "parent"); err != nil {
+		if _, err := n.r.SetParent(cc, "parent"); err != nil {
 			t.Fatal(err)
 		}
 		// Wait until the master knows the route.

@@ -1,22 +1,18 @@
 package routing_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/spindle-hq/spindle/internal/testutil"
 	"net"
-	"os"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
-	"golang.org/x/sys/unix"
 )
 
 // waitTimeout bounds every wait on the code under test.
@@ -48,7 +44,7 @@ func (n *node) id() uint32 { return n.r.ID() }
 func newNode(t testing.TB, cfg routing.Config) *node {
 	t.Helper()
 	n := &node{logs: &logBuffer{}, held: make(chan *wire.Message, 64)}
-	n.b = broker.New(broker.Config{Logger: n.logs.logger(), Grace: time.Millisecond})
+	n.b = broker.New(broker.Config{Logger: n.logs.Logger(), Grace: time.Millisecond})
 	t.Cleanup(func() { n.b.Close() })
 	n.r = routing.New(n.b, cfg)
 	if _, err := n.r.AddHandler(n.echo, routing.HandlerOptions{Handle: hEcho}); err != nil {
@@ -156,55 +152,9 @@ func remote(t testing.TB, err, want error, from uint32) *routing.RemoteError {
 	return re
 }
 
-func socketPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("socketpair: %v", err)
-	}
-	var conns []net.Conn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), fmt.Sprintf("socketpair-%d", i))
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			if i == 0 {
-				unix.Close(fds[1])
-			}
-			t.Fatalf("FileConn: %v", err)
-		}
-		conns = append(conns, c)
-	}
-	t.Cleanup(func() {
-		conns[0].Close()
-		conns[1].Close()
-	})
-	return conns[0], conns[1]
-}
+func socketPair(t testing.TB) (net.Conn, net.Conn) { return testutil.SocketPair(t) }
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+type logBuffer = testutil.LogBuffer
 
 func bg(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
