@@ -94,7 +94,7 @@ func TestServe(t *testing.T) {
 		{
 			name: "unknown task", task: "hello", fn: typed(hello),
 			f:      &fakeABI{task: "nope"},
-			status: 1, wantErr: true, errMsg: `guest: no task "nope" in this module (it has: hello)`,
+			status: 2, wantErr: true, errMsg: `no task "nope" in this module (it has: hello)`, // statusNotFound: kind not_found
 		},
 		{
 			name: "returned error", task: "fail",
