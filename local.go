@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -238,9 +239,11 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	// A transport that exits ends the start at once, even if a descendant
 	// of it still holds the pipes.
 	starting := make(chan struct{})
+	var exitedEarly atomic.Bool
 	go func() {
 		select {
 		case <-c.exited:
+			exitedEarly.Store(true)
 			_ = conn.SetDeadline(time.Unix(1, 0))
 		case <-starting:
 		}
@@ -253,6 +256,10 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		err = n.handshake(ctx, conn, c)
 	}
 	close(starting)
+	if err != nil && exitedEarly.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Our watcher cut the wait short: say what happened.
+		err = fmt.Errorf("the process exited before the handshake: %w", io.ErrUnexpectedEOF)
+	}
 	if err != nil {
 		conn.Close()
 		c.kill()

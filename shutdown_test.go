@@ -255,7 +255,7 @@ func TestFailedStart(t *testing.T) {
 	// The child going away during the handshake shows as EOF, or as a reset
 	// (it exited with our Hello unread) or a broken pipe (before we wrote).
 	peerGone := func(err error) bool {
-		return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 	}
 	silent := filepath.Join(t.TempDir(), "silent")
 	if err := os.WriteFile(silent, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
