@@ -140,6 +140,9 @@ func (r *Router) gone(from *broker.Stream, ids []uint32) {
 		}
 	}
 	for _, id := range ids {
+		// Pending calls first, watchers second: whoever a watcher wakes
+		// and calls again registers after this sweep and gets "no route".
+		r.respondentGone(id)
 		r.mu.Lock()
 		ch := r.watchers[id]
 		delete(r.watchers, id)
@@ -148,7 +151,6 @@ func (r *Router) gone(from *broker.Stream, ids []uint32) {
 		if ch != nil {
 			close(ch)
 		}
-		r.respondentGone(id)
 	}
 }
 
