@@ -69,10 +69,7 @@ func TestTaskHello(t *testing.T) {
 	ctx := taskContext(t)
 	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
 	hello := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/hello", true))
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "w")
 	for _, pooled := range []bool{false, true} {
 		res, err := c.Run(ctx, spindle.Task{Module: hello, Task: "hello", Input: mustPack(t, map[string]string{"name": "spindle"}), Pooled: pooled})
 		if err != nil {
@@ -85,7 +82,7 @@ func TestTaskHello(t *testing.T) {
 			t.Fatalf("hello output = %q (%v), want greeting %q", res.Output, err, "hello, spindle")
 		}
 	}
-	_, err = c.Run(ctx, spindle.Task{Module: hello, Task: "nope"})
+	_, err := c.Run(ctx, spindle.Task{Module: hello, Task: "nope"})
 	var te *spindle.TaskError
 	if !errors.As(err, &te) || te.Context != "w" {
 		t.Fatalf("Run(unknown task) = %v, want a TaskError from w", err)
@@ -98,10 +95,7 @@ func TestTaskC(t *testing.T) {
 	ctx := taskContext(t)
 	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
 	mod := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-hello"))
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "")
 	res, err := c.Run(ctx, spindle.Task{Module: mod, Task: "hello", Input: []byte("world")})
 	if err != nil || string(res.Output) != "hello, world" {
 		t.Fatalf("c-hello = %q, %v; want %q", res.Output, err, "hello, world")
@@ -121,18 +115,9 @@ func TestModuleCrossesEachEdgeOnce(t *testing.T) {
 	ctx := taskContext(t)
 	m, _ := newMaster(t, spindle.Config{CacheDir: "-"})
 	mod := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-hello"))
-	c1, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "c1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := c1.StartLocal(ctx, spindle.LocalOptions{Name: "c2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c3, err := c2.StartLocal(ctx, spindle.LocalOptions{Name: "c3"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := startLocal(t, ctx, m, "c1")
+	c2 := startVia(t, ctx, c1, "c2")
+	c3 := startVia(t, ctx, c2, "c3")
 	// Two concurrent first calls: one fetch, one compile.
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -166,7 +151,7 @@ func TestModuleCrossesEachEdgeOnce(t *testing.T) {
 		}
 	}
 	// A module nobody has fails clearly.
-	_, err = c3.Run(ctx, spindle.Task{Module: strings.Repeat("ab", 32), Task: "hello"})
+	_, err := c3.Run(ctx, spindle.Task{Module: strings.Repeat("ab", 32), Task: "hello"})
 	var te *spindle.TaskError
 	if !errors.As(err, &te) || te.Kind != "not_found" || !strings.Contains(te.Message, "no context in the tree has module") {
 		t.Fatalf("Run(unknown module) = %v, want kind not_found", err)
@@ -178,14 +163,8 @@ func TestPreload(t *testing.T) {
 	ctx := taskContext(t)
 	m, _ := newMaster(t, spindle.Config{CacheDir: "-"})
 	mod := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-hello"))
-	c1, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "c1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := c1.StartLocal(ctx, spindle.LocalOptions{Name: "c2"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := startLocal(t, ctx, m, "c1")
+	c2 := startVia(t, ctx, c1, "c2")
 	if err := c2.Preload(ctx, mod); err != nil {
 		t.Fatal(err)
 	}
@@ -208,10 +187,7 @@ func TestMisbehavingGuests(t *testing.T) {
 	bad := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/bad", true))
 	cbad := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-bad"))
 	hello := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-hello"))
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "sandbox"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "sandbox")
 	// Compile both modules first (seconds for a Go guest on a cold cache),
 	// so each case below times only its task.
 	for _, warm := range []spindle.Task{{Module: bad, Task: "probe"}, {Module: cbad, Task: "unreachable"}} {
@@ -266,10 +242,7 @@ func TestLogFloodBounded(t *testing.T) {
 	ctx := taskContext(t)
 	m, logs := newMaster(t, spindle.Config{CacheDir: sharedCache()})
 	bad := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/bad", true))
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "flood"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "flood")
 	_, _ = c.Run(ctx, spindle.Task{Module: bad, Task: "log_flood", Input: mustPack(t, map[string]int{"n": 20000}),
 		Limits: spindle.Limits{LogBytes: 4096}})
 	if err := c.Ping(ctx); err != nil {
@@ -288,10 +261,7 @@ func TestSandboxDefaults(t *testing.T) {
 	t.Setenv("SPINDLE_SECRET_ENV", "leak")
 	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
 	bad := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/bad", true))
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "")
 	probe := func(task spindle.Task) map[string]any {
 		t.Helper()
 		task.Module, task.Task = bad, "probe"
@@ -394,10 +364,7 @@ func TestMountsConfine(t *testing.T) {
 	if err := os.Symlink("../SECRET", filepath.Join(data, "link")); err != nil {
 		t.Fatal(err)
 	}
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "")
 	mounts := []spindle.Mount{{Host: data, Guest: "/data", ReadOnly: true}, {Host: rw, Guest: "/rw"}}
 	res, err := c.Run(ctx, spindle.Task{Module: hasher, Task: "hash", Input: mustPack(t, map[string]string{"path": "/data/file.txt"}), Mounts: mounts})
 	if err != nil {
@@ -445,10 +412,7 @@ func TestTaskStreamsAndLogs(t *testing.T) {
 	ctx := taskContext(t)
 	m, logs := newMaster(t, spindle.Config{CacheDir: sharedCache()})
 	progress := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/progress", true))
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "streamer"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "streamer")
 	rc, err := m.Router().NewReceiver(routing.HandlerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -498,10 +462,7 @@ func TestCommandModule(t *testing.T) {
 	ctx := taskContext(t)
 	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
 	cmd := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/cmd", false))
-	c, err := m.StartLocal(ctx, spindle.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startLocal(t, ctx, m, "")
 	var stdout, stderr bytes.Buffer
 	res, err := c.Run(ctx, spindle.Task{Module: cmd, Args: []string{"a", "b"}, Stdin: []byte("shout\n"),
 		Env: map[string]string{"GREETING": "hi"}, Stdout: &stdout, Stderr: &stderr})

@@ -35,11 +35,12 @@ const flagRaw = 1 // send: bit 0 set = raw bytes
 
 var i32 = []api.ValueType{api.ValueTypeI32}
 
-// abiFunc is one host function of the spindle module.
+// abiFunc is one host function of the spindle module. fn gets the state of
+// the call it serves and returns the function's i32 result.
 type abiFunc struct {
 	name   string
 	params []string // all i32
-	fn     api.GoModuleFunc
+	fn     func(ctx context.Context, st *callState, mod api.Module, stack []uint64) int32
 }
 
 var abiFuncs = []abiFunc{
@@ -73,7 +74,7 @@ func instantiateABI(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder(abiModule)
 	for _, f := range abiFuncs {
 		b.NewFunctionBuilder().
-			WithGoModuleFunction(f.fn, abiSignatures[f.name], i32).
+			WithGoModuleFunction(withState(f.fn), abiSignatures[f.name], i32).
 			WithParameterNames(f.params...).
 			WithResultNames("result").
 			Export(f.name)
@@ -86,7 +87,17 @@ func instantiateABI(ctx context.Context, r wazero.Runtime) error {
 // guest. Every pointer and length comes from the guest and is checked by
 // api.Memory.Read, which fails for any range outside the memory.
 
-func ret(stack []uint64, code int32) { stack[0] = api.EncodeI32(code) }
+// withState adapts a host function body: it finds the call's state (outside
+// a call there is none: ERR_FAILED) and stores the body's result.
+func withState(fn func(context.Context, *callState, api.Module, []uint64) int32) api.GoModuleFunc {
+	return func(ctx context.Context, mod api.Module, stack []uint64) {
+		code := int32(codeFailed)
+		if st := stateFrom(ctx); st != nil {
+			code = fn(ctx, st, mod, stack)
+		}
+		stack[0] = api.EncodeI32(code)
+	}
+}
 
 // view returns the guest's memory at [ptr, ptr+n). It aliases the memory:
 // copy what must outlive the host function.
@@ -98,140 +109,91 @@ func view(mod api.Module, ptr, n uint64) ([]byte, bool) {
 	return mem.Read(api.DecodeU32(ptr), api.DecodeU32(n))
 }
 
-func abiTaskName(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		ret(stack, codeFailed)
-		return
-	}
+func abiTaskName(_ context.Context, st *callState, mod api.Module, stack []uint64) int32 {
 	buf, ok := view(mod, stack[0], stack[1])
 	if !ok {
-		ret(stack, codeMemory)
-		return
+		return codeMemory
 	}
 	copy(buf, st.task)
-	ret(stack, int32(len(st.task)))
+	return int32(len(st.task))
 }
 
-func abiInputLen(ctx context.Context, _ api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		ret(stack, codeFailed)
-		return
-	}
-	ret(stack, int32(len(st.input)))
+func abiInputLen(_ context.Context, st *callState, _ api.Module, _ []uint64) int32 {
+	return int32(len(st.input))
 }
 
-func abiInputRead(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		ret(stack, codeFailed)
-		return
-	}
+func abiInputRead(_ context.Context, st *callState, mod api.Module, stack []uint64) int32 {
 	buf, ok := view(mod, stack[0], stack[1])
 	if !ok {
-		ret(stack, codeMemory)
-		return
+		return codeMemory
 	}
-	ret(stack, int32(copy(buf, st.input)))
+	return int32(copy(buf, st.input))
 }
 
-func abiOutputWrite(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		ret(stack, codeFailed)
-		return
-	}
+func abiOutputWrite(_ context.Context, st *callState, mod api.Module, stack []uint64) int32 {
 	b, ok := view(mod, stack[0], stack[1])
 	if !ok {
-		ret(stack, codeMemory)
-		return
+		return codeMemory
 	}
 	if int64(len(st.output))+int64(len(b)) > st.limits.OutputBytes {
 		st.outputOverflow = true
-		ret(stack, codeLimit)
-		return
+		return codeLimit
 	}
 	st.output = append(st.output, b...)
-	ret(stack, codeOK)
+	return codeOK
 }
 
-func abiErrorSet(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		ret(stack, codeFailed)
-		return
-	}
+func abiErrorSet(_ context.Context, st *callState, mod api.Module, stack []uint64) int32 {
 	b, ok := view(mod, stack[0], stack[1])
 	if !ok {
-		ret(stack, codeMemory)
-		return
+		return codeMemory
 	}
 	st.errMsg = string(b[:min(len(b), maxErrorMessage)])
 	st.errSet = true
-	ret(stack, codeOK)
+	return codeOK
 }
 
-func abiLog(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		ret(stack, codeFailed)
-		return
-	}
+func abiLog(ctx context.Context, st *callState, mod api.Module, stack []uint64) int32 {
 	level := slog.Level(api.DecodeI32(stack[0]))
 	b, ok := view(mod, stack[1], stack[2])
 	if !ok {
-		ret(stack, codeMemory)
-		return
+		return codeMemory
 	}
 	if st.logSpent || st.logUsed+int64(len(b)) > st.limits.LogBytes {
 		if !st.logSpent {
 			st.logSpent = true
 			st.log(ctx, slog.LevelWarn, fmt.Sprintf("log budget of %d bytes spent: dropping further messages", st.limits.LogBytes))
 		}
-		ret(stack, codeLimit)
-		return
+		return codeLimit
 	}
 	st.logUsed += int64(len(b))
 	st.log(ctx, level, string(b))
-	ret(stack, codeOK)
+	return codeOK
 }
 
-func abiSend(ctx context.Context, mod api.Module, stack []uint64) {
-	st := stateFrom(ctx)
-	if st == nil {
-		ret(stack, codeFailed)
-		return
-	}
+func abiSend(ctx context.Context, st *callState, mod api.Module, stack []uint64) int32 {
 	sender, ok := view(mod, stack[0], stack[1])
 	if !ok {
-		ret(stack, codeMemory)
-		return
+		return codeMemory
 	}
 	data, ok := view(mod, stack[2], stack[3])
 	if !ok {
-		ret(stack, codeMemory)
-		return
+		return codeMemory
 	}
 	flags := api.DecodeU32(stack[4])
 	ch, err := decodeChannel(sender)
-	if err != nil {
-		ret(stack, codeInvalid)
-		return
-	}
-	if !st.granted(ch) {
-		ret(stack, codeDenied)
-		return
-	}
-	if st.send == nil {
-		ret(stack, codeFailed)
-		return
+	switch {
+	case err != nil:
+		return codeInvalid
+	case !st.granted(ch):
+		return codeDenied
+	case st.send == nil:
+		return codeFailed
 	}
 	if err := st.send(ctx, ch, flags&flagRaw != 0, bytes.Clone(data)); err != nil {
-		ret(stack, codeFailed)
-		return
+		return codeFailed
 	}
-	ret(stack, codeOK)
+	return codeOK
 }
 
 // decodeChannel decodes the msgpack encoding of a Channel that a guest
