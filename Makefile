@@ -5,23 +5,25 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test short check bench fuzz clean help
+.PHONY: build demo test testdeps short check bench fuzz clean help
 
 build: ## build bin/spindle, and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -o bin/spindle ./tools/spindle
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o bin/spindle-linux-amd64 ./tools/spindle
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o bin/spindle-linux-arm64 ./tools/spindle
 
-demo: build wasm ## build, then start a local tree and run the example wasm tasks across it
+demo: build wasm-go ## build, then start a local tree and run the example wasm tasks across it (Go guests only: no clang needed)
 	./bin/spindle tree
 	./bin/spindle run -t local:w1 -t local:w2 -t local:w3/local:w3.sub bin/wasm/hello.wasm hello --input '{"name": "spindle"}'
 	./bin/spindle run -t local:hasher --mount examples/wasm:/data:ro bin/wasm/hasher.wasm hash --input '{"path": "/data/README.md"}'
-	./bin/spindle run -t local:c bin/wasm/c-hello.wasm fail || echo "(the C guest's task fails on purpose: exit status $$?)"
 	echo "spindle" | ./bin/spindle run bin/wasm/cmd.wasm --stdin - --env GREETING=hi -- one two; echo "(command exit status $$?: its number of arguments)"
 	./bin/spindle run -t local:a -t local:b bin/wasm/bad.wasm loop --timeout 300ms || echo "(a looping guest is stopped at its time limit: exit status $$?)"
 
-test: ## all tests, with the race detector
+test: testdeps ## all tests, with the race detector (as root: installs what they need first)
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+testdeps: ## install what make test needs (root, apt-get), or say the one command to run
+	@tools/testdeps.sh ensure
 
 short: ## the quick tests only (-short), with the race detector
 	$(GO) test -short -race ./...
@@ -38,7 +40,7 @@ check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod
 		echo "go.mod/go.sum are not tidy (or not committed):"; \
 		git status --porcelain go.mod go.sum; git --no-pager diff go.mod go.sum; exit 1; fi
 
-bench: build wasm ## build, then run the benchmarks: ./bin/spindle bench
+bench: build wasm-go ## build, then run the benchmarks: ./bin/spindle bench
 	./bin/spindle bench
 
 fuzz: ## fuzz the frame decoder for 30s
@@ -51,20 +53,28 @@ help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 # The wasm examples (examples/wasm/README.md): Go reactors, the Go command
-# and the C reactors. WASM_CFLAGS match testutil.CFlags.
+# and the C reactors. WASM_CFLAGS match testutil.CFlags: freestanding, so
+# clang and lld are all the C guests need (no wasi-libc).
 WASM_GO_REACTORS := hello hasher progress bad
 WASM_GO_COMMANDS := cmd
 WASM_C := c-hello c-bad
 CLANG ?= clang
-WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -nostdlib \
+WASM_CFLAGS := --target=wasm32-wasi -ffreestanding -nostdlibinc -mexec-model=reactor -nostdlib \
 	-O2 -Wall -Wextra -Werror -Wl,--no-entry
 
-.PHONY: wasm
-wasm: ## build examples/wasm/* into bin/wasm/<name>.wasm
+.PHONY: wasm wasm-go wasm-c
+wasm: wasm-go wasm-c ## build examples/wasm/* into bin/wasm/<name>.wasm (the C ones need clang and lld)
+
+wasm-go: ## build the Go example guests only (Go is all they need)
 	@mkdir -p bin/wasm
 	@set -e; for d in $(WASM_GO_REACTORS); do echo "wasm: $$d (reactor)"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/wasm/$$d.wasm ./examples/wasm/$$d; done
 	@set -e; for d in $(WASM_GO_COMMANDS); do echo "wasm: $$d (command)"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -o bin/wasm/$$d.wasm ./examples/wasm/$$d; done
+
+wasm-c: ## build the C example guests (needs clang and lld: apt-get install clang lld)
+	@command -v $(CLANG) >/dev/null && command -v wasm-ld >/dev/null || \
+		{ echo "make wasm-c: the C guests need clang and lld; run: apt-get install -y clang lld"; exit 1; }
+	@mkdir -p bin/wasm
 	@set -e; for d in $(WASM_C); do echo "wasm: $$d (C reactor)"; \
 		$(CLANG) $(WASM_CFLAGS) -o bin/wasm/$$d.wasm examples/wasm/$$d/*.c; done

@@ -13,7 +13,7 @@ import (
 )
 
 // The test guests are built once per test binary, into workDir, from
-// testdata: C with clang and wasi-libc, Go with GOOS=wasip1. The tests'
+// testdata: C with clang and wasi-libc (tools/testdeps.sh installs both), Go with GOOS=wasip1. The tests'
 // Hosts share a compilation cache, the one the root package's tests use,
 // which outlives the binary: wazero keys it by module content and wazero
 // version, and compiling a Go guest takes seconds under -race.
@@ -70,7 +70,7 @@ func guest(t testing.TB, name string) []byte {
 	b.once.Do(func() { b.wasm, b.out, b.err = build(name, spec) })
 	if b.err != nil {
 		if _, err := exec.LookPath("clang"); spec.lang == "c" && err != nil {
-			t.Skipf("no clang to build %s: %v", name, err)
+			t.Fatalf("no clang to build %s (make test installs it: tools/testdeps.sh ensure): %v", name, err)
 		}
 		t.Fatalf("build %s: %v\n%s", name, b.err, b.out)
 	}

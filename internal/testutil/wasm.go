@@ -13,10 +13,11 @@ import (
 	"testing"
 )
 
-// CFlags are the clang flags BuildC uses for a C reactor with no libc,
-// after the target and sysroot; the Makefile's wasm target uses the same.
+// CFlags are the clang flags BuildC uses for a C reactor with no libc; the
+// Makefile's wasm-c target uses the same. Freestanding (clang's own
+// headers only), so clang and lld are all a C guest needs: no wasi-libc.
 var CFlags = []string{
-	"--target=wasm32-wasi", "--sysroot=/usr", "-mexec-model=reactor", "-nostdlib",
+	"--target=wasm32-wasi", "-ffreestanding", "-nostdlibinc", "-mexec-model=reactor", "-nostdlib",
 	"-O2", "-Wall", "-Wextra", "-Werror", "-Wl,--no-entry",
 }
 

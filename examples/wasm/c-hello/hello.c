@@ -9,7 +9,7 @@
  *
  * Build (see README.md):
  *
- *   clang --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -nostdlib \
+ *   clang --target=wasm32-wasi -ffreestanding -nostdlibinc -mexec-model=reactor -nostdlib \
  *     -O2 -Wall -Wextra -Werror -Wl,--no-entry -o c-hello.wasm hello.c
  */
 #include <stdint.h>
