@@ -16,15 +16,16 @@
 #   procps                          ps and pkill in test diagnostics
 #   clang, lld                      the C guests: examples/wasm/c-* (freestanding)
 #                                   and host/testdata/c
-#   wasi-libc                       host/testdata/c only: C guests that use libc
-#                                   (stdio, malloc), as users' C guests do
+#   wasi-libc, libclang-rt-dev-wasm32  host/testdata/c only: C guests that use
+#                                   libc (stdio, malloc), as users' C guests do,
+#                                   and clang's builtins library that they link
 #   make, gcc, libc6-dev            make itself, and cgo for the race detector
 #   git, ca-certificates            make check, and the Go module proxy
 # The ssh, sudo and namespace tests also need root: sshd changes user on
 # login, and the tests add the user spindle-test.
 set -euo pipefail
 
-# package:file-that-shows-it-is-installed, one entry per package.
+# package:file-that-shows-it-is-installed (a glob), one entry per package.
 deps=(
 	openssh-server:/usr/sbin/sshd
 	openssh-client:/usr/bin/ssh
@@ -34,6 +35,7 @@ deps=(
 	clang:/usr/bin/clang
 	lld:/usr/bin/wasm-ld
 	wasi-libc:/usr/include/wasm32-wasi/stdio.h
+	libclang-rt-dev-wasm32:/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a
 	make:/usr/bin/make
 	gcc:/usr/bin/gcc
 	libc6-dev:/usr/include/stdio.h
@@ -49,7 +51,7 @@ find_missing() {
 	missing=()
 	local d
 	for d in "${deps[@]}"; do
-		[ -e "${SPINDLE_TESTDEPS_ROOT:-}${d#*:}" ] || missing+=("${d%%:*}")
+		compgen -G "${SPINDLE_TESTDEPS_ROOT:-}${d#*:}" >/dev/null || missing+=("${d%%:*}")
 	done
 }
 
