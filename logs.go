@@ -20,6 +20,72 @@ const corkLimit = 1024
 // maxLogText bounds one forwarded message or attribute value.
 const maxLogText = 16 << 10
 
+// The master takes log records from each direct child's stream, that is
+// from its whole subtree, at up to logRate a second after a burst of
+// logBurst; what is over is dropped, counted, and the count logged at most
+// once a second. A child that floods FORWARD_LOG costs the master that
+// much work and the operator's log no more than that.
+const (
+	logRate  = 5000
+	logBurst = 20000
+)
+
+// logLimiter is the master's token bucket per child stream for FORWARD_LOG.
+// It is safe for concurrent use.
+type logLimiter struct {
+	mu      sync.Mutex
+	buckets map[*broker.Stream]*logBucket // guarded by mu
+}
+
+type logBucket struct {
+	tokens   float64
+	last     time.Time // when tokens was last topped up
+	dropped  int       // records dropped since reported
+	reported time.Time // when a drop count was last returned
+}
+
+// allow says whether a record that came in on s may be logged at now, and
+// when it is time to report drops, how many were dropped since the last
+// report.
+func (l *logLimiter) allow(s *broker.Stream, now time.Time) (ok bool, report int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[s]
+	if b == nil {
+		if l.buckets == nil {
+			l.buckets = make(map[*broker.Stream]*logBucket)
+		}
+		if len(l.buckets) >= 64 {
+			l.sweepLocked()
+		}
+		b = &logBucket{tokens: logBurst, last: now}
+		l.buckets[s] = b
+	}
+	b.tokens = min(logBurst, b.tokens+now.Sub(b.last).Seconds()*logRate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		ok = true
+	} else {
+		b.dropped++
+	}
+	if b.dropped > 0 && now.Sub(b.reported) >= time.Second {
+		report, b.dropped, b.reported = b.dropped, 0, now
+	}
+	return ok, report
+}
+
+// sweepLocked forgets the buckets of streams that have closed.
+func (l *logLimiter) sweepLocked() {
+	for s := range l.buckets {
+		select {
+		case <-s.Done():
+			delete(l.buckets, s)
+		default:
+		}
+	}
+}
+
 // forwarder is the slog.Handler of a child context: records at or above the
 // level the parent set are sent to the master on FORWARD_LOG. Records made
 // before routing is up are held (corked) and sent, in order, by uncork.
@@ -155,8 +221,16 @@ func (n *node) forwardLine(child, line string) {
 
 // onForwardLog, in the master, re-emits a child's record on the master's
 // logger with the context's name attached.
-func (n *node) onForwardLog(m *wire.Message, _ *broker.Stream) {
+func (n *node) onForwardLog(m *wire.Message, s *broker.Stream) {
 	if m.IsDead() {
+		return
+	}
+	ok, dropped := n.logs.allow(s, time.Now())
+	if dropped > 0 {
+		n.log.Warn("log records dropped: the subtree behind this stream logs faster than the bound",
+			"stream", s.Name(), "src", m.Src, "dropped", dropped, "rate", logRate, "burst", logBurst)
+	}
+	if !ok {
 		return
 	}
 	var lr wire.LogRecord

@@ -96,3 +96,54 @@ func TestLogLevelDebug(t *testing.T) {
 		t.Errorf("corked startup record missing:%s", logs.dump())
 	}
 }
+
+// TestForwardLogFloodBounded has a child log far more records than the master's
+// bound per child stream lets through: the master logs at most the burst
+// plus the rate for the time it took, says how many it dropped, and the
+// records it logged plus those it counted as dropped are all that were sent.
+// A sibling's records still get through.
+func TestForwardLogFloodBounded(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, logs := newMaster(t, spindle.Config{})
+	c := startLocal(t, ctx, m, "flooder")
+	sib := startLocal(t, ctx, m, "sibling")
+	const n = 100_000
+	start := time.Now()
+	if err := c.Call(ctx, "log_flood", n, nil); err != nil {
+		t.Fatalf("log_flood: %v", err)
+	}
+	// Drop counts are reported with the next record after a second.
+	time.Sleep(1100 * time.Millisecond)
+	if err := c.Call(ctx, "log", logArgs{Level: int(slog.LevelInfo), Msg: "after the flood"}, nil); err != nil {
+		t.Fatalf("log: %v", err)
+	}
+	if _, ok := logs.waitFor(5*time.Second, func(r logRecord) bool { return r.Msg == "after the flood" }); !ok {
+		t.Fatalf("the record after the flood never arrived")
+	}
+	elapsed := time.Since(start)
+	logged := len(logs.find(func(r logRecord) bool { return r.Msg == "flood" && r.Attrs["context"] == "flooder" }))
+	dropped := 0
+	for _, r := range logs.find(func(r logRecord) bool { return r.Msg == "log records dropped: the subtree behind this stream logs faster than the bound" }) {
+		k, err := strconv.Atoi(r.Attrs["dropped"])
+		if err != nil {
+			t.Fatalf("drop record without a count: %v", r)
+		}
+		dropped += k
+	}
+	if logged+dropped != n {
+		t.Errorf("logged %d + dropped %d = %d, want %d sent", logged, dropped, logged+dropped, n)
+	}
+	if most := 20000 + int(5000*elapsed.Seconds()) + 1; logged > most {
+		t.Errorf("logged %d flood records in %v, want at most %d (burst + rate)", logged, elapsed, most)
+	}
+	if dropped == 0 {
+		t.Errorf("nothing dropped: the bound did not apply")
+	}
+	if err := sib.Call(ctx, "log", logArgs{Level: int(slog.LevelInfo), Msg: "sibling speaks"}, nil); err != nil {
+		t.Fatalf("sibling log: %v", err)
+	}
+	if _, ok := logs.waitFor(5*time.Second, func(r logRecord) bool { return r.Msg == "sibling speaks" }); !ok {
+		t.Errorf("the sibling's record was dropped with the flooder's")
+	}
+}

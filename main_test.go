@@ -139,6 +139,17 @@ var testFuncs = map[string]spindle.Func{
 		call.Log.Log(ctx, slog.Level(a.Level), a.Msg, "key", "value")
 		return nil, nil
 	}},
+	// log_flood logs N records "flood i" as fast as the context can.
+	"log_flood": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var n int
+		if err := msgpack.Unmarshal(args, &n); err != nil {
+			return nil, err
+		}
+		for i := range n {
+			call.Log.Info("flood", "i", i)
+		}
+		return n, nil
+	}},
 	"stderr": {Fn: func(_ context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
 		var line string
 		if err := msgpack.Unmarshal(args, &line); err != nil {

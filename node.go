@@ -32,8 +32,9 @@ type node struct {
 	cacheDir   string // modules and compiled code live below it; "" = memory only
 	mods       *modules.Service
 
-	tasks taskState // the wasm host, made on first use
-	bins  binaries  // broker binaries this context can ship to remote children
+	logs  logLimiter // the master's bound on FORWARD_LOG per child stream
+	tasks taskState  // the wasm host, made on first use
+	bins  binaries   // broker binaries this context can ship to remote children
 
 	mu       sync.Mutex
 	children map[uint32]*childProc // guarded by mu: direct children
