@@ -483,7 +483,6 @@ func boundTables(body []byte, bound int64) ([]byte, uint64, error) {
 	return out, total, nil
 }
 
-
 // splitBodies splits a code section into its function bodies.
 func splitBodies(body []byte) ([][]byte, error) {
 	r := &reader{b: body}

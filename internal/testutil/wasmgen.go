@@ -23,8 +23,9 @@ type WasmModule struct {
 	nelems  int
 	code    []byte
 	ncode   int
-	// Raw sections (id, body) inserted before the code section, for
-	// sections this builder has no helper for.
+	// Raw sections ({id}, body) for sections this builder has no helper
+	// for: placed before the code section, or after it if id is 11
+	// (data).
 	Extra [][2][]byte
 }
 
@@ -146,12 +147,18 @@ func (m *WasmModule) Bytes() []byte {
 	section(6, m.nglobal, m.globals)
 	section(7, m.nexport, m.exports)
 	section(9, m.nelems, m.elems)
-	for _, s := range m.Extra {
-		b = append(b, s[0]...)
-		b = append(b, ULEB(uint32(len(s[1])))...)
-		b = append(b, s[1]...)
+	extra := func(data bool) {
+		for _, s := range m.Extra {
+			if (s[0][0] == 11) == data {
+				b = append(b, s[0]...)
+				b = append(b, ULEB(uint32(len(s[1])))...)
+				b = append(b, s[1]...)
+			}
+		}
 	}
+	extra(false)
 	section(10, m.ncode, m.code)
+	extra(true)
 	return b
 }
 
