@@ -112,7 +112,7 @@ func openModule(path string, once bool) []byte {
 		// local 0: count, local 1: errno
 		code = cat([]byte{0x03, 0x40}, call, []byte{0x22, 1, 0x45, 0x04, 0x40}, // local.tee 1, i32.eqz, if
 			[]byte{0x20, 0, 0x41, 1, 0x6a, 0x21, 0, 0x0c, 1, 0x0b, 0x0b}, // count++, br 1 (the loop), end, end
-			[]byte{0x20, 0, 0x41, 8, 0x74, 0x20, 1, 0x72}) // count<<8 | errno
+			[]byte{0x20, 0, 0x41, 8, 0x74, 0x20, 1, 0x72})                // count<<8 | errno
 	}
 	f := m.Func(task, []byte{i32, i32}, code)
 	m.Export("open", 0, f)
