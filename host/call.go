@@ -28,6 +28,15 @@ type Limits struct {
 	OutputBytes int64
 	// LogBytes is the budget of the guest's log messages (default 1 MiB).
 	LogBytes int64
+	// StackBytes caps the guest's call stack, as the sum of the frame
+	// estimates of the calls in progress (see guard.go), and never more
+	// than the memory limit (default 32 MiB). Passing it traps with kind
+	// stack_overflow.
+	StackBytes int64
+	// OpenFiles caps the files the guest holds open at once in its
+	// mounts, all mounts together (default 256). An open past it fails
+	// with EAGAIN (WASI as wazero passes it has no EMFILE).
+	OpenFiles int
 }
 
 // The package defaults of Limits.
@@ -36,6 +45,8 @@ const (
 	DefaultMemoryPages = 4096
 	DefaultOutputBytes = 16 << 20
 	DefaultLogBytes    = 1 << 20
+	DefaultOpenFiles   = 256
+	DefaultStackBytes  = 32 << 20
 )
 
 // or returns l with its zero fields taken from d.
@@ -52,6 +63,12 @@ func (l Limits) or(d Limits) Limits {
 	if l.LogBytes <= 0 {
 		l.LogBytes = d.LogBytes
 	}
+	if l.OpenFiles <= 0 {
+		l.OpenFiles = d.OpenFiles
+	}
+	if l.StackBytes <= 0 {
+		l.StackBytes = d.StackBytes
+	}
 	l.MemoryPages = min(l.MemoryPages, maxPages)
 	return l
 }
@@ -61,6 +78,78 @@ var defaultLimits = Limits{
 	MemoryPages: DefaultMemoryPages,
 	OutputBytes: DefaultOutputBytes,
 	LogBytes:    DefaultLogBytes,
+	OpenFiles:   DefaultOpenFiles,
+	StackBytes:  DefaultStackBytes,
+}
+
+// memoryBytes is the memory limit in bytes.
+func (l Limits) memoryBytes() uint64 { return uint64(l.MemoryPages) * pageSize }
+
+// stackBudget is the counter a call starts with: StackBytes, at most the
+// memory limit and what an i32 holds.
+func (l Limits) stackBudget() int32 {
+	return int32(min(l.StackBytes, int64(l.MemoryPages)*pageSize, 1<<31-1))
+}
+
+// ModuleLimits bounds the modules a Host compiles: their structure, so that
+// compiling one takes bounded time and memory, and what wazero does not
+// count against a call's limits (see guard.go). A module past a bound is a
+// *TaskError of kind invalid_module. A zero field takes the default.
+//
+// The defaults pass every guest Go, TinyGo and C toolchains produced in the
+// tests, the Go compiler itself built for wasip1 included (see doc.go).
+type ModuleLimits struct {
+	// Bytes caps the module's size (default 256 MiB).
+	Bytes int64
+	// Functions caps the functions defined (default 1<<20).
+	Functions int64
+	// FunctionBytes caps one function body (default 8 MiB).
+	FunctionBytes int64
+	// Locals caps one function's locals (default 50,000); wazero
+	// allocates them while it compiles, 4 billion if asked.
+	Locals int64
+	// FunctionBlocks caps one function's control instructions (block,
+	// loop, if, else, br_if, br_table targets; default 30,000).
+	FunctionBlocks int64
+	// CompileWork caps the sum over functions of their control
+	// instructions squared, which is what wazero's compile time grows
+	// with (default 4e9: a few seconds of one core).
+	CompileWork int64
+	// Globals caps the module's globals (default 100,000).
+	Globals int64
+	// TableElements caps the elements of all the module's tables
+	// together, what table.grow can reach included (default 1<<20).
+	// Each element is charged 16 bytes against a call's memory limit.
+	TableElements int64
+}
+
+// The defaults of ModuleLimits.
+const (
+	DefaultModuleBytes    = 256 << 20
+	DefaultFunctions      = 1 << 20
+	DefaultFunctionBytes  = 8 << 20
+	DefaultLocals         = 50_000
+	DefaultFunctionBlocks = 30_000
+	DefaultCompileWork    = 4_000_000_000
+	DefaultGlobals        = 100_000
+	DefaultTableElements  = 1 << 20
+)
+
+func (l ModuleLimits) orDefaults() ModuleLimits {
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.Bytes, DefaultModuleBytes)
+	def(&l.Functions, DefaultFunctions)
+	def(&l.FunctionBytes, DefaultFunctionBytes)
+	def(&l.Locals, DefaultLocals)
+	def(&l.FunctionBlocks, DefaultFunctionBlocks)
+	def(&l.CompileWork, DefaultCompileWork)
+	def(&l.Globals, DefaultGlobals)
+	def(&l.TableElements, DefaultTableElements)
+	return l
 }
 
 // Mount grants the guest a host directory at GuestDir. Paths are resolved

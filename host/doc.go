@@ -25,6 +25,52 @@
 // caller passes callbacks (Call.Log, Call.Send) for what a guest asks of
 // the rest of the system.
 //
+// # Bounds
+//
+// Every bound is a documented field with a default; a guest or a module
+// past one gets a *TaskError, and the Host and its other calls go on.
+//
+// Per call (Limits): Timeout 30s (kind timeout); MemoryPages 4096 = 256
+// MiB of linear memory (kind memory), less the module's table charge;
+// OutputBytes 16 MiB, LogBytes 1 MiB; StackBytes 32 MiB and never more than
+// the memory limit (kind stack_overflow); OpenFiles 256 files open at once
+// across all the call's mounts, the preopened directories included (an
+// open past it fails with EAGAIN: WASI in wazero has no EMFILE). Opening a
+// FIFO, socket or device in a mount fails at once with ENOTSUP, never
+// blocks (package rootfs).
+//
+// Per module (Config.Modules, ModuleLimits), checked before compiling
+// (guard.go); past one, Compile returns kind invalid_module at once:
+// Bytes 256 MiB, Functions 1<<20, FunctionBytes 8 MiB, Locals 50,000 per
+// function, FunctionBlocks 30,000 control instructions per function,
+// CompileWork 4e9 (the sum of the functions' control instructions
+// squared), Globals 100,000, TableElements 1<<20 for all tables together.
+// The Go compiler built for wasip1 (49 MB, 19,930 functions, at most
+// 26,168 control instructions in one function, work 3.2e9) passes them;
+// the example Go guests use about 1% of them.
+//
+// What a hostile guest can still cost, measured on amd64 with the test
+// binary's peak RSS (VmHWM, logged by go test -v -run TestHostile ./host/):
+//   - Tables: table.grow of 0xFFFFFFF0 returns -1 (a table that declares
+//     no maximum cannot grow); filling a table at its bound, 1<<20
+//     elements, costs 8 MiB (peak RSS 39 MiB for the whole test), and is
+//     charged 15 MiB (16 bytes an element past the first 1 MiB) against
+//     the memory limit, so a 1 MiB call with such a table is refused.
+//   - Call stack: the counter bounds the estimated frames of a call to
+//     StackBytes; 8 concurrent unbounded recursions at the default limit
+//     peak at 248 MiB RSS together (about 30 MiB each), 40 MiB at a
+//     1 MiB limit. The estimate (frameBytes: 128 bytes plus 16 a
+//     parameter or local) does not see values left on the operand stack
+//     across a call, so a guest that spills many of them per frame can
+//     reach more, up to wazero's own ceiling (about 100 MiB a call).
+//     Counting costs every guest call one extra call and two global
+//     updates.
+//   - Compile: a module within the bounds can still take long: one
+//     function of 30,000 loops is about 30 s of one core, and wazero
+//     cannot stop inside a function. Compile returns at its caller's
+//     deadline whatever happens, wazero stops between functions, and at
+//     most maxCompiles (2) compiles run at once.
+//
 // # Concurrency
 //
 // Host and Module are safe for concurrent use; any number of Run calls may

@@ -27,7 +27,16 @@ type Config struct {
 	// Limits are the defaults for calls whose Limits fields are zero;
 	// zero fields here take the package defaults (DefaultTimeout, ...).
 	Limits Limits
+	// Modules bounds the modules Compile accepts; zero fields take the
+	// package defaults (DefaultModuleBytes, ...).
+	Modules ModuleLimits
 }
+
+// maxCompiles is the most modules a Host compiles at once; more Compile
+// calls wait (within their ctx) for a turn. A compile whose callers gave up
+// finishes or stops in the background, so this also bounds the compiles
+// that no one waits for.
+const maxCompiles = 2
 
 // Stats counts a Host's work since New.
 type Stats struct {
@@ -50,6 +59,8 @@ type Host struct {
 	moduleConfig wazero.ModuleConfig     // what every instance starts from
 	logger       *slog.Logger
 	limits       Limits
+	modLimits    ModuleLimits
+	compileSem   chan struct{} // a slot per compile running
 	poolSize     int
 	buffers      bufferPool
 
@@ -114,6 +125,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		moduleConfig: wazero.NewModuleConfig().WithName("").WithStartFunctions(),
 		logger:       logger,
 		limits:       cfg.Limits.or(defaultLimits),
+		modLimits:    cfg.Modules.orDefaults(),
+		compileSem:   make(chan struct{}, maxCompiles),
 		poolSize:     runtime.GOMAXPROCS(0),
 		modules:      make(map[string]*compileEntry),
 		finished:     make(chan struct{}),
@@ -219,16 +232,34 @@ func (h *Host) Stats() Stats {
 // Host does not check. A module that does not compile, or does not follow
 // docs/abi.md, is a *TaskError of kind invalid_module, and is not cached.
 //
-// Compiling uses GOMAXPROCS workers. Waiting callers give up when their ctx
-// ends; the compiling caller does not, as wazero cannot stop a compile.
-// Before compiling, the module's data segments are merged where that keeps
-// its initial memory (see datasegments.go): it makes instantiating a Go
-// guest about 2.5 ms faster.
+// A module is first checked against Config.Modules (see guard.go) and
+// rewritten so that its tables and call stack are bounded; one past a bound
+// is a *TaskError of kind invalid_module. Compiling then uses GOMAXPROCS
+// workers, at most maxCompiles modules at once. Every caller, the one that
+// started the compile included, returns when its ctx ends, with its error;
+// wazero stops the compile between two functions once the starting
+// caller's ctx has ended (the guard's bounds cap the work of one
+// function), and a later Compile of the hash starts again. Before
+// compiling, the module's data segments are merged where that keeps its
+// initial memory (see datasegments.go): it makes instantiating a Go guest
+// about 2.5 ms faster.
 func (h *Host) Compile(ctx context.Context, hash string, wasm []byte) (*Module, error) {
-	if err := h.enter(nil); err != nil {
-		return nil, err
+	for {
+		mod, err, retry := h.compileOnce(ctx, hash, wasm)
+		if !retry || ctx.Err() != nil {
+			return mod, err
+		}
 	}
-	defer h.leave(nil)
+}
+
+// errCompileStopped is the error of a compile stopped because the caller
+// that started it gave up; a caller that waited for it compiles again.
+var errCompileStopped = errors.New("host: compile stopped")
+
+func (h *Host) compileOnce(ctx context.Context, hash string, wasm []byte) (mod *Module, err error, retry bool) {
+	if err := h.enter(nil); err != nil {
+		return nil, err, false
+	}
 	h.mu.Lock()
 	e, ok := h.modules[hash]
 	if !ok {
@@ -237,31 +268,58 @@ func (h *Host) Compile(ctx context.Context, hash string, wasm []byte) (*Module, 
 	}
 	h.mu.Unlock()
 	if ok {
+		defer h.leave(nil)
 		select {
 		case <-e.done:
-			return e.mod, e.err
+			return e.mod, e.err, errors.Is(e.err, errCompileStopped)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, ctx.Err(), false
 		}
 	}
-	e.mod, e.err = h.compile(ctx, hash, wasm)
-	if e.err != nil {
-		h.mu.Lock()
-		delete(h.modules, hash)
-		h.mu.Unlock()
+	// The compile runs on a goroutine of its own, which owns the enter
+	// above: Close waits for it.
+	go func() {
+		defer h.leave(nil)
+		e.mod, e.err = h.compile(ctx, hash, wasm)
+		if e.err != nil {
+			h.mu.Lock()
+			delete(h.modules, hash)
+			h.mu.Unlock()
+		}
+		close(e.done)
+	}()
+	select {
+	case <-e.done:
+		return e.mod, e.err, false
+	case <-ctx.Done():
+		return nil, ctx.Err(), false
 	}
-	close(e.done)
-	return e.mod, e.err
 }
 
 func (h *Host) compile(ctx context.Context, hash string, wasm []byte) (*Module, error) {
-	h.compiles.Add(1)
-	ctx = experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
-	compiled, err := h.rt.CompileModule(ctx, coalesceData(wasm))
-	if err != nil {
-		return nil, &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}
+	invalid := func(err error) error {
+		return &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}
 	}
-	m := &Module{host: h, hash: hash}
+	g, err := guard(wasm, h.modLimits, h.limits.stackBudget())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	select {
+	case h.compileSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", errCompileStopped, ctx.Err())
+	}
+	defer func() { <-h.compileSem }()
+	h.compiles.Add(1)
+	cctx := experimental.WithCompilationWorkers(ctx, max(2, runtime.GOMAXPROCS(0)))
+	compiled, err := h.rt.CompileModule(cctx, coalesceData(g.wasm))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", errCompileStopped, ctx.Err())
+		}
+		return nil, invalid(err)
+	}
+	m := &Module{host: h, hash: hash, tableBytes: g.tableBytes, counted: g.counted}
 	if err := m.inspect(compiled); err != nil {
 		_ = compiled.Close(ctx)
 		return nil, &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}

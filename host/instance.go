@@ -24,6 +24,9 @@ type instance struct {
 	stdout stdio
 	stderr stdio
 	mounts []*rootfs.FS // closed after mod
+	// depth is the stack budget counter of a counted module (guard.go),
+	// else nil.
+	depth api.MutableGlobal
 }
 
 // instantiate makes a new instance of m for the call st. A pooled instance
@@ -35,7 +38,7 @@ type instance struct {
 // classify and then close; on other errors nothing is left open.
 func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *Call, pooled bool) (*instance, error) {
 	inst := &instance{
-		mem:    &linearMemory{pool: &h.buffers, limit: uint64(st.limits.MemoryPages) * pageSize},
+		mem:    &linearMemory{pool: &h.buffers, limit: st.limits.memoryBytes() - m.tableBytes},
 		fns:    make(map[string]api.Function, 2),
 		stack:  make([]uint64, 1),
 		stdout: stdio{st: st},
@@ -44,7 +47,7 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	cfg := h.moduleConfig.WithStdout(&inst.stdout).WithStderr(&inst.stderr)
 	if !pooled {
 		var err error
-		if cfg, err = inst.grant(ctx, cfg, m, call); err != nil {
+		if cfg, err = inst.grant(ctx, cfg, m, call, st.limits); err != nil {
 			inst.closeMounts()
 			return nil, err
 		}
@@ -56,6 +59,10 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	}
 	h.instantiations.Add(1)
 	inst.mod = mod
+	if m.counted {
+		inst.depth, _ = mod.ExportedGlobal(depthExport).(api.MutableGlobal)
+	}
+	inst.setStack(st.limits)
 	if m.kind == Reactor && m.initialize {
 		if err := inst.call(ctx, exportInitialize); err != nil {
 			return inst, err
@@ -72,7 +79,7 @@ func (e *instantiateError) Error() string { return e.err.Error() }
 func (e *instantiateError) Unwrap() error { return e.err }
 
 // grant adds call's grants (and a command's args and stdin) to cfg.
-func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Module, call *Call) (wazero.ModuleConfig, error) {
+func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Module, call *Call, limits Limits) (wazero.ModuleConfig, error) {
 	g := &call.Grants
 	if m.kind == Command {
 		name := call.Task
@@ -105,8 +112,9 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 	}
 	if len(g.Mounts) > 0 {
 		fsc := wazero.NewFSConfig()
+		files := rootfs.NewFiles(limits.OpenFiles) // one bound for all the call's mounts
 		for _, mt := range g.Mounts {
-			fsys, err := rootfs.New(mt.HostDir, mt.ReadOnly)
+			fsys, err := rootfs.NewShared(mt.HostDir, mt.ReadOnly, files)
 			if err != nil {
 				return nil, wrapInvalid(err)
 			}
@@ -134,6 +142,18 @@ func (inst *instance) fn(name string) api.Function {
 func (inst *instance) call(ctx context.Context, name string) error {
 	inst.stack[0] = 0
 	return inst.fn(name).CallWithStack(ctx, inst.stack)
+}
+
+// setStack sets the stack budget counter for a call under limits.
+func (inst *instance) setStack(limits Limits) {
+	if inst.depth != nil {
+		inst.depth.Set(uint64(uint32(limits.stackBudget())))
+	}
+}
+
+// stackSpent reports that the last call trapped on its stack budget.
+func (inst *instance) stackSpent() bool {
+	return inst.depth != nil && int32(uint32(inst.depth.Get())) < 0
 }
 
 // bind points the instance's stdio at the call st (nil: none).

@@ -59,6 +59,12 @@ type Module struct {
 	dispatch   bool   // exports spindle_call () -> i32
 	initialize bool   // exports _initialize () -> ()
 	minPages   uint32 // the memory's declared minimum
+	// tableBytes is charged against every call's memory limit: what the
+	// module's tables may grow to (guard.go).
+	tableBytes uint64
+	// counted reports that the module's calls count their frames in the
+	// global exported as depthExport (guard.go).
+	counted bool
 
 	pool pool
 }

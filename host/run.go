@@ -57,6 +57,10 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 	if m.minPages > limits.MemoryPages {
 		return nil, taskErr(KindMemory, "module needs %d pages of memory, the limit is %d", m.minPages, limits.MemoryPages)
 	}
+	if uint64(m.minPages)*pageSize+m.tableBytes > limits.memoryBytes() {
+		return nil, taskErr(KindMemory, "module needs %d pages of memory and %d bytes of tables, the limit is %d pages",
+			m.minPages, m.tableBytes, limits.MemoryPages)
+	}
 
 	ctx = context.WithValue(ctx, stateKey{}, st)
 	var inst *instance
@@ -80,9 +84,10 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 		}
 	} else {
 		inst.bind(st)
-		inst.mem.limit = uint64(limits.MemoryPages) * pageSize
+		inst.mem.limit = limits.memoryBytes() - m.tableBytes
 		inst.mem.refused = false
 	}
+	inst.setStack(limits)
 
 	if m.kind == Command {
 		export = exportStart
@@ -108,7 +113,7 @@ func (h *Host) warm(m *Module, limits Limits) *instance {
 		if inst == nil {
 			return nil
 		}
-		if uint64(len(inst.mem.buf)) <= uint64(limits.MemoryPages)*pageSize {
+		if uint64(len(inst.mem.buf)) <= limits.memoryBytes()-m.tableBytes {
 			h.poolHits.Add(1)
 			return inst
 		}
@@ -163,6 +168,8 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 		// proc_exit(0) from a reactor: a success, but the instance is
 		// closed.
 		return &Result{Output: st.output}, nil
+	case err != nil && inst != nil && inst.stackSpent():
+		return nil, taskErr(KindStackOverflow, "the call stack passed %d bytes (Limits.StackBytes)", st.limits.stackBudget())
 	case err != nil && strings.Contains(err.Error(), "stack overflow"):
 		return nil, taskErr(KindStackOverflow, "%v", err)
 	case err != nil:

@@ -36,17 +36,34 @@
 //   - After the guest has run, the directory may hold symlinks that point
 //     anywhere (`x -> ../../etc/shadow`). Host code that later reads it must
 //     not follow them: use [os.Root] or [os.Lstat], never a plain copy.
-//   - Disk usage and the number of files are not limited.
+//   - Disk usage and the number of files on disk are not limited.
 //   - Root.Chmod and Root.Chtimes may, under a race with a concurrent
 //     rename, apply to a symlink instead of its target; the file they touch
 //     is still inside the root.
+//
+// # Bounds
+//
+// Open files: an FS holds at most DefaultMaxOpenFiles (256) host
+// descriptors for the guest's open files, or shares the bound of a [Files]
+// with other FSs ([NewShared]: the host gives all mounts of one call one
+// Files). An open past the bound fails with sys.EAGAIN (wazero's errnos have
+// no EMFILE) and other FSs, other calls, are not affected. The root's own
+// descriptor is not counted.
+//
+// Files that are not regular: every open adds O_NONBLOCK (on Linux), so that
+// opening a FIFO never waits for a writer or reader, and then a file that is
+// neither a regular file nor a directory (a FIFO, socket or device) is
+// closed again and the open fails with sys.ENOTSUP. A guest thus never
+// blocks the host in open, and reads and writes only reach regular files.
+// Off Linux, opening a FIFO may block.
 //
 // # Errors
 //
 // Every method returns a sys.Errno. Errors from the os package map as
 // sys.UnwrapOSError does (fs.ErrNotExist to ENOENT, a syscall.Errno to the
 // same name, and so on). os.Root's "path escapes from parent" error, which
-// otherwise would become EIO, becomes EPERM. Anything else unknown is EIO.
+// otherwise would become EIO, becomes EPERM; ENXIO (a FIFO
+// without a reader, a socket) becomes ENOTSUP. Anything else unknown is EIO.
 //
 // # Concurrency
 //

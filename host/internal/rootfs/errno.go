@@ -3,6 +3,7 @@ package rootfs
 import (
 	"errors"
 	"os"
+	"syscall"
 
 	"github.com/tetratelabs/wazero/experimental/sys"
 )
@@ -17,8 +18,14 @@ func (fsys *FS) errno(err error) sys.Errno {
 	if err == nil {
 		return 0
 	}
-	if u := underlying(err); u != nil && (u == fsys.escapeErr || u.Error() == errEscapeText) {
+	u := underlying(err)
+	if u != nil && (u == fsys.escapeErr || u.Error() == errEscapeText) {
 		return sys.EPERM
+	}
+	if u == syscall.ENXIO {
+		// A FIFO opened non-blocking for writing with no reader, or a
+		// socket: files this FS does not open (see newFile).
+		return sys.ENOTSUP
 	}
 	return sys.UnwrapOSError(err)
 }

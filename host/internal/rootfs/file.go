@@ -40,12 +40,18 @@ type file struct {
 var _ sys.File = (*file)(nil)
 
 // newFile wraps f, just opened as name with flag. It fails, closing f, if
-// f cannot be stat'ed or O_DIRECTORY was asked for and f is not one.
+// f cannot be stat'ed, is neither a regular file nor a directory (ENOTSUP:
+// see the package doc, "Files that are not regular"), or O_DIRECTORY was
+// asked for and f is not one.
 func newFile(fsys *FS, name string, flag sys.Oflag, f *os.File) (sys.File, sys.Errno) {
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, fsys.errno(err)
+	}
+	if !fi.Mode().IsRegular() && !fi.IsDir() {
+		f.Close()
+		return nil, sys.ENOTSUP
 	}
 	if flag&sys.O_DIRECTORY != 0 && !fi.IsDir() {
 		// Only reached where platformFlags has no O_DIRECTORY.
@@ -344,5 +350,6 @@ func (f *file) Close() sys.Errno {
 		return 0
 	}
 	f.closed = true
+	f.fsys.files.release()
 	return f.fsys.errno(f.f.Close())
 }

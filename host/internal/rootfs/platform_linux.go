@@ -9,18 +9,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// dirOpenFlags are the flags for opening a directory the FS itself reads:
+// neither a FIFO nor a device put in its place can block the open.
+const dirOpenFlags = unix.O_NONBLOCK | unix.O_DIRECTORY
+
 // platformFlags returns the open(2) flags for the parts of flag that package
-// os has no name for. O_NOFOLLOW is handled by FS.OpenFile itself.
+// os has no name for. O_NONBLOCK is always added, so that opening a FIFO
+// never waits for its other end (newFile then refuses it); it changes
+// nothing for the regular files and directories that are kept. O_NOFOLLOW
+// is handled by FS.OpenFile itself.
 func platformFlags(flag sys.Oflag) int {
-	var f int
+	f := unix.O_NONBLOCK
 	if flag&sys.O_DIRECTORY != 0 {
 		f |= unix.O_DIRECTORY // also keeps open from blocking on a FIFO
 	}
 	if flag&sys.O_DSYNC != 0 {
 		f |= unix.O_DSYNC
-	}
-	if flag&sys.O_NONBLOCK != 0 {
-		f |= unix.O_NONBLOCK
 	}
 	if flag&sys.O_RSYNC != 0 {
 		f |= unix.O_RSYNC

@@ -8,6 +8,9 @@ import (
 	"github.com/tetratelabs/wazero/experimental/sys"
 )
 
+// dirOpenFlags are none: off Linux, opening a FIFO may block.
+const dirOpenFlags = 0
+
 // platformFlags returns no extra flags: newFile checks O_DIRECTORY after
 // opening, and the sync and non-blocking flags are dropped.
 func platformFlags(sys.Oflag) int { return 0 }

@@ -24,6 +24,7 @@ type FS struct {
 
 	root     *os.Root // safe for concurrent use; closed by Close
 	readOnly bool
+	files    *Files // counts the files open through this FS; never nil
 
 	// escapeErr is the error value os.Root returns for a path that leaves
 	// the root. It is unexported in package os, so New captures it by
@@ -34,16 +35,28 @@ type FS struct {
 var _ sys.FS = (*FS)(nil)
 
 // New opens dir as the root of a new FS. When readOnly is true, every
-// operation that would change the tree fails with sys.EROFS.
+// operation that would change the tree fails with sys.EROFS. The FS may
+// hold at most DefaultMaxOpenFiles files open at once; use NewShared to
+// share one bound between several FSs.
 //
 // The caller owns the FS and must Close it once no module instance that
 // mounts it is running.
 func New(dir string, readOnly bool) (*FS, error) {
+	return NewShared(dir, readOnly, NewFiles(DefaultMaxOpenFiles))
+}
+
+// NewShared is New with the bound on open files given by files, which
+// several FSs may share: the mounts of one call share one Files, so that the
+// call as a whole holds at most files' bound of host descriptors.
+func NewShared(dir string, readOnly bool, files *Files) (*FS, error) {
+	if files == nil {
+		return nil, fmt.Errorf("rootfs: open root %q: nil Files", dir)
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("rootfs: open root %q: %w", dir, err)
 	}
-	fsys := &FS{root: root, readOnly: readOnly}
+	fsys := &FS{root: root, readOnly: readOnly, files: files}
 	// os.Root checks ".." lexically, before any system call.
 	if _, err := root.Lstat(".."); err != nil {
 		fsys.escapeErr = underlying(err)
@@ -96,11 +109,19 @@ func (fsys *FS) OpenFile(p string, flag sys.Oflag, perm fs.FileMode) (sys.File, 
 			return nil, sys.ELOOP
 		}
 	}
+	if !fsys.files.acquire() {
+		return nil, sys.EAGAIN
+	}
 	f, err := fsys.root.OpenFile(name, osFlag, perm.Perm())
 	if err != nil {
+		fsys.files.release()
 		return nil, fsys.errno(err)
 	}
-	return newFile(fsys, name, flag, f)
+	file, errno := newFile(fsys, name, flag, f)
+	if errno != 0 {
+		fsys.files.release()
+	}
+	return file, errno
 }
 
 // Lstat implements sys.FS.Lstat.
@@ -188,7 +209,9 @@ func (fsys *FS) isAncestor(dir fs.FileInfo, name string) bool {
 
 // removeEmptyDir removes the directory name, or returns ENOTEMPTY.
 func (fsys *FS) removeEmptyDir(name string) sys.Errno {
-	d, err := fsys.root.Open(name)
+	// O_DIRECTORY and O_NONBLOCK: a FIFO renamed here meanwhile must not
+	// block the open.
+	d, err := fsys.root.OpenFile(name, os.O_RDONLY|dirOpenFlags, 0)
 	if err != nil {
 		return fsys.errno(err)
 	}

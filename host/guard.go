@@ -1,0 +1,764 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Guarding a module: before a module is compiled, guard checks it against
+// the structural bounds of ModuleLimits and rewrites it so that what wazero
+// does not bound is bounded:
+//
+//   - Tables. wazero grows a table without limit when the module declares
+//     no maximum, and its elements are not part of the linear memory, so
+//     the memory limit never sees them. guard gives every table a maximum:
+//     its own if it declares one, its minimum if not (such a table cannot
+//     grow: the spec lets table.grow fail), and all tables together hold at
+//     most ModuleLimits.TableElements. table.grow past a maximum returns
+//     -1, as the spec says, and table.fill cannot reach past a table's
+//     size. A module whose tables' minimums alone pass the bound is
+//     refused. Run charges tableElementBytes per element that the tables
+//     may reach against the call's memory limit, beyond freeTableBytes, in
+//     whole pages.
+//
+//   - The call stack. wazero's compiler grows a call's native stack up to
+//     hundreds of MiB before it reports a stack overflow, outside any
+//     limit. guard renames each function's body to a new index and puts a
+//     wrapper at the old index, so that every call, export, table element
+//     and start function goes through it unchanged: the wrapper subtracts
+//     the body's frame estimate (frameBytes) from a counter global, traps
+//     if it went below zero, calls the body and adds the estimate back.
+//     Run sets the counter to the call's stack budget before each call, and
+//     a trap with the counter below zero is a stack_overflow. Without
+//     exception handling or tail calls (wazero's default features have
+//     neither) every exit of a body passes back through its wrapper, so
+//     the counter is balanced whenever no call is running.
+//
+//   - Compile time. wazero's compiler is quadratic in the basic blocks of
+//     one function (60,000 nested blocks took 10 s), and it cannot be
+//     stopped inside a function. guard counts each function's control
+//     instructions (block, loop, if, else, br_if, br_table) and refuses a
+//     module where one function has more than ModuleLimits.FunctionBlocks,
+//     or where the sum of their squares passes ModuleLimits.CompileWork.
+//
+// Rewriting changes function indexes past the imports only by appending:
+// every index in the original module keeps its meaning. The DWARF sections
+// (.debug_*) are dropped, since the code's offsets move; the name section's
+// function names are copied to the bodies, so that traps still name them.
+
+const (
+	// tableElementBytes is what one table element is charged against the
+	// memory limit: wazero stores a table as a []uintptr (8 bytes), and
+	// growing it with append may hold the old and new arrays at once.
+	tableElementBytes = 16
+	// freeTableBytes of tables are not charged (65,536 elements): the
+	// tables of real guests, which hold their functions, so that their
+	// memory limit stays what it says in pages.
+	freeTableBytes = 1 << 20
+	// depthExport is the export name of the stack budget counter.
+	depthExport = "spindle$stack"
+
+	sectionCustom = 0
+	sectionType   = 1
+	sectionImport = 2
+	sectionFunc   = 3
+	sectionTable  = 4
+	sectionMemory = 5
+	sectionGlobal = 6
+	sectionExport = 7
+	sectionStart  = 8
+	sectionElem   = 9
+	sectionCode   = 10
+	sectionTag    = 13
+)
+
+// errGuard wraps every reason guard refuses a module.
+var errGuard = errors.New("module passes a bound")
+
+// guarded is a module after guard: the bytes to compile and what Run needs
+// to know about them.
+type guarded struct {
+	wasm []byte
+	// tableBytes is charged against each call's memory limit: the tables'
+	// bound times tableElementBytes, less freeTableBytes, in whole pages.
+	tableBytes uint64
+	// counted reports that the module's calls are counted (depthExport).
+	counted bool
+}
+
+// sectionSpan is one section of a module: its id and body.
+type sectionSpan struct {
+	id   byte
+	body []byte
+}
+
+// guard checks wasm against lim and rewrites it, with budget as the
+// counter's initial value (the budget of the start function); see above.
+// A module without the wasm header is returned unchanged, for wazero to
+// refuse. Any other module guard cannot read is refused (errMalformed):
+// what it cannot check is not compiled.
+func guard(wasm []byte, lim ModuleLimits, budget int32) (guarded, error) {
+	if int64(len(wasm)) > lim.Bytes {
+		return guarded{}, fmt.Errorf("%w: %d bytes, the bound is %d (ModuleLimits.Bytes)", errGuard, len(wasm), lim.Bytes)
+	}
+	sections, ok := splitSections(wasm)
+	if !ok {
+		if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
+			return guarded{wasm: wasm}, nil
+		}
+		return guarded{}, fmt.Errorf("%w: section sizes", errMalformed)
+	}
+	return rewrite(sections, lim, budget)
+}
+
+// errMalformed wraps the errors of a module that guard cannot read: one
+// wazero would refuse too, or one using features wazero's defaults do not
+// enable (exception handling, GC types, threads).
+var errMalformed = errors.New("module cannot be checked")
+
+func splitSections(wasm []byte) ([]sectionSpan, bool) {
+	if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
+		return nil, false
+	}
+	var out []sectionSpan
+	for i := 8; i < len(wasm); {
+		id := wasm[i]
+		size, n := readULEB(wasm[i+1:])
+		if n == 0 || uint64(size) > uint64(len(wasm)-i-1-n) {
+			return nil, false
+		}
+		body := wasm[i+1+n : i+1+n+int(size)]
+		out = append(out, sectionSpan{id, body})
+		i += 1 + n + int(size)
+	}
+	return out, true
+}
+
+// reader reads a section body; any error makes it sticky-fail.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) u32() uint32 {
+	v, n := readULEB(r.b)
+	if n == 0 {
+		r.bad = true
+		r.b = nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// leb skips a LEB128 of at most max bytes (u64/s64: 10).
+func (r *reader) leb(max int) {
+	for i := 0; i < len(r.b) && i < max; i++ {
+		if r.b[i] < 0x80 {
+			r.b = r.b[i+1:]
+			return
+		}
+	}
+	r.bad = true
+	r.b = nil
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.bad = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) skip(n int) {
+	if n < 0 || n > len(r.b) {
+		r.bad = true
+		r.b = nil
+		return
+	}
+	r.b = r.b[n:]
+}
+
+func (r *reader) name() string {
+	n := r.u32()
+	if uint64(n) > uint64(len(r.b)) {
+		r.bad = true
+		r.b = nil
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// valType skips a value type: a one-byte type, or a reference type with a
+// heap type (function references).
+func (r *reader) valType() {
+	switch r.byte() {
+	case 0x63, 0x64:
+		r.leb(5) // s33 heap type
+	}
+}
+
+func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, error) {
+	var (
+		typeParams    []uint32 // per type: parameter count
+		importedFuncs uint32
+		importGlobals uint32
+		funcTypes     []uint32
+		g             guarded
+		definedGlobal uint32
+		hasTag        bool
+	)
+	find := func(id byte) int {
+		for i, s := range sections {
+			if s.id == id {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, s := range sections {
+		r := &reader{b: s.body}
+		switch s.id {
+		case sectionType:
+			n := r.u32()
+			for i := uint32(0); i < n && !r.bad; i++ {
+				if r.byte() != 0x60 {
+					return g, errMalformed // rec/sub types: wazero decides
+				}
+				p := r.u32()
+				for range p {
+					r.valType()
+				}
+				res := r.u32()
+				for range res {
+					r.valType()
+				}
+				typeParams = append(typeParams, p)
+			}
+		case sectionImport:
+			n := r.u32()
+			for i := uint32(0); i < n && !r.bad; i++ {
+				mod, name := r.name(), r.name()
+				switch kind := r.byte(); kind {
+				case 0:
+					r.u32()
+					importedFuncs++
+				case 1:
+					return g, fmt.Errorf("%w: imports table %s.%s; no table is provided", errGuard, mod, name)
+				case 2:
+					return g, fmt.Errorf("%w: imports memory %s.%s; no memory is provided", errGuard, mod, name)
+				case 3:
+					r.valType()
+					r.byte()
+					importGlobals++
+				default:
+					return g, errMalformed
+				}
+			}
+		case sectionFunc:
+			n := r.u32()
+			if int64(n) > lim.Functions {
+				return g, fmt.Errorf("%w: %d functions, the bound is %d (ModuleLimits.Functions)", errGuard, n, lim.Functions)
+			}
+			for i := uint32(0); i < n && !r.bad; i++ {
+				funcTypes = append(funcTypes, r.u32())
+			}
+		case sectionGlobal:
+			definedGlobal = r.u32()
+			if int64(definedGlobal)+int64(importGlobals) > lim.Globals {
+				return g, fmt.Errorf("%w: %d globals, the bound is %d (ModuleLimits.Globals)", errGuard, definedGlobal+importGlobals, lim.Globals)
+			}
+		case sectionTag:
+			hasTag = true
+		}
+		if r.bad {
+			return g, errMalformed
+		}
+	}
+	// Tables.
+	if i := find(sectionTable); i >= 0 {
+		body, elems, err := boundTables(sections[i].body, lim.TableElements)
+		if err != nil {
+			return g, err
+		}
+		sections[i].body = body
+		if b := elems * tableElementBytes; b > freeTableBytes {
+			g.tableBytes = (b - freeTableBytes + pageSize - 1) / pageSize * pageSize
+		}
+	}
+	// Code: bounds, then wrappers.
+	ci := find(sectionCode)
+	if ci < 0 {
+		g.wasm = join(sections)
+		return g, nil
+	}
+	bodies, err := splitBodies(sections[ci].body)
+	if err != nil {
+		return g, err
+	}
+	if len(bodies) != len(funcTypes) {
+		return g, errMalformed
+	}
+	var work int64
+	frames := make([]uint32, len(bodies))
+	for i, body := range bodies {
+		if int64(len(body)) > lim.FunctionBytes {
+			return g, fmt.Errorf("%w: function %d has %d bytes of code, the bound is %d (ModuleLimits.FunctionBytes)", errGuard, importedFuncs+uint32(i), len(body), lim.FunctionBytes)
+		}
+		locals, blocks, err := scanBody(body, lim)
+		if err != nil {
+			return g, fmt.Errorf("function %d: %w", importedFuncs+uint32(i), err)
+		}
+		work += blocks * blocks
+		if work > lim.CompileWork {
+			return g, fmt.Errorf("%w: the functions' control instructions, squared and summed, pass %d (ModuleLimits.CompileWork)", errGuard, lim.CompileWork)
+		}
+		t := funcTypes[i]
+		if int(t) >= len(typeParams) {
+			return g, errMalformed
+		}
+		frames[i] = frameBytes(typeParams[t], locals)
+	}
+	if hasTag {
+		// Exception handling would let a throw skip the wrappers'
+		// epilogue; wazero's default features refuse it anyway.
+		return g, fmt.Errorf("%w: declares exception tags", errMalformed)
+	}
+	if len(bodies) == 0 {
+		g.wasm = join(sections)
+		return g, nil
+	}
+	depth := importGlobals + definedGlobal // the counter's index
+
+	// Function section: the wrappers keep the old indexes, the bodies
+	// follow with the same types.
+	n := uint32(len(funcTypes))
+	fs := appendULEB(nil, 2*n)
+	for range 2 {
+		for _, t := range funcTypes {
+			fs = appendULEB(fs, t)
+		}
+	}
+	sections[find(sectionFunc)].body = fs
+
+	code := appendULEB(nil, 2*n)
+	for i, t := range funcTypes {
+		w := wrapper(typeParams[t], depth, importedFuncs+n+uint32(i), frames[i])
+		code = appendULEB(code, uint32(len(w)))
+		code = append(code, w...)
+	}
+	for _, body := range bodies {
+		code = appendULEB(code, uint32(len(body)))
+		code = append(code, body...)
+	}
+	sections[ci].body = code
+
+	// The counter: a mutable i32 global, exported.
+	global := appendSLEB([]byte{0x7f, 1, opI32Const}, budget)
+	global = append(global, opEnd)
+	if i := find(sectionGlobal); i >= 0 {
+		b := appendULEB(nil, definedGlobal+1)
+		_, k := readULEB(sections[i].body)
+		b = append(b, sections[i].body[k:]...)
+		sections[i].body = append(b, global...)
+	} else {
+		sections = insertSection(sections, sectionSpan{sectionGlobal, append([]byte{1}, global...)})
+	}
+	export := append(appendULEB(nil, uint32(len(depthExport))), depthExport...)
+	export = append(export, 3)
+	export = appendULEB(export, depth)
+	if i := find(sectionExport); i >= 0 {
+		cnt, k := readULEB(sections[i].body)
+		b := appendULEB(nil, cnt+1)
+		b = append(b, sections[i].body[k:]...)
+		sections[i].body = append(b, export...)
+	} else {
+		sections = insertSection(sections, sectionSpan{sectionExport, append([]byte{1}, export...)})
+	}
+	sections = renameBodies(sections, importedFuncs, n)
+	g.counted = true
+	g.wasm = join(sections)
+	return g, nil
+}
+
+// frameBytes estimates the native stack bytes of one frame of a body with
+// params and locals, with its wrapper's frame: measured on wazero's
+// compiler for amd64 and arm64, a frame holds its spilled values (8 or 16
+// bytes each) and some 64 bytes of return address, frame pointer and
+// spill area; the wrapper adds about as much.
+func frameBytes(params uint32, locals int64) uint32 {
+	return uint32(min(128+16*(int64(params)+locals), 1<<24))
+}
+
+// wrapper returns the body of the wrapper of function body (at index
+// target), whose type has params parameters.
+func wrapper(params, depth, target, frame uint32) []byte {
+	b := []byte{0} // no locals
+	b = append(b, 0x23)
+	b = appendULEB(b, depth)
+	b = append(b, opI32Const)
+	b = appendSLEB(b, int32(frame))
+	b = append(b, 0x6b, 0x24) // i32.sub, global.set
+	b = appendULEB(b, depth)
+	b = append(b, 0x23)
+	b = appendULEB(b, depth)
+	b = append(b, opI32Const, 0, 0x48, 0x04, 0x40, 0x00, opEnd) // i32.const 0, i32.lt_s, if, unreachable, end
+	for p := range params {
+		b = append(b, 0x20)
+		b = appendULEB(b, p)
+	}
+	b = append(b, 0x10)
+	b = appendULEB(b, target)
+	b = append(b, 0x23)
+	b = appendULEB(b, depth)
+	b = append(b, opI32Const)
+	b = appendSLEB(b, int32(frame))
+	b = append(b, 0x6a, 0x24) // i32.add, global.set
+	b = appendULEB(b, depth)
+	return append(b, opEnd)
+}
+
+// boundTables gives each table of a table section a maximum, so that all
+// of them together hold at most bound elements; it returns the new section
+// and the sum of the maximums.
+func boundTables(body []byte, bound int64) ([]byte, uint64, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := appendULEB(nil, n)
+	type table struct {
+		ref      []byte
+		min, max uint64
+		hasMax   bool
+	}
+	var tables []table
+	var mins uint64
+	for i := uint32(0); i < n && !r.bad; i++ {
+		start := r.b
+		if r.byte() == 0x40 {
+			return nil, 0, errMalformed // initializer expressions: not in wazero's default features
+		}
+		r.b = start
+		r.valType()
+		ref := start[:len(start)-len(r.b)]
+		t := table{ref: ref}
+		switch flag := r.byte(); flag {
+		case 0:
+			t.min = uint64(r.u32())
+		case 1:
+			t.min, t.max, t.hasMax = uint64(r.u32()), uint64(r.u32()), true
+		default:
+			return nil, 0, errMalformed
+		}
+		mins += t.min
+		tables = append(tables, t)
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, 0, errMalformed
+	}
+	if mins > uint64(bound) {
+		return nil, 0, fmt.Errorf("%w: the tables' minimums hold %d elements, the bound is %d (ModuleLimits.TableElements)", errGuard, mins, bound)
+	}
+	// A table keeps its own maximum, within what the others' minimums
+	// leave; one without a maximum cannot grow (table.grow returns -1).
+	room := uint64(bound) - mins
+	var total uint64
+	for _, t := range tables {
+		max := t.min
+		if t.hasMax && t.max > t.min {
+			max = t.min + min(t.max-t.min, room)
+		}
+		room -= max - t.min
+		total += max
+		out = append(out, t.ref...)
+		out = append(out, 1)
+		out = appendULEB(out, uint32(t.min))
+		out = appendULEB(out, uint32(max))
+	}
+	return out, total, nil
+}
+
+// splitBodies splits a code section into its function bodies.
+func splitBodies(body []byte) ([][]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	if uint64(n) > uint64(len(body)) {
+		return nil, errMalformed
+	}
+	bodies := make([][]byte, 0, n)
+	for i := uint32(0); i < n && !r.bad; i++ {
+		size := r.u32()
+		if uint64(size) > uint64(len(r.b)) {
+			return nil, errMalformed
+		}
+		bodies = append(bodies, r.b[:size])
+		r.b = r.b[size:]
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, errMalformed
+	}
+	return bodies, nil
+}
+
+// scanBody reads a function body's locals and instructions; it returns the
+// number of locals and of control instructions, or errGuard past a bound.
+func scanBody(body []byte, lim ModuleLimits) (locals, blocks int64, err error) {
+	r := &reader{b: body}
+	groups := r.u32()
+	for i := uint32(0); i < groups && !r.bad; i++ {
+		locals += int64(r.u32())
+		r.valType()
+		if locals > lim.Locals {
+			return 0, 0, fmt.Errorf("%w: more than %d locals (ModuleLimits.Locals)", errGuard, lim.Locals)
+		}
+	}
+	for len(r.b) > 0 && !r.bad {
+		op := r.byte()
+		switch {
+		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
+			blocks++
+			blockType(r)
+		case op == 0x05: // else
+			blocks++
+		case op == 0x0c: // br
+			r.u32()
+		case op == 0x0d: // br_if
+			blocks++
+			r.u32()
+		case op == 0x0e: // br_table
+			n := r.u32()
+			blocks += int64(n)
+			for range n + 1 {
+				r.u32()
+				if r.bad {
+					break
+				}
+			}
+		case op == 0x10 || op == 0x12 || op == 0x14 || op == 0x15: // call, return_call, call_ref, return_call_ref
+			r.u32()
+		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
+			r.u32()
+			r.u32()
+		case op == 0x1c: // select t*
+			n := r.u32()
+			for range n {
+				r.valType()
+			}
+		case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
+			r.u32()
+		case op >= 0x28 && op <= 0x3e: // loads, stores
+			memarg(r)
+		case op == 0x3f || op == 0x40: // memory.size, memory.grow
+			r.u32()
+		case op == 0x41:
+			r.leb(5)
+		case op == 0x42:
+			r.leb(10)
+		case op == 0x43:
+			r.skip(4)
+		case op == 0x44:
+			r.skip(8)
+		case op == 0xd0: // ref.null heaptype
+			r.leb(5)
+		case op == 0xd2 || op == 0xd5 || op == 0xd6: // ref.func, br_on_null, br_on_non_null
+			r.u32()
+		case op == 0xfc:
+			miscOp(r)
+		case op == 0xfd:
+			simdOp(r)
+		case op == 0xfe:
+			atomicOp(r)
+		case op <= 0x01, op == 0x0b, op == 0x0f, op == 0x1a, op == 0x1b,
+			op >= 0x45 && op <= 0xc4, op == 0xd1, op == 0xd3, op == 0xd4:
+			// no immediates
+		default:
+			// Exception handling, GC and unknown opcodes: not in
+			// wazero's default features; it refuses the module.
+			return 0, 0, fmt.Errorf("%w: opcode %#x", errMalformed, op)
+		}
+		if blocks > lim.FunctionBlocks {
+			return 0, 0, fmt.Errorf("%w: more than %d control instructions (ModuleLimits.FunctionBlocks)", errGuard, lim.FunctionBlocks)
+		}
+	}
+	if r.bad {
+		return 0, 0, errMalformed
+	}
+	return locals, blocks, nil
+}
+
+func blockType(r *reader) {
+	if len(r.b) == 0 {
+		r.bad = true
+		return
+	}
+	switch c := r.b[0]; {
+	case c == 0x40 || (c >= 0x6f && c <= 0x7f) && c != 0x71:
+		r.b = r.b[1:]
+	case c == 0x63 || c == 0x64:
+		r.b = r.b[1:]
+		r.leb(5)
+	default:
+		r.leb(5) // s33 type index
+	}
+}
+
+func memarg(r *reader) {
+	align := r.u32()
+	if align&0x40 != 0 {
+		r.u32() // memory index
+	}
+	r.leb(10) // offset (u64 for memory64)
+}
+
+func miscOp(r *reader) {
+	switch sub := r.u32(); {
+	case sub <= 7:
+	case sub == 8: // memory.init
+		r.u32()
+		r.u32()
+	case sub == 9 || sub == 11 || sub == 13 || sub == 15 || sub == 16 || sub == 17:
+		r.u32()
+	case sub == 10 || sub == 12 || sub == 14:
+		r.u32()
+		r.u32()
+	default:
+		r.bad = true
+	}
+}
+
+func simdOp(r *reader) {
+	switch sub := r.u32(); {
+	case sub <= 11 || sub == 92 || sub == 93:
+		memarg(r)
+	case sub == 12 || sub == 13:
+		r.skip(16)
+	case sub >= 21 && sub <= 34:
+		r.skip(1)
+	case sub >= 84 && sub <= 91:
+		memarg(r)
+		r.skip(1)
+	case sub <= 0x113:
+	default:
+		r.bad = true
+	}
+}
+
+func atomicOp(r *reader) {
+	if sub := r.u32(); sub == 3 {
+		r.skip(1) // atomic.fence
+		return
+	}
+	memarg(r)
+}
+
+// insertSection inserts s at its place in the canonical section order.
+func insertSection(sections []sectionSpan, s sectionSpan) []sectionSpan {
+	order := func(id byte) int {
+		switch id {
+		case sectionTag:
+			return sectionGlobal*2 - 1 // between memory and global
+		case sectionDataCount:
+			return sectionCode*2 - 1 // between elem and code
+		}
+		return int(id) * 2
+	}
+	at := len(sections)
+	for i, o := range sections {
+		if o.id != sectionCustom && order(o.id) > order(s.id) {
+			at = i
+			break
+		}
+	}
+	sections = append(sections, sectionSpan{})
+	copy(sections[at+1:], sections[at:])
+	sections[at] = s
+	return sections
+}
+
+// renameBodies drops the DWARF sections and copies the function names of
+// the name section to the moved bodies (index + n).
+func renameBodies(sections []sectionSpan, imported, n uint32) []sectionSpan {
+	out := sections[:0]
+	for _, s := range sections {
+		if s.id == sectionCustom {
+			r := &reader{b: s.body}
+			name := r.name()
+			if r.bad || strings.HasPrefix(name, ".debug_") {
+				continue
+			}
+			if name == "name" {
+				if body, ok := copyNames(s.body[len(s.body)-len(r.b):], imported, n); ok {
+					s.body = append(append(appendULEB(nil, 4), "name"...), body...)
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// copyNames rewrites the subsections of a name section: in the function
+// names (subsection 1), each name of a defined function is also given to
+// its body.
+func copyNames(b []byte, imported, n uint32) ([]byte, bool) {
+	var out []byte
+	for len(b) > 0 {
+		id := b[0]
+		size, k := readULEB(b[1:])
+		if k == 0 || uint64(size) > uint64(len(b)-1-k) {
+			return nil, false
+		}
+		sub := b[1+k : 1+k+int(size)]
+		b = b[1+k+int(size):]
+		if id == 1 {
+			r := &reader{b: sub}
+			cnt := r.u32()
+			type entry struct {
+				idx  uint32
+				name string
+			}
+			var entries []entry
+			for i := uint32(0); i < cnt && !r.bad; i++ {
+				entries = append(entries, entry{r.u32(), r.name()})
+			}
+			if r.bad {
+				return nil, false
+			}
+			for _, e := range entries[:len(entries):len(entries)] {
+				if e.idx >= imported && e.idx < imported+n {
+					entries = append(entries, entry{e.idx + n, e.name})
+				}
+			}
+			sub = appendULEB(nil, uint32(len(entries)))
+			for _, e := range entries {
+				sub = appendULEB(sub, e.idx)
+				sub = appendULEB(sub, uint32(len(e.name)))
+				sub = append(sub, e.name...)
+			}
+		}
+		out = append(out, id)
+		out = appendULEB(out, uint32(len(sub)))
+		out = append(out, sub...)
+	}
+	return out, true
+}
+
+func join(sections []sectionSpan) []byte {
+	size := 8
+	for _, s := range sections {
+		size += 6 + len(s.body)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, "\x00asm\x01\x00\x00\x00"...)
+	for _, s := range sections {
+		out = append(out, s.id)
+		out = appendULEB(out, uint32(len(s.body)))
+		out = append(out, s.body...)
+	}
+	return out
+}
