@@ -17,6 +17,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/target"
+	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/sys/unix"
 )
@@ -534,10 +535,10 @@ func (p *progress) finish() {
 
 // decodeOutput shows a task's output: as the value it encodes when it is
 // exactly one msgpack value, else as text (raw bytes, e.g. a C guest's).
+// The output is the guest's: wire.Unmarshal checks it before decoding.
 func decodeOutput(b []byte) any {
-	r := bytes.NewReader(b) // an io.ByteScanner: the decoder reads it directly, no buffering
-	v, err := msgpack.NewDecoder(r).DecodeInterface()
-	if err == nil && r.Len() == 0 {
+	var v any
+	if wire.Unmarshal(b, &v) == nil {
 		return v
 	}
 	return string(b)
