@@ -180,3 +180,49 @@ func TestHostileGrandchild(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileRSS measures the master's peak RSS under one attack, named by
+// $SPINDLE_MEASURE_RSS (nested_log, attrs_bomb, reply_bomb_any,
+// reply_bomb_slice). Run it alone, without -race:
+//
+//	SPINDLE_MEASURE_RSS=nested_log go test -count=1 -run TestHostileRSS -v .
+func TestHostileRSS(t *testing.T) {
+	attack := os.Getenv("SPINDLE_MEASURE_RSS")
+	if attack == "" {
+		t.Skip("set SPINDLE_MEASURE_RSS to measure")
+	}
+	ctx := testContext(t)
+	m, _ := newMaster(t, spindle.Config{})
+	bad := startLocal(t, ctx, m, "bad")
+	sibling := startLocal(t, ctx, m, "sibling")
+	t.Logf("before the attack: master's peak RSS %s", peakRSS())
+	toMaster := func(a rawArgs, handle uint32) {
+		a.Enc, a.Dst, a.Src, a.Auth, a.Handle = uint16(wire.EncMsgpack), 0, bad.ID(), bad.ID(), handle
+		for range 10 {
+			if err := bad.Call(ctx, "raw", a, nil); err != nil {
+				t.Fatalf("raw: %v", err)
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	switch attack {
+	case "nested_log":
+		toMaster(logNested, wire.HandleForwardLog)
+	case "attrs_bomb":
+		toMaster(rawArgs{Prefix: attrsBomb(t)}, wire.HandleForwardLog)
+	case "reply_bomb_any", "reply_bomb_slice":
+		var v any = new(any)
+		if attack == "reply_bomb_slice" {
+			v = new([]wire.Mount)
+		}
+		for range 10 {
+			t.Logf("Call = %v", bad.Call(ctx, "raw_reply", rawArgs{Prefix: arrayBomb}, v))
+		}
+	default:
+		t.Fatalf("unknown attack %q", attack)
+	}
+	for _, c := range []*spindle.Context{bad, sibling} {
+		t.Logf("%s ping after the attack: %v", c, c.Ping(ctx))
+	}
+	t.Logf("after %s: master's peak RSS %s", attack, peakRSS())
+}
