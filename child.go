@@ -135,7 +135,7 @@ func readHello(rwc io.ReadWriteCloser) (*wire.Hello, error) {
 		return nil, fmt.Errorf("first frame is %v, not a hello", m)
 	}
 	var h wire.Hello
-	if err := msgpack.Unmarshal(m.Body, &h); err != nil {
+	if err := wire.Unmarshal(m.Body, &h); err != nil {
 		return nil, fmt.Errorf("decode hello: %w", err)
 	}
 	if h.Version != wire.ProtocolVersion {

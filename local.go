@@ -380,7 +380,7 @@ func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) e
 		return fmt.Errorf("read hello reply: %w", err)
 	}
 	var ack wire.HelloAck
-	if reply.Handle != wire.HandleHello || msgpack.Unmarshal(reply.Body, &ack) != nil {
+	if reply.Handle != wire.HandleHello || wire.Unmarshal(reply.Body, &ack) != nil {
 		return fmt.Errorf("bad hello reply %v", reply)
 	}
 	if ack.Error != "" {

@@ -234,7 +234,7 @@ func (n *node) onForwardLog(m *wire.Message, s *broker.Stream) {
 		return
 	}
 	var lr wire.LogRecord
-	if err := msgpack.Unmarshal(m.Body, &lr); err != nil {
+	if err := wire.Unmarshal(m.Body, &lr); err != nil {
 		n.log.Warn("bad FORWARD_LOG body", "src", m.Src, "err", err)
 		return
 	}

@@ -57,6 +57,20 @@ type (
 		Level int    `msgpack:"level"`
 		Msg   string `msgpack:"msg"`
 	}
+	// rawArgs: "raw" writes this header and the body Prefix, Nest bytes
+	// 0x91, Suffix straight onto the stream to the parent (a compromised
+	// child's frame); "raw_reply" returns that body as its reply.
+	rawArgs struct {
+		Enc     uint16 `msgpack:"enc"`
+		Dst     uint32 `msgpack:"dst"`
+		Src     uint32 `msgpack:"src"`
+		Auth    uint32 `msgpack:"auth"`
+		Handle  uint32 `msgpack:"handle"`
+		ReplyTo uint32 `msgpack:"reply_to"`
+		Prefix  []byte `msgpack:"prefix"`
+		Nest    int    `msgpack:"nest"`
+		Suffix  []byte `msgpack:"suffix"`
+	}
 	// streamArgs: "stream" sends the ints 0..N-1 to To, then closes it, and
 	// returns N.
 	streamArgs struct {
@@ -158,6 +172,21 @@ var testFuncs = map[string]spindle.Func{
 		fmt.Fprintln(os.Stderr, line)
 		return nil, nil
 	}},
+	"raw": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a rawArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		m := &wire.Message{Enc: wire.Encoding(a.Enc), Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: a.Handle, ReplyTo: a.ReplyTo, Body: a.body()}
+		return nil, call.Router.Stream(0).Send(ctx, m)
+	}},
+	"raw_reply": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a rawArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		return msgpack.RawMessage(a.body()), nil
+	}},
 	"stream": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
 		var a streamArgs
 		if err := msgpack.Unmarshal(args, &a); err != nil {
@@ -174,6 +203,13 @@ var testFuncs = map[string]spindle.Func{
 		}
 		return a.N, nil
 	}},
+}
+
+func (a *rawArgs) body() []byte {
+	b := make([]byte, 0, len(a.Prefix)+a.Nest+len(a.Suffix))
+	b = append(b, a.Prefix...)
+	b = append(b, bytes.Repeat([]byte{0x91}, a.Nest)...)
+	return append(b, a.Suffix...)
 }
 
 // testTimeout bounds every operation of a test that should finish quickly,

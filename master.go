@@ -275,7 +275,7 @@ func (p *PendingCall) Wait(ctx context.Context, result any) error {
 	if result == nil {
 		return nil
 	}
-	if err := msgpack.Unmarshal(reply.Body, result); err != nil {
+	if err := wire.Unmarshal(reply.Body, result); err != nil {
 		return fmt.Errorf("spindle: call %s on %s: decode result: %w", p.fn, p.c, err)
 	}
 	return nil
@@ -310,7 +310,7 @@ func (c *Context) Start(ctx context.Context, opts ChildOptions) (*Context, error
 		return nil, err
 	}
 	var st wire.ChildStarted
-	if err := msgpack.Unmarshal(reply.Body, &st); err != nil {
+	if err := wire.Unmarshal(reply.Body, &st); err != nil {
 		return nil, fmt.Errorf("spindle: start child of %s: decode reply: %w", c, err)
 	}
 	return &Context{m: c.m, id: st.ID, name: st.Name, parent: c.id, pid: st.PID, sentBinary: st.SentBinary}, nil

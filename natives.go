@@ -90,7 +90,7 @@ func (n *node) builtins() map[string]Func {
 
 func (n *node) sink(_ context.Context, _ *CallInfo, args []byte) (any, error) {
 	var a SinkArgs
-	if err := msgpack.Unmarshal(args, &a); err != nil {
+	if err := wire.Unmarshal(args, &a); err != nil {
 		return nil, fmt.Errorf("sink: %w: %v", routing.ErrBadRequest, err)
 	}
 	rc, err := n.r.NewReceiver(routing.HandlerOptions{})
@@ -124,7 +124,7 @@ func (n *node) onCall(m *wire.Message, _ *broker.Stream) {
 	}
 	ctx := n.b.Context()
 	var req wire.CallRequest
-	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+	if err := wire.Unmarshal(m.Body, &req); err != nil {
 		_ = n.r.ReplyError(ctx, m, fmt.Errorf("decode call: %w: %v", routing.ErrBadRequest, err))
 		return
 	}

@@ -122,7 +122,7 @@ func (n *node) onStartChild(m *wire.Message, _ *broker.Stream) {
 		return
 	}
 	var req wire.StartChild
-	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+	if err := wire.Unmarshal(m.Body, &req); err != nil {
 		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("decode START_CHILD: %w: %v", routing.ErrBadRequest, err))
 		return
 	}
@@ -151,7 +151,7 @@ func (n *node) onStopChild(m *wire.Message, _ *broker.Stream) {
 		return
 	}
 	var req wire.Route
-	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+	if err := wire.Unmarshal(m.Body, &req); err != nil {
 		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("decode STOP_CHILD: %w: %v", routing.ErrBadRequest, err))
 		return
 	}

@@ -154,7 +154,7 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 		return nil, fmt.Errorf("spindle: run on %s: %w", c, err)
 	}
 	var res wire.TaskResult
-	if err := msgpack.Unmarshal(reply.Body, &res); err != nil {
+	if err := wire.Unmarshal(reply.Body, &res); err != nil {
 		return nil, fmt.Errorf("spindle: run on %s: decode result: %w", c, err)
 	}
 	if res.Error != nil {
@@ -171,7 +171,7 @@ func copyOutput(ctx context.Context, rc *routing.Receiver, stdout, stderr io.Wri
 			return
 		}
 		var ch wire.OutputChunk
-		if msgpack.Unmarshal(m.Body, &ch) != nil {
+		if wire.Unmarshal(m.Body, &ch) != nil {
 			continue
 		}
 		w := stdout
@@ -252,7 +252,7 @@ func (n *node) onRunTask(m *wire.Message, _ *broker.Stream) {
 		return
 	}
 	var req wire.RunTask
-	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+	if err := wire.Unmarshal(m.Body, &req); err != nil {
 		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("decode RUN_TASK: %w: %v", routing.ErrBadRequest, err))
 		return
 	}

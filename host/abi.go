@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/spindle-hq/spindle/wire"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // The host side of docs/abi.md: the "spindle" host module.
@@ -197,14 +197,9 @@ func abiSend(ctx context.Context, st *callState, mod api.Module, stack []uint64)
 }
 
 // decodeChannel decodes the msgpack encoding of a Channel that a guest
-// passes to send. The bytes are the guest's: the decoder must not be able
-// to panic the host function, so a panic is an error too.
+// passes to send. The bytes are the guest's: wire.Unmarshal checks them
+// first, and a decoder panic is an error too.
 func decodeChannel(b []byte) (ch Channel, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("decode channel: %v", r)
-		}
-	}()
-	err = msgpack.Unmarshal(b, &ch)
+	err = wire.Unmarshal(b, &ch)
 	return ch, err
 }

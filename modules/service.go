@@ -129,7 +129,7 @@ func (s *Service) onGetModule(m *wire.Message, _ *broker.Stream) {
 	}
 	ctx := s.r.Broker().Context()
 	var req wire.GetModule
-	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+	if err := wire.Unmarshal(m.Body, &req); err != nil {
 		_ = s.r.ReplyError(ctx, m, fmt.Errorf("decode GET_MODULE: %w: %v", routing.ErrBadRequest, err))
 		return
 	}
@@ -214,7 +214,7 @@ func (s *Service) onLoadModule(m *wire.Message, _ *broker.Stream) {
 	}
 	ctx := s.r.Broker().Context()
 	var req wire.LoadModule
-	if err := msgpack.Unmarshal(m.Body, &req); err != nil {
+	if err := wire.Unmarshal(m.Body, &req); err != nil {
 		_ = s.r.ReplyError(ctx, m, fmt.Errorf("decode LOAD_MODULE: %w: %v", routing.ErrBadRequest, err))
 		return
 	}

@@ -89,8 +89,9 @@ func ErrorOf(m *wire.Message) error {
 		return nil
 	}
 	var body wire.ErrorBody
-	if err := msgpack.Unmarshal(m.Body, &body); err != nil {
-		return &RemoteError{Code: wire.CodeBadRequest, Message: fmt.Sprintf("undecodable error body: %v", err), Context: m.Src}
+	if err := wire.Unmarshal(m.Body, &body); err != nil {
+		// Both a RemoteError (ErrBadRequest) and wire.ErrMalformed.
+		return fmt.Errorf("%w: %w", &RemoteError{Code: wire.CodeBadRequest, Message: "undecodable error body", Context: m.Src}, err)
 	}
 	return &RemoteError{Code: body.Code, Message: body.Message, Context: m.Src}
 }

@@ -1,6 +1,7 @@
 package routing_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -79,11 +80,15 @@ func TestErrorOf(t *testing.T) {
 		{&wire.Message{Enc: wire.EncError, Src: 4, Body: body}, routing.ErrNotFound},
 		{&wire.Message{Enc: wire.EncError, Src: 4, ReplyTo: wire.IsDead, Body: body}, routing.ErrNotFound},
 		{&wire.Message{Enc: wire.EncError, Src: 4, Body: []byte{0xc1}}, routing.ErrBadRequest},
+		// A hostile child's bodies: 1 MiB of nesting, a 2^32-1 element map.
+		{&wire.Message{Enc: wire.EncError, Src: 4, Body: append(bytes.Repeat([]byte{0x91}, 1<<20), 0xc0)}, wire.ErrMalformed},
+		{&wire.Message{Enc: wire.EncError, Src: 4, ReplyTo: wire.IsDead, Body: []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}, wire.ErrMalformed},
 	}
 	for _, tt := range tests {
 		err := routing.ErrorOf(tt.m)
 		var re *routing.RemoteError
-		if tt.want == nil && err != nil || tt.want != nil && (!errors.Is(err, tt.want) || !errors.As(err, &re) || re.Context != 4) {
+		if tt.want == nil && err != nil || tt.want != nil && (!errors.Is(err, tt.want) || !errors.As(err, &re) || re.Context != 4) ||
+			errors.Is(err, wire.ErrMalformed) && !errors.Is(err, routing.ErrBadRequest) {
 			t.Errorf("ErrorOf(%v %x) = %v, want %v from context 4", tt.m, tt.m.Body, err, tt.want)
 		}
 	}

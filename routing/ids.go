@@ -84,7 +84,7 @@ func (a *idAllocator) fetch(done chan struct{}) {
 	reply, err := a.r.Call(ctx, 0, wire.HandleAllocateID, wire.EncMsgpack, nil)
 	var blk wire.IDBlock
 	if err == nil {
-		err = msgpack.Unmarshal(reply.Body, &blk)
+		err = wire.Unmarshal(reply.Body, &blk)
 	}
 	if err == nil && (blk.Start == 0 || blk.End <= blk.Start) {
 		err = fmt.Errorf("bad block [%d, %d)", blk.Start, blk.End)

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/wire"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // onAddRoute handles ADD_ROUTE from a direct child: a new context exists below
@@ -17,7 +16,7 @@ func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 		return
 	}
 	var rt wire.Route
-	if err := msgpack.Unmarshal(m.Body, &rt); err != nil {
+	if err := wire.Unmarshal(m.Body, &rt); err != nil {
 		r.log.Error("bad ADD_ROUTE body", "stream", in.Name(), "err", err)
 		return
 	}
@@ -54,7 +53,7 @@ func (r *Router) onDelRoute(m *wire.Message, in *broker.Stream) {
 		return
 	}
 	var rt wire.Route
-	if err := msgpack.Unmarshal(m.Body, &rt); err != nil {
+	if err := wire.Unmarshal(m.Body, &rt); err != nil {
 		r.log.Error("bad DEL_ROUTE body", "stream", in.Name(), "err", err)
 		return
 	}

@@ -28,7 +28,7 @@ var importRules = map[string][]string{
 	"routing":              {"wire", "latch", "broker"},
 	"modules":              {"wire", "latch", "broker", "routing"},
 	"host/internal/rootfs": nil,
-	"host":                 {"host/internal/rootfs"},
+	"host":                 {"wire", "host/internal/rootfs"},
 	".":                    {"wire", "latch", "broker", "routing", "modules", "host", "target"},
 	"target":               nil,
 	"guest-sdk":            nil,

@@ -325,7 +325,7 @@ func throughput(ctx context.Context, r *routing.Router, c *spindle.Context, tota
 	}
 	elapsed := time.Since(t0)
 	var got int64
-	if err := msgpack.Unmarshal(m.Body, &got); err != nil || got != total {
+	if err := wire.Unmarshal(m.Body, &got); err != nil || got != total {
 		return 0, fmt.Errorf("sink counted %d bytes (%v), want %d", got, err, total)
 	}
 	return float64(total) / elapsed.Seconds(), nil

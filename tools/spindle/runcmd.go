@@ -17,6 +17,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/target"
+	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/sys/unix"
 )
@@ -286,7 +287,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelInfo
 	}
 	m, err := spindle.NewMaster(spindle.Config{
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), LogLevel: level})
+		Logger: slog.New(slog.NewTextHandler(forTerminal(stderr), &slog.HandlerOptions{Level: level})), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 1
@@ -300,6 +301,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// One command target streams straight through; several are collected
 	// per target so their output does not interleave.
 	single := len(targets) == 1 && !o.asJSON
+	// A command's own output streams through untouched to a pipe or a
+	// file; to a terminal, escaped (see term.go).
+	guestOut, guestErr := forTerminal(stdout), forTerminal(stderr)
 	lines := make([]runLine, len(targets))
 	outs := make([]*bytes.Buffer, len(targets))
 	fl := &fleet{m: m, hops: map[string]*hopEntry{}}
@@ -316,7 +320,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages}}
 			if single {
-				t.Stdout, t.Stderr = stdout, stderr
+				t.Stdout, t.Stderr = guestOut, guestErr
 			} else {
 				outs[i] = &bytes.Buffer{}
 				t.Stdout, t.Stderr = outs[i], outs[i]
@@ -325,6 +329,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 	wg.Wait()
+	flush(guestOut)
+	flush(guestErr)
 	bar.finish()
 	code := 0
 	for i, l := range lines {
@@ -336,11 +342,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case o.asJSON:
 			b, _ := json.Marshal(l)
-			fmt.Fprintf(stdout, "%s\n", b)
+			fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
 		case single && l.OK:
 			if l.Output != nil {
 				b, _ := json.MarshalIndent(l.Output, "", "  ")
-				fmt.Fprintf(stdout, "%s\n", b)
+				fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
 			}
 		default:
 			printLine(stdout, l, outs[i])
@@ -352,6 +358,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// printLine writes one target's row of the table and the output it
+// collected. Every piece of it but the status came from the target, so all
+// of it is escaped: a row stays one row.
 func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 	status := "ok"
 	detail := ""
@@ -367,10 +376,10 @@ func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 		status = "FAILED"
 		detail = l.Error.Kind + ": " + l.Error.Message
 	}
-	fmt.Fprintf(w, "%-28s %-7s %s\n", l.Target, status, detail)
+	fmt.Fprintf(w, "%-28s %-7s %s\n", escapeLine(l.Target), status, escapeLine(detail))
 	if out != nil && out.Len() > 0 {
 		for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
-			fmt.Fprintf(w, "    | %s\n", line)
+			fmt.Fprintf(w, "    | %s\n", escapeLine(line))
 		}
 	}
 }
@@ -534,10 +543,10 @@ func (p *progress) finish() {
 
 // decodeOutput shows a task's output: as the value it encodes when it is
 // exactly one msgpack value, else as text (raw bytes, e.g. a C guest's).
+// The output is the guest's: wire.Unmarshal checks it before decoding.
 func decodeOutput(b []byte) any {
-	r := bytes.NewReader(b) // an io.ByteScanner: the decoder reads it directly, no buffering
-	v, err := msgpack.NewDecoder(r).DecodeInterface()
-	if err == nil && r.Len() == 0 {
+	var v any
+	if wire.Unmarshal(b, &v) == nil {
 		return v
 	}
 	return string(b)
