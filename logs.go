@@ -20,6 +20,11 @@ const corkLimit = 1024
 // maxLogText bounds one forwarded message or attribute value.
 const maxLogText = 16 << 10
 
+// maxLogBody bounds one FORWARD_LOG body. The master drops a larger one
+// before decoding it (a record decodes to a few times its size, so this
+// also bounds what one record costs); a sender drops attributes past it.
+const maxLogBody = 256 << 10
+
 // The master takes log records from each direct child's stream, that is
 // from its whole subtree, at up to logRate a second after a burst of
 // logBurst; what is over is dropped, counted, and the count logged at most
@@ -174,6 +179,12 @@ func (f *forwarder) uncork(r *routing.Router) {
 
 func sendLog(r *routing.Router, lr *wire.LogRecord) error {
 	body, err := msgpack.Marshal(lr)
+	// Too big: keep the first half of the attributes (pairs), then a
+	// marker, until it fits; the message itself is already clipped.
+	for keep := len(lr.Attrs) / 2 &^ 1; err == nil && len(body) > maxLogBody && len(lr.Attrs) > 2; keep = keep / 2 &^ 1 {
+		lr.Attrs = append(lr.Attrs[:keep:keep], "attrs_dropped", "over the record size bound")
+		body, err = msgpack.Marshal(lr)
+	}
 	if err != nil {
 		return err
 	}
@@ -231,6 +242,10 @@ func (n *node) onForwardLog(m *wire.Message, s *broker.Stream) {
 			"stream", s.Name(), "src", m.Src, "dropped", dropped, "rate", logRate, "burst", logBurst)
 	}
 	if !ok {
+		return
+	}
+	if len(m.Body) > maxLogBody {
+		n.log.Warn("FORWARD_LOG body over the bound, dropped", "src", m.Src, "bytes", len(m.Body), "bound", maxLogBody)
 		return
 	}
 	var lr wire.LogRecord

@@ -147,3 +147,33 @@ func TestForwardLogFloodBounded(t *testing.T) {
 		t.Errorf("the sibling's record was dropped with the flooder's")
 	}
 }
+
+// TestForwardLogBodyBound has a child log one record with attributes far
+// past the record bound: the record arrives, its attributes cut with a
+// marker, and its encoded body within the bound the master enforces.
+func TestForwardLogBodyBound(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, logs := newMaster(t, spindle.Config{})
+	c := startLocal(t, ctx, m, "wordy")
+	if err := c.Call(ctx, "log_wide", 200, nil); err != nil { // 200 attrs of 16 KiB
+		t.Fatalf("log_wide: %v", err)
+	}
+	r, ok := logs.waitFor(5*time.Second, func(r logRecord) bool { return r.Msg == "wide" })
+	if !ok {
+		t.Fatalf("the wide record never arrived:%s", logs.dump())
+	}
+	if r.Attrs["attrs_dropped"] == "" {
+		t.Errorf("wide record kept %d attrs and no attrs_dropped marker", len(r.Attrs))
+	}
+	size := 0
+	for k, v := range r.Attrs {
+		size += len(k) + len(v)
+	}
+	if size > 256<<10 {
+		t.Errorf("wide record carried %d bytes of attrs, want at most the 256 KiB body bound", size)
+	}
+	if r.Attrs["a0"] == "" {
+		t.Errorf("the first attributes were dropped too: %v", len(r.Attrs))
+	}
+}

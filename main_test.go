@@ -164,6 +164,19 @@ var testFuncs = map[string]spindle.Func{
 		}
 		return n, nil
 	}},
+	// log_wide logs one record "wide" with N attributes a0..aN-1 of 16 KiB.
+	"log_wide": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var n int
+		if err := msgpack.Unmarshal(args, &n); err != nil {
+			return nil, err
+		}
+		attrs := make([]any, 0, 2*n)
+		for i := range n {
+			attrs = append(attrs, fmt.Sprintf("a%d", i), strings.Repeat("x", 16<<10))
+		}
+		call.Log.Info("wide", attrs...)
+		return n, nil
+	}},
 	"stderr": {Fn: func(_ context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
 		var line string
 		if err := msgpack.Unmarshal(args, &line); err != nil {
