@@ -124,7 +124,9 @@ func TestForwardLogFloodBounded(t *testing.T) {
 	elapsed := time.Since(start)
 	logged := len(logs.find(func(r logRecord) bool { return r.Msg == "flood" && r.Attrs["context"] == "flooder" }))
 	dropped := 0
-	for _, r := range logs.find(func(r logRecord) bool { return r.Msg == "log records dropped: the subtree behind this stream logs faster than the bound" }) {
+	for _, r := range logs.find(func(r logRecord) bool {
+		return r.Msg == "log records dropped: the subtree behind this stream logs faster than the bound"
+	}) {
 		k, err := strconv.Atoi(r.Attrs["dropped"])
 		if err != nil {
 			t.Fatalf("drop record without a count: %v", r)
