@@ -35,9 +35,12 @@ type StreamConfig struct {
 	KeepAlive bool
 	// Handler receives every decoded frame. Required.
 	Handler Handler
-	// OnClose, if set, is called once, on the reader goroutine, after the
-	// last frame has been handed to Handler, with the stream's terminal
-	// error.
+	// OnClose, if set, is called once, on a goroutine the broker owns, as
+	// soon as the stream is closed (by the peer, a failed read or write, or
+	// a local Close), with the stream's terminal error. It does not wait for
+	// the reader: a Handler still busy with a frame, or frames already
+	// buffered, may be handed over after OnClose has started; their owner
+	// sees Done closed.
 	OnClose func(s *Stream, err error)
 	// Data is opaque to the broker; the stream's owner reads it with Data.
 	Data any
@@ -62,6 +65,9 @@ type Stream struct {
 
 	wake chan struct{} // 1-buffered: the writer has work
 	done chan struct{} // closed when the stream is closed
+
+	ctx    context.Context // done when the stream closes or the broker's lifetime ends
+	cancel context.CancelFunc
 
 	raw      syscall.RawConn // for direct non-blocking writes; nil unless rwc is a net.Conn with an fd
 	directFn func(uintptr) bool
@@ -94,6 +100,7 @@ func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(b.life)
 	if c, ok := rwc.(net.Conn); ok {
 		s.w = c
 		if sc, ok := c.(syscall.Conn); ok {
@@ -115,6 +122,12 @@ func (s *Stream) KeepAlive() bool { return s.cfg.KeepAlive }
 
 // Done is closed when the stream has been closed, by either side.
 func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Context returns a context that is done once the stream has closed (or the
+// broker's lifetime has ended). Work done on behalf of the stream's peer, such
+// as forwarding its frames into another stream, runs under it, so that the
+// peer's death ends it instead of leaving the reader blocked.
+func (s *Stream) Context() context.Context { return s.ctx }
 
 // Err returns the error that closed the stream, or nil while it is open.
 func (s *Stream) Err() error {
@@ -175,6 +188,25 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		s.queue = append(s.queue, body)
 	}
 	s.queued += n
+	s.mu.Unlock()
+	s.wakeWriter()
+	return nil
+}
+
+// Post queues m for writing without waiting for room in the queue, so it
+// never blocks. It is for small control frames (a route withdrawal) that must
+// not wait behind a peer that has stopped reading; the caller bounds how many
+// it posts. On a closed stream it returns the stream's terminal error.
+func (s *Stream) Post(m *wire.Message) error {
+	frame := m.AppendFrame(make([]byte, 0, wire.HeaderLen+len(m.Body)))
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	s.queue = append(s.queue, frame)
+	s.queued += len(frame)
 	s.mu.Unlock()
 	s.wakeWriter()
 	return nil
@@ -310,6 +342,7 @@ func (s *Stream) fail(err error) {
 	s.mu.Unlock()
 	s.closeErr.Do(func() {
 		close(s.done)
+		s.cancel()
 		s.rwc.Close()
 	})
 }
@@ -337,9 +370,6 @@ func (s *Stream) readLoop() {
 		err = fmt.Errorf("broker: read stream %s: %w", s.cfg.Name, err)
 	}
 	s.fail(err)
-	if s.cfg.OnClose != nil {
-		s.cfg.OnClose(s, s.Err())
-	}
 }
 
 func (s *Stream) writeLoop() {
