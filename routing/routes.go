@@ -23,7 +23,7 @@ import (
 func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 	if m.IsDead() {
 		if in != nil && in.Data().(*peer).isParent {
-			r.log.Error("parent refused a route announcement", "err", ErrorOf(m))
+			r.refuse(in.Data().(*peer), "parent refused a route announcement", "err", ErrorOf(m))
 		}
 		return
 	}
@@ -58,8 +58,9 @@ func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 	}
 	if reason != "" {
 		r.mu.Unlock()
-		r.refuse(p, reason, "id", rt.ID, "stream", in.Name())
-		r.refuseRoute(m, rt.ID, reason)
+		if r.refuse(p, reason, "id", rt.ID, "stream", in.Name()) {
+			r.refuseRoute(m, rt.ID, reason)
+		}
 		return
 	}
 	r.routes[rt.ID] = in
@@ -83,7 +84,9 @@ func (p *peer) ownsLocked(id uint32) bool {
 }
 
 // refuseRoute answers a refused ADD_ROUTE or DEL_ROUTE with a dead message to
-// the sender's handle of the same kind.
+// the sender's handle of the same kind. Only the refusals that are logged
+// are answered: a flood of bad announcements must not become a flood of
+// answers, which a sender that writes without reading would never drain.
 func (r *Router) refuseRoute(m *wire.Message, id uint32, reason string) {
 	dead := &wire.Message{Enc: wire.EncError, Dst: m.Src, Handle: m.Handle, ReplyTo: wire.IsDead,
 		Body: errorBody(wire.CodeRefused, fmt.Sprintf("refused by policy: %s (ID %d)", reason, id))}
@@ -93,12 +96,14 @@ func (r *Router) refuseRoute(m *wire.Message, id uint32, reason string) {
 
 // refuse logs a refused announcement or request, rate-limited per stream: the
 // first 16, then every 1024th with the count, so a flood cannot flood the
-// log too.
-func (r *Router) refuse(p *peer, msg string, args ...any) {
+// log too. It reports whether this one was logged.
+func (r *Router) refuse(p *peer, msg string, args ...any) bool {
 	n := p.refusals.Add(1)
 	if n <= 16 || n%1024 == 0 {
 		r.log.Error(msg, append(args, "refusals", n)...)
+		return true
 	}
+	return false
 }
 
 // onDelRoute handles DEL_ROUTE. From a child it is authoritative for IDs
@@ -126,8 +131,9 @@ func (r *Router) onDelRoute(m *wire.Message, in *broker.Stream) {
 	if r.routes[rt.ID] != in || rt.ID == p.remote {
 		r.mu.Unlock()
 		reason := "DEL_ROUTE for an ID not routed via its sender"
-		r.refuse(p, reason, "id", rt.ID, "stream", in.Name())
-		r.refuseRoute(m, rt.ID, reason)
+		if r.refuse(p, reason, "id", rt.ID, "stream", in.Name()) {
+			r.refuseRoute(m, rt.ID, reason)
+		}
 		return
 	}
 	delete(r.routes, rt.ID)
