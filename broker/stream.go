@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spindle-hq/spindle/wire"
 	"golang.org/x/sys/unix"
@@ -30,6 +31,11 @@ type StreamConfig struct {
 	// is exceeded. 0 means 4 MiB. A single frame larger than the bound is
 	// accepted when the queue is empty.
 	MaxQueued int
+	// StallTimeout, if positive, is how long a Send may wait for room while
+	// the peer takes no bytes at all: past it the stream is closed with
+	// ErrStalled, so a peer that has stopped reading costs its senders at
+	// most this long. 0 means no limit.
+	StallTimeout time.Duration
 	// KeepAlive streams (those to children) are waited for during a graceful
 	// shutdown; the others are closed once the keep-alive ones are gone.
 	KeepAlive bool
@@ -38,9 +44,11 @@ type StreamConfig struct {
 	// OnClose, if set, is called once, on a goroutine the broker owns, as
 	// soon as the stream is closed (by the peer, a failed read or write, or
 	// a local Close), with the stream's terminal error. It does not wait for
-	// the reader: a Handler still busy with a frame, or frames already
-	// buffered, may be handed over after OnClose has started; their owner
-	// sees Done closed.
+	// the reader, which may be stuck in a Handler: a Handler call under way
+	// at the close may overlap OnClose, and at most one more may start (the
+	// frame the reader had already decoded); frames still buffered are
+	// dropped. A peer's clean close comes after every frame it wrote has
+	// been handed over.
 	OnClose func(s *Stream, err error)
 	// Data is opaque to the broker; the stream's owner reads it with Data.
 	Data any
@@ -53,6 +61,9 @@ const (
 	// queued by reference and written with writev.
 	copyLimit      = 16 << 10
 	readBufferSize = 128 << 10
+	// writeChunk bounds one write when much is queued, so a peer that reads
+	// slowly still shows progress to waiting senders (StallTimeout).
+	writeChunk = 1 << 20
 )
 
 // Stream is a framed, bidirectional connection to one peer. All methods are
@@ -157,6 +168,7 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		body = m.Body
 	}
 	n := len(frame) + len(body)
+	var stall *time.Timer
 	s.mu.Lock()
 	for {
 		if s.err != nil {
@@ -172,11 +184,27 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		}
 		space := s.space
 		s.mu.Unlock()
+		var stalled <-chan time.Time
+		if s.cfg.StallTimeout > 0 {
+			if stall == nil {
+				stall = time.NewTimer(s.cfg.StallTimeout)
+				defer stall.Stop()
+			}
+			stalled = stall.C
+		}
 		select {
 		case <-space:
+			if stall != nil {
+				stall.Reset(s.cfg.StallTimeout) // the peer took bytes
+			}
 		case <-s.done:
 		case <-ctx.Done():
 			return fmt.Errorf("broker: send on stream %s: %w", s.cfg.Name, ctx.Err())
+		case <-stalled:
+			err := fmt.Errorf("broker: stream %s: %w (no bytes taken for %v)", s.cfg.Name, ErrStalled, s.cfg.StallTimeout)
+			s.b.log.Error("closing stream", "stream", s.cfg.Name, "reason", err)
+			s.fail(err)
+			return s.Err()
 		}
 		s.mu.Lock()
 	}
@@ -285,6 +313,26 @@ func (s *Stream) directWrite(fd uintptr) bool {
 	}
 }
 
+// takeChunkLocked moves about writeChunk bytes from the head of the queue
+// into batch, cutting a buffer if needed (the bytes go out in order either
+// way).
+func (s *Stream) takeChunkLocked(batch net.Buffers) net.Buffers {
+	total := 0
+	for len(s.queue) > 0 && total < writeChunk {
+		b := s.queue[0]
+		if room := writeChunk - total; len(b) > room {
+			batch = append(batch, b[:room])
+			s.queue[0] = b[room:]
+			break
+		}
+		batch = append(batch, b)
+		total += len(b)
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+	}
+	return batch
+}
+
 // trimWritten drops the first n bytes from bufs.
 func trimWritten(bufs net.Buffers, n int) net.Buffers {
 	for len(bufs) > 0 && n >= len(bufs[0]) {
@@ -357,7 +405,16 @@ func (s *Stream) readLoop() {
 		if err != nil {
 			break
 		}
-		s.cfg.Handler(s, m)
+		select {
+		case <-s.done:
+			// Closed (locally, or by a failed write) with frames still
+			// buffered: they are not handed over.
+			err = io.EOF
+		default:
+			s.cfg.Handler(s, m)
+			continue
+		}
+		break
 	}
 	var de *wire.DecodeError
 	switch {
@@ -387,7 +444,11 @@ func (s *Stream) writeLoop() {
 			continue
 		}
 		s.writing = true
-		batch, s.queue = s.queue, batch[:0]
+		if s.queued <= writeChunk {
+			batch, s.queue = s.queue, batch[:0]
+		} else {
+			batch = s.takeChunkLocked(batch[:0])
+		}
 		s.mu.Unlock()
 		n := 0
 		for _, b := range batch {

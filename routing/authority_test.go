@@ -444,3 +444,30 @@ func TestSendErrorsMatchSentinels(t *testing.T) {
 	}
 	t.Logf("%d of 20 sends failed at the moment of the close", failures)
 }
+
+// TestStalledChildIsCut: B stops reading while C floods it through the
+// master. After StallTimeout without B taking a byte, the master closes B's
+// stream as stalled: B's pending calls fail with ErrDisconnected, and C,
+// whose messages were stuck behind B, answers the master again.
+func TestStalledChildIsCut(t *testing.T) {
+	testutil.VerifyNone(t)
+	const stall = 300 * time.Millisecond
+	tr := newTree(t, routing.Config{StallTimeout: stall})
+	tr.b.blockReader(t)
+	p, err := tr.master.r.CallAsync(bg(t), tr.b.id(), hHold, wire.EncRaw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.b.nextHeld(t)
+	gone := tr.master.r.Disconnected(tr.b.id())
+	stop := fillTowards(t, tr.master, tr.c, tr.b.id(), 64<<10, 3<<20)
+	defer stop()
+	wait(t, gone, "Disconnected(B)")
+	if _, err := p.Wait(bg(t)); !errors.Is(err, routing.ErrDisconnected) {
+		t.Fatalf("pending call to the stalled child = %v, want %v", err, routing.ErrDisconnected)
+	}
+	tr.master.waitLog(t, "peer stopped reading")
+	stop()
+	tr.master.call(t, tr.c.id(), "unblocked")
+	tr.master.call(t, tr.a1.id(), "others")
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/wire"
@@ -48,6 +49,14 @@ type Config struct {
 	// Every router applies the same bound to the blocks it records for a
 	// child's stream. 0 means DefaultMaxIDBlocksPerChild.
 	MaxIDBlocksPerChild int
+	// StallTimeout is how long a send into a child's stream may wait for
+	// room while the child takes no bytes at all; past it the child's
+	// stream is closed as stalled (its contexts are gone, its pending calls
+	// fail with ErrDisconnected), so a child that stops reading holds up
+	// the traffic of others, such as a sibling's messages to it, at most
+	// this long. 0 means DefaultStallTimeout; negative means no limit. The
+	// stream to the parent (trusted) has none.
+	StallTimeout time.Duration
 }
 
 // Defaults of the bounds in Config, and the fixed bounds (see the package
@@ -55,6 +64,7 @@ type Config struct {
 const (
 	DefaultMaxRoutesPerStream  = 16384
 	DefaultMaxIDBlocksPerChild = 4096
+	DefaultStallTimeout        = 30 * time.Second
 	// MaxRouteName bounds the name an ADD_ROUTE may give a context; a
 	// longer one is cut.
 	MaxRouteName = 256
@@ -79,6 +89,7 @@ type Router struct {
 	ids            idAllocator
 	maxRoutes      int
 	maxBlocks      int
+	stall          time.Duration
 
 	mu       sync.RWMutex
 	parent   *broker.Stream            // guarded by mu: nil in the master or once lost
@@ -158,6 +169,12 @@ func New(b *broker.Broker, cfg Config) *Router {
 	if cfg.MaxIDBlocksPerChild <= 0 {
 		cfg.MaxIDBlocksPerChild = DefaultMaxIDBlocksPerChild
 	}
+	switch {
+	case cfg.StallTimeout == 0:
+		cfg.StallTimeout = DefaultStallTimeout
+	case cfg.StallTimeout < 0:
+		cfg.StallTimeout = 0
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = b.Logger()
@@ -173,6 +190,7 @@ func New(b *broker.Broker, cfg Config) *Router {
 		log:            log,
 		maxRoutes:      cfg.MaxRoutesPerStream,
 		maxBlocks:      cfg.MaxIDBlocksPerChild,
+		stall:          cfg.StallTimeout,
 		allocs:         make(map[allocKey]*peer),
 		routes:         make(map[uint32]*broker.Stream),
 		names:          make(map[uint32]string),
@@ -226,7 +244,12 @@ func (r *Router) Name(id uint32) string {
 // StreamConfig returns the broker configuration the router needs for a
 // stream to the context remote: its handler, close hook and peer record.
 func (r *Router) streamConfig(name string, remote uint32, isParent bool) broker.StreamConfig {
+	stall := r.stall
+	if isParent {
+		stall = 0
+	}
 	return broker.StreamConfig{
+		StallTimeout:   stall,
 		Name:           name,
 		MaxMessageSize: r.max,
 		KeepAlive:      !isParent,
