@@ -331,3 +331,37 @@ func TestKillErrorsMatchSentinels(t *testing.T) {
 	}
 	stillWorks(t, ctx, m, s, 0)
 }
+
+// TestStoppedReadingChildIsCut: a child stops reading (its reader is stuck
+// in hang_inline) while a sibling floods it through the master, so the
+// master's reader for the sibling is blocked and the master's calls to the
+// sibling cannot get their replies. After StallTimeout without the stuck
+// child taking a byte, the master cuts it off: its pending call fails with
+// ErrDisconnected, and the sibling answers again.
+func TestStoppedReadingChildIsCut(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, logs := newMaster(t, spindle.Config{StallTimeout: 500 * time.Millisecond, Grace: 300 * time.Millisecond})
+	stuck := startLocal(t, ctx, m, "stuck")
+	s := startLocal(t, ctx, m, "sibling")
+	stuckCall, err := stuck.CallAsync(ctx, "hang_inline", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CallAsync(ctx, "flood", floodArgs{Dst: stuck.ID(), Handle: 4242, Size: 64 << 10, N: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := stuckCall.Wait(ctx, nil); !errors.Is(err, routing.ErrDisconnected) {
+		t.Fatalf("pending call to the stuck child = %v, want ErrDisconnected", err)
+	}
+	t.Logf("stuck child cut off %v after the flood began", time.Since(start))
+	waitClosed(t, stuck.Disconnected(), time.Second, "stuck.Disconnected()")
+	if _, ok := logs.waitFor(time.Second, func(r logRecord) bool {
+		return r.Msg == "closing stream" && strings.Contains(r.Attrs["reason"], "peer stopped reading")
+	}); !ok {
+		t.Errorf("no record of the stalled stream in the master's log")
+	}
+	stillWorks(t, ctx, m, s, 0)
+	processGone(t, stuck.PID(), 5*time.Second)
+}
