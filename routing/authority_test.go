@@ -187,6 +187,7 @@ func TestDeadReplySource(t *testing.T) {
 	testutil.VerifyNone(t)
 	tr := newTree(t, routing.Config{})
 	a2 := tr.a.attach(t, 0, routing.Config{})
+	g := tr.a1.attach(t, 0, routing.Config{}) // A1's block, granted through A
 	deadBody, _ := msgpack.Marshal(&wire.ErrorBody{Code: wire.CodeDisconnected, Message: "forged"})
 	forge := func(from *node, handle uint32) {
 		from.raw(t, &wire.Message{Enc: wire.EncError, Dst: 0, Src: from.id(), Auth: from.id(), Handle: handle, ReplyTo: wire.IsDead, Body: deadBody})
@@ -201,6 +202,9 @@ func TestDeadReplySource(t *testing.T) {
 		{"A2 fails a call to its sibling A1", tr.a1, a2, false},
 		{"A1 fails a call to its parent A", tr.a, tr.a1, false},
 		{"A reports a call to its child A1 dead", tr.a1, tr.a, true},
+		{"A1 reports a call to its child G dead", g, tr.a1, true},
+		{"A reports a call to its grandchild G dead", g, tr.a, true},
+		{"A2 fails a call to its nephew G", g, a2, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,8 @@ package routing
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -112,11 +114,11 @@ type idBlock struct {
 type allocKey struct{ src, handle uint32 }
 
 // ownerLocked returns the context that was granted the block holding id.
+// p.blocks is sorted by start and the blocks never overlap.
 func (p *peer) ownerLocked(id uint32) (uint32, bool) {
-	for _, b := range p.blocks {
-		if id >= b.start && id < b.end {
-			return b.owner, true
-		}
+	i := sort.Search(len(p.blocks), func(i int) bool { return p.blocks[i].end > id })
+	if i < len(p.blocks) && p.blocks[i].start <= id {
+		return p.blocks[i].owner, true
 	}
 	return 0, false
 }
@@ -151,7 +153,13 @@ func (r *Router) grantLocked(p *peer, blk wire.IDBlock, owner uint32) bool {
 	if p.closed || len(p.blocks) >= r.maxBlocks {
 		return false
 	}
-	p.blocks = append(p.blocks, idBlock{start: blk.Start, end: blk.End, owner: owner})
+	// Grants arrive in the master's counter order, so this appends; the
+	// search keeps the order whatever happens.
+	i := sort.Search(len(p.blocks), func(i int) bool { return p.blocks[i].start >= blk.Start })
+	if i < len(p.blocks) && p.blocks[i].start < blk.End || i > 0 && p.blocks[i-1].end > blk.Start {
+		return false // overlaps a block already recorded: not a grant of the master's
+	}
+	p.blocks = slices.Insert(p.blocks, i, idBlock{start: blk.Start, end: blk.End, owner: owner})
 	return true
 }
 
