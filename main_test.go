@@ -52,6 +52,48 @@ type (
 		Handle  uint32 `msgpack:"handle"`
 		ReplyTo uint32 `msgpack:"reply_to"`
 	}
+	// rawArgs: "raw" writes N frames with this header and body straight
+	// onto the stream to the parent; with Spread, frame i goes to Handle+i.
+	rawArgs struct {
+		Dst     uint32 `msgpack:"dst"`
+		Src     uint32 `msgpack:"src"`
+		Auth    uint32 `msgpack:"auth"`
+		Handle  uint32 `msgpack:"handle"`
+		ReplyTo uint32 `msgpack:"reply_to"`
+		Enc     uint16 `msgpack:"enc"`
+		Body    []byte `msgpack:"body"`
+		N       int    `msgpack:"n"`
+		Spread  bool   `msgpack:"spread"`
+	}
+	// idRange is the IDs [Start, End).
+	idRange struct {
+		Start uint32 `msgpack:"start"`
+		End   uint32 `msgpack:"end"`
+	}
+	// addRoutesArgs: "add_routes" writes one ADD_ROUTE (with the context's
+	// own src and auth) for each ID in each range straight onto the stream
+	// to the parent, and returns how many it wrote.
+	addRoutesArgs struct {
+		Ranges []idRange `msgpack:"ranges"`
+	}
+	// allocateArgs: "allocate" sends up to N ALLOCATE_ID requests to the
+	// master, one at a time, and stops at the first failure.
+	allocateArgs struct {
+		N int `msgpack:"n"`
+	}
+	allocateResult struct {
+		Blocks  []idRange `msgpack:"blocks"`
+		Err     string    `msgpack:"err"`
+		Refused bool      `msgpack:"refused"` // errors.Is(err, routing.ErrRefused) in the child
+	}
+	// floodArgs: "flood" sends N messages of Size bytes to (Dst, Handle)
+	// through the router, and returns how many it sent.
+	floodArgs struct {
+		Dst    uint32 `msgpack:"dst"`
+		Handle uint32 `msgpack:"handle"`
+		Size   int    `msgpack:"size"`
+		N      int    `msgpack:"n"`
+	}
 	// logArgs: "log" logs Msg at Level on the context's logger.
 	logArgs struct {
 		Level int    `msgpack:"level"`
@@ -110,6 +152,77 @@ var testFuncs = map[string]spindle.Func{
 		body, _ := msgpack.Marshal("spoofed")
 		m := &wire.Message{Enc: wire.EncMsgpack, Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: a.Handle, ReplyTo: a.ReplyTo, Body: body}
 		return nil, call.Router.Stream(0).Send(ctx, m)
+	}},
+	"raw": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a rawArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		up := call.Router.Stream(0)
+		for i := range a.N {
+			h := a.Handle
+			if a.Spread {
+				h += uint32(i)
+			}
+			m := &wire.Message{Enc: wire.Encoding(a.Enc), Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: h, ReplyTo: a.ReplyTo, Body: a.Body}
+			if err := up.Send(ctx, m); err != nil {
+				return i, err
+			}
+		}
+		return a.N, nil
+	}},
+	"add_routes": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a addRoutesArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		r := call.Router
+		up := r.Stream(0)
+		n := 0
+		for _, rg := range a.Ranges {
+			for id := rg.Start; id < rg.End; id++ {
+				body, _ := msgpack.Marshal(&wire.Route{ID: id, Name: "squatter"})
+				m := &wire.Message{Enc: wire.EncMsgpack, Dst: r.ParentIDs()[0], Src: r.ID(), Auth: r.ID(), Handle: wire.HandleAddRoute, Body: body}
+				if err := up.Send(ctx, m); err != nil {
+					return n, err
+				}
+				n++
+			}
+		}
+		return n, nil
+	}},
+	"allocate": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a allocateArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		var res allocateResult
+		for range a.N {
+			reply, err := call.Router.Call(ctx, 0, wire.HandleAllocateID, wire.EncMsgpack, nil)
+			if err != nil {
+				res.Err, res.Refused = err.Error(), errors.Is(err, routing.ErrRefused)
+				break
+			}
+			var blk idRange
+			if err := msgpack.Unmarshal(reply.Body, &blk); err != nil {
+				return nil, err
+			}
+			res.Blocks = append(res.Blocks, blk)
+		}
+		return &res, nil
+	}},
+	"flood": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a floodArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		body := make([]byte, a.Size)
+		for i := range a.N {
+			if err := call.Router.Send(ctx, &wire.Message{Enc: wire.EncRaw, Dst: a.Dst, Handle: a.Handle, Body: body}); err != nil {
+				return i, err
+			}
+		}
+		return a.N, nil
 	}},
 	"call": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
 		var a callArgs

@@ -51,6 +51,11 @@ type Config struct {
 	// ConnectTimeout bounds starting one child, handshake included; 0 means
 	// 30 s.
 	ConnectTimeout time.Duration
+	// StallTimeout is how long the master waits for room on a direct
+	// child's stream while the child takes no bytes at all before it cuts
+	// the child off as stalled (see routing.Config.StallTimeout); 0 means
+	// routing.DefaultStallTimeout.
+	StallTimeout time.Duration
 	// Executable is the binary re-executed for local children; empty means
 	// this program (os.Executable). It must call MaybeRunChild.
 	Executable string
@@ -90,7 +95,7 @@ func NewMaster(cfg Config) (*Master, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	b := broker.New(broker.Config{Logger: log, Grace: cfg.Grace})
-	r := routing.New(b, routing.Config{MaxMessageSize: cfg.MaxMessageSize, Unidirectional: cfg.Unidirectional})
+	r := routing.New(b, routing.Config{MaxMessageSize: cfg.MaxMessageSize, Unidirectional: cfg.Unidirectional, StallTimeout: cfg.StallTimeout})
 	n, err := newNode(cfg.Name, b, r, log, nil, cfg.CacheDir)
 	if err != nil {
 		b.Close()

@@ -131,6 +131,13 @@ func (b *Broker) NewStream(rwc io.ReadWriteCloser, cfg StreamConfig) (*Stream, e
 	go func() {
 		defer b.streamWG.Done()
 		s.writeLoop()
+		// The writer ends only once the stream is closed, whatever closed
+		// it: the close hook runs here even while the reader is stuck in a
+		// Handler.
+		<-s.done
+		if s.cfg.OnClose != nil {
+			s.cfg.OnClose(s, s.Err())
+		}
 	}()
 	go func() {
 		defer b.streamWG.Done()

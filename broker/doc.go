@@ -16,6 +16,25 @@
 // that stream, with a logged reason. The first error that kills a stream is
 // kept and returned by every later Send and by Err.
 //
+// A stream's Context ends when the stream closes: work done on behalf of its
+// peer (forwarding its frames into another stream) runs under it, so a dead
+// peer never leaves its reader blocked elsewhere. The OnClose hook runs as
+// soon as the stream closes, whoever closed it, without waiting for the
+// reader. Post queues a small control frame without waiting for room, for
+// frames whose number the caller bounds.
+//
+// # Bounds
+//
+//   - queued bytes per stream: StreamConfig.MaxQueued, default 4 MiB (one
+//     larger frame is accepted into an empty queue);
+//   - frame bodies read: StreamConfig.MaxMessageSize, default
+//     wire.DefaultMaxMessageSize;
+//   - a peer that takes no bytes at all while a Send waits for room:
+//     StreamConfig.StallTimeout (none by default; the router gives child
+//     streams 30 s), after which the stream closes with ErrStalled. A large
+//     queue is written in chunks of 1 MiB so that a slow but live peer shows
+//     progress.
+//
 // # Concurrency
 //
 // Broker and Stream methods are safe for concurrent use. A Handler runs on its
@@ -26,6 +45,8 @@
 //
 // Lock order: Broker.mu is never held while taking a Stream's mu, and no lock
 // is held while calling a Handler, an OnClose hook or a deferred function.
+// OnClose runs on the stream's writer goroutine after the writer has
+// stopped; a Handler call under way at the close may overlap it.
 //
 // # Lifecycle
 //

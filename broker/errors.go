@@ -12,4 +12,7 @@ var (
 	// ErrPeerClosed is the terminal error of a stream whose peer closed it
 	// cleanly between frames.
 	ErrPeerClosed = errors.New("broker: peer closed the stream")
+	// ErrStalled is the terminal error of a stream whose peer took no bytes
+	// for StreamConfig.StallTimeout while a sender waited for room.
+	ErrStalled = errors.New("broker: peer stopped reading")
 )

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spindle-hq/spindle/wire"
 	"golang.org/x/sys/unix"
@@ -30,14 +31,24 @@ type StreamConfig struct {
 	// is exceeded. 0 means 4 MiB. A single frame larger than the bound is
 	// accepted when the queue is empty.
 	MaxQueued int
+	// StallTimeout, if positive, is how long a Send may wait for room while
+	// the peer takes no bytes at all: past it the stream is closed with
+	// ErrStalled, so a peer that has stopped reading costs its senders at
+	// most this long. 0 means no limit.
+	StallTimeout time.Duration
 	// KeepAlive streams (those to children) are waited for during a graceful
 	// shutdown; the others are closed once the keep-alive ones are gone.
 	KeepAlive bool
 	// Handler receives every decoded frame. Required.
 	Handler Handler
-	// OnClose, if set, is called once, on the reader goroutine, after the
-	// last frame has been handed to Handler, with the stream's terminal
-	// error.
+	// OnClose, if set, is called once, on a goroutine the broker owns, as
+	// soon as the stream is closed (by the peer, a failed read or write, or
+	// a local Close), with the stream's terminal error. It does not wait for
+	// the reader, which may be stuck in a Handler: a Handler call under way
+	// at the close may overlap OnClose, and at most one more may start (the
+	// frame the reader had already decoded); frames still buffered are
+	// dropped. A peer's clean close comes after every frame it wrote has
+	// been handed over.
 	OnClose func(s *Stream, err error)
 	// Data is opaque to the broker; the stream's owner reads it with Data.
 	Data any
@@ -50,6 +61,9 @@ const (
 	// queued by reference and written with writev.
 	copyLimit      = 16 << 10
 	readBufferSize = 128 << 10
+	// writeChunk bounds one write when much is queued, so a peer that reads
+	// slowly still shows progress to waiting senders (StallTimeout).
+	writeChunk = 1 << 20
 )
 
 // Stream is a framed, bidirectional connection to one peer. All methods are
@@ -62,6 +76,9 @@ type Stream struct {
 
 	wake chan struct{} // 1-buffered: the writer has work
 	done chan struct{} // closed when the stream is closed
+
+	ctx    context.Context // done when the stream closes or the broker's lifetime ends
+	cancel context.CancelFunc
 
 	raw      syscall.RawConn // for direct non-blocking writes; nil unless rwc is a net.Conn with an fd
 	directFn func(uintptr) bool
@@ -94,6 +111,7 @@ func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(b.life)
 	if c, ok := rwc.(net.Conn); ok {
 		s.w = c
 		if sc, ok := c.(syscall.Conn); ok {
@@ -115,6 +133,12 @@ func (s *Stream) KeepAlive() bool { return s.cfg.KeepAlive }
 
 // Done is closed when the stream has been closed, by either side.
 func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Context returns a context that is done once the stream has closed (or the
+// broker's lifetime has ended). Work done on behalf of the stream's peer, such
+// as forwarding its frames into another stream, runs under it, so that the
+// peer's death ends it instead of leaving the reader blocked.
+func (s *Stream) Context() context.Context { return s.ctx }
 
 // Err returns the error that closed the stream, or nil while it is open.
 func (s *Stream) Err() error {
@@ -144,6 +168,7 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		body = m.Body
 	}
 	n := len(frame) + len(body)
+	var stall *time.Timer
 	s.mu.Lock()
 	for {
 		if s.err != nil {
@@ -159,11 +184,27 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		}
 		space := s.space
 		s.mu.Unlock()
+		var stalled <-chan time.Time
+		if s.cfg.StallTimeout > 0 {
+			if stall == nil {
+				stall = time.NewTimer(s.cfg.StallTimeout)
+				defer stall.Stop()
+			}
+			stalled = stall.C
+		}
 		select {
 		case <-space:
+			if stall != nil {
+				stall.Reset(s.cfg.StallTimeout) // the peer took bytes
+			}
 		case <-s.done:
 		case <-ctx.Done():
 			return fmt.Errorf("broker: send on stream %s: %w", s.cfg.Name, ctx.Err())
+		case <-stalled:
+			err := fmt.Errorf("broker: stream %s: %w (no bytes taken for %v)", s.cfg.Name, ErrStalled, s.cfg.StallTimeout)
+			s.b.log.Error("closing stream", "stream", s.cfg.Name, "reason", err)
+			s.fail(err)
+			return s.Err()
 		}
 		s.mu.Lock()
 	}
@@ -175,6 +216,25 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		s.queue = append(s.queue, body)
 	}
 	s.queued += n
+	s.mu.Unlock()
+	s.wakeWriter()
+	return nil
+}
+
+// Post queues m for writing without waiting for room in the queue, so it
+// never blocks. It is for small control frames (a route withdrawal) that must
+// not wait behind a peer that has stopped reading; the caller bounds how many
+// it posts. On a closed stream it returns the stream's terminal error.
+func (s *Stream) Post(m *wire.Message) error {
+	frame := m.AppendFrame(make([]byte, 0, wire.HeaderLen+len(m.Body)))
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	s.queue = append(s.queue, frame)
+	s.queued += len(frame)
 	s.mu.Unlock()
 	s.wakeWriter()
 	return nil
@@ -253,6 +313,26 @@ func (s *Stream) directWrite(fd uintptr) bool {
 	}
 }
 
+// takeChunkLocked moves about writeChunk bytes from the head of the queue
+// into batch, cutting a buffer if needed (the bytes go out in order either
+// way).
+func (s *Stream) takeChunkLocked(batch net.Buffers) net.Buffers {
+	total := 0
+	for len(s.queue) > 0 && total < writeChunk {
+		b := s.queue[0]
+		if room := writeChunk - total; len(b) > room {
+			batch = append(batch, b[:room])
+			s.queue[0] = b[room:]
+			break
+		}
+		batch = append(batch, b)
+		total += len(b)
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+	}
+	return batch
+}
+
 // trimWritten drops the first n bytes from bufs.
 func trimWritten(bufs net.Buffers, n int) net.Buffers {
 	for len(bufs) > 0 && n >= len(bufs[0]) {
@@ -310,6 +390,7 @@ func (s *Stream) fail(err error) {
 	s.mu.Unlock()
 	s.closeErr.Do(func() {
 		close(s.done)
+		s.cancel()
 		s.rwc.Close()
 	})
 }
@@ -324,7 +405,16 @@ func (s *Stream) readLoop() {
 		if err != nil {
 			break
 		}
-		s.cfg.Handler(s, m)
+		select {
+		case <-s.done:
+			// Closed (locally, or by a failed write) with frames still
+			// buffered: they are not handed over.
+			err = io.EOF
+		default:
+			s.cfg.Handler(s, m)
+			continue
+		}
+		break
 	}
 	var de *wire.DecodeError
 	switch {
@@ -337,9 +427,6 @@ func (s *Stream) readLoop() {
 		err = fmt.Errorf("broker: read stream %s: %w", s.cfg.Name, err)
 	}
 	s.fail(err)
-	if s.cfg.OnClose != nil {
-		s.cfg.OnClose(s, s.Err())
-	}
 }
 
 func (s *Stream) writeLoop() {
@@ -357,7 +444,11 @@ func (s *Stream) writeLoop() {
 			continue
 		}
 		s.writing = true
-		batch, s.queue = s.queue, batch[:0]
+		if s.queued <= writeChunk {
+			batch, s.queue = s.queue, batch[:0]
+		} else {
+			batch = s.takeChunkLocked(batch[:0])
+		}
 		s.mu.Unlock()
 		n := 0
 		for _, b := range batch {

@@ -68,10 +68,18 @@ type ctxNode struct {
 	svc *modules.Service
 }
 
-func newCtx(t *testing.T, id uint32, parent *ctxNode) *ctxNode {
+// newCtx starts a context: the master when parent is nil, else a child of
+// parent with the ID parent allocates for it (routers refuse routes for IDs
+// no block covers).
+func newCtx(t *testing.T, parent *ctxNode) *ctxNode {
 	t.Helper()
-	cfg := routing.Config{ID: id}
+	var cfg routing.Config
 	if parent != nil {
+		id, err := parent.r.AllocateID(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ID = id
 		cfg.ParentIDs = append([]uint32{parent.r.ID()}, parent.r.ParentIDs()...)
 	}
 	n := &ctxNode{b: broker.New(broker.Config{Grace: time.Millisecond})}
@@ -86,7 +94,7 @@ func newCtx(t *testing.T, id uint32, parent *ctxNode) *ctxNode {
 	}
 	if parent != nil {
 		pc, cc := testutil.SocketPair(t)
-		if _, err := parent.r.AddChild(context.Background(), pc, id, fmt.Sprint("ctx", id)); err != nil {
+		if _, err := parent.r.AddChild(context.Background(), pc, cfg.ID, fmt.Sprint("ctx", cfg.ID)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := n.r.SetParent(cc, "parent"); err != nil {
@@ -108,12 +116,12 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// chain builds master 0 -> 1 -> 2 -> 3.
+// chain builds master 0 -> 1 -> 2 -> 1002 (the IDs a master hands out).
 func chain(t *testing.T) []*ctxNode {
-	m := newCtx(t, 0, nil)
-	c1 := newCtx(t, 1, m)
-	c2 := newCtx(t, 2, c1)
-	c3 := newCtx(t, 3, c2)
+	m := newCtx(t, nil)
+	c1 := newCtx(t, m)
+	c2 := newCtx(t, c1)
+	c3 := newCtx(t, c2)
 	return []*ctxNode{m, c1, c2, c3}
 }
 
@@ -146,7 +154,7 @@ func TestEnsureCrossesEachEdgeOnce(t *testing.T) {
 		}
 	}
 	// A second leaf under context 1 is served from 1's cache.
-	c4 := newCtx(t, 4, ns[1])
+	c4 := newCtx(t, ns[1])
 	if _, err := c4.svc.Ensure(ctx, h); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +188,7 @@ func TestPushPreloadsPath(t *testing.T) {
 	mod := []byte("pushed module")
 	h, _ := ns[0].svc.Store().Put(mod)
 	ctx := ctxT(t)
-	if err := ns[0].svc.Push(ctx, h, 3); err != nil {
+	if err := ns[0].svc.Push(ctx, h, ns[3].r.ID()); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range ns {
@@ -189,7 +197,7 @@ func TestPushPreloadsPath(t *testing.T) {
 		}
 	}
 	// Again: nothing crosses an edge twice.
-	if err := ns[0].svc.Push(ctx, h, 3); err != nil {
+	if err := ns[0].svc.Push(ctx, h, ns[3].r.ID()); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range ns[:3] {

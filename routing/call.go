@@ -37,6 +37,10 @@ func (r *Router) CallAsync(ctx context.Context, dst, handle uint32, enc wire.Enc
 	return p, nil
 }
 
+// Handle returns the reply handle the call waits on (for diagnostics and
+// tests: it is drawn at random, and only the called context learns it).
+func (p *Pending) Handle() uint32 { return p.handle }
+
 func (p *Pending) deliver(m *wire.Message, _ *broker.Stream) {
 	select {
 	case p.ch <- m:

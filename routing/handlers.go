@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/wire"
@@ -28,7 +29,11 @@ type HandlerOptions struct {
 	Policy Policy
 	// Respondent, when HasRespondent is set, is the only context whose
 	// non-dead messages are accepted, and its disconnection delivers a dead
-	// message to the handler and removes it.
+	// message to the handler and removes it. A dead message is accepted
+	// only from a router that could have routed a message to Respondent:
+	// this router itself, or, arriving on the stream that led to
+	// Respondent when the handler was added, the parent's side of the tree
+	// or a context on the path down to Respondent.
 	Respondent    uint32
 	HasRespondent bool
 	// Once removes the handler after its first message.
@@ -40,12 +45,20 @@ type HandlerOptions struct {
 type handler struct {
 	fn   HandlerFunc
 	opts HandlerOptions
+	via  *broker.Stream // with a respondent: the stream toward it when added (nil: local)
 }
 
 // AddHandler registers fn and returns its handle. It fails with
 // ErrDuplicateHandle for a handle in use (unless Overwrite) and with
 // ErrShutdown once the broker has exited.
+//
+// A handle allocated here is drawn at random from the dynamic range, so a
+// context cannot guess the reply handles of calls it did not receive.
 func (r *Router) AddHandler(fn HandlerFunc, opts HandlerOptions) (uint32, error) {
+	var via *broker.Stream
+	if opts.HasRespondent && opts.Respondent != r.id {
+		via = r.lookup(opts.Respondent) // before hmu: lock order is mu, then hmu
+	}
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
 	if r.exited {
@@ -53,11 +66,7 @@ func (r *Router) AddHandler(fn HandlerFunc, opts HandlerOptions) (uint32, error)
 	}
 	if opts.Handle == 0 {
 		for {
-			opts.Handle = r.nextHandle
-			r.nextHandle++
-			if r.nextHandle == wire.IsDead || r.nextHandle < wire.FirstDynamicHandle {
-				r.nextHandle = wire.FirstDynamicHandle
-			}
+			opts.Handle = wire.FirstDynamicHandle + rand.Uint32N(^uint32(0)-wire.FirstDynamicHandle)
 			if _, used := r.handlers[opts.Handle]; !used {
 				break
 			}
@@ -68,7 +77,7 @@ func (r *Router) AddHandler(fn HandlerFunc, opts HandlerOptions) (uint32, error)
 		}
 		r.forgetLocked(opts.Handle, old)
 	}
-	h := &handler{fn: fn, opts: opts}
+	h := &handler{fn: fn, opts: opts, via: via}
 	r.handlers[opts.Handle] = h
 	if opts.HasRespondent {
 		set := r.byRespondent[opts.Respondent]
@@ -118,7 +127,7 @@ func (r *Router) invoke(ctx context.Context, m *wire.Message, in *broker.Stream)
 		r.sendDead(ctx, m, wire.CodeInvalidHandle, "invalid handle", false)
 		return
 	}
-	if h.opts.HasRespondent && m.Src != h.opts.Respondent && !m.IsDead() {
+	if h.opts.HasRespondent && !r.mayAnswer(h, m, in) {
 		r.log.Error("reply from unexpected context", "msg", m.String(), "want", h.opts.Respondent)
 		r.sendDead(ctx, m, wire.CodeUnexpectedSrc, "reply from unexpected context", true)
 		return
@@ -140,6 +149,33 @@ func (r *Router) invoke(ctx context.Context, m *wire.Message, in *broker.Stream)
 		}
 	}
 	h.fn(m, in)
+}
+
+// mayAnswer reports whether m may reach h, a handler bound to a respondent:
+// a reply only from the respondent, a dead message only from a router that
+// could have had the request in hand. Those are this router (a local dead
+// message), and on the stream the request went out on: anything from the
+// parent's side (parents are trusted), or, below us, the respondent and the
+// contexts on the path down to it, told apart by the ID blocks each was
+// granted (see onPathLocked).
+func (r *Router) mayAnswer(h *handler, m *wire.Message, in *broker.Stream) bool {
+	want := h.opts.Respondent
+	if !m.IsDead() {
+		return m.Src == want
+	}
+	if in == nil {
+		return m.Src == r.id
+	}
+	if in != h.via {
+		return false
+	}
+	p := in.Data().(*peer)
+	if p.isParent {
+		return true
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return p.onPathLocked(want, m.Src)
 }
 
 // deliverDead hands each handler a dead message made locally.

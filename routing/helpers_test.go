@@ -82,9 +82,18 @@ func (p *node) attach(t testing.TB, id uint32, cfg routing.Config) *node {
 }
 
 // link starts a child of p: the parent's AddChild, then the child's
-// SetParent. It does not wait for the routes to reach the master.
+// SetParent. It does not wait for the routes to reach the master. id 0
+// takes the parent's next ID (AllocateID), as a real parent does; a non-zero
+// id is used as given (a master may pick its children's IDs by hand, but
+// elsewhere an ID that no block covers is refused by the ancestors).
 func (p *node) link(t testing.TB, id uint32, cfg routing.Config) *node {
 	t.Helper()
+	if id == 0 {
+		var err error
+		if id, err = p.r.AllocateID(bg(t)); err != nil {
+			t.Fatalf("context %d: AllocateID = %v", p.id(), err)
+		}
+	}
 	cfg.ID = id
 	cfg.ParentIDs = append([]uint32{p.id()}, p.r.ParentIDs()...)
 	if cfg.MaxMessageSize == 0 {

@@ -3,6 +3,8 @@ package routing
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -101,29 +103,156 @@ func (a *idAllocator) fetch(done chan struct{}) {
 	close(done)
 }
 
+// idBlock is an ID block granted by the master to owner, a context below the
+// stream whose peer keeps the record.
+type idBlock struct {
+	start, end, owner uint32
+}
+
+// allocKey names an ALLOCATE_ID request passed up: its requester and reply
+// handle, which the master's answer is addressed to.
+type allocKey struct{ src, handle uint32 }
+
+// ownerLocked returns the context that was granted the block holding id.
+// p.blocks is sorted by start and the blocks never overlap.
+func (p *peer) ownerLocked(id uint32) (uint32, bool) {
+	i := sort.Search(len(p.blocks), func(i int) bool { return p.blocks[i].end > id })
+	if i < len(p.blocks) && p.blocks[i].start <= id {
+		return p.blocks[i].owner, true
+	}
+	return 0, false
+}
+
+// onPathLocked reports whether src is dst or one of dst's ancestors below
+// this router, on the stream of p: the contexts that may report a message to
+// dst as dead. A context's parent is the owner of the block its ID came
+// from; the direct child at the other end of the stream allocated from this
+// router's own counter or block, and ends the walk. Owners are older than
+// the blocks they own, so the walk only goes down in ID and ends.
+func (p *peer) onPathLocked(dst, src uint32) bool {
+	cur := dst
+	for range len(p.blocks) + 1 {
+		if src == cur {
+			return true
+		}
+		if cur == p.remote {
+			return false
+		}
+		owner, ok := p.ownerLocked(cur)
+		if !ok || owner >= cur {
+			return false
+		}
+		cur = owner
+	}
+	return false
+}
+
+// grantLocked records blk as granted to owner below the stream of p; false
+// when p is closed or already holds the maximum.
+func (r *Router) grantLocked(p *peer, blk wire.IDBlock, owner uint32) bool {
+	if p.closed || len(p.blocks) >= r.maxBlocks {
+		return false
+	}
+	// Grants arrive in the master's counter order, so this appends; the
+	// search keeps the order whatever happens.
+	i := sort.Search(len(p.blocks), func(i int) bool { return p.blocks[i].start >= blk.Start })
+	if i < len(p.blocks) && p.blocks[i].start < blk.End || i > 0 && p.blocks[i-1].end > blk.Start {
+		return false // overlaps a block already recorded: not a grant of the master's
+	}
+	p.blocks = slices.Insert(p.blocks, i, idBlock{start: blk.Start, end: blk.End, owner: owner})
+	return true
+}
+
+// noteForward follows, in a router between a child and the master, the
+// ALLOCATE_ID requests going up and their answers coming down, so the router
+// knows which IDs each child's subtree was granted (it accepts ADD_ROUTE only
+// for those). It reports false when m must not be forwarded (it has been
+// answered with a dead message).
+func (r *Router) noteForward(m *wire.Message, in *peer, out *broker.Stream) bool {
+	switch {
+	case !in.isParent && m.Dst == 0 && m.Handle == wire.HandleAllocateID && m.ReplyTo != 0 && !m.IsDead():
+		r.mu.Lock()
+		key := allocKey{m.Src, m.ReplyTo}
+		_, dup := r.allocs[key]
+		if !dup && in.allocs >= maxAllocsInFlight {
+			r.mu.Unlock()
+			r.refuse(in, "too many ALLOCATE_ID requests in flight", "src", m.Src, "max", maxAllocsInFlight)
+			r.sendDead(r.b.Context(), m, wire.CodeRefused,
+				fmt.Sprintf("refused by policy: more than %d ALLOCATE_ID requests in flight from one child", maxAllocsInFlight), true)
+			return false
+		}
+		if !dup && !in.closed {
+			r.allocs[key] = in
+			r.allocsInFlight.Add(1)
+			in.allocs++
+		}
+		r.mu.Unlock()
+	case in.isParent && m.Src == 0 && r.allocsInFlight.Load() > 0 && !out.Data().(*peer).isParent:
+		r.mu.Lock()
+		key := allocKey{m.Dst, m.Handle}
+		p, ok := r.allocs[key]
+		if ok {
+			delete(r.allocs, key)
+			r.allocsInFlight.Add(-1)
+			p.allocs--
+			var blk wire.IDBlock
+			if m.Enc == wire.EncMsgpack && !m.IsDead() && msgpack.Unmarshal(m.Body, &blk) == nil && blk.Start != 0 && blk.End > blk.Start {
+				r.grantLocked(p, blk, m.Dst)
+			}
+		}
+		r.mu.Unlock()
+	}
+	return true
+}
+
 // block reserves IDBlockSize IDs in the master.
 func (a *idAllocator) block() (wire.IDBlock, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start := a.next
 	if uint64(start)+IDBlockSize >= uint64(^uint32(0)) {
-		return wire.IDBlock{}, fmt.Errorf("routing: context IDs exhausted")
+		return wire.IDBlock{}, fmt.Errorf("routing: context IDs exhausted: %w", ErrRefused)
 	}
 	a.next += IDBlockSize
 	return wire.IDBlock{Start: start, End: start + IDBlockSize}, nil
 }
 
-// onAllocateID answers ALLOCATE_ID in the master.
-func (r *Router) onAllocateID(m *wire.Message, _ *broker.Stream) {
+// onAllocateID answers ALLOCATE_ID in the master. The block is recorded
+// against the stream of the direct child whose subtree asked: ADD_ROUTE from
+// that stream is accepted only for IDs in its blocks, and the subtree may
+// hold at most MaxIDBlocksPerChild of them.
+func (r *Router) onAllocateID(m *wire.Message, in *broker.Stream) {
 	if m.IsDead() {
 		return
 	}
-	blk, err := r.ids.block()
+	ctx := r.b.Context()
+	if in == nil {
+		_ = r.ReplyError(ctx, m, fmt.Errorf("routing: ALLOCATE_ID from the master itself: %w", ErrBadRequest))
+		return
+	}
+	p := in.Data().(*peer)
+	r.mu.Lock()
+	if p.closed {
+		r.mu.Unlock()
+		return
+	}
+	if len(p.blocks) >= r.maxBlocks {
+		r.mu.Unlock()
+		r.refuse(p, "ID block limit reached", "stream", in.Name(), "src", m.Src, "max_blocks", r.maxBlocks)
+		_ = r.ReplyError(ctx, m, fmt.Errorf("routing: ID block limit reached: the subtree of context %d holds %d blocks of %d IDs (max %d): %w",
+			p.remote, len(p.blocks), IDBlockSize, r.maxBlocks, ErrRefused))
+		return
+	}
+	blk, err := r.ids.block() // lock order: Router.mu, then idAllocator.mu
+	if err == nil {
+		r.grantLocked(p, blk, m.Src)
+	}
+	r.mu.Unlock()
 	if err != nil {
-		_ = r.ReplyError(r.b.Context(), m, err)
+		_ = r.ReplyError(ctx, m, err)
 		return
 	}
 	body, _ := msgpack.Marshal(&blk)
-	_ = r.Reply(r.b.Context(), m, wire.EncMsgpack, body)
+	_ = r.Reply(ctx, m, wire.EncMsgpack, body)
 	r.log.Debug("allocated ID block", "to", m.Src, "start", blk.Start, "end", blk.End)
 }

@@ -47,8 +47,8 @@ func TestAllocateID(t *testing.T) {
 
 	// Concurrently, two hops from the master: every ID unique, one request
 	// per block.
-	grandchild := child.attach(t, 2, routing.Config{})
-	const goroutines, each = 8, 250 // exactly two blocks
+	grandchild := child.attach(t, 0, routing.Config{}) // the child's next ID, 5+IDBlockSize
+	const goroutines, each = 8, 250                    // exactly two blocks
 	ids := make(chan uint32, goroutines*each)
 	errs := make(chan error, goroutines)
 	start := make(chan struct{})

@@ -2,11 +2,14 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/wire"
@@ -37,7 +40,38 @@ type Config struct {
 	OnParentUp func()
 	// Logger receives routing records; nil means the broker's logger.
 	Logger *slog.Logger
+	// MaxRoutesPerStream bounds the routes a child's stream may announce
+	// (ADD_ROUTE) and the IDs remembered as the destinations of its messages.
+	// 0 means DefaultMaxRoutesPerStream.
+	MaxRoutesPerStream int
+	// MaxIDBlocksPerChild bounds, in the master, the ID blocks (of
+	// IDBlockSize) one direct child's subtree may take with ALLOCATE_ID.
+	// Every router applies the same bound to the blocks it records for a
+	// child's stream. 0 means DefaultMaxIDBlocksPerChild.
+	MaxIDBlocksPerChild int
+	// StallTimeout is how long a send into a child's stream may wait for
+	// room while the child takes no bytes at all; past it the child's
+	// stream is closed as stalled (its contexts are gone, its pending calls
+	// fail with ErrDisconnected), so a child that stops reading holds up
+	// the traffic of others, such as a sibling's messages to it, at most
+	// this long. 0 means DefaultStallTimeout; negative means no limit. The
+	// stream to the parent (trusted) has none.
+	StallTimeout time.Duration
 }
+
+// Defaults of the bounds in Config, and the fixed bounds (see the package
+// documentation).
+const (
+	DefaultMaxRoutesPerStream  = 16384
+	DefaultMaxIDBlocksPerChild = 4096
+	DefaultStallTimeout        = 30 * time.Second
+	// MaxRouteName bounds the name an ADD_ROUTE may give a context; a
+	// longer one is cut.
+	MaxRouteName = 256
+	// maxAllocsInFlight bounds the ALLOCATE_ID requests from one child's
+	// stream that a router has passed up and not yet seen answered.
+	maxAllocsInFlight = 8
+)
 
 // Router routes messages between the local handlers and the streams of one
 // broker. It is safe for concurrent use.
@@ -53,17 +87,22 @@ type Router struct {
 	onParentUp     func()
 	log            *slog.Logger
 	ids            idAllocator
+	maxRoutes      int
+	maxBlocks      int
+	stall          time.Duration
 
 	mu       sync.RWMutex
 	parent   *broker.Stream            // guarded by mu: nil in the master or once lost
 	routes   map[uint32]*broker.Stream // guarded by mu: explicit routes, children included
 	names    map[uint32]string         // guarded by mu: names learned from ADD_ROUTE
 	watchers map[uint32]chan struct{}  // guarded by mu: closed when the ID disconnects
+	allocs   map[allocKey]*peer        // guarded by mu: ALLOCATE_ID requests passed up, not yet answered
+
+	allocsInFlight atomic.Int32 // len(allocs), read without mu on the forwarding path
 
 	hmu          sync.Mutex
 	handlers     map[uint32]*handler            // guarded by hmu
 	byRespondent map[uint32]map[uint32]struct{} // guarded by hmu: respondent ID -> handles
-	nextHandle   uint32                         // guarded by hmu
 	exited       bool                           // guarded by hmu: the broker has exited
 }
 
@@ -77,23 +116,44 @@ type peer struct {
 	// before the stream was registered.
 	ready chan struct{}
 
-	mu     sync.Mutex
 	routed map[uint32]struct{} // guarded by Router.mu: IDs routed via this stream
+	closed bool                // guarded by Router.mu: its close has been handled; nothing may be added
+	blocks []idBlock           // guarded by Router.mu: ID blocks granted to contexts below this stream
+	allocs int                 // guarded by Router.mu: its entries in Router.allocs
+
+	refusals atomic.Uint64 // announcements and requests refused, for rate-limited logging
+
+	mu     sync.Mutex
 	egress map[uint32]struct{} // guarded by mu: IDs this stream has sent to
+	full   bool                // guarded by mu: egress reached its bound once
 }
 
-func (p *peer) noteEgress(id uint32) {
+// noteEgress records that the stream sent to id, up to max IDs. Past the
+// bound the stream is no longer told when further IDs disappear: only the
+// context that sent to so many pays for it. It reports whether this call
+// found the set full for the first time.
+func (p *peer) noteEgress(id uint32, max int) (nowFull bool) {
 	p.mu.Lock()
-	if _, ok := p.egress[id]; !ok {
-		p.egress[id] = struct{}{}
+	defer p.mu.Unlock()
+	if _, ok := p.egress[id]; ok {
+		return false
 	}
-	p.mu.Unlock()
+	if len(p.egress) < max {
+		p.egress[id] = struct{}{}
+		return false
+	}
+	nowFull = !p.full
+	p.full = true
+	return nowFull
 }
 
-func (p *peer) sentTo(id uint32) bool {
+// forgetEgress removes id from the egress set and reports whether it was
+// there.
+func (p *peer) forgetEgress(id uint32) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, ok := p.egress[id]
+	delete(p.egress, id)
 	return ok
 }
 
@@ -102,6 +162,18 @@ func (p *peer) sentTo(id uint32) bool {
 func New(b *broker.Broker, cfg Config) *Router {
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = wire.DefaultMaxMessageSize
+	}
+	if cfg.MaxRoutesPerStream <= 0 {
+		cfg.MaxRoutesPerStream = DefaultMaxRoutesPerStream
+	}
+	if cfg.MaxIDBlocksPerChild <= 0 {
+		cfg.MaxIDBlocksPerChild = DefaultMaxIDBlocksPerChild
+	}
+	switch {
+	case cfg.StallTimeout == 0:
+		cfg.StallTimeout = DefaultStallTimeout
+	case cfg.StallTimeout < 0:
+		cfg.StallTimeout = 0
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -116,12 +188,15 @@ func New(b *broker.Broker, cfg Config) *Router {
 		onParentGone:   cfg.OnParentGone,
 		onParentUp:     cfg.OnParentUp,
 		log:            log,
+		maxRoutes:      cfg.MaxRoutesPerStream,
+		maxBlocks:      cfg.MaxIDBlocksPerChild,
+		stall:          cfg.StallTimeout,
+		allocs:         make(map[allocKey]*peer),
 		routes:         make(map[uint32]*broker.Stream),
 		names:          make(map[uint32]string),
 		watchers:       make(map[uint32]chan struct{}),
 		handlers:       make(map[uint32]*handler),
 		byRespondent:   make(map[uint32]map[uint32]struct{}),
-		nextHandle:     wire.FirstDynamicHandle,
 	}
 	r.ids.r = r
 	if r.IsMaster() {
@@ -132,7 +207,7 @@ func New(b *broker.Broker, cfg Config) *Router {
 			panic(err)
 		}
 	}
-	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: wire.HandleAddRoute, Policy: r.IsImmediateChild}))
+	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: wire.HandleAddRoute, Policy: r.addRoutePolicy}))
 	must(r.AddHandler(r.onDelRoute, HandlerOptions{Handle: wire.HandleDelRoute}))
 	if r.IsMaster() {
 		must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: wire.HandleAllocateID}))
@@ -169,7 +244,12 @@ func (r *Router) Name(id uint32) string {
 // StreamConfig returns the broker configuration the router needs for a
 // stream to the context remote: its handler, close hook and peer record.
 func (r *Router) streamConfig(name string, remote uint32, isParent bool) broker.StreamConfig {
+	stall := r.stall
+	if isParent {
+		stall = 0
+	}
 	return broker.StreamConfig{
+		StallTimeout:   stall,
 		Name:           name,
 		MaxMessageSize: r.max,
 		KeepAlive:      !isParent,
@@ -279,9 +359,29 @@ func (r *Router) Send(ctx context.Context, m *wire.Message) error {
 }
 
 // onFrame is the Handler of every stream the router serves.
+// Everything done for a frame (forwarding it, answering it) runs under the
+// stream's context, so it ends when the stream closes: a dead peer's reader
+// never stays blocked on back-pressure elsewhere.
 func (r *Router) onFrame(s *broker.Stream, m *wire.Message) {
 	<-s.Data().(*peer).ready
-	_ = r.route(r.b.Context(), m, s)
+	select {
+	case <-s.Done():
+		// Read before the close, handed over after it: the stream's routes
+		// are gone, so is its sender.
+		r.log.Debug("dropping frame from a closed stream", "stream", s.Name(), "msg", m.String())
+		return
+	default:
+	}
+	_ = r.route(s.Context(), m, s)
+}
+
+func isClosed(s *broker.Stream) bool {
+	select {
+	case <-s.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 func (r *Router) route(ctx context.Context, m *wire.Message, in *broker.Stream) error {
@@ -295,27 +395,24 @@ func (r *Router) route(ctx context.Context, m *wire.Message, in *broker.Stream) 
 	if in != nil {
 		inPeer = in.Data().(*peer)
 		if r.lookup(m.Auth) != in {
-			r.log.Error("bad auth_id: dropping message", "stream", in.Name(), "msg", m.String())
+			r.dropForged(in, "bad auth_id: dropping message", m)
 			return nil
 		}
 		if m.Src != m.Auth && r.lookup(m.Src) != in {
-			r.log.Error("bad src_id: dropping message", "stream", in.Name(), "msg", m.String())
+			r.dropForged(in, "bad src_id: dropping message", m)
 			return nil
 		}
-		inPeer.noteEgress(m.Dst)
 	}
 	if m.Dst == r.id {
 		r.invoke(ctx, m, in)
 		return nil
 	}
 	out := r.lookup(m.Dst)
-	if out == nil || (out == in && inPeer.isParent) {
+	if out == nil || out == in {
+		// Nowhere to go but back where it came from (a child's message for
+		// an ID routed through that child, a parent's for an ID we do not
+		// have): the sender learns it at once.
 		r.sendDead(ctx, m, wire.CodeNoRoute, fmt.Sprintf("no route to %d, my ID is %d", m.Dst, r.id), true)
-		return nil
-	}
-	if out == in {
-		// A child sent us a message for an ID routed back through itself.
-		r.log.Error("dropping message routed back to its own stream", "stream", in.Name(), "msg", m.String())
 		return nil
 	}
 	if r.unidirectional && in != nil && !inPeer.isParent && !out.Data().(*peer).isParent {
@@ -324,13 +421,42 @@ func (r *Router) route(ctx context.Context, m *wire.Message, in *broker.Stream) 
 		r.sendDead(ctx, m, wire.CodeUnidirectional, reason, true)
 		return nil
 	}
+	if in != nil {
+		if inPeer.noteEgress(m.Dst, r.maxRoutes) {
+			r.log.Warn("stream sent to more contexts than the route bound; it will not be told when the others disappear",
+				"stream", in.Name(), "max", r.maxRoutes)
+		}
+		if !r.noteForward(m, inPeer, out) {
+			return nil
+		}
+	}
 	if err := out.Send(ctx, m); err != nil {
+		if in != nil && isClosed(in) {
+			return nil // the sender's own stream closed under it: nobody to tell
+		}
+		if in == nil && ctx.Err() != nil {
+			return fmt.Errorf("routing: send to %d: %w", m.Dst, err) // the caller gave up
+		}
+		if in == nil && errors.Is(err, broker.ErrShutdown) {
+			return fmt.Errorf("routing: send to %d: %w (%w)", m.Dst, ErrShutdown, err)
+		}
 		r.sendDead(ctx, m, wire.CodeDisconnected, fmt.Sprintf("the respondent context has disconnected: %v", err), true)
 		if in == nil {
-			return fmt.Errorf("routing: send to %d: %w", m.Dst, err)
+			return fmt.Errorf("routing: send to %d: %w (%w)", m.Dst, ErrDisconnected, err)
 		}
 	}
 	return nil
+}
+
+// dropForged logs a message dropped by the reverse-path check. One read
+// before its stream closed is no forgery: the stream's routes are already
+// gone.
+func (r *Router) dropForged(in *broker.Stream, what string, m *wire.Message) {
+	if isClosed(in) {
+		r.log.Debug(what, "stream", in.Name(), "msg", m.String(), "closed", true)
+		return
+	}
+	r.log.Error(what, "stream", in.Name(), "msg", m.String())
 }
 
 // sendDead reports a failure about m: to m.ReplyTo when set, otherwise (unless
@@ -371,6 +497,15 @@ func (r *Router) ReplyError(ctx context.Context, m *wire.Message, err error) err
 // message acts with the authority of this context or one of its ancestors.
 func (r *Router) HasParentAuthority(m *wire.Message, _ *broker.Stream) bool {
 	return m.Auth == r.id || slices.Contains(r.parentIDs, m.Auth)
+}
+
+// addRoutePolicy lets ADD_ROUTE in from a direct child, and a dead message
+// from the parent (its refusal of one we sent) in to be logged.
+func (r *Router) addRoutePolicy(m *wire.Message, in *broker.Stream) bool {
+	if in != nil && m.IsDead() && in.Data().(*peer).isParent {
+		return true
+	}
+	return r.IsImmediateChild(m, in)
 }
 
 // IsImmediateChild is the policy of handles only direct children may use.

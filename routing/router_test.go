@@ -17,22 +17,23 @@ import (
 	"github.com/spindle-hq/spindle/wire"
 )
 
-// tree is the topology most tests use:
+// tree is the topology most tests use, with the IDs a real master gives
+// out (A1's is the first of the block A asks for):
 //
 //	master 0
 //	├── A 1
-//	│   └── A1 10
-//	├── B 2
-//	└── C 3
+//	│   └── A1 2
+//	├── B 1002
+//	└── C 1003
 type tree struct{ master, a, a1, b, c *node }
 
 func newTree(t testing.TB, cfg routing.Config) *tree {
 	t.Helper()
 	tr := &tree{master: newMaster(t, cfg)}
-	tr.a = tr.master.attach(t, 1, routing.Config{})
-	tr.a1 = tr.a.attach(t, 10, routing.Config{})
-	tr.b = tr.master.attach(t, 2, routing.Config{})
-	tr.c = tr.master.attach(t, 3, routing.Config{})
+	tr.a = tr.master.attach(t, 0, routing.Config{})
+	tr.a1 = tr.a.attach(t, 0, routing.Config{})
+	tr.b = tr.master.attach(t, 0, routing.Config{})
+	tr.c = tr.master.attach(t, 0, routing.Config{})
 	return tr
 }
 
@@ -108,19 +109,20 @@ func TestAddRouteOrdering(t *testing.T) {
 	testutil.VerifyNone(t)
 	for i := range 20 {
 		master := newMaster(t, routing.Config{})
-		n1 := master.link(t, 1, routing.Config{})
-		n2 := n1.link(t, 10, routing.Config{})
-		n3 := n2.link(t, 100, routing.Config{})
+		n1 := master.link(t, 0, routing.Config{})
+		n2 := n1.link(t, 0, routing.Config{})
+		n3 := n2.link(t, 0, routing.Config{})
 		n3.call(t, 0, fmt.Sprint("iteration ", i))
-		checkRoutes(t, master, 1, 10, 100)
-		checkRoutes(t, n1, 10, 100)
-		checkRoutes(t, n2, 100)
+		id1, id2, id3 := n1.id(), n2.id(), n3.id()
+		checkRoutes(t, master, id1, id2, id3)
+		checkRoutes(t, n1, id2, id3)
+		checkRoutes(t, n2, id3)
 		checkRoutes(t, n3)
-		if got := master.r.Name(100); got != "ctx100" {
-			t.Fatalf("master Name(100) = %q, want %q", got, "ctx100")
+		if got, want := master.r.Name(id3), fmt.Sprintf("ctx%d", id3); got != want {
+			t.Fatalf("master Name(%d) = %q, want %q", id3, got, want)
 		}
-		if s := master.r.Stream(100); s != n1.down {
-			t.Fatalf("master Stream(100) = %v, want the stream to 1", s.Name())
+		if s := master.r.Stream(id3); s != n1.down {
+			t.Fatalf("master Stream(%d) = %v, want the stream to %d", id3, s.Name(), id1)
 		}
 		for _, n := range []*node{n3, n2, n1, master} {
 			n.b.Close()
@@ -494,11 +496,11 @@ func TestSpoofedIDs(t *testing.T) {
 		src, auth uint32
 		log       string
 	}{
-		{"master's authority", 1, 0, "bad auth_id"},
-		{"sibling's authority", 2, 2, "bad auth_id"},
-		{"unknown authority", 1, 99, "bad auth_id"},
-		{"sibling as source", 2, 1, "bad src_id"},
-		{"unknown source", 99, 1, "bad src_id"},
+		{"master's authority", tr.a.id(), 0, "bad auth_id"},
+		{"sibling's authority", tr.b.id(), tr.b.id(), "bad auth_id"},
+		{"unknown authority", tr.a.id(), 99, "bad auth_id"},
+		{"sibling as source", tr.b.id(), tr.a.id(), "bad src_id"},
+		{"unknown source", 99, tr.a.id(), "bad src_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -507,7 +509,7 @@ func TestSpoofedIDs(t *testing.T) {
 			if err := tr.a.up.Send(bg(t), spoof); err != nil {
 				t.Fatal(err)
 			}
-			legit := &wire.Message{Enc: wire.EncRaw, Dst: 0, Src: 1, Auth: 1, Handle: rc.Handle(), Body: []byte("legit")}
+			legit := &wire.Message{Enc: wire.EncRaw, Dst: 0, Src: tr.a.id(), Auth: tr.a.id(), Handle: rc.Handle(), Body: []byte("legit")}
 			if err := tr.a.up.Send(bg(t), legit); err != nil {
 				t.Fatal(err)
 			}
@@ -672,7 +674,7 @@ func TestDelRoute(t *testing.T) {
 	for _, name := range []string{"master", "A", "A1"} {
 		wait(t, watch[name], name+": Disconnected(B)")
 	}
-	checkRoutes(t, tr.master, tr.a.id(), tr.c.id(), tr.a1.id())
+	checkRoutes(t, tr.master, tr.a.id(), tr.a1.id(), tr.c.id())
 	// C never sent to B: it must not hear of its going. Anything the master
 	// sent C about B is ahead of this call's request.
 	tr.master.call(t, tr.c.id(), "sync")
@@ -720,12 +722,11 @@ func TestDisconnectThenNoRoute(t *testing.T) {
 		{"master to grandchild", tr.master, tr.a},
 		{"grandchild to far sibling", tr.a1, tr.master},
 	}
-	id := uint32(100)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for i := range iterations {
-				id++
-				n := tt.parent.attach(t, id, routing.Config{})
+				n := tt.parent.attach(t, 0, routing.Config{})
+				id := n.id()
 				p, err := tt.caller.r.CallAsync(bg(t), id, hHold, wire.EncRaw, nil)
 				if err != nil {
 					t.Fatal(err)
@@ -763,7 +764,7 @@ func TestCallHammer(t *testing.T) {
 			for i := range perCaller {
 				body := fmt.Appendf(nil, "%d/%d", c, i)
 				m, err := tr.master.r.Call(context.Background(), tr.a1.id(), hEcho, wire.EncRaw, body)
-				if err == nil && !bytes.Equal(m.Body, append([]byte("10:"), body...)) {
+				if err == nil && !bytes.Equal(m.Body, append(fmt.Appendf(nil, "%d:", tr.a1.id()), body...)) {
 					err = fmt.Errorf("reply %q", m.Body)
 				}
 				if err != nil {
@@ -783,7 +784,7 @@ func TestCallHammer(t *testing.T) {
 
 func BenchmarkCall1Hop(b *testing.B) {
 	master := newMaster(b, routing.Config{})
-	child := master.attach(b, 1, routing.Config{})
+	child := master.attach(b, 0, routing.Config{})
 	ctx := context.Background()
 	body := []byte("ping")
 	b.ReportAllocs()

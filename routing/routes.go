@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -11,8 +12,18 @@ import (
 // it. The route is added and the announcement passed up before the reader
 // goroutine takes the child's next frame, so no message from the new context
 // can overtake its announcement anywhere up the tree.
+//
+// The child's word is checked against what this router knows: the ID must
+// lie in an ID block granted to a context below that child's stream (the
+// master hands them out, and every router on the way down records them), it
+// must not be routed elsewhere or be ours or an ancestor's, and the stream
+// may hold at most MaxRoutesPerStream routes. A refusal is logged and
+// answered with a dead message to the sender's ADD_ROUTE handle.
 func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 	if m.IsDead() {
+		if in != nil && in.Data().(*peer).isParent {
+			r.refuse(in.Data().(*peer), "parent refused a route announcement", "err", ErrorOf(m))
+		}
 		return
 	}
 	var rt wire.Route
@@ -20,19 +31,39 @@ func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 		r.log.Error("bad ADD_ROUTE body", "stream", in.Name(), "err", err)
 		return
 	}
-	r.mu.Lock()
-	if old, ok := r.routes[rt.ID]; ok && old != in {
-		r.mu.Unlock()
-		r.log.Error("ADD_ROUTE for an ID already routed elsewhere", "id", rt.ID, "stream", in.Name(), "existing", old.Name())
-		return
+	if len(rt.Name) > MaxRouteName {
+		rt.Name = rt.Name[:MaxRouteName]
 	}
-	if rt.ID == r.id || containsID(r.parentIDs, rt.ID) {
+	p := in.Data().(*peer)
+	r.mu.Lock()
+	reason := ""
+	old, routed := r.routes[rt.ID]
+	switch {
+	case p.closed:
 		r.mu.Unlock()
-		r.log.Error("ADD_ROUTE for an ancestor's ID", "id", rt.ID, "stream", in.Name())
+		return
+	case rt.ID == r.id || containsID(r.parentIDs, rt.ID):
+		reason = "ADD_ROUTE for this context's or an ancestor's ID"
+	case routed && old != in:
+		reason = "ADD_ROUTE for an ID already routed elsewhere"
+	case routed:
+		// Already known via this stream: nothing to add or pass up.
+		r.mu.Unlock()
+		return
+	case !p.ownsLocked(rt.ID):
+		reason = "ADD_ROUTE for an ID never allocated below this stream"
+	case len(p.routed) >= r.maxRoutes:
+		reason = fmt.Sprintf("ADD_ROUTE past the route limit (max %d per stream)", r.maxRoutes)
+	}
+	if reason != "" {
+		r.mu.Unlock()
+		if r.refuse(p, reason, "id", rt.ID, "stream", in.Name()) {
+			r.refuseRoute(m, rt.ID, reason)
+		}
 		return
 	}
 	r.routes[rt.ID] = in
-	in.Data().(*peer).routed[rt.ID] = struct{}{}
+	p.routed[rt.ID] = struct{}{}
 	if rt.Name != "" {
 		r.names[rt.ID] = rt.Name
 	}
@@ -43,6 +74,35 @@ func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 			r.log.Warn("propagating ADD_ROUTE", "id", rt.ID, "err", err)
 		}
 	}
+}
+
+// ownsLocked reports whether id lies in a block granted below p's stream.
+func (p *peer) ownsLocked(id uint32) bool {
+	_, ok := p.ownerLocked(id)
+	return ok
+}
+
+// refuseRoute answers a refused ADD_ROUTE or DEL_ROUTE with a dead message to
+// the sender's handle of the same kind. Only the refusals that are logged
+// are answered: a flood of bad announcements must not become a flood of
+// answers, which a sender that writes without reading would never drain.
+func (r *Router) refuseRoute(m *wire.Message, id uint32, reason string) {
+	dead := &wire.Message{Enc: wire.EncError, Dst: m.Src, Handle: m.Handle, ReplyTo: wire.IsDead,
+		Body: errorBody(wire.CodeRefused, fmt.Sprintf("refused by policy: %s (ID %d)", reason, id))}
+	dead.Src, dead.Auth = r.id, r.id
+	_ = r.route(r.b.Context(), dead, nil)
+}
+
+// refuse logs a refused announcement or request, rate-limited per stream: the
+// first 16, then every 1024th with the count, so a flood cannot flood the
+// log too. It reports whether this one was logged.
+func (r *Router) refuse(p *peer, msg string, args ...any) bool {
+	n := p.refusals.Add(1)
+	if n <= 16 || n%1024 == 0 {
+		r.log.Error(msg, append(args, "refusals", n)...)
+		return true
+	}
+	return false
 }
 
 // onDelRoute handles DEL_ROUTE. From a child it is authoritative for IDs
@@ -63,13 +123,16 @@ func (r *Router) onDelRoute(m *wire.Message, in *broker.Stream) {
 		return
 	}
 	if m.Src != p.remote {
-		r.log.Error("DEL_ROUTE not from an immediate child", "stream", in.Name(), "src", m.Src)
+		r.refuse(p, "DEL_ROUTE not from an immediate child", "stream", in.Name(), "src", m.Src)
 		return
 	}
 	r.mu.Lock()
 	if r.routes[rt.ID] != in || rt.ID == p.remote {
 		r.mu.Unlock()
-		r.log.Error("DEL_ROUTE for an ID not routed via its sender", "id", rt.ID, "stream", in.Name())
+		reason := "DEL_ROUTE for an ID not routed via its sender"
+		if r.refuse(p, reason, "id", rt.ID, "stream", in.Name()) {
+			r.refuseRoute(m, rt.ID, reason)
+		}
 		return
 	}
 	delete(r.routes, rt.ID)
@@ -78,12 +141,21 @@ func (r *Router) onDelRoute(m *wire.Message, in *broker.Stream) {
 	r.gone(in, []uint32{rt.ID})
 }
 
-// onStreamClose runs when a stream closes: every ID reachable through it is
-// gone.
+// onStreamClose runs as soon as a stream closes, whatever closed it (the
+// broker calls it without waiting for the stream's reader): every ID
+// reachable through it is gone.
 func (r *Router) onStreamClose(s *broker.Stream, err error) {
 	p := s.Data().(*peer)
 	<-p.ready
 	r.mu.Lock()
+	p.closed = true
+	for key, q := range r.allocs {
+		if q == p {
+			delete(r.allocs, key)
+			r.allocsInFlight.Add(-1)
+		}
+	}
+	p.allocs = 0
 	var ids []uint32
 	if p.isParent {
 		if r.parent == s {
@@ -132,10 +204,14 @@ func (r *Router) gone(from *broker.Stream, ids []uint32) {
 		}
 		for _, s := range streams {
 			p, ok := s.Data().(*peer)
-			if !ok || s == from || p.isParent || !p.sentTo(id) {
+			if !ok || s == from || p.isParent || !p.forgetEgress(id) {
 				continue
 			}
-			_ = r.sendRoute(ctx, s, wire.HandleDelRoute, id, "")
+			// Posted, not sent: a child that has stopped reading must
+			// not hold up the news for everyone else. Each ID goes once
+			// per stream and a stream remembers at most MaxRoutesPerStream
+			// of them, which bounds what a stuck child's queue can hold.
+			_ = r.postRoute(s, wire.HandleDelRoute, id)
 		}
 	}
 	for _, id := range ids {
@@ -151,6 +227,15 @@ func (r *Router) gone(from *broker.Stream, ids []uint32) {
 			close(ch)
 		}
 	}
+}
+
+func (r *Router) postRoute(s *broker.Stream, handle, id uint32) error {
+	body, err := msgpack.Marshal(&wire.Route{ID: id})
+	if err != nil {
+		return err
+	}
+	dst := s.Data().(*peer).remote
+	return s.Post(&wire.Message{Enc: wire.EncMsgpack, Dst: dst, Src: r.id, Auth: r.id, Handle: handle, Body: body})
 }
 
 // Disconnected returns a channel closed when context id is known to have

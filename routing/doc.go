@@ -1,0 +1,72 @@
+// Package routing routes Spindle messages between the handlers of one context
+// and the streams to its parent and children: handles and their policies, the
+// route table, reverse-path source checks, dead messages with reasons, ID
+// allocation in blocks, ADD_ROUTE/DEL_ROUTE propagation, Receivers, Senders,
+// calls and replies. docs/protocol.md is the wire-level description.
+//
+// # Trust
+//
+// Parents are trusted, children are not: whatever arrives on a child's stream
+// is checked against what this router itself knows.
+//
+//   - Reverse path: a message's auth_id and src_id must be routed via the
+//     stream it came in on, or it is dropped and logged.
+//   - Routes: the master records, per direct child's stream, the ID blocks it
+//     granted to contexts below it (ALLOCATE_ID); every router between a
+//     child and the master records the blocks whose grants it passes down.
+//     ADD_ROUTE from a child is accepted only for an ID inside one of that
+//     child's blocks that is not routed elsewhere and is not this context's
+//     or an ancestor's. DEL_ROUTE from a child only for an ID routed via it,
+//     other than the child's own.
+//   - Replies: a handler bound to a respondent (every pending call) accepts
+//     a reply only from the respondent, and a dead message only from this
+//     router, or on the stream the request went out on, from the parent's
+//     side or from a context on the path down to the respondent (the owners
+//     of the blocks its ID and its ancestors' IDs came from). Dynamic
+//     handles are drawn at random, so reply handles cannot be guessed.
+//
+// Refusals are logged (rate-limited per stream: the first 16, then every
+// 1024th) and the logged ones are answered with a dead message.
+//
+// # Bounds
+//
+// What a child can make a router hold is bounded:
+//
+//   - routes per child stream: Config.MaxRoutesPerStream, default
+//     DefaultMaxRoutesPerStream (16384), the child's own ID included. The
+//     same bound caps the IDs remembered as destinations of the stream's
+//     messages (for DEL_ROUTE notices); past it the stream is not told when
+//     further IDs go, which costs only that child.
+//   - ID blocks per direct child's subtree: Config.MaxIDBlocksPerChild,
+//     default DefaultMaxIDBlocksPerChild (4096 blocks of IDBlockSize = 1000,
+//     about 0.1% of the ID space). Past it ALLOCATE_ID is answered with an
+//     error matching ErrRefused that names the bound.
+//   - ALLOCATE_ID requests passed up and unanswered per child stream: 8; the
+//     next gets a dead ErrRefused.
+//   - route names: MaxRouteName (256) bytes; longer ones are cut.
+//   - a child that takes no bytes while a send waits for room on its stream:
+//     Config.StallTimeout, default DefaultStallTimeout (30 s), after which
+//     its stream is closed as stalled (broker.ErrStalled) and its contexts
+//     are gone. Until then back-pressure travels hop by hop as usual.
+//
+// # Concurrency
+//
+// A Router is safe for concurrent use. Handlers run on the goroutine that
+// routed the message, usually a stream's reader; work done for a frame
+// (forwarding it, answering it) runs under that stream's context, so it ends
+// when the stream closes. Route withdrawals to children are posted (queued
+// without waiting), so a child that has stopped reading cannot hold up the
+// news of a disconnection for anyone else.
+//
+// Lock order: Router.mu, then Router.hmu, then idAllocator.mu or peer.mu.
+//
+// # Lifecycle
+//
+// New registers the built-in handlers on a broker. SetParent and AddChild
+// hand the router a stream; its close hook, which runs as soon as the stream
+// closes (not when its reader gets round to it), removes the routes through
+// it, sends DEL_ROUTE, then fails the calls pending on the contexts behind
+// it with ErrDisconnected and closes their Disconnected channels. When the
+// broker exits, every handler still registered gets a dead "broker has
+// exited".
+package routing
