@@ -37,17 +37,6 @@ func attrsBomb(t *testing.T) []byte {
 	return append(b, 0xa5, 'a', 't', 't', 'r', 's', 0xdd, 0xff, 0xff, 0xff, 0xff)
 }
 
-// peakRSS is this process's (the master's) peak resident set, from
-// /proc/self/status, for the test log.
-func peakRSS() string {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			return strings.Join(strings.Fields(l)[1:], " ")
-		}
-	}
-	return "?"
-}
 
 // TestHostileBodiesToMaster: a child writes bodies that used to kill the
 // master (stack overflow, out of memory) straight onto its stream. The
@@ -89,7 +78,7 @@ func TestHostileBodiesToMaster(t *testing.T) {
 			if !ok {
 				t.Fatalf("no %q record (naming %q or the size) in the master's log", tc.log, wire.ErrMalformed)
 			}
-			t.Logf("master: %v; master's peak RSS %s", rec, peakRSS())
+			t.Logf("master: %v; master's peak RSS %.1f MiB", rec, peakRSS(t))
 			for _, c := range []*spindle.Context{bad, sibling} {
 				if err := c.Ping(ctx); err != nil {
 					t.Errorf("%s after the attack: %v", c, err)
@@ -110,27 +99,26 @@ func TestHostileReplies(t *testing.T) {
 	sibling := startLocal(t, ctx, m, "sibling")
 
 	t.Run("nested error reply to a pending call", func(t *testing.T) {
-		// Reply handles are handed out in turn: learn the next one.
-		rc, err := m.Router().NewReceiver(routing.HandlerOptions{})
+		// Reply handles are random: the test knows the one it waits on, as
+		// the called context does.
+		req, err := msgpack.Marshal(&wire.CallRequest{Fn: "hang"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		next := rc.Handle() + 1
-		rc.Close()
-		p, err := bad.CallAsync(ctx, "hang", nil)
+		p, err := m.Router().CallAsync(ctx, bad.ID(), wire.HandleCall, wire.EncMsgpack, req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		a := logNested
-		a.Enc, a.Dst, a.Src, a.Auth, a.Handle = uint16(wire.EncError), 0, bad.ID(), bad.ID(), next
+		a.Enc, a.Dst, a.Src, a.Auth, a.Handle = uint16(wire.EncError), 0, bad.ID(), bad.ID(), p.Handle()
 		if err := bad.Call(ctx, "raw", a, nil); err != nil {
 			t.Fatalf("raw: %v", err)
 		}
-		err = p.Wait(ctx, nil)
+		_, err = p.Wait(ctx)
 		if !errors.Is(err, wire.ErrMalformed) || !errors.Is(err, routing.ErrBadRequest) {
 			t.Fatalf("pending call answered with a nested error body: Wait = %v, want ErrMalformed and ErrBadRequest", err)
 		}
-		t.Logf("Wait = %v; master's peak RSS %s", err, peakRSS())
+		t.Logf("Wait = %v; master's peak RSS %.1f MiB", err, peakRSS(t))
 	})
 
 	for _, tc := range []struct {
@@ -147,7 +135,7 @@ func TestHostileReplies(t *testing.T) {
 			if !errors.Is(err, wire.ErrMalformed) || !strings.Contains(err.Error(), "decode result") {
 				t.Fatalf("Call into %T with reply %x = %v, want ErrMalformed", tc.into, arrayBomb, err)
 			}
-			t.Logf("Call = %v; master's peak RSS %s", err, peakRSS())
+			t.Logf("Call = %v; master's peak RSS %.1f MiB", err, peakRSS(t))
 		})
 	}
 	for _, c := range []*spindle.Context{bad, sibling} {
@@ -198,7 +186,7 @@ func TestHostileRSS(t *testing.T) {
 	m, _ := newMaster(t, spindle.Config{})
 	bad := startLocal(t, ctx, m, "bad")
 	sibling := startLocal(t, ctx, m, "sibling")
-	t.Logf("before the attack: master's peak RSS %s", peakRSS())
+	t.Logf("before the attack: master's peak RSS %.1f MiB", peakRSS(t))
 	toMaster := func(a rawArgs, handle uint32) {
 		a.Enc, a.Dst, a.Src, a.Auth, a.Handle = uint16(wire.EncMsgpack), 0, bad.ID(), bad.ID(), handle
 		for range 10 {
@@ -227,5 +215,5 @@ func TestHostileRSS(t *testing.T) {
 	for _, c := range []*spindle.Context{bad, sibling} {
 		t.Logf("%s ping after the attack: %v", c, c.Ping(ctx))
 	}
-	t.Logf("after %s: master's peak RSS %s", attack, peakRSS())
+	t.Logf("after %s: master's peak RSS %.1f MiB", attack, peakRSS(t))
 }

@@ -52,8 +52,11 @@ type (
 		Handle  uint32 `msgpack:"handle"`
 		ReplyTo uint32 `msgpack:"reply_to"`
 	}
-	// rawArgs: "raw" writes N frames with this header and body straight
-	// onto the stream to the parent; with Spread, frame i goes to Handle+i.
+	// rawArgs: "raw" writes N frames (at least one) with this header
+	// straight onto the stream to the parent, past the router's stamping (a
+	// compromised child's frames); with Spread, frame i goes to Handle+i.
+	// The body is Body, then Prefix, Nest bytes 0x91 and Suffix.
+	// "raw_reply" returns that body as its reply.
 	rawArgs struct {
 		Dst     uint32 `msgpack:"dst"`
 		Src     uint32 `msgpack:"src"`
@@ -64,6 +67,9 @@ type (
 		Body    []byte `msgpack:"body"`
 		N       int    `msgpack:"n"`
 		Spread  bool   `msgpack:"spread"`
+		Prefix  []byte `msgpack:"prefix"`
+		Nest    int    `msgpack:"nest"`
+		Suffix  []byte `msgpack:"suffix"`
 	}
 	// idRange is the IDs [Start, End).
 	idRange struct {
@@ -98,20 +104,6 @@ type (
 	logArgs struct {
 		Level int    `msgpack:"level"`
 		Msg   string `msgpack:"msg"`
-	}
-	// rawArgs: "raw" writes this header and the body Prefix, Nest bytes
-	// 0x91, Suffix straight onto the stream to the parent (a compromised
-	// child's frame); "raw_reply" returns that body as its reply.
-	rawArgs struct {
-		Enc     uint16 `msgpack:"enc"`
-		Dst     uint32 `msgpack:"dst"`
-		Src     uint32 `msgpack:"src"`
-		Auth    uint32 `msgpack:"auth"`
-		Handle  uint32 `msgpack:"handle"`
-		ReplyTo uint32 `msgpack:"reply_to"`
-		Prefix  []byte `msgpack:"prefix"`
-		Nest    int    `msgpack:"nest"`
-		Suffix  []byte `msgpack:"suffix"`
 	}
 	// streamArgs: "stream" sends the ints 0..N-1 to To, then closes it, and
 	// returns N.
@@ -159,17 +151,18 @@ var testFuncs = map[string]spindle.Func{
 			return nil, err
 		}
 		up := call.Router.Stream(0)
-		for i := range a.N {
+		body := a.body()
+		for i := range max(a.N, 1) {
 			h := a.Handle
 			if a.Spread {
 				h += uint32(i)
 			}
-			m := &wire.Message{Enc: wire.Encoding(a.Enc), Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: h, ReplyTo: a.ReplyTo, Body: a.Body}
+			m := &wire.Message{Enc: wire.Encoding(a.Enc), Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: h, ReplyTo: a.ReplyTo, Body: body}
 			if err := up.Send(ctx, m); err != nil {
 				return i, err
 			}
 		}
-		return a.N, nil
+		return max(a.N, 1), nil
 	}},
 	"add_routes": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
 		var a addRoutesArgs
@@ -298,14 +291,6 @@ var testFuncs = map[string]spindle.Func{
 		fmt.Fprintln(os.Stderr, line)
 		return nil, nil
 	}},
-	"raw": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
-		var a rawArgs
-		if err := msgpack.Unmarshal(args, &a); err != nil {
-			return nil, err
-		}
-		m := &wire.Message{Enc: wire.Encoding(a.Enc), Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: a.Handle, ReplyTo: a.ReplyTo, Body: a.body()}
-		return nil, call.Router.Stream(0).Send(ctx, m)
-	}},
 	"raw_reply": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
 		var a rawArgs
 		if err := msgpack.Unmarshal(args, &a); err != nil {
@@ -332,7 +317,8 @@ var testFuncs = map[string]spindle.Func{
 }
 
 func (a *rawArgs) body() []byte {
-	b := make([]byte, 0, len(a.Prefix)+a.Nest+len(a.Suffix))
+	b := make([]byte, 0, len(a.Body)+len(a.Prefix)+a.Nest+len(a.Suffix))
+	b = append(b, a.Body...)
 	b = append(b, a.Prefix...)
 	b = append(b, bytes.Repeat([]byte{0x91}, a.Nest)...)
 	return append(b, a.Suffix...)

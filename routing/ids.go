@@ -196,7 +196,7 @@ func (r *Router) noteForward(m *wire.Message, in *peer, out *broker.Stream) bool
 			r.allocsInFlight.Add(-1)
 			p.allocs--
 			var blk wire.IDBlock
-			if m.Enc == wire.EncMsgpack && !m.IsDead() && msgpack.Unmarshal(m.Body, &blk) == nil && blk.Start != 0 && blk.End > blk.Start {
+			if m.Enc == wire.EncMsgpack && !m.IsDead() && wire.Unmarshal(m.Body, &blk) == nil && blk.Start != 0 && blk.End > blk.Start {
 				r.grantLocked(p, blk, m.Dst)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/wire"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // onAddRoute handles ADD_ROUTE from a direct child: a new context exists below
