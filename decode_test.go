@@ -37,7 +37,6 @@ func attrsBomb(t *testing.T) []byte {
 	return append(b, 0xa5, 'a', 't', 't', 'r', 's', 0xdd, 0xff, 0xff, 0xff, 0xff)
 }
 
-
 // TestHostileBodiesToMaster: a child writes bodies that used to kill the
 // master (stack overflow, out of memory) straight onto its stream. The
 // master drops each with a clear log record, and the child, its sibling and

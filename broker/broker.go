@@ -138,11 +138,14 @@ func (b *Broker) NewStream(rwc io.ReadWriteCloser, cfg StreamConfig) (*Stream, e
 		if s.cfg.OnClose != nil {
 			s.cfg.OnClose(s, s.Err())
 		}
+		// Gone only once its hook has run: the shutdown sequence, waiting
+		// for keep-alive streams, sees a child's cleanup done before it
+		// closes the parent.
+		b.removeStream(s)
 	}()
 	go func() {
 		defer b.streamWG.Done()
 		s.readLoop()
-		b.removeStream(s)
 	}()
 	return s, nil
 }
