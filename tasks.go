@@ -183,7 +183,13 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 		return nil, fmt.Errorf("spindle: run on %s: decode result: %w", c, err)
 	}
 	if res.Error != nil {
-		return nil, &TaskError{Kind: res.Error.Kind, Message: res.Error.Message, ExitCode: res.Error.ExitCode, Context: c.name}
+		te := &TaskError{Kind: res.Error.Kind, Message: res.Error.Message, ExitCode: res.Error.ExitCode, Context: c.name}
+		if te.Kind == string(host.KindCancelled) && ctx.Err() != nil {
+			// The context stopped the task because the caller gave up, and
+			// its reply crossed the caller's giving up: say both.
+			return nil, fmt.Errorf("spindle: run on %s: %w: %w", c, ctx.Err(), te)
+		}
+		return nil, te
 	}
 	if d := out.droppedChunks(); d > 0 {
 		return nil, &TaskError{Kind: string(host.KindOutputLimit), Context: c.name,
