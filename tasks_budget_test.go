@@ -351,3 +351,75 @@ func unpackInto(t *testing.T, b []byte, v any) {
 		t.Fatalf("Unmarshal(%x): %v", b, err)
 	}
 }
+
+// gateWriter blocks every Write until open is closed; started is closed at
+// the first.
+type gateWriter struct {
+	once    sync.Once
+	started chan struct{}
+	open    chan struct{}
+	mu      sync.Mutex
+	n       int
+}
+
+func (w *gateWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.started) })
+	<-w.open
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n += len(p)
+	return len(p), nil
+}
+
+// TestHostileOutputFloodBounded: a compromised child (the real child
+// process, through its test-only "send" function) floods the output handle
+// of a Run whose writer is stuck: the master queues at most
+// OutputQueueChunks / OutputQueueBytes, drops the rest, and the Run fails
+// with kind output_limit; a sibling still serves.
+func TestHostileOutputFloodBounded(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := taskContext(t)
+	m, _, c, sib, bad, hello := budgetSetup(t, ctx)
+	// The output handle is not exposed; handles are allocated in order,
+	// and Run allocates its output handle first: the next one after
+	// probe's. A wrong guess sends to no handle and fails the test below.
+	probe, err := m.Router().NewReceiver(routing.HandlerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outHandle := probe.Handle() + 1
+	probe.Close()
+	w := &gateWriter{started: make(chan struct{}), open: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(ctx, spindle.Task{Module: bad, Task: "stdout_flood", Input: mustPack(t, map[string]int{"n": 1}), Stdout: w})
+		done <- err
+	}()
+	select {
+	case <-w.started:
+	case err := <-done:
+		t.Fatalf("stdout_flood returned before writing: %v", err)
+	}
+	before := heapInuse()
+	const chunks, size = 40, 64 << 10
+	for range chunks {
+		if err := c.Call(ctx, "send", map[string]any{"dst": 0, "handle": outHandle, "size": size}, nil); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	if err := c.Ping(ctx); err != nil { // every chunk has reached the master
+		t.Fatal(err)
+	}
+	grew := int64(heapInuse()) - int64(before)
+	close(w.open)
+	err = <-done
+	t.Logf("%d hostile chunks of %d KiB: master heap %+d KiB while the writer was stuck; Run: %v", chunks, size>>10, grew>>10, err)
+	var te *spindle.TaskError
+	if !errors.As(err, &te) || te.Kind != "output_limit" || !strings.Contains(te.Message, "dropped") {
+		t.Fatalf("Run under a hostile output flood = %v, want kind output_limit, chunks dropped", err)
+	}
+	if grew > spindle.OutputQueueBytes+4<<20 {
+		t.Errorf("master heap grew by %d KiB, want at most the queue bound of %d KiB", grew>>10, spindle.OutputQueueBytes>>10)
+	}
+	helloWorks(t, ctx, sib, hello, "a hostile output flood")
+}
