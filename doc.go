@@ -37,9 +37,12 @@
 //     one) is refused with an error to its sender, and the Run fails with
 //     kind output_limit.
 //
-// A Receiver the caller grants as a channel (Task.Channels) is unbounded
-// (routing.Receiver, a latch): what one call can queue in it is bounded by
-// Limits.SendBytes and Limits.SendMessages (16 MiB, 65,536 by default).
+// What one call can queue in a receiver it was granted as a channel
+// (Task.Channels) is bounded by Limits.SendBytes and Limits.SendMessages
+// (16 MiB, 65,536 by default). A receiver from Router().NewReceiver is
+// otherwise unbounded (a latch); grant one from NewBoundedReceiver to bound
+// what all senders together, many calls or a compromised child, can queue
+// in the master.
 //
 // # Concurrency
 //

@@ -133,6 +133,36 @@ func TestSendFloodBounded(t *testing.T) {
 			helloWorks(t, ctx, c, hello, "send flood")
 		})
 	}
+	// Many calls granted one receiver: a bounded one holds the master to
+	// its bound, whatever their budgets add up to.
+	t.Run("concurrent calls into a bounded receiver", func(t *testing.T) {
+		lim := routing.ReceiverLimits{Messages: 64, Bytes: 4 << 20}
+		rc, err := m.Router().NewBoundedReceiver(routing.HandlerOptions{}, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		before := heapInuse()
+		in := mustPack(t, map[string]any{"ch": rc.Sender(), "chunk": 64 << 10})
+		outcomes := spindle.RunAll(ctx, []*spindle.Context{c, sib, c, sib},
+			spindle.Task{Module: bad, Task: "send_flood", Input: in, Channels: []routing.Sender{rc.Sender()}})
+		grew := int64(heapInuse()) - int64(before)
+		t.Logf("4 calls of 16 MiB of sends each: %d messages dropped, %d bytes queued (bound %d); master heap %+d KiB; peak RSS %d MiB",
+			rc.Dropped(), rc.Queued(), lim.Bytes, grew>>10, peakRSS(t)>>20)
+		for _, o := range outcomes {
+			var te *spindle.TaskError
+			if !errors.As(o.Err, &te) || te.Kind != "output_limit" {
+				t.Errorf("send_flood on %s = %v, want kind output_limit", o.Context, o.Err)
+			}
+		}
+		if rc.Queued() > lim.Bytes || rc.Len() > lim.Messages+4 || rc.Dropped() == 0 {
+			t.Errorf("bounded receiver holds %d messages, %d bytes, dropped %d; bound %+v", rc.Len(), rc.Queued(), rc.Dropped(), lim)
+		}
+		if grew > lim.Bytes+16<<20 {
+			t.Errorf("master heap grew by %d MiB with a %d MiB receiver bound", grew>>20, lim.Bytes>>20)
+		}
+		helloWorks(t, ctx, sib, hello, "send floods")
+	})
 }
 
 // safeCounter counts the bytes and Write calls it gets, optionally slowly.
