@@ -276,7 +276,7 @@ func TestRunHonoursDeadline(t *testing.T) {
 	_, err := c.Run(rctx, spindle.Task{Module: bad, Task: "stdout_flood", Stdout: w, Limits: spindle.Limits{Timeout: time.Minute}})
 	late := time.Since(start) - wait
 	got, writes := w.counts()
-	t.Logf("Run returned %v after its deadline (%d bytes in %d writes): %v", late, got, writes, err)
+	t.Logf("Run returned %v after its deadline (%d bytes in %d writes; peak RSS %d MiB): %v", late, got, writes, peakRSS(t)>>20, err)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stdout_flood with a slow writer = %v, want context.DeadlineExceeded", err)
 	}
@@ -443,7 +443,8 @@ func TestHostileOutputFloodBounded(t *testing.T) {
 	grew := int64(heapInuse()) - int64(before)
 	close(w.open)
 	err = <-done
-	t.Logf("%d hostile chunks of %d KiB: master heap %+d KiB while the writer was stuck; Run: %v", chunks, size>>10, grew>>10, err)
+	t.Logf("%d hostile chunks of %d KiB: master heap %+d KiB while the writer was stuck; peak RSS %d MiB; Run: %v",
+		chunks, size>>10, grew>>10, peakRSS(t)>>20, err)
 	var te *spindle.TaskError
 	if !errors.As(err, &te) || te.Kind != "output_limit" || !strings.Contains(te.Message, "dropped") {
 		t.Fatalf("Run under a hostile output flood = %v, want kind output_limit, chunks dropped", err)
