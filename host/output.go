@@ -140,8 +140,15 @@ func (b *outputBuffer) flushLocked(ctx context.Context, stream int, all bool) er
 		b.messages++
 		piece := buf[:min(len(buf), OutputChunkBytes)]
 		if err := b.emit(ctx, stream, piece); err != nil {
-			b.failed = err
 			b.bufs = [3][]byte{}
+			if b.ctx.Err() != nil {
+				// The call is ending for a reason of its own (timeout,
+				// the caller's cancel, the host's close), which is what
+				// it reports; the rest of its output is dropped.
+				b.closed = true
+				return errOutputFailed
+			}
+			b.failed = err
 			b.st.stop(errOutputFailed)
 			return errOutputFailed
 		}

@@ -145,7 +145,9 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 		return nil, taskErr(KindOutputLimit, "channel sends passed %d bytes or %d messages", st.limits.SendBytes, st.limits.SendMessages)
 	case st.out.failure() != nil:
 		return nil, st.out.failure()
-	case err != nil && ctx.Err() != nil:
+	case (err != nil || failed) && ctx.Err() != nil:
+		// A guest whose host call failed because the call ended may
+		// return a status before wazero notices: the end is the cause.
 		switch cause := st.cause(ctx); cause {
 		case errTimeout:
 			return nil, taskErr(KindTimeout, "no result after %v", st.limits.Timeout)
