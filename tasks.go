@@ -505,10 +505,11 @@ func (n *node) onRunTask(m *wire.Message, _ *broker.Stream) {
 	k := runKey{src: m.Src, id: req.ID}
 	tc := n.tasks.track(k)
 	err := n.b.Go(func(ctx context.Context) {
-		defer n.tasks.untrack(k, tc)
-		ctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
 		if tc != nil {
+			defer n.tasks.untrack(k, tc)
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			defer cancel(nil)
 			tc.set(cancel)
 		}
 		if req.DeadlineNs > 0 {

@@ -58,11 +58,11 @@ type outputBuffer struct {
 // newOutputBuffer returns the output buffer of call for st, or nil if the
 // call reads neither stream.
 func newOutputBuffer(ctx context.Context, st *callState, call *Call) *outputBuffer {
+	if call.Output == nil && call.Stdout == nil && call.Stderr == nil {
+		return nil
+	}
 	b := &outputBuffer{st: st, ctx: ctx, emit: call.Output}
 	if b.emit == nil {
-		if call.Stdout == nil && call.Stderr == nil {
-			return nil
-		}
 		b.discard[streamStdout] = call.Stdout == nil
 		b.discard[streamStderr] = call.Stderr == nil
 		w := [3]io.Writer{nil, call.Stdout, call.Stderr}
