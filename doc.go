@@ -20,6 +20,30 @@
 //		m.Close() // SHUTDOWN to the whole tree, grace period, then kill
 //	}
 //
+// # Task budgets
+//
+// A task's guest is bounded per call by Limits (host.Limits: time, memory,
+// output, logs, channel sends; defaults in package host). Context.Run adds:
+//
+//   - The caller's ctx reaches the context: the request carries its
+//     deadline (RunTask.deadline_ns), and when ctx ends first Run sends
+//     CANCEL_TASK; the guest is stopped either way, and Run returns at once.
+//   - A Run's stdout and stderr are flow-controlled: the context sends
+//     coalesced chunks of at most host.OutputChunkBytes (32 KiB), each
+//     acknowledged once written, with at most 4 unacknowledged, so a slow
+//     writer slows the task instead of growing the master. The master
+//     queues at most OutputQueueChunks (16) chunks and OutputQueueBytes
+//     (1 MiB) per Run; a chunk past that (only a compromised child sends
+//     one) is refused with an error to its sender, and the Run fails with
+//     kind output_limit.
+//
+// What one call can queue in a receiver it was granted as a channel
+// (Task.Channels) is bounded by Limits.SendBytes and Limits.SendMessages
+// (16 MiB, 65,536 by default). A receiver from Router().NewReceiver is
+// otherwise unbounded (a latch); grant one from NewBoundedReceiver to bound
+// what all senders together, many calls or a compromised child, can queue
+// in the master.
+//
 // # Concurrency
 //
 // Master and Context methods are safe for concurrent use. Native functions

@@ -77,6 +77,7 @@ func (n *node) serve() error {
 		{wire.HandleStartChild, n.onStartChild},
 		{wire.HandleStopChild, n.onStopChild},
 		{wire.HandleRunTask, n.onRunTask},
+		{wire.HandleCancelTask, n.onCancelTask},
 	} {
 		if _, err := n.r.AddHandler(h.fn, routing.HandlerOptions{Handle: h.handle, Policy: auth}); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -54,13 +55,19 @@ type Mount struct {
 	ReadOnly bool
 }
 
-// Limits bounds one task call; zero fields mean the defaults (30 s, 256 MiB,
-// 16 MiB of output, 1 MiB of logs).
+// Limits bounds one task call; zero fields mean the defaults of package
+// host (30 s, 256 MiB, 16 MiB of output in at most 10,000 messages, 1 MiB
+// of logs in at most 8192 records, 16 MiB of channel sends in at most
+// 65,536 messages). See host.Limits.
 type Limits struct {
-	Timeout     time.Duration
-	MemoryPages uint32
-	OutputBytes int64
-	LogBytes    int64
+	Timeout        time.Duration
+	MemoryPages    uint32
+	OutputBytes    int64
+	OutputMessages int64
+	LogBytes       int64
+	LogRecords     int64
+	SendBytes      int64
+	SendMessages   int64
 }
 
 // TaskResult is what a successful task call returns.
@@ -109,13 +116,24 @@ func (c *Context) Preload(ctx context.Context, module string) error {
 
 // Run runs a task in the context and returns its result. A task that fails
 // returns a *TaskError; a context that cannot be reached, a routing error.
+//
+// The context learns when Run gives up: the request carries ctx's deadline
+// (the task is cancelled there once it passes), and when ctx ends first Run
+// sends CANCEL_TASK. Either way Run returns when ctx ends, at once, whatever
+// output is still on its way; a Write to t.Stdout or t.Stderr in progress
+// is the only thing it waits for. The output is flow-controlled: the
+// context keeps at most a few chunks unacknowledged, so a slow writer
+// slows the task rather than growing the master (see OutputQueueBytes).
 func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	n := c.m.n
 	req := wire.RunTask{
 		Module: t.Module, Task: t.Task, Input: t.Input, Args: t.Args, Stdin: t.Stdin, Env: t.Env,
 		Clock: t.Clock, Random: t.Random, Pooled: t.Pooled,
 		Limits: wire.Limits{TimeoutNs: int64(t.Limits.Timeout), MemoryPages: t.Limits.MemoryPages,
-			OutputBytes: t.Limits.OutputBytes, LogBytes: t.Limits.LogBytes},
+			OutputBytes: t.Limits.OutputBytes, LogBytes: t.Limits.LogBytes,
+			OutputMessages: t.Limits.OutputMessages, LogRecords: t.Limits.LogRecords,
+			SendBytes: t.Limits.SendBytes, SendMessages: t.Limits.SendMessages},
+		ID: n.tasks.ids.Add(1),
 	}
 	for _, mt := range t.Mounts {
 		req.Mounts = append(req.Mounts, wire.Mount{Host: mt.Host, Guest: mt.Guest, ReadOnly: mt.ReadOnly})
@@ -123,32 +141,39 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	for _, s := range t.Channels {
 		req.Channels = append(req.Channels, wire.Channel{Context: s.Context, Handle: s.Handle})
 	}
-	var out *routing.Receiver
-	var streamed sync.WaitGroup
+	if dl, ok := ctx.Deadline(); ok {
+		d := time.Until(dl)
+		if d <= 0 {
+			return nil, fmt.Errorf("spindle: run on %s: %w", c, context.DeadlineExceeded)
+		}
+		req.DeadlineNs = int64(d)
+	}
+	var out *outputSink
 	if t.Stdout != nil || t.Stderr != nil {
 		var err error
-		out, err = n.r.NewReceiver(routing.HandlerOptions{})
-		if err != nil {
+		if out, err = newOutputSink(ctx, n.r, c.id, t.Stdout, t.Stderr); err != nil {
 			return nil, err
 		}
-		defer out.Close()
-		req.Output = &wire.Channel{Context: n.r.ID(), Handle: out.Handle()}
-		streamed.Add(1)
-		go func() {
-			defer streamed.Done()
-			copyOutput(ctx, out, t.Stdout, t.Stderr)
-		}()
+		defer out.close()
+		req.Output = &wire.Channel{Context: n.r.ID(), Handle: out.handle}
 	}
 	body, err := msgpack.Marshal(&req)
 	if err != nil {
 		return nil, fmt.Errorf("spindle: run on %s: %w", c, err)
 	}
-	reply, err := n.r.Call(ctx, c.id, wire.HandleRunTask, wire.EncMsgpack, body)
+	p, err := n.r.CallAsync(ctx, c.id, wire.HandleRunTask, wire.EncMsgpack, body)
+	if err != nil {
+		return nil, fmt.Errorf("spindle: run on %s: %w", c, err)
+	}
+	reply, err := p.Wait(ctx)
+	if err != nil && ctx.Err() != nil {
+		c.cancelTask(req.ID)
+	}
 	if out != nil {
-		// Every chunk was routed before the reply: close the receiver and
-		// let the copier drain what is queued.
-		_ = n.r.CloseSender(ctx, out.Sender())
-		streamed.Wait()
+		// An honest context has had every chunk acknowledged before it
+		// replied: close drains nothing more than a hostile one queued
+		// (bounded), and stops at once if ctx is done.
+		out.close()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("spindle: run on %s: %w", c, err)
@@ -158,30 +183,159 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 		return nil, fmt.Errorf("spindle: run on %s: decode result: %w", c, err)
 	}
 	if res.Error != nil {
-		return nil, &TaskError{Kind: res.Error.Kind, Message: res.Error.Message, ExitCode: res.Error.ExitCode, Context: c.name}
+		te := &TaskError{Kind: res.Error.Kind, Message: res.Error.Message, ExitCode: res.Error.ExitCode, Context: c.name}
+		if te.Kind == string(host.KindCancelled) && ctx.Err() != nil {
+			// The context stopped the task because the caller gave up, and
+			// its reply crossed the caller's giving up: say both.
+			return nil, fmt.Errorf("spindle: run on %s: %w: %w", c, ctx.Err(), te)
+		}
+		return nil, te
+	}
+	if d := out.droppedChunks(); d > 0 {
+		return nil, &TaskError{Kind: string(host.KindOutputLimit), Context: c.name,
+			Message: fmt.Sprintf("%d output chunks dropped: the context passed the master's output queue (%d chunks, %d bytes)",
+				d, OutputQueueChunks, OutputQueueBytes)}
 	}
 	return &TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: res.Command}, nil
 }
 
-// copyOutput writes streamed chunks until the receiver's sender is closed.
-func copyOutput(ctx context.Context, rc *routing.Receiver, stdout, stderr io.Writer) {
-	for {
-		m, err := rc.Get(ctx)
-		if err != nil {
+// cancelTask tells the context that the caller of task id gave up. It is
+// sent by a goroutine of the broker so that Run returns at once.
+func (c *Context) cancelTask(id uint64) {
+	n := c.m.n
+	body, err := msgpack.Marshal(&wire.CancelTask{ID: id})
+	if err != nil {
+		return
+	}
+	_ = n.b.Go(func(bctx context.Context) {
+		ctx, cancel := context.WithTimeout(bctx, time.Second)
+		defer cancel()
+		if err := n.r.SendTo(ctx, routing.Sender{Context: c.id, Handle: wire.HandleCancelTask}, wire.EncMsgpack, body); err != nil {
+			n.log.Debug("CANCEL_TASK not sent", "to", c.String(), "err", err)
+		}
+	})
+}
+
+// The bound of the master's queue of one Run's output, past which chunks
+// are refused (and the Run fails with kind output_limit). An honest context
+// keeps at most outputWindow chunks of host.OutputChunkBytes in flight, well
+// inside it.
+const (
+	OutputQueueChunks = 16
+	OutputQueueBytes  = 1 << 20
+)
+
+// outputWindow is how many output chunks a context sends before it waits
+// for the oldest to be acknowledged.
+const outputWindow = 4
+
+// outputSink is the master's end of one Run's output: a bounded queue fed
+// by the stream's reader (the handler) and drained by one copier goroutine,
+// which writes each chunk and then acknowledges it. It is owned by Run,
+// which starts the copier and stops it with close.
+type outputSink struct {
+	r              *routing.Router
+	handle         uint32
+	stdout, stderr io.Writer
+	q              chan *wire.Message
+	queued         atomic.Int64 // bytes in q
+	dropped        atomic.Int64 // chunks refused
+	stop           chan struct{}
+	done           chan struct{}
+	closeOnce      sync.Once
+}
+
+func newOutputSink(ctx context.Context, r *routing.Router, from uint32, stdout, stderr io.Writer) (*outputSink, error) {
+	s := &outputSink{r: r, stdout: stdout, stderr: stderr, q: make(chan *wire.Message, OutputQueueChunks),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	h, err := r.AddHandler(s.put, routing.HandlerOptions{Respondent: from, HasRespondent: true})
+	if err != nil {
+		return nil, err
+	}
+	s.handle = h
+	go s.copy(ctx)
+	return s, nil
+}
+
+// put queues a chunk, on the reader goroutine of the stream it came in on;
+// one past the bound is refused with an error to its sender.
+func (s *outputSink) put(m *wire.Message, _ *broker.Stream) {
+	if m.IsDead() {
+		return // the context went away: Run's call fails as well
+	}
+	if s.queued.Add(int64(len(m.Body))) <= OutputQueueBytes {
+		select {
+		case s.q <- m:
 			return
-		}
-		var ch wire.OutputChunk
-		if wire.Unmarshal(m.Body, &ch) != nil {
-			continue
-		}
-		w := stdout
-		if ch.Stream == 2 {
-			w = stderr
-		}
-		if w != nil {
-			_, _ = w.Write(ch.Data)
+		default:
 		}
 	}
+	s.queued.Add(-int64(len(m.Body)))
+	s.dropped.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.r.ReplyError(ctx, m, fmt.Errorf("%w: output queue full (%d chunks, %d bytes)", routing.ErrRefused, OutputQueueChunks, OutputQueueBytes))
+}
+
+// copy writes chunks until ctx ends, or close is called and the queue is
+// empty.
+func (s *outputSink) copy(ctx context.Context) {
+	defer close(s.done)
+	for {
+		select {
+		case m := <-s.q:
+			s.deliver(ctx, m)
+		case <-ctx.Done():
+			return
+		case <-s.stop:
+			for {
+				select {
+				case m := <-s.q:
+					if ctx.Err() != nil {
+						return
+					}
+					s.deliver(ctx, m)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *outputSink) deliver(ctx context.Context, m *wire.Message) {
+	s.queued.Add(-int64(len(m.Body)))
+	var ch wire.OutputChunk
+	if wire.Unmarshal(m.Body, &ch) != nil {
+		_ = s.r.ReplyError(ctx, m, fmt.Errorf("%w: output chunk", routing.ErrBadRequest))
+		return
+	}
+	w := s.stdout
+	if ch.Stream == 2 {
+		w = s.stderr
+	}
+	if w != nil {
+		_, _ = w.Write(ch.Data)
+	}
+	_ = s.r.Reply(ctx, m, wire.EncMsgpack, nil)
+}
+
+// close unregisters the handle, lets the copier write what is queued (or
+// stop at once if Run's ctx is done) and waits for it. It is idempotent.
+func (s *outputSink) close() {
+	s.closeOnce.Do(func() {
+		_ = s.r.DelHandler(s.handle)
+		close(s.stop)
+	})
+	<-s.done
+}
+
+// droppedChunks is how many chunks were refused; 0 for a nil sink.
+func (s *outputSink) droppedChunks() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.dropped.Load()
 }
 
 // RunOutcome is one context's result from RunAll.
@@ -215,6 +369,96 @@ type taskState struct {
 	mu   sync.Mutex
 	host *host.Host // guarded by mu
 	err  error      // guarded by mu
+	// running holds the cancel of each task in progress that its caller
+	// named (RunTask.ID), for CANCEL_TASK; guarded by mu.
+	running map[runKey]*taskCancel
+	ids     atomic.Uint64 // the RunTask.IDs of this context's own calls
+}
+
+// runKey names a task in progress: its caller and the ID it gave.
+type runKey struct {
+	src uint32
+	id  uint64
+}
+
+// taskCancel cancels one task; fire may come before set (CANCEL_TASK is
+// handled on the stream's reader, the task on a goroutine of its own).
+type taskCancel struct {
+	mu     sync.Mutex
+	cancel context.CancelCauseFunc // guarded by mu
+	fired  bool                    // guarded by mu
+}
+
+// errCallerCancelled is why a task whose caller sent CANCEL_TASK ends.
+var errCallerCancelled = errors.New("spindle: the caller cancelled the task")
+
+func (tc *taskCancel) set(cancel context.CancelCauseFunc) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	tc.cancel = cancel
+	if tc.fired {
+		cancel(errCallerCancelled)
+	}
+}
+
+func (tc *taskCancel) fire() {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	tc.fired = true
+	if tc.cancel != nil {
+		tc.cancel(errCallerCancelled)
+	}
+}
+
+// track registers the task k; it returns nil (and registers nothing) for
+// an unnamed task or a name in use.
+func (ts *taskState) track(k runKey) *taskCancel {
+	if k.id == 0 {
+		return nil
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if _, dup := ts.running[k]; dup {
+		return nil
+	}
+	if ts.running == nil {
+		ts.running = make(map[runKey]*taskCancel)
+	}
+	tc := &taskCancel{}
+	ts.running[k] = tc
+	return tc
+}
+
+// untrack removes k if tc is its entry, and returns tc.
+func (ts *taskState) untrack(k runKey, tc *taskCancel) {
+	if tc == nil {
+		return
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.running[k] == tc {
+		delete(ts.running, k)
+	}
+}
+
+// onCancelTask serves CANCEL_TASK: it cancels the task the sender named,
+// if it is still running; any other is ignored.
+func (n *node) onCancelTask(m *wire.Message, _ *broker.Stream) {
+	if m.IsDead() {
+		return
+	}
+	var req wire.CancelTask
+	if wire.Unmarshal(m.Body, &req) != nil {
+		return
+	}
+	k := runKey{src: m.Src, id: req.ID}
+	n.tasks.mu.Lock()
+	tc := n.tasks.running[k]
+	delete(n.tasks.running, k)
+	n.tasks.mu.Unlock()
+	if tc != nil {
+		tc.fire()
+	}
 }
 
 // get returns the host if it has been made (without making it).
@@ -256,7 +500,23 @@ func (n *node) onRunTask(m *wire.Message, _ *broker.Stream) {
 		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("decode RUN_TASK: %w: %v", routing.ErrBadRequest, err))
 		return
 	}
+	// Registered here, on the reader, so that a CANCEL_TASK behind it on
+	// the same stream finds it.
+	k := runKey{src: m.Src, id: req.ID}
+	tc := n.tasks.track(k)
 	err := n.b.Go(func(ctx context.Context) {
+		if tc != nil {
+			defer n.tasks.untrack(k, tc)
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			defer cancel(nil)
+			tc.set(cancel)
+		}
+		if req.DeadlineNs > 0 {
+			var stop context.CancelFunc
+			ctx, stop = context.WithTimeoutCause(ctx, time.Duration(req.DeadlineNs), errCallerDeadline)
+			defer stop()
+		}
 		res := n.runTask(ctx, &req)
 		body, err := msgpack.Marshal(res)
 		if err != nil {
@@ -268,9 +528,13 @@ func (n *node) onRunTask(m *wire.Message, _ *broker.Stream) {
 		}
 	})
 	if err != nil {
+		n.tasks.untrack(k, tc)
 		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("run task: %w", routing.ErrShutdown))
 	}
 }
+
+// errCallerDeadline is why a task ends whose caller's deadline passed.
+var errCallerDeadline = errors.New("spindle: the caller's deadline passed")
 
 func taskFailure(kind string, err error) *wire.TaskResult {
 	return &wire.TaskResult{Error: &wire.TaskError{Kind: kind, Message: err.Error()}}
@@ -295,7 +559,9 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 	call := host.Call{
 		Task: req.Task, Input: req.Input, Args: req.Args,
 		Limits: host.Limits{Timeout: time.Duration(req.Limits.TimeoutNs), MemoryPages: req.Limits.MemoryPages,
-			OutputBytes: req.Limits.OutputBytes, LogBytes: req.Limits.LogBytes},
+			OutputBytes: req.Limits.OutputBytes, LogBytes: req.Limits.LogBytes,
+			OutputMessages: req.Limits.OutputMessages, LogRecords: req.Limits.LogRecords,
+			SendBytes: req.Limits.SendBytes, SendMessages: req.Limits.SendMessages},
 		Grants: host.Grants{Clock: req.Clock, Random: req.Random, Env: req.Env},
 		Pooled: req.Pooled,
 	}
@@ -308,10 +574,10 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 	for _, ch := range req.Channels {
 		call.Grants.Channels = append(call.Grants.Channels, host.Channel{Context: ch.Context, Handle: ch.Handle})
 	}
+	var out *outputStream
 	if req.Output != nil {
-		dst := routing.Sender{Context: req.Output.Context, Handle: req.Output.Handle}
-		call.Stdout = &chunkWriter{ctx: ctx, r: n.r, dst: dst, stream: 1}
-		call.Stderr = &chunkWriter{ctx: ctx, r: n.r, dst: dst, stream: 2}
+		out = &outputStream{r: n.r, dst: routing.Sender{Context: req.Output.Context, Handle: req.Output.Handle}}
+		call.Output = out.write
 	}
 	taskLog := n.log.With("task", req.Task, "module", req.Module[:min(12, len(req.Module))])
 	call.Log = func(level slog.Level, msg string) { taskLog.Log(ctx, level, msg) }
@@ -323,6 +589,16 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		return n.r.SendTo(ctx, routing.Sender{Context: ch.Context, Handle: ch.Handle}, enc, data)
 	}
 	res, err := h.Run(ctx, mod, call)
+	if out != nil {
+		// Every chunk is acknowledged before the reply, so the caller has
+		// written all of them when it gets it.
+		dctx, cancel := context.WithTimeout(ctx, host.ExitFlushTimeout)
+		derr := out.drain(dctx)
+		cancel()
+		if derr != nil && err == nil {
+			return taskFailure("cancelled", fmt.Errorf("output not delivered: %w", derr))
+		}
+	}
 	if err != nil {
 		var te *host.TaskError
 		if errors.As(err, &te) {
@@ -336,24 +612,61 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 	return &wire.TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: mod.Kind() == host.Command}
 }
 
-// chunkWriter streams a command's output to the caller, one message per
-// Write, in order.
-type chunkWriter struct {
-	ctx    context.Context
-	r      *routing.Router
-	dst    routing.Sender
-	stream int
+// outputStream passes a task's coalesced stdout and stderr (host.Call.Output)
+// to the caller's output handle, one OutputChunk call each, with at most
+// outputWindow of them unacknowledged. The host serializes its calls, and
+// drain comes after Run: it needs no lock.
+type outputStream struct {
+	r        *routing.Router
+	dst      routing.Sender
+	inflight []*routing.Pending
 }
 
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	body, err := msgpack.Marshal(&wire.OutputChunk{Stream: w.stream, Data: p})
+func (o *outputStream) write(ctx context.Context, stream int, p []byte) error {
+	body, err := msgpack.Marshal(&wire.OutputChunk{Stream: stream, Data: p})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if err := w.r.SendTo(w.ctx, w.dst, wire.EncMsgpack, body); err != nil {
-		return 0, err
+	if len(o.inflight) >= outputWindow {
+		if err := o.waitOldest(ctx); err != nil {
+			return err
+		}
 	}
-	return len(p), nil
+	pd, err := o.r.CallAsync(ctx, o.dst.Context, o.dst.Handle, wire.EncMsgpack, body)
+	if err != nil {
+		o.abandon()
+		return err
+	}
+	o.inflight = append(o.inflight, pd)
+	return nil
+}
+
+func (o *outputStream) waitOldest(ctx context.Context) error {
+	pd := o.inflight[0]
+	o.inflight = o.inflight[1:]
+	if _, err := pd.Wait(ctx); err != nil {
+		o.abandon()
+		return err
+	}
+	return nil
+}
+
+// drain waits for every chunk's acknowledgement.
+func (o *outputStream) drain(ctx context.Context) error {
+	for len(o.inflight) > 0 {
+		if err := o.waitOldest(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abandon gives up on the chunks in flight.
+func (o *outputStream) abandon() {
+	for _, pd := range o.inflight {
+		pd.Cancel()
+	}
+	o.inflight = nil
 }
 
 // hostStats reports the wasm host's counters, zero before its first task.

@@ -38,8 +38,8 @@ var (
 	// ErrMemory: a buffer lay outside guest memory (ERR_MEMORY). It means
 	// a bug in the SDK.
 	ErrMemory = errors.New("guest: buffer outside guest memory")
-	// ErrLimit: a per-call limit (output size, log budget) would be passed
-	// (ERR_LIMIT).
+	// ErrLimit: a per-call limit (output size, log budget, send budget)
+	// would be passed (ERR_LIMIT).
 	ErrLimit = errors.New("guest: per-call limit reached")
 	// ErrDenied: the caller did not grant it, for example a channel that was
 	// not in the task's input (ERR_DENIED).

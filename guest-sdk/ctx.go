@@ -86,7 +86,9 @@ func (c Ctx) Error(msg string, args ...any) { c.Log(slog.LevelError, msg, args..
 
 // Send sends v, encoded as msgpack, on ch. It returns when the host has
 // taken the message; errors wrap ErrDenied (ch was not granted by the
-// caller), ErrFailed (the receiver's context is gone) or ErrReturned.
+// caller), ErrLimit (the call's send budget is spent: the call then ends
+// with kind output_limit), ErrFailed (the receiver's context is gone) or
+// ErrReturned.
 func (c Ctx) Send(ch Channel, v any) error {
 	b, err := msgpack.Marshal(v)
 	if err != nil {

@@ -159,19 +159,33 @@ func abiLog(ctx context.Context, st *callState, mod api.Module, stack []uint64) 
 	if !ok {
 		return codeMemory
 	}
-	if st.logSpent || st.logUsed+int64(len(b)) > st.limits.LogBytes {
+	// A record costs the master more than its message: count a fixed
+	// cost too, and the records themselves, so that empty messages
+	// spend the budget as well.
+	cost := int64(len(b)) + LogRecordCost
+	if st.logSpent || st.logUsed+cost > st.limits.LogBytes || st.logRecords >= st.limits.LogRecords {
 		if !st.logSpent {
 			st.logSpent = true
-			st.log(ctx, slog.LevelWarn, fmt.Sprintf("log budget of %d bytes spent: dropping further messages", st.limits.LogBytes))
+			st.log(ctx, slog.LevelWarn, fmt.Sprintf("log budget of %d bytes or %d records spent: dropping further messages",
+				st.limits.LogBytes, st.limits.LogRecords))
 		}
 		return codeLimit
 	}
-	st.logUsed += int64(len(b))
+	st.logUsed += cost
+	st.logRecords++
 	st.log(ctx, level, string(b))
 	return codeOK
 }
 
+// maxSenderLen bounds the encoded channel a guest passes to send: the
+// msgpack of {"ctx": uint32, "handle": uint32} takes at most 26 bytes, and
+// longer input is refused before it is decoded.
+const maxSenderLen = 64
+
 func abiSend(ctx context.Context, st *callState, mod api.Module, stack []uint64) int32 {
+	if api.DecodeU32(stack[1]) > maxSenderLen {
+		return codeInvalid
+	}
 	sender, ok := view(mod, stack[0], stack[1])
 	if !ok {
 		return codeMemory
@@ -190,6 +204,17 @@ func abiSend(ctx context.Context, st *callState, mod api.Module, stack []uint64)
 	case st.send == nil:
 		return codeFailed
 	}
+	// The budget is checked before data is copied: a refused send costs
+	// the host nothing. Passing it ends the call, as passing the stdout
+	// limit does: a guest that ignores the error would spin to its
+	// timeout.
+	if st.sendOverflow || st.sendMessages >= st.limits.SendMessages || st.sendBytes+int64(len(data)) > st.limits.SendBytes {
+		st.sendOverflow = true
+		st.stop(errOutputLimit)
+		return codeLimit
+	}
+	st.sendMessages++
+	st.sendBytes += int64(len(data))
 	if err := st.send(ctx, ch, flags&flagRaw != 0, bytes.Clone(data)); err != nil {
 		return codeFailed
 	}

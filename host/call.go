@@ -26,7 +26,13 @@ type Limits struct {
 	// separately the sum of the stdout and stderr bytes passed to the
 	// call's writers (default 16 MiB).
 	OutputBytes int64
+	// OutputMessages caps the messages the coalesced stdout and stderr
+	// are passed on in: the calls of Call.Output, or of the writers'
+	// Write (default 10,000; see "Output" in the package doc).
+	OutputMessages int64
 	// LogBytes is the budget of the guest's log messages (default 1 MiB).
+	// Each record costs its message's bytes plus LogRecordCost, so that
+	// empty messages spend it too.
 	LogBytes int64
 	// StackBytes caps the guest's call stack, as the sum of the frame
 	// estimates of the calls in progress (see guard.go), and never more
@@ -37,6 +43,12 @@ type Limits struct {
 	// mounts, all mounts together (default 256). An open past it fails
 	// with EAGAIN (WASI as wazero passes it has no EMFILE).
 	OpenFiles int
+	// LogRecords caps the number of log records (default 8192).
+	LogRecords int64
+	// SendBytes caps the bytes of all the call's channel sends (default
+	// 16 MiB), SendMessages their number (default 65,536).
+	SendBytes    int64
+	SendMessages int64
 }
 
 // The package defaults of Limits.
@@ -47,6 +59,16 @@ const (
 	DefaultLogBytes    = 1 << 20
 	DefaultOpenFiles   = 256
 	DefaultStackBytes  = 32 << 20
+
+	DefaultOutputMessages = 10_000
+	DefaultLogRecords     = 8192
+	DefaultSendBytes      = 16 << 20
+	DefaultSendMessages   = 65_536
+
+	// LogRecordCost is what each log record costs of Limits.LogBytes on
+	// top of its message: about what the record's time, level and
+	// attributes cost the master that keeps it.
+	LogRecordCost = 128
 )
 
 // or returns l with its zero fields taken from d.
@@ -69,17 +91,33 @@ func (l Limits) or(d Limits) Limits {
 	if l.StackBytes <= 0 {
 		l.StackBytes = d.StackBytes
 	}
+	if l.OutputMessages <= 0 {
+		l.OutputMessages = d.OutputMessages
+	}
+	if l.LogRecords <= 0 {
+		l.LogRecords = d.LogRecords
+	}
+	if l.SendBytes <= 0 {
+		l.SendBytes = d.SendBytes
+	}
+	if l.SendMessages <= 0 {
+		l.SendMessages = d.SendMessages
+	}
 	l.MemoryPages = min(l.MemoryPages, maxPages)
 	return l
 }
 
 var defaultLimits = Limits{
-	Timeout:     DefaultTimeout,
-	MemoryPages: DefaultMemoryPages,
-	OutputBytes: DefaultOutputBytes,
-	LogBytes:    DefaultLogBytes,
-	OpenFiles:   DefaultOpenFiles,
-	StackBytes:  DefaultStackBytes,
+	Timeout:        DefaultTimeout,
+	MemoryPages:    DefaultMemoryPages,
+	OutputBytes:    DefaultOutputBytes,
+	OutputMessages: DefaultOutputMessages,
+	LogBytes:       DefaultLogBytes,
+	LogRecords:     DefaultLogRecords,
+	SendBytes:      DefaultSendBytes,
+	SendMessages:   DefaultSendMessages,
+	OpenFiles:      DefaultOpenFiles,
+	StackBytes:     DefaultStackBytes,
 }
 
 // memoryBytes is the memory limit in bytes.
@@ -203,11 +241,21 @@ type Call struct {
 	// blocks holds the call past its timeout: pass a reader that ends when
 	// the call's ctx does. Pooled calls have no stdin.
 	Stdin io.Reader
-	// Stdout and Stderr receive the guest's standard output and error as
-	// it writes them, on the goroutine that called Run; nil discards
-	// them. Their sum is limited by Limits.OutputBytes (kind
-	// output_limit).
+	// Stdout and Stderr receive the guest's standard output and error,
+	// coalesced (see "Output" in the package doc); nil discards them.
+	// Their sum is limited by Limits.OutputBytes, the number of writes by
+	// Limits.OutputMessages (kind output_limit). The writes are
+	// serialized, and all of them return before Run does, but they may
+	// come from a goroutine of the host as well as from Run's.
 	Stdout, Stderr io.Writer
+	// Output, if set, takes the place of Stdout and Stderr: it receives
+	// each coalesced piece of stdout (stream 1) or stderr (stream 2), in
+	// the same way, with a ctx that ends when the call does (and, for the
+	// last pieces, flushed as the call ends, when the ctx of Run ends or
+	// after ExitFlushTimeout). It must return once ctx is done: a guest
+	// writing waits for it. An error ends the call (kind cancelled). p is
+	// Output's only during the call.
+	Output func(ctx context.Context, stream int, p []byte) error
 
 	Limits Limits
 	Grants Grants
@@ -225,7 +273,10 @@ type Call struct {
 	// Send delivers what the guest sends to a channel in Grants.Channels
 	// (docs/abi.md `send`); raw reports flags bit 0. It is called on the
 	// goroutine that called Run, with the call's ctx, and data is the
-	// callee's to keep. If nil, sends fail with ERR_FAILED.
+	// callee's to keep. If nil, sends fail with ERR_FAILED. The sends of
+	// a call are bounded by Limits.SendBytes and Limits.SendMessages: one
+	// past either gets ERR_LIMIT and the call fails with kind
+	// output_limit.
 	Send func(ctx context.Context, ch Channel, raw bool, data []byte) error
 }
 
@@ -271,6 +322,9 @@ var (
 	// errOutputLimit is the cause of a call ctx ended because stdout and
 	// stderr passed their limit.
 	errOutputLimit = errors.New("host: output limit")
+	// errOutputFailed is the cause of a call ctx ended because
+	// Call.Output (or a writer) failed.
+	errOutputFailed = errors.New("host: output not delivered")
 )
 
 // stderrTail is how much of the guest's last stderr is kept for the message
@@ -298,17 +352,19 @@ type callState struct {
 	errMsg         string
 	errSet         bool
 
-	logUsed  int64
-	logSpent bool
-	logFn    func(level slog.Level, msg string)
+	logUsed    int64
+	logRecords int64
+	logSpent   bool
+	logFn      func(level slog.Level, msg string)
 
-	send     func(ctx context.Context, ch Channel, raw bool, data []byte) error
-	channels []Channel
+	send         func(ctx context.Context, ch Channel, raw bool, data []byte) error
+	channels     []Channel
+	sendBytes    int64
+	sendMessages int64
+	sendOverflow bool
 
-	stdout, stderr io.Writer // the caller's; nil discards
-	stdioUsed      int64
-	stdioOverflow  bool
-	tail           []byte // the last stderrTail bytes written to stderr
+	out  *outputBuffer // nil when stdout and stderr are discarded
+	tail []byte        // the last stderrTail bytes written to stderr
 }
 
 type stateKey struct{}
@@ -348,9 +404,10 @@ func (st *callState) log(ctx context.Context, level slog.Level, msg string) {
 	st.host.logger.Log(ctx, level, msg, "module", st.module.hash, "task", st.task)
 }
 
-// writeStdio passes p, written by the guest to stdout or stderr, to the
-// caller's writer, within the output limit. Passing the limit ends the call:
-// a guest that ignores write errors would otherwise spin until its timeout.
+// writeStdio takes p, written by the guest to stdout or stderr, into the
+// call's output buffer, within the output limit. Passing the limit ends
+// the call: a guest that ignores write errors would otherwise spin until
+// its timeout.
 func (st *callState) writeStdio(stderr bool, p []byte) (int, error) {
 	if stderr {
 		st.tail = append(st.tail, p...)
@@ -358,20 +415,17 @@ func (st *callState) writeStdio(stderr bool, p []byte) (int, error) {
 			st.tail = append(st.tail[:0], st.tail[len(st.tail)-stderrTail:]...)
 		}
 	}
-	w := st.stdout
-	if stderr {
-		w = st.stderr
-	}
-	if w == nil {
+	if st.out == nil {
 		return len(p), nil
 	}
-	if st.stdioUsed+int64(len(p)) > st.limits.OutputBytes {
-		st.stdioOverflow = true
-		st.stop(errOutputLimit)
-		return 0, errOutputLimit
+	stream := streamStdout
+	if stderr {
+		stream = streamStderr
 	}
-	st.stdioUsed += int64(len(p))
-	return w.Write(p)
+	if err := st.out.write(stream, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // stdio is an instance's stdout or stderr as wazero sees it. It forwards to

@@ -25,19 +25,46 @@
 // caller passes callbacks (Call.Log, Call.Send) for what a guest asks of
 // the rest of the system.
 //
+// # Output
+//
+// A guest's stdout and stderr writes (often a byte each) are coalesced: each
+// stream is buffered and passed on (Call.Output, or Call.Stdout and
+// Call.Stderr) in pieces of at most OutputChunkBytes (32 KiB), once a
+// stream holds that much, once a byte has waited OutputFlushInterval
+// (20 ms), and as the call ends (bounded by ExitFlushTimeout, 5 s, and by
+// the ctx of Run). Their relative order is kept within a flush only.
+//
 // # Bounds
+//
+// What one call may cost, each a Limits field (a zero field takes the
+// Host's Config.Limits, and a zero there the package default):
+//
+//   - Timeout: 30 s of wall time (DefaultTimeout); the ctx of Run ends it
+//     sooner (kind cancelled).
+//   - MemoryPages: 4096 pages = 256 MiB of linear memory.
+//   - OutputBytes: 16 MiB of output_write, and separately 16 MiB of stdout
+//     and stderr together (kind output_limit).
+//   - OutputMessages: 10,000 pieces of stdout and stderr passed on (kind
+//     output_limit); coalescing keeps an honest call far below it (16 MiB
+//     is 512 pieces, plus at most two per 20 ms for trickled output).
+//   - LogBytes and LogRecords: 1 MiB and 8192 records; each record costs
+//     its message plus LogRecordCost (128) bytes, so empty messages spend
+//     the budget too. Past either, log returns ERR_LIMIT and the host logs
+//     one notice; the call goes on.
+//   - SendBytes and SendMessages: 16 MiB and 65,536 channel sends. The send
+//     past either gets ERR_LIMIT, is not copied, and ends the call (kind
+//     output_limit). An encoded channel longer than 64 bytes is refused
+//     undecoded (ERR_INVALID).
+//   - StackBytes: 32 MiB of estimated call frames, never more than the
+//     memory limit (kind stack_overflow; see guard.go).
+//   - OpenFiles: 256 files open at once across all the call's mounts, the
+//     preopened directories included; an open past it fails with EAGAIN
+//     (WASI as wazero passes it has no EMFILE). Opening a FIFO, socket or
+//     device in a mount fails at once with ENOTSUP, never blocks (package
+//     rootfs).
 //
 // Every bound is a documented field with a default; a guest or a module
 // past one gets a *TaskError, and the Host and its other calls go on.
-//
-// Per call (Limits): Timeout 30s (kind timeout); MemoryPages 4096 = 256
-// MiB of linear memory (kind memory), less the module's table charge;
-// OutputBytes 16 MiB, LogBytes 1 MiB; StackBytes 32 MiB and never more than
-// the memory limit (kind stack_overflow); OpenFiles 256 files open at once
-// across all the call's mounts, the preopened directories included (an
-// open past it fails with EAGAIN: WASI in wazero has no EMFILE). Opening a
-// FIFO, socket or device in a mount fails at once with ENOTSUP, never
-// blocks (package rootfs).
 //
 // Per module (Config.Modules, ModuleLimits), checked before compiling
 // (guard.go); past one, Compile returns kind invalid_module at once:
@@ -75,12 +102,15 @@
 //
 // Host and Module are safe for concurrent use; any number of Run calls may
 // run at once, each on its own instance. A guest runs on the goroutine that
-// called Run, and so do the callbacks it triggers: Call.Log, Call.Send and
-// the writes to Call.Stdout and Call.Stderr. wazero stops a running guest at
+// called Run, and so do the callbacks it triggers: Call.Log and Call.Send.
+// Call.Output (or the writes to Call.Stdout and Call.Stderr) is called
+// from Run's goroutine or a timer's, one call at a time, never after Run
+// returns. wazero stops a running guest at
 // its next loop iteration or call once the call's ctx ends
 // (WithCloseOnContextDone), so neither a looping guest nor a GC waiting on
 // one holds the process; a callback that blocks, or a Call.Stdin read, does
-// hold its call until it returns.
+// hold its call until it returns (Call.Output is given a ctx that ends
+// with the call for that reason).
 //
 // The Host's locks (Host.mu, each Module's pool, the pool of memory
 // buffers) are never held together, nor while a guest runs.

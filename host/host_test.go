@@ -205,8 +205,9 @@ func TestLogBudget(t *testing.T) {
 	}
 	var got []entry
 	res, err := h.Run(t.Context(), m, host.Call{
-		Task:   "logflood",
-		Limits: host.Limits{LogBytes: 4096},
+		Task: "logflood",
+		// Room for four 1 KiB records, each with its fixed cost.
+		Limits: host.Limits{LogBytes: 4 * (1024 + host.LogRecordCost)},
 		Log:    func(level slog.Level, msg string) { got = append(got, entry{level, len(msg)}) },
 	})
 	if err != nil {

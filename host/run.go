@@ -29,6 +29,7 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 		return nil, err
 	}
 	limits := call.Limits.or(h.limits)
+	runCtx := ctx // the caller's: it bounds the last output flush
 	ctx, cancel := context.WithTimeoutCause(ctx, limits.Timeout, errTimeout)
 	defer cancel()
 	st := &callState{
@@ -41,8 +42,6 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 		logFn:    call.Log,
 		send:     call.Send,
 		channels: call.Grants.Channels,
-		stdout:   call.Stdout,
-		stderr:   call.Stderr,
 	}
 	if err := h.enter(st); err != nil {
 		return nil, err
@@ -63,6 +62,8 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 	}
 
 	ctx = context.WithValue(ctx, stateKey{}, st)
+	st.out = newOutputBuffer(ctx, st, &call)
+	defer st.out.finish(runCtx) // on every path; a no-op after the first
 	var inst *instance
 	if call.Pooled {
 		inst = h.warm(m, limits)
@@ -73,6 +74,7 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 			if errors.Is(err, ErrInvalidCall) {
 				return nil, err
 			}
+			st.out.finish(runCtx)
 			_, te := st.classify(ctx, inst, err, false)
 			if inst != nil {
 				inst.close(ctx)
@@ -94,6 +96,7 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 	}
 	err := inst.call(ctx, export)
 	inst.bind(nil)
+	st.out.finish(runCtx)
 	res, te := st.classify(ctx, inst, err, m.kind == Command)
 	if te != nil || !call.Pooled || inst.mod.IsClosed() || len(inst.mem.buf) > maxPooledBuffer {
 		inst.close(ctx)
@@ -143,9 +146,13 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 	switch {
 	case st.outputOverflow:
 		return nil, taskErr(KindOutputLimit, "output passed %d bytes", st.limits.OutputBytes)
-	case st.stdioOverflow:
-		return nil, taskErr(KindOutputLimit, "stdout and stderr passed %d bytes", st.limits.OutputBytes)
-	case err != nil && ctx.Err() != nil:
+	case st.sendOverflow:
+		return nil, taskErr(KindOutputLimit, "channel sends passed %d bytes or %d messages", st.limits.SendBytes, st.limits.SendMessages)
+	case st.out.failure() != nil:
+		return nil, st.out.failure()
+	case (err != nil || failed) && ctx.Err() != nil:
+		// A guest whose host call failed because the call ended may
+		// return a status before wazero notices: the end is the cause.
 		switch cause := st.cause(ctx); cause {
 		case errTimeout:
 			return nil, taskErr(KindTimeout, "no result after %v", st.limits.Timeout)

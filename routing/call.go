@@ -3,6 +3,8 @@ package routing
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/latch"
@@ -106,22 +108,113 @@ func (r *Router) CloseSender(ctx context.Context, s Sender) error {
 // safe for concurrent use; it is a latch.Source, so it can join a
 // latch.Select.
 type Receiver struct {
-	r      *Router
-	handle uint32
-	l      latch.Latch[*wire.Message]
+	r       *Router
+	handle  uint32
+	l       latch.Latch[*wire.Message]
+	lim     ReceiverLimits
+	queued  atomic.Int64 // body bytes in l, when bounded
+	dropped atomic.Int64
+	// deadOver counts dead messages queued past the limits (at most
+	// deadSlack); one is forgiven as each dead message is taken.
+	deadOver atomic.Int64
 }
 
-// NewReceiver registers a receiver on a handle (a fresh one unless
-// opts.Handle is set).
+// ReceiverLimits bounds what a Receiver queues; a zero field is no bound.
+// The bound is checked as each message arrives, so concurrent arrivals on
+// several streams may pass it by one message each.
+type ReceiverLimits struct {
+	// Messages caps the messages queued. Dead messages (a sender's close,
+	// a respondent's disconnection) may pass the limits by deadSlack
+	// messages, so that a reader behind on a full queue still learns of
+	// them.
+	Messages int
+	// Bytes caps the body bytes queued.
+	Bytes int64
+}
+
+// deadSlack is how far dead messages may pass ReceiverLimits.Messages.
+const deadSlack = 16
+
+// NewReceiver registers an unbounded receiver on a handle (a fresh one
+// unless opts.Handle is set).
 func (r *Router) NewReceiver(opts HandlerOptions) (*Receiver, error) {
-	rc := &Receiver{r: r}
-	h, err := r.AddHandler(func(m *wire.Message, _ *broker.Stream) { _ = rc.l.Put(m) }, opts)
+	return r.NewBoundedReceiver(opts, ReceiverLimits{})
+}
+
+// NewBoundedReceiver is NewReceiver with a bound on the queue: a message
+// past it is dropped (Dropped counts them) and, if it asks for a reply,
+// answered with an error matching ErrRefused. Use it for a receiver that
+// untrusted contexts or guests can send to.
+func (r *Router) NewBoundedReceiver(opts HandlerOptions, lim ReceiverLimits) (*Receiver, error) {
+	rc := &Receiver{r: r, lim: lim}
+	h, err := r.AddHandler(rc.put, opts)
 	if err != nil {
 		return nil, err
 	}
 	rc.handle = h
 	return rc, nil
 }
+
+// put queues m, within the limits; on the goroutine that routed m.
+func (rc *Receiver) put(m *wire.Message, _ *broker.Stream) {
+	if rc.lim == (ReceiverLimits{}) {
+		_ = rc.l.Put(m)
+		return
+	}
+	n := int64(len(m.Body))
+	over := (rc.lim.Bytes > 0 && rc.queued.Add(n) > rc.lim.Bytes) || (rc.lim.Messages > 0 && rc.l.Len() >= rc.lim.Messages)
+	if over && m.IsDead() {
+		if rc.deadOver.Add(1) <= deadSlack {
+			over = false
+		} else {
+			rc.deadOver.Add(-1)
+		}
+	}
+	if over {
+		if rc.lim.Bytes > 0 {
+			rc.queued.Add(-n)
+		}
+		rc.dropped.Add(1)
+		if m.ReplyTo != 0 && !m.IsDead() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = rc.r.ReplyError(ctx, m, fmt.Errorf("%w: receiver queue full (%d messages, %d bytes)", ErrRefused, rc.lim.Messages, rc.lim.Bytes))
+		}
+		return
+	}
+	if rc.lim.Bytes <= 0 {
+		_ = rc.l.Put(m)
+		return
+	}
+	if rc.l.Put(m) != nil {
+		rc.queued.Add(-n)
+	}
+}
+
+// taken accounts for m leaving the queue.
+func (rc *Receiver) taken(m *wire.Message) {
+	if m == nil || rc.lim == (ReceiverLimits{}) {
+		return
+	}
+	if rc.lim.Bytes > 0 {
+		rc.queued.Add(-int64(len(m.Body)))
+	}
+	if m.IsDead() {
+		for {
+			d := rc.deadOver.Load()
+			if d <= 0 || rc.deadOver.CompareAndSwap(d, d-1) {
+				break
+			}
+		}
+	}
+}
+
+// Dropped returns how many messages the receiver's limits dropped.
+func (rc *Receiver) Dropped() int64 { return rc.dropped.Load() }
+
+// Queued returns the body bytes queued, for a receiver with a bytes
+// limit; 0 for any other.
+func (rc *Receiver) Queued() int64 { return rc.queued.Load() }
 
 // Handle returns the receiver's handle.
 func (rc *Receiver) Handle() uint32 { return rc.handle }
@@ -143,6 +236,7 @@ func (rc *Receiver) TryGet() (*wire.Message, error) {
 }
 
 func (rc *Receiver) result(m *wire.Message, err error) (*wire.Message, error) {
+	rc.taken(m)
 	if err != nil {
 		if err == latch.ErrClosed {
 			return nil, ErrReceiverClosed
@@ -174,6 +268,7 @@ func (rc *Receiver) TryGetAny() (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	rc.taken(m)
 	if err := ErrorOf(m); err != nil {
 		return err, nil
 	}

@@ -145,3 +145,86 @@ func TestReceiverSelect(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestBoundedReceiver: senders on several streams at once, past the bound:
+// the queue never holds more than its limits (plus one per concurrent
+// stream), the rest is dropped and counted, a sender that asks for a reply
+// gets ErrRefused, and a dead message still gets through a full queue.
+func TestBoundedReceiver(t *testing.T) {
+	testutil.VerifyNone(t)
+	tr := newTree(t, routing.Config{})
+	tests := []struct {
+		name string
+		lim  routing.ReceiverLimits
+		size int
+	}{
+		{"messages", routing.ReceiverLimits{Messages: 10}, 100},
+		{"bytes", routing.ReceiverLimits{Bytes: 10_000}, 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc, err := tr.master.r.NewBoundedReceiver(routing.HandlerOptions{}, tt.lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			senders := []*node{tr.a, tr.a1, tr.b, tr.c}
+			const each = 50
+			var wg sync.WaitGroup
+			for _, s := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range each {
+						_ = s.r.SendTo(bg(t), rc.Sender(), wire.EncRaw, make([]byte, tt.size))
+					}
+				}()
+			}
+			wg.Wait()
+			// One call per sender: each follows its stream's sends, so
+			// every send has been routed once it is answered.
+			for _, s := range senders {
+				_, err := s.r.Call(bg(t), 0, rc.Handle(), wire.EncRaw, make([]byte, tt.size))
+				remote(t, err, routing.ErrRefused, 0)
+			}
+			queued, size := 0, 0
+			for {
+				m, err := rc.TryGet()
+				if err != nil {
+					break
+				}
+				queued++
+				size += len(m.Body)
+			}
+			slack := len(senders)
+			if tt.lim.Messages > 0 && queued > tt.lim.Messages+slack {
+				t.Errorf("%d messages queued, bound %d", queued, tt.lim.Messages)
+			}
+			if tt.lim.Bytes > 0 && int64(size) > tt.lim.Bytes {
+				t.Errorf("%d bytes queued, bound %d", size, tt.lim.Bytes)
+			}
+			if got, want := int(rc.Dropped())+queued, len(senders)*(each+1); got != want {
+				t.Errorf("dropped %d + queued %d = %d, want every one of %d counted", rc.Dropped(), queued, got, want)
+			}
+			if rc.Queued() != 0 {
+				t.Errorf("Queued() = %d after draining", rc.Queued())
+			}
+			// Full again, a close still arrives.
+			for range tt.lim.Messages + int(tt.lim.Bytes)/tt.size {
+				_ = tr.a.r.SendTo(bg(t), rc.Sender(), wire.EncRaw, make([]byte, tt.size))
+			}
+			if err := tr.a.r.CloseSender(bg(t), rc.Sender()); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				_, err := rc.Get(bg(t))
+				if errors.Is(err, routing.ErrSenderClosed) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

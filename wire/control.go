@@ -116,6 +116,11 @@ type Limits struct {
 	MemoryPages uint32 `msgpack:"memory_pages,omitempty"`
 	OutputBytes int64  `msgpack:"output_bytes,omitempty"`
 	LogBytes    int64  `msgpack:"log_bytes,omitempty"`
+
+	OutputMessages int64 `msgpack:"output_messages,omitempty"`
+	LogRecords     int64 `msgpack:"log_records,omitempty"`
+	SendBytes      int64 `msgpack:"send_bytes,omitempty"`
+	SendMessages   int64 `msgpack:"send_messages,omitempty"`
 }
 
 // RunTask is the body of RUN_TASK.
@@ -133,6 +138,17 @@ type RunTask struct {
 	Output   *Channel          `msgpack:"output,omitempty"`   // where a command's stdout/stderr chunks go (OutputChunk)
 	Limits   Limits            `msgpack:"limits"`
 	Pooled   bool              `msgpack:"pooled,omitempty"`
+	// ID names the call for CANCEL_TASK from the same source; 0: none.
+	ID uint64 `msgpack:"id,omitempty"`
+	// DeadlineNs is how long the caller will wait, from when it sent the
+	// request; the task is cancelled once it passes. 0: no deadline.
+	DeadlineNs int64 `msgpack:"deadline_ns,omitempty"`
+}
+
+// CancelTask is the body of CANCEL_TASK: the RunTask.ID of a call the
+// sender made and no longer waits for.
+type CancelTask struct {
+	ID uint64 `msgpack:"id"`
 }
 
 // OutputChunk is one piece of a command's stdout or stderr, streamed to

@@ -33,6 +33,9 @@ const (
 	// HandleLoadModule pushes a module one hop toward a target context
 	// (LoadModule).
 	HandleLoadModule uint32 = 111
+	// HandleCancelTask cancels a RUN_TASK its sender no longer waits for
+	// (CancelTask).
+	HandleCancelTask uint32 = 112
 
 	// IsDead is not a handle: in ReplyTo it marks a dead message, whose body
 	// is an ErrorBody.

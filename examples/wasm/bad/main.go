@@ -21,6 +21,14 @@
 //     output_write import until the host refuses one (output_limit).
 //   - "log_flood": logs {"n": n} lines (default 100 000) at info level,
 //     past the log budget.
+//   - "send_flood": sends raw chunks of {"chunk": n} bytes (default
+//     1 MiB) on the channel {"ch": channel} until the host refuses one or
+//     {"max": n} bytes (default 1 GiB) are sent (the send budget).
+//   - "stdout_flood": writes {"n": n} (default 1.6 M) one-byte writes to
+//     stdout, each its own fd_write (output coalescing and its bounds).
+//   - "empty_logs": calls the log import {"n": n} times (default 200 000)
+//     with an empty message, until the host refuses one (the log budget's
+//     per-record cost).
 //   - "probe": reports what the sandbox shows: clock, environment, args,
 //     "/", randomness; by default none of it should be the host's.
 //
@@ -46,6 +54,11 @@ import (
 //go:wasmimport spindle output_write
 func outputWrite(ptr unsafe.Pointer, len int32) int32
 
+// Straight to the host, past the SDK's formatting.
+//
+//go:wasmimport spindle log
+func rawLog(level int32, ptr unsafe.Pointer, len int32) int32
+
 func init() {
 	guest.Register("loop", loop)
 	guest.Register("membomb", membomb)
@@ -55,7 +68,65 @@ func init() {
 	guest.Register("escape_symlink", escapeSymlink)
 	guest.Register("output_flood", outputFlood)
 	guest.Register("log_flood", logFlood)
+	guest.Register("send_flood", sendFlood)
+	guest.Register("stdout_flood", stdoutFlood)
+	guest.Register("empty_logs", emptyLogs)
 	guest.Register("probe", probe)
+}
+
+type sendFloodIn struct {
+	Ch    guest.Channel `msgpack:"ch"`
+	Chunk int           `msgpack:"chunk"`
+	Max   int           `msgpack:"max"`
+}
+
+func sendFlood(ctx guest.Ctx, in sendFloodIn) (map[string]any, error) {
+	if in.Chunk <= 0 {
+		in.Chunk = 1 << 20
+	}
+	if in.Max <= 0 {
+		in.Max = 1 << 30
+	}
+	chunk := make([]byte, in.Chunk)
+	sent, n := 0, 0
+	for sent < in.Max {
+		if err := ctx.SendRaw(in.Ch, chunk); err != nil {
+			return nil, fmt.Errorf("send_flood: %w after %d sends, %d bytes", err, n, sent)
+		}
+		sent += len(chunk)
+		n++
+	}
+	return map[string]any{"sent": sent, "sends": n}, nil
+}
+
+type countIn struct {
+	N int `msgpack:"n"`
+}
+
+func stdoutFlood(_ guest.Ctx, in countIn) (map[string]any, error) {
+	if in.N <= 0 {
+		in.N = 1_600_000
+	}
+	b := []byte{'x'}
+	for i := range in.N {
+		if _, err := os.Stdout.Write(b); err != nil {
+			return nil, fmt.Errorf("stdout_flood: write %d: %w", i, err)
+		}
+	}
+	return map[string]any{"writes": in.N}, nil
+}
+
+func emptyLogs(_ guest.Ctx, in countIn) (map[string]any, error) {
+	if in.N <= 0 {
+		in.N = 200_000
+	}
+	var b [1]byte
+	for i := range in.N {
+		if rc := rawLog(0, unsafe.Pointer(&b[0]), 0); rc < 0 {
+			return map[string]any{"logged": i, "rc": int(rc)}, nil
+		}
+	}
+	return map[string]any{"logged": in.N}, nil
 }
 
 func loop(guest.Ctx, struct{}) (struct{}, error) {
