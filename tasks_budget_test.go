@@ -32,7 +32,6 @@ func heapInuse() uint64 {
 	return ms.HeapInuse
 }
 
-
 // budgetSetup starts a master with two local contexts, the flooder and a
 // sibling, and adds the bad and hello modules (compiled once in each).
 func budgetSetup(t *testing.T, ctx context.Context) (m *spindle.Master, logs *logCapture, c, sib *spindle.Context, bad, hello string) {

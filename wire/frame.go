@@ -15,7 +15,10 @@ const HeaderLen = 26
 // History:
 //   - 1: first version: 26-byte header, msgpack/raw/error encodings, handles
 //     100-111, error codes 1-12.
-const ProtocolVersion = 1
+//   - 2: CANCEL_TASK (112); RunTask id and deadline_ns and the budget
+//     limits; task output as acknowledged chunks; ADD_ROUTE only for IDs
+//     in blocks granted to the child's subtree; random dynamic handles.
+const ProtocolVersion = 2
 
 // DefaultMaxMessageSize is the largest body a router accepts unless configured
 // otherwise. Children inherit their parent's limit in the handshake.
