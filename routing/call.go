@@ -135,16 +135,22 @@ type ReceiverLimits struct {
 // deadSlack is how far dead messages may pass ReceiverLimits.Messages.
 const deadSlack = 16
 
-// NewReceiver registers an unbounded receiver on a handle (a fresh one
-// unless opts.Handle is set).
+// DefaultReceiverLimits bound the queue of a receiver made by NewReceiver:
+// whoever holds its Sender (a child, a guest's channel) can make it hold no
+// more than this while its reader lags.
+var DefaultReceiverLimits = ReceiverLimits{Messages: 1 << 20, Bytes: 256 << 20}
+
+// NewReceiver registers a receiver on a handle (a fresh one unless
+// opts.Handle is set), bounded by DefaultReceiverLimits.
 func (r *Router) NewReceiver(opts HandlerOptions) (*Receiver, error) {
-	return r.NewBoundedReceiver(opts, ReceiverLimits{})
+	return r.NewBoundedReceiver(opts, DefaultReceiverLimits)
 }
 
 // NewBoundedReceiver is NewReceiver with a bound on the queue: a message
-// past it is dropped (Dropped counts them) and, if it asks for a reply,
-// answered with an error matching ErrRefused. Use it for a receiver that
-// untrusted contexts or guests can send to.
+// past it is dropped (Dropped counts them, and the router logs the first
+// drop and every 1024th) and, if it asks for a reply, answered with an error
+// matching ErrRefused. A zero ReceiverLimits is no bound at all: only for a
+// receiver that no child or guest can send to.
 func (r *Router) NewBoundedReceiver(opts HandlerOptions, lim ReceiverLimits) (*Receiver, error) {
 	rc := &Receiver{r: r, lim: lim}
 	h, err := r.AddHandler(rc.put, opts)
@@ -174,7 +180,10 @@ func (rc *Receiver) put(m *wire.Message, _ *broker.Stream) {
 		if rc.lim.Bytes > 0 {
 			rc.queued.Add(-n)
 		}
-		rc.dropped.Add(1)
+		if d := rc.dropped.Add(1); d%1024 == 1 {
+			rc.r.log.Warn("receiver queue full, message dropped", "handle", rc.handle, "src", m.Src,
+				"dropped", d, "max_messages", rc.lim.Messages, "max_bytes", rc.lim.Bytes)
+		}
 		if m.ReplyTo != 0 && !m.IsDead() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()

@@ -44,6 +44,10 @@
 //   - ALLOCATE_ID requests passed up and unanswered per child stream: 8; the
 //     next gets a dead ErrRefused.
 //   - route names: MaxRouteName (256) bytes; longer ones are cut.
+//   - a Receiver's queue: DefaultReceiverLimits (1<<20 messages, 256 MiB
+//     of bodies) for NewReceiver, or the ReceiverLimits given to
+//     NewBoundedReceiver; past it a message is dropped, counted (Dropped),
+//     logged, and answered with ErrRefused if it asked for a reply.
 //   - a child that takes no bytes while a send waits for room on its stream:
 //     Config.StallTimeout, default DefaultStallTimeout (30 s), after which
 //     its stream is closed as stalled (broker.ErrStalled) and its contexts
