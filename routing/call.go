@@ -181,7 +181,7 @@ func (rc *Receiver) put(m *wire.Message, _ *broker.Stream) {
 			rc.queued.Add(-n)
 		}
 		if d := rc.dropped.Add(1); d%1024 == 1 {
-			rc.r.log.Warn("receiver queue full, message dropped", "handle", rc.handle, "src", m.Src,
+			rc.r.log.Warn("receiver queue full, message dropped", "handle", m.Handle, "src", m.Src,
 				"dropped", d, "max_messages", rc.lim.Messages, "max_bytes", rc.lim.Bytes)
 		}
 		if m.ReplyTo != 0 && !m.IsDead() {
