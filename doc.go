@@ -39,10 +39,10 @@
 //
 // What one call can queue in a receiver it was granted as a channel
 // (Task.Channels) is bounded by Limits.SendBytes and Limits.SendMessages
-// (16 MiB, 65,536 by default). A receiver from Router().NewReceiver is
-// otherwise unbounded (a latch); grant one from NewBoundedReceiver to bound
-// what all senders together, many calls or a compromised child, can queue
-// in the master.
+// (16 MiB, 65,536 by default). What all senders together (many calls, or a
+// compromised child) can queue in a receiver is bounded by the receiver:
+// routing.DefaultReceiverLimits (1<<20 messages, 256 MiB) for one from
+// Router().NewReceiver, or what was given to NewBoundedReceiver.
 //
 // # Concurrency
 //
