@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -33,6 +34,11 @@ type node struct {
 	mods       *modules.Service
 
 	logs  logLimiter // the master's bound on FORWARD_LOG per child stream
+
+	// lastOutput is the handle of the newest Run's output sink: what a
+	// compromised child learns from its RunTask, for the tests that play
+	// one (export_test.go).
+	lastOutput atomic.Uint32
 	tasks taskState  // the wasm host, made on first use
 	bins  binaries   // broker binaries this context can ship to remote children
 

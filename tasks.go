@@ -155,6 +155,7 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 			return nil, err
 		}
 		defer out.close()
+		n.lastOutput.Store(out.handle)
 		req.Output = &wire.Channel{Context: n.r.ID(), Handle: out.handle}
 	}
 	body, err := msgpack.Marshal(&req)

@@ -394,15 +394,6 @@ func TestHostileOutputFloodBounded(t *testing.T) {
 	testutil.VerifyNone(t)
 	ctx := taskContext(t)
 	m, _, c, sib, bad, hello := budgetSetup(t, ctx)
-	// The output handle is not exposed; handles are allocated in order,
-	// and Run allocates its output handle first: the next one after
-	// probe's. A wrong guess sends to no handle and fails the test below.
-	probe, err := m.Router().NewReceiver(routing.HandlerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	outHandle := probe.Handle() + 1
-	probe.Close()
 	w := &gateWriter{started: make(chan struct{}), open: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
@@ -414,6 +405,9 @@ func TestHostileOutputFloodBounded(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("stdout_flood returned before writing: %v", err)
 	}
+	// The child was told the output handle in its RunTask; the test
+	// plays that compromised child and learns it from the master.
+	outHandle := m.LastOutputHandle()
 	before := heapInuse()
 	const chunks, size = 40, 64 << 10
 	for range chunks {
@@ -426,7 +420,7 @@ func TestHostileOutputFloodBounded(t *testing.T) {
 	}
 	grew := int64(heapInuse()) - int64(before)
 	close(w.open)
-	err = <-done
+	err := <-done
 	t.Logf("%d hostile chunks of %d KiB: master heap %+d KiB while the writer was stuck; peak RSS %d MiB; Run: %v",
 		chunks, size>>10, grew>>10, int64(peakRSS(t)), err)
 	var te *spindle.TaskError
