@@ -33,14 +33,14 @@ type node struct {
 	cacheDir   string // modules and compiled code live below it; "" = memory only
 	mods       *modules.Service
 
-	logs  logLimiter // the master's bound on FORWARD_LOG per child stream
+	logs logLimiter // the master's bound on FORWARD_LOG per child stream
 
 	// lastOutput is the handle of the newest Run's output sink: what a
 	// compromised child learns from its RunTask, for the tests that play
 	// one (export_test.go).
 	lastOutput atomic.Uint32
-	tasks taskState  // the wasm host, made on first use
-	bins  binaries   // broker binaries this context can ship to remote children
+	tasks      taskState // the wasm host, made on first use
+	bins       binaries  // broker binaries this context can ship to remote children
 
 	mu       sync.Mutex
 	children map[uint32]*childProc // guarded by mu: direct children
