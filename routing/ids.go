@@ -168,41 +168,92 @@ func (r *Router) grantLocked(p *peer, blk wire.IDBlock, owner uint32) bool {
 // knows which IDs each child's subtree was granted (it accepts ADD_ROUTE only
 // for those). It reports false when m must not be forwarded (it has been
 // answered with a dead message).
+//
+// Going up, a request is refused when its requester already has
+// MaxAllocsInFlight requests passed up and unanswered, when it repeats one
+// in flight, or when the child's subtree holds, with the requests in flight,
+// its share of ID blocks (MaxIDBlocksPerChild). Coming down, whatever the
+// parent's side sends to the request's reply handle ends it: the master's
+// grant (the only one recorded), the master's refusal, or a dead message
+// made by any router above (its own bound, no route, a disconnection).
 func (r *Router) noteForward(m *wire.Message, in *peer, out *broker.Stream) bool {
 	switch {
 	case !in.isParent && m.Dst == 0 && m.Handle == wire.HandleAllocateID && m.ReplyTo != 0 && !m.IsDead():
 		r.mu.Lock()
+		if in.closed {
+			r.mu.Unlock()
+			return true // its routes are gone; nothing to record
+		}
 		key := allocKey{m.Src, m.ReplyTo}
 		_, dup := r.allocs[key]
-		if !dup && in.allocs >= maxAllocsInFlight {
+		var why, reason string
+		var args []any
+		switch {
+		case dup:
+			why = "ALLOCATE_ID repeating a request in flight"
+			reason = "refused by policy: ALLOCATE_ID repeats a request in flight (same src_id and reply_to)"
+			args = []any{"src", m.Src, "reply_to", m.ReplyTo}
+		case in.allocsBySrc[m.Src] >= MaxAllocsInFlight:
+			why = "too many ALLOCATE_ID requests in flight"
+			reason = fmt.Sprintf("refused by policy: more than %d ALLOCATE_ID requests in flight from context %d", MaxAllocsInFlight, m.Src)
+			args = []any{"src", m.Src, "max", MaxAllocsInFlight}
+		case len(in.blocks)+in.allocs >= r.maxBlocks:
+			why = "ID block limit reached"
+			reason = fmt.Sprintf("refused by policy: ID block limit reached: the subtree of context %d holds %d blocks of %d IDs and has asked for %d more (max %d per child of context %d)",
+				in.remote, len(in.blocks), IDBlockSize, in.allocs, r.maxBlocks, r.id)
+			args = []any{"src", m.Src, "child", in.remote, "blocks", len(in.blocks), "in_flight", in.allocs, "max_blocks", r.maxBlocks}
+		}
+		if why != "" {
 			r.mu.Unlock()
-			r.refuse(in, "too many ALLOCATE_ID requests in flight", "src", m.Src, "max", maxAllocsInFlight)
-			r.sendDead(r.b.Context(), m, wire.CodeRefused,
-				fmt.Sprintf("refused by policy: more than %d ALLOCATE_ID requests in flight from one child", maxAllocsInFlight), true)
+			r.refuse(in, why, args...)
+			r.sendDead(r.b.Context(), m, wire.CodeRefused, reason, true)
 			return false
 		}
-		if !dup && !in.closed {
-			r.allocs[key] = in
-			r.allocsInFlight.Add(1)
-			in.allocs++
+		r.allocs[key] = in
+		r.allocsInFlight.Add(1)
+		in.allocs++
+		if in.allocsBySrc == nil {
+			in.allocsBySrc = make(map[uint32]int)
 		}
+		in.allocsBySrc[m.Src]++
 		r.mu.Unlock()
-	case in.isParent && m.Src == 0 && r.allocsInFlight.Load() > 0 && !out.Data().(*peer).isParent:
+	case in.isParent && r.allocsInFlight.Load() > 0 && !out.Data().(*peer).isParent:
 		r.mu.Lock()
 		key := allocKey{m.Dst, m.Handle}
-		p, ok := r.allocs[key]
-		if ok {
-			delete(r.allocs, key)
-			r.allocsInFlight.Add(-1)
-			p.allocs--
+		if p, ok := r.allocs[key]; ok {
+			r.forgetAllocLocked(key, p)
 			var blk wire.IDBlock
-			if m.Enc == wire.EncMsgpack && !m.IsDead() && wire.Unmarshal(m.Body, &blk) == nil && blk.Start != 0 && blk.End > blk.Start {
+			if m.Src == 0 && m.Enc == wire.EncMsgpack && !m.IsDead() && wire.Unmarshal(m.Body, &blk) == nil && blk.Start != 0 && blk.End > blk.Start {
 				r.grantLocked(p, blk, m.Dst)
 			}
 		}
 		r.mu.Unlock()
 	}
 	return true
+}
+
+// unnoteForward ends the record noteForward made for m, a request from the
+// stream of in that could not be passed up: it was answered here.
+func (r *Router) unnoteForward(m *wire.Message, in *peer) {
+	if in.isParent || m.Dst != 0 || m.Handle != wire.HandleAllocateID || m.IsDead() {
+		return
+	}
+	r.mu.Lock()
+	key := allocKey{m.Src, m.ReplyTo}
+	if p, ok := r.allocs[key]; ok && p == in {
+		r.forgetAllocLocked(key, p)
+	}
+	r.mu.Unlock()
+}
+
+// forgetAllocLocked removes the request key, passed up from the stream of p.
+func (r *Router) forgetAllocLocked(key allocKey, p *peer) {
+	delete(r.allocs, key)
+	r.allocsInFlight.Add(-1)
+	p.allocs--
+	if p.allocsBySrc[key.src]--; p.allocsBySrc[key.src] <= 0 {
+		delete(p.allocsBySrc, key.src)
+	}
 }
 
 // block reserves IDBlockSize IDs in the master.

@@ -31,8 +31,9 @@ type Config struct {
 	// Unidirectional forbids forwarding between two streams neither of which
 	// leads to the parent: siblings cannot talk through this context.
 	Unidirectional bool
-	// OnParentGone, if set, is called (on the parent stream's reader
-	// goroutine) when the stream to the parent closes.
+	// OnParentGone, if set, is called when the stream to the parent closes,
+	// from its close hook (on the stream's writer goroutine, once the
+	// writer has stopped; the reader may still be in a handler).
 	OnParentGone func(err error)
 	// OnParentUp, if set, is called by SetParent once the parent is the
 	// default route and before any frame from the parent is routed: what is
@@ -44,10 +45,14 @@ type Config struct {
 	// (ADD_ROUTE) and the IDs remembered as the destinations of its messages.
 	// 0 means DefaultMaxRoutesPerStream.
 	MaxRoutesPerStream int
-	// MaxIDBlocksPerChild bounds, in the master, the ID blocks (of
-	// IDBlockSize) one direct child's subtree may take with ALLOCATE_ID.
-	// Every router applies the same bound to the blocks it records for a
-	// child's stream. 0 means DefaultMaxIDBlocksPerChild.
+	// MaxIDBlocksPerChild bounds the ID blocks (of IDBlockSize) one direct
+	// child's subtree may take with ALLOCATE_ID through this router: the
+	// master refuses to grant more, and every other router refuses to pass
+	// up a request from a child's stream that holds (or has asked for) that
+	// many. 0 means DefaultMaxIDBlocksPerChild halved once per level below
+	// the master, at least 1 (see IDBlockShare): each child of a router may
+	// take at most half of what the router's own subtree may, so a hostile
+	// descendant uses up only its own share.
 	MaxIDBlocksPerChild int
 	// StallTimeout is how long a send into a child's stream may wait for
 	// room while the child takes no bytes at all; past it the child's
@@ -68,10 +73,21 @@ const (
 	// MaxRouteName bounds the name an ADD_ROUTE may give a context; a
 	// longer one is cut.
 	MaxRouteName = 256
-	// maxAllocsInFlight bounds the ALLOCATE_ID requests from one child's
-	// stream that a router has passed up and not yet seen answered.
-	maxAllocsInFlight = 8
+	// MaxAllocsInFlight bounds the ALLOCATE_ID requests of one requester
+	// (one context, by src_id) that a router has passed up and not yet seen
+	// answered. AllocateID asks one at a time. The bound is per requester,
+	// not per stream, so that a hostile context below a child cannot use up
+	// the allowance of its cousins behind the same stream; a stream holds at
+	// most MaxAllocsInFlight for each ID routed via it.
+	MaxAllocsInFlight = 2
 )
+
+// IDBlockShare returns the default MaxIDBlocksPerChild of a router depth
+// levels below the master (len(Config.ParentIDs)):
+// DefaultMaxIDBlocksPerChild >> depth, at least 1.
+func IDBlockShare(depth int) int {
+	return max(1, DefaultMaxIDBlocksPerChild>>min(depth, 31))
+}
 
 // Router routes messages between the local handlers and the streams of one
 // broker. It is safe for concurrent use.
@@ -120,6 +136,13 @@ type peer struct {
 	closed bool                // guarded by Router.mu: its close has been handled; nothing may be added
 	blocks []idBlock           // guarded by Router.mu: ID blocks granted to contexts below this stream
 	allocs int                 // guarded by Router.mu: its entries in Router.allocs
+	// allocsBySrc counts allocs per requester. Guarded by Router.mu.
+	allocsBySrc map[uint32]int
+	// announcing is the ID whose ADD_ROUTE the stream's reader is passing
+	// up, 0 if none. Guarded by Router.mu. The close hook leaves the
+	// upward DEL_ROUTE for it to the reader, which sends it after the
+	// ADD_ROUTE (see onAddRoute).
+	announcing uint32
 
 	refusals atomic.Uint64 // announcements and requests refused, for rate-limited logging
 
@@ -167,7 +190,7 @@ func New(b *broker.Broker, cfg Config) *Router {
 		cfg.MaxRoutesPerStream = DefaultMaxRoutesPerStream
 	}
 	if cfg.MaxIDBlocksPerChild <= 0 {
-		cfg.MaxIDBlocksPerChild = DefaultMaxIDBlocksPerChild
+		cfg.MaxIDBlocksPerChild = IDBlockShare(len(cfg.ParentIDs))
 	}
 	switch {
 	case cfg.StallTimeout == 0:
@@ -431,6 +454,9 @@ func (r *Router) route(ctx context.Context, m *wire.Message, in *broker.Stream) 
 		}
 	}
 	if err := out.Send(ctx, m); err != nil {
+		if in != nil {
+			r.unnoteForward(m, inPeer)
+		}
 		if in != nil && isClosed(in) {
 			return nil // the sender's own stream closed under it: nobody to tell
 		}

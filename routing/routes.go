@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/wire"
@@ -69,13 +70,46 @@ func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 		r.names[rt.ID] = rt.Name
 	}
 	parent := r.parent
-	r.mu.Unlock()
 	if parent != nil {
-		if err := r.sendRoute(r.b.Context(), parent, wire.HandleAddRoute, rt.ID, rt.Name); err != nil {
-			r.log.Warn("propagating ADD_ROUTE", "id", rt.ID, "err", err)
+		p.announcing = rt.ID
+	}
+	r.mu.Unlock()
+	if parent == nil {
+		return
+	}
+	if h := announceHook.Load(); h != nil {
+		(*h)(r, rt.ID, false)
+	}
+	// Under the child's stream context: if the child goes while the parent
+	// applies back-pressure, the announcement is abandoned (and then needs
+	// no withdrawal) instead of holding the reader.
+	err := r.sendRoute(in.Context(), parent, wire.HandleAddRoute, rt.ID, rt.Name)
+	if err != nil && !isClosed(in) {
+		r.log.Warn("propagating ADD_ROUTE", "id", rt.ID, "err", err)
+	}
+	// The stream may have closed during the send. Its close hook runs on
+	// another goroutine and does not wait for this one; it has left the
+	// upward DEL_ROUTE for rt.ID to us, so that it follows the ADD_ROUTE
+	// on the parent's stream instead of racing it (a parent that saw the
+	// withdrawal first would refuse it, then keep a stale route).
+	r.mu.Lock()
+	p.announcing = 0
+	closed := p.closed
+	r.mu.Unlock()
+	if closed && err == nil {
+		if err := r.sendRoute(r.b.Context(), parent, wire.HandleDelRoute, rt.ID, ""); err != nil {
+			r.log.Warn("propagating DEL_ROUTE", "id", rt.ID, "err", err)
 		}
 	}
+	if h := announceHook.Load(); h != nil {
+		(*h)(r, rt.ID, true)
+	}
 }
+
+// announceHook, when set (by tests), is called by onAddRoute before it
+// passes an announcement up (done false) and once it is done with it (done
+// true).
+var announceHook atomic.Pointer[func(r *Router, id uint32, done bool)]
 
 // ownsLocked reports whether id lies in a block granted below p's stream.
 func (p *peer) ownsLocked(id uint32) bool {
@@ -152,11 +186,12 @@ func (r *Router) onStreamClose(s *broker.Stream, err error) {
 	p.closed = true
 	for key, q := range r.allocs {
 		if q == p {
-			delete(r.allocs, key)
-			r.allocsInFlight.Add(-1)
+			r.forgetAllocLocked(key, p)
 		}
 	}
-	p.allocs = 0
+	// The reader may be passing up an ADD_ROUTE for one of the stream's
+	// IDs: it sends that ID's DEL_ROUTE itself, after it (see onAddRoute).
+	announcing := p.announcing
 	var ids []uint32
 	if p.isParent {
 		if r.parent == s {
@@ -181,7 +216,7 @@ func (r *Router) onStreamClose(s *broker.Stream, err error) {
 		return
 	}
 	r.log.Debug("child stream closed", "stream", s.Name(), "ids", ids, "err", err)
-	r.gone(s, ids)
+	r.goneExcept(s, ids, announcing)
 }
 
 // gone announces that ids (already removed from the route table) have
@@ -189,7 +224,10 @@ func (r *Router) onStreamClose(s *broker.Stream, err error) {
 // down every other stream that has sent to them, then the disconnect events.
 // Routes go first, events second, always: a caller woken by the event and
 // calling again gets "no route", never a half-removed route.
-func (r *Router) gone(from *broker.Stream, ids []uint32) {
+func (r *Router) gone(from *broker.Stream, ids []uint32) { r.goneExcept(from, ids, 0) }
+
+// goneExcept is gone, but sends no DEL_ROUTE up for the ID notUp (0: none).
+func (r *Router) goneExcept(from *broker.Stream, ids []uint32, notUp uint32) {
 	if len(ids) == 0 {
 		return
 	}
@@ -200,7 +238,7 @@ func (r *Router) gone(from *broker.Stream, ids []uint32) {
 	r.mu.RUnlock()
 	streams := r.b.Streams()
 	for _, id := range ids {
-		if parent != nil && !fromParent {
+		if parent != nil && !fromParent && id != notUp {
 			_ = r.sendRoute(ctx, parent, wire.HandleDelRoute, id, "")
 		}
 		for _, s := range streams {
