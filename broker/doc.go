@@ -20,8 +20,8 @@
 // peer (forwarding its frames into another stream) runs under it, so a dead
 // peer never leaves its reader blocked elsewhere. The OnClose hook runs as
 // soon as the stream closes, whoever closed it, without waiting for the
-// reader. Post queues a small control frame without waiting for room, for
-// frames whose number the caller bounds.
+// reader. Post queues a small control frame without waiting for room (a
+// route withdrawal must not wait behind a peer that has stopped reading).
 //
 // # Bounds
 //
@@ -33,7 +33,14 @@
 //     StreamConfig.StallTimeout (none by default; the router gives child
 //     streams 30 s), after which the stream closes with ErrStalled. A large
 //     queue is written in chunks of 1 MiB so that a slow but live peer shows
-//     progress.
+//     progress. The clock is per chunk, not a rate: a peer that takes a
+//     chunk within each StallTimeout (about 35 KB/s for 30 s) is never cut,
+//     however long its senders wait.
+//   - frames posted (Post) past MaxQueued: not bounded in bytes, but a Post
+//     that finds bytes waiting starts the same StallTimeout clock, so they
+//     pile up behind a peer that takes nothing for at most StallTimeout. A
+//     stream without a StallTimeout relies on its caller to bound its
+//     posts.
 //
 // # Concurrency
 //
@@ -46,7 +53,8 @@
 // Lock order: Broker.mu is never held while taking a Stream's mu, and no lock
 // is held while calling a Handler, an OnClose hook or a deferred function.
 // OnClose runs on the stream's writer goroutine after the writer has
-// stopped; a Handler call under way at the close may overlap it.
+// stopped; a Handler call under way at the close may overlap it. The stall
+// clock of posted frames runs on the loop goroutine.
 //
 // # Lifecycle
 //

@@ -152,3 +152,49 @@ func TestStreamPost(t *testing.T) {
 		t.Fatalf("posted frame arrived as %v", m)
 	}
 }
+
+// TestStreamPostStall: frames posted to a peer that has stopped reading,
+// with nobody Sending, do not pile up for ever: once a Post finds bytes
+// waiting, StallTimeout without the peer taking any closes the stream with
+// ErrStalled. A peer that keeps reading is never cut, however much is
+// posted.
+func TestStreamPostStall(t *testing.T) {
+	const stall = 100 * time.Millisecond
+	for _, kind := range connKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			testutil.VerifyNone(t)
+			a, _ := kind.pair(t) // never read
+			s := newStream(t, newBroker(t, broker.Config{}), a, broker.StreamConfig{Name: "stalled", StallTimeout: stall})
+			// 8 MiB: more than any pipe buffers, less than nothing
+			// being cut at all would make this test notice.
+			for i := 0; i < 2048 && s.Err() == nil; i++ {
+				if err := s.Post(&wire.Message{Enc: wire.EncRaw, Body: body(i, 4096)}); err != nil && !errors.Is(err, broker.ErrStalled) {
+					t.Fatalf("Post = %v", err)
+				}
+			}
+			wait(t, s.Done(), "stream closed as stalled")
+			if !errors.Is(s.Err(), broker.ErrStalled) {
+				t.Fatalf("Err() = %v, want ErrStalled", s.Err())
+			}
+			if err := s.Post(&wire.Message{Enc: wire.EncRaw}); !errors.Is(err, broker.ErrStalled) {
+				t.Fatalf("Post after the stall = %v, want ErrStalled", err)
+			}
+		})
+	}
+	t.Run("reading peer", func(t *testing.T) {
+		testutil.VerifyNone(t)
+		a, b := socketPair(t)
+		go io.Copy(io.Discard, b)
+		s := newStream(t, newBroker(t, broker.Config{}), a, broker.StreamConfig{Name: "read", StallTimeout: stall})
+		deadline := time.Now().Add(5 * stall)
+		for i := 0; time.Now().Before(deadline); i++ {
+			if err := s.Post(&wire.Message{Enc: wire.EncRaw, Body: body(i, 64<<10)}); err != nil {
+				t.Fatalf("Post #%d to a reading peer = %v", i, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := s.Flush(bg(t)); err != nil {
+			t.Fatalf("Flush = %v", err)
+		}
+	})
+}

@@ -89,14 +89,19 @@ type Stream struct {
 		err  error
 	}
 
-	mu       sync.Mutex
-	writing  bool          // guarded by mu: the writer goroutine or a direct Send holds the right to write
-	queue    net.Buffers   // guarded by mu: frames waiting for the writer
-	queued   int           // guarded by mu: bytes in queue plus bytes being written
-	space    chan struct{} // guarded by mu: made by a blocked sender, closed by the writer when it frees space
-	idle     chan struct{} // guarded by mu: made by Flush, closed by the writer when queued reaches 0
-	err      error         // guarded by mu: the first error that killed the stream
-	closeErr sync.Once
+	mu      sync.Mutex
+	writing bool          // guarded by mu: the writer goroutine or a direct Send holds the right to write
+	queue   net.Buffers   // guarded by mu: frames waiting for the writer
+	queued  int           // guarded by mu: bytes in queue plus bytes being written
+	space   chan struct{} // guarded by mu: made by a blocked sender, closed by the writer when it frees space
+	idle    chan struct{} // guarded by mu: made by Flush, closed by the writer when queued reaches 0
+	err     error         // guarded by mu: the first error that killed the stream
+	written uint64        // guarded by mu: bytes the writer has handed to the pipe so far
+	// postWatch, when set, fires StallTimeout after a Post found bytes
+	// waiting; postMark is written at that moment. Both guarded by mu.
+	postWatch *Timer
+	postMark  uint64
+	closeErr  sync.Once
 }
 
 func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
@@ -223,8 +228,14 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 
 // Post queues m for writing without waiting for room in the queue, so it
 // never blocks. It is for small control frames (a route withdrawal) that must
-// not wait behind a peer that has stopped reading; the caller bounds how many
-// it posts. On a closed stream it returns the stream's terminal error.
+// not wait behind a peer that has stopped reading. On a closed stream it
+// returns the stream's terminal error.
+//
+// A Post that finds bytes still waiting starts the stall clock as a waiting
+// Send does: if the peer takes no bytes for StallTimeout from then, the
+// stream closes with ErrStalled. So posted frames pile up behind a peer that
+// has stopped reading for at most StallTimeout, even when nobody Sends to
+// it. Without a StallTimeout the caller must bound how many it posts.
 func (s *Stream) Post(m *wire.Message) error {
 	frame := m.AppendFrame(make([]byte, 0, wire.HeaderLen+len(m.Body)))
 	s.mu.Lock()
@@ -233,11 +244,40 @@ func (s *Stream) Post(m *wire.Message) error {
 		s.mu.Unlock()
 		return err
 	}
+	if s.queued > 0 && s.cfg.StallTimeout > 0 && s.postWatch == nil {
+		s.watchPostedLocked()
+	}
 	s.queue = append(s.queue, frame)
 	s.queued += len(frame)
 	s.mu.Unlock()
 	s.wakeWriter()
 	return nil
+}
+
+// watchPostedLocked arms the stall clock for bytes waiting after a Post.
+func (s *Stream) watchPostedLocked() {
+	s.postMark = s.written
+	s.postWatch = s.b.AfterFunc(s.cfg.StallTimeout, s.checkPosted)
+}
+
+// checkPosted runs StallTimeout after watchPostedLocked: a peer that has
+// taken nothing since, with bytes still waiting, has stalled. One that has
+// taken some is watched for another StallTimeout while bytes wait.
+func (s *Stream) checkPosted() {
+	s.mu.Lock()
+	s.postWatch = nil
+	switch {
+	case s.err != nil || s.queued == 0:
+		s.mu.Unlock()
+	case s.written != s.postMark:
+		s.watchPostedLocked()
+		s.mu.Unlock()
+	default:
+		s.mu.Unlock()
+		err := fmt.Errorf("broker: stream %s: %w (no bytes taken for %v with posted frames waiting)", s.cfg.Name, ErrStalled, s.cfg.StallTimeout)
+		s.b.log.Error("closing stream", "stream", s.cfg.Name, "reason", err)
+		s.fail(err)
+	}
 }
 
 func (s *Stream) wakeWriter() {
@@ -279,6 +319,7 @@ func (s *Stream) sendDirectLocked(frame, body []byte) error {
 	d.bufs[0], d.bufs[1], d.iov = nil, nil, nil
 	s.mu.Lock()
 	s.writing = false
+	s.written += uint64(n)
 	if err != nil {
 		s.mu.Unlock()
 		err = fmt.Errorf("broker: write stream %s: %w", s.cfg.Name, err)
@@ -387,6 +428,10 @@ func (s *Stream) fail(err error) {
 	if s.err == nil {
 		s.err = err
 	}
+	if s.postWatch != nil {
+		s.postWatch.Stop()
+		s.postWatch = nil
+	}
 	s.mu.Unlock()
 	s.closeErr.Do(func() {
 		close(s.done)
@@ -460,6 +505,7 @@ func (s *Stream) writeLoop() {
 		s.mu.Lock()
 		s.writing = false
 		s.queued -= n
+		s.written += uint64(n)
 		if len(s.queue) > 0 {
 			s.wakeWriter()
 		}
