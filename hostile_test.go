@@ -193,6 +193,65 @@ func TestHostileAllocateID(t *testing.T) {
 	stillWorks(t, ctx, m, s, 0)
 }
 
+// TestHostileGrandchildAllocateID: a compromised great-grandchild X of the
+// master (master -> I1 -> I2 -> X) asks for ID blocks until refused. Each
+// router bounds each child's subtree to half of its own share (4096 blocks
+// for I1's subtree at the master, 2048 for I2's at I1, 1024 for X's at I2),
+// so X gets 1024 and then I2's ErrRefused naming the bound. Its cousin Y
+// then takes the rest of I2's share and is refused by I1; I1's refusals end
+// I2's records of the requests, so Y's later requests get the same answer
+// from I1 (not "too many in flight" from I2). I1's other child Z, the
+// master and Z's new child still allocate and work.
+func TestHostileGrandchildAllocateID(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, _ := newMaster(t, spindle.Config{})
+	i1 := startLocal(t, ctx, m, "i1")
+	i2 := startVia(t, ctx, i1, "i2")
+	x := startVia(t, ctx, i2, "hostile")
+	y := startVia(t, ctx, i2, "cousin")
+	z := startVia(t, ctx, i1, "uncle")
+	allocate := func(c *spindle.Context, n int) allocateResult {
+		t.Helper()
+		var res allocateResult
+		if err := c.Call(ctx, "allocate", allocateArgs{N: n}, &res); err != nil {
+			t.Fatalf("%v: allocate: %v", c, err)
+		}
+		return res
+	}
+	refusedBy := func(res allocateResult, who string, child, router uint32) {
+		t.Helper()
+		want := fmt.Sprintf("context %d: refused by policy: ID block limit reached: the subtree of context %d", router, child)
+		if !res.Refused || !strings.Contains(res.Err, want) {
+			t.Fatalf("%s past the bound: %q (ErrRefused: %v), want ErrRefused containing %q", who, res.Err, res.Refused, want)
+		}
+	}
+	resetPeakRSS(t)
+	before := peakRSS(t)
+	start := time.Now()
+	share := routing.IDBlockShare(2) // per child of I2, X's
+	res := allocate(x, share+100)
+	t.Logf("X: %d blocks granted, then %q, in %v", len(res.Blocks), res.Err, time.Since(start))
+	if len(res.Blocks) != share {
+		t.Fatalf("X got %d blocks, want its share %d", len(res.Blocks), share)
+	}
+	refusedBy(res, "X", x.ID(), i2.ID())
+	// I2's subtree at I1: I2's own block, X's, and what Y can take.
+	res = allocate(y, routing.IDBlockShare(1))
+	if want := routing.IDBlockShare(1) - 1 - share; len(res.Blocks) != want {
+		t.Fatalf("Y got %d blocks, want the rest of I2's share, %d", len(res.Blocks), want)
+	}
+	refusedBy(res, "Y", i2.ID(), i1.ID())
+	for i := range 3 * routing.MaxAllocsInFlight {
+		refusedBy(allocate(y, 1), fmt.Sprintf("Y's request %d", i), i2.ID(), i1.ID())
+	}
+	if res := allocate(z, 1); len(res.Blocks) != 1 {
+		t.Fatalf("Z, I1's other child: allocate = %q, want a block", res.Err)
+	}
+	t.Logf("master's peak RSS %.1f MiB (%.1f MiB before), %v in all", peakRSS(t), before, time.Since(start))
+	stillWorks(t, ctx, m, z, 0)
+}
+
 // TestHostileDeadReplies: a compromised child writes dead messages to the
 // reply handle of the master's pending call to a sibling (given the handle,
 // which it could not have guessed), and sprays 20,000 more over the dynamic
