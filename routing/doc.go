@@ -13,7 +13,8 @@
 //     stream it came in on, or it is dropped and logged.
 //   - Routes: the master records, per direct child's stream, the ID blocks it
 //     granted to contexts below it (ALLOCATE_ID); every router between a
-//     child and the master records the blocks whose grants it passes down.
+//     child and the master records, per child's stream, the blocks whose
+//     grants it passes down.
 //     ADD_ROUTE from a child is accepted only for an ID inside one of that
 //     child's blocks that is not routed elsewhere and is not this context's
 //     or an ancestor's. DEL_ROUTE from a child only for an ID routed via it,
@@ -25,8 +26,18 @@
 //     of the blocks its ID and its ancestors' IDs came from). Dynamic
 //     handles are drawn at random, so reply handles cannot be guessed.
 //
-// Refusals are logged (rate-limited per stream: the first 16, then every
-// 1024th) and the logged ones are answered with a dead message.
+// Refused ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID are logged, rate-limited per
+// stream (the first 16, then every 1024th). A refused ADD_ROUTE, or a
+// DEL_ROUTE for an ID not routed via its sender, is answered with a dead
+// message to the sender's handle of the same kind only when its refusal was
+// logged, so that a flood of bad announcements does not become a flood of
+// answers; a DEL_ROUTE whose src_id is not the immediate child is dropped
+// unanswered. A refused ALLOCATE_ID is always answered, since its requester
+// waits: by a dead ErrRefused from an intermediate router, by an ErrRefused
+// error reply from the master. A message refused by a handler's policy, or
+// a reply from an unexpected context, is logged and, if it asked for a
+// reply, answered with a dead message. A message that fails the reverse-path
+// check is dropped and logged, unanswered.
 //
 // # Bounds
 //
@@ -37,12 +48,28 @@
 //     same bound caps the IDs remembered as destinations of the stream's
 //     messages (for DEL_ROUTE notices); past it the stream is not told when
 //     further IDs go, which costs only that child.
-//   - ID blocks per direct child's subtree: Config.MaxIDBlocksPerChild,
-//     default DefaultMaxIDBlocksPerChild (4096 blocks of IDBlockSize = 1000,
-//     about 0.1% of the ID space). Past it ALLOCATE_ID is answered with an
-//     error matching ErrRefused that names the bound.
-//   - ALLOCATE_ID requests passed up and unanswered per child stream: 8; the
-//     next gets a dead ErrRefused.
+//   - ID blocks per child's subtree, at every router:
+//     Config.MaxIDBlocksPerChild, default IDBlockShare(depth): in the master
+//     DefaultMaxIDBlocksPerChild (4096 blocks of IDBlockSize = 1000, about
+//     0.1% of the ID space), halved at each level below (2048 per child of
+//     the master's children, 1024 one level down, ..., at least 1). The
+//     master refuses to grant past it; any other router refuses to pass up
+//     an ALLOCATE_ID from a child's stream whose blocks, with its requests
+//     in flight, reach it. Either way the requester gets an error matching
+//     ErrRefused that names the bound. A child may so take at most half of
+//     its parent's share: a hostile descendant uses up its own share, and
+//     its ancestors keep at least the other half for themselves and their
+//     other children. (From depth 13 down the share is one block at every
+//     level, and a child can use up its parent's.)
+//   - ALLOCATE_ID requests passed up and unanswered: MaxAllocsInFlight (2)
+//     per requester (src_id), at every router; the next gets a dead
+//     ErrRefused. The bound is per requester, not per stream, so a hostile
+//     context cannot use up its cousins' allowance behind a shared stream;
+//     a child's stream holds at most MaxAllocsInFlight per ID routed via it
+//     (MaxRoutesPerStream). Whatever comes down from the parent's side to a
+//     request's reply handle (grant, refusal, a dead message from any router
+//     above) ends the request's record; only a grant from the master, in
+//     msgpack, is recorded as the subtree's block.
 //   - route names: MaxRouteName (256) bytes; longer ones are cut.
 //   - a Receiver's queue: DefaultReceiverLimits (1<<20 messages, 256 MiB
 //     of bodies) for NewReceiver, or the ReceiverLimits given to
@@ -51,7 +78,12 @@
 //   - a child that takes no bytes while a send waits for room on its stream:
 //     Config.StallTimeout, default DefaultStallTimeout (30 s), after which
 //     its stream is closed as stalled (broker.ErrStalled) and its contexts
-//     are gone. Until then back-pressure travels hop by hop as usual.
+//     are gone. Until then back-pressure travels hop by hop as usual. The
+//     same clock runs once DEL_ROUTE notices posted to a child find bytes
+//     waiting, so a child that reads nothing, to which nobody sends, cannot
+//     make them pile up for longer either. The clock restarts whenever the
+//     child takes a chunk (up to 1 MiB): it bounds a child that stops, not
+//     one that reads slowly (see docs/SECURITY.md).
 //
 // # Concurrency
 //
@@ -61,6 +93,12 @@
 // when the stream closes. Route withdrawals to children are posted (queued
 // without waiting), so a child that has stopped reading cannot hold up the
 // news of a disconnection for anyone else.
+//
+// A child's ADD_ROUTE is passed up by its stream's reader while the
+// stream's close hook may run on another goroutine. The hook does not wait
+// for it: it leaves the upward DEL_ROUTE for the ID being announced to the
+// reader, which sends it after the ADD_ROUTE, so the parent never sees the
+// withdrawal first.
 //
 // Lock order: Router.mu, then Router.hmu, then idAllocator.mu or peer.mu.
 //

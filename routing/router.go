@@ -59,8 +59,10 @@ type Config struct {
 	// stream is closed as stalled (its contexts are gone, its pending calls
 	// fail with ErrDisconnected), so a child that stops reading holds up
 	// the traffic of others, such as a sibling's messages to it, at most
-	// this long. 0 means DefaultStallTimeout; negative means no limit. The
-	// stream to the parent (trusted) has none.
+	// this long. The clock restarts each time the child takes a chunk (up
+	// to 1 MiB), so a child that reads slowly is not cut: it holds others
+	// up at its own rate. 0 means DefaultStallTimeout; negative means no
+	// limit. The stream to the parent (trusted) has none.
 	StallTimeout time.Duration
 }
 
