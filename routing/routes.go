@@ -19,8 +19,9 @@ import (
 // lie in an ID block granted to a context below that child's stream (the
 // master hands them out, and every router on the way down records them), it
 // must not be routed elsewhere or be ours or an ancestor's, and the stream
-// may hold at most MaxRoutesPerStream routes. A refusal is logged and
-// answered with a dead message to the sender's ADD_ROUTE handle.
+// may hold at most MaxRoutesPerStream routes. A refusal is logged
+// (rate-limited) and, when it was logged, answered with a dead message to
+// the sender's ADD_ROUTE handle.
 func (r *Router) onAddRoute(m *wire.Message, in *broker.Stream) {
 	if m.IsDead() {
 		if in != nil && in.Data().(*peer).isParent {
