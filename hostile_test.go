@@ -424,3 +424,33 @@ func TestStoppedReadingChildIsCut(t *testing.T) {
 	stillWorks(t, ctx, m, s, 0)
 	processGone(t, stuck.PID(), 5*time.Second)
 }
+
+// TestForgedFloodLogBounded: a child writes 5000 frames with a forged
+// src_id. Every one is dropped, and the master logs the first 16 and then
+// every 1024th (with the count), not 5000 records.
+func TestForgedFloodLogBounded(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, logs := newMaster(t, spindle.Config{})
+	logs.allowDrops()
+	bad := startLocal(t, ctx, m, "bad")
+	sibling := startLocal(t, ctx, m, "sibling")
+	const n = 5000
+	a := rawArgs{Dst: 0, Src: sibling.ID(), Auth: bad.ID(), Handle: wire.HandleCall, Enc: uint16(wire.EncRaw), Body: []byte("forged"), N: n}
+	if err := bad.Call(ctx, "raw", a, nil); err != nil {
+		t.Fatalf("raw: %v", err)
+	}
+	if err := bad.Ping(ctx); err != nil { // the forged frames came before this reply
+		t.Fatal(err)
+	}
+	got := logs.find(func(r logRecord) bool { return strings.HasPrefix(r.Msg, "bad src_id") })
+	if want := 16 + n/1024; len(got) != want {
+		t.Fatalf("%d forged frames made %d log records, want %d", n, len(got), want)
+	}
+	if last := got[len(got)-1].Attrs["refusals"]; last != "4096" {
+		t.Errorf("last record counts %q refusals, want 4096", last)
+	}
+	if err := sibling.Ping(ctx); err != nil {
+		t.Errorf("sibling after the flood: %v", err)
+	}
+}

@@ -484,6 +484,10 @@ func (r *Router) dropForged(in *broker.Stream, what string, m *wire.Message) {
 		r.log.Debug(what, "stream", in.Name(), "msg", m.String(), "closed", true)
 		return
 	}
+	if p, ok := in.Data().(*peer); ok {
+		r.refuse(p, what, "stream", in.Name(), "msg", m.String())
+		return
+	}
 	r.log.Error(what, "stream", in.Name(), "msg", m.String())
 }
 
