@@ -10,7 +10,8 @@
 // is checked against what this router itself knows.
 //
 //   - Reverse path: a message's auth_id and src_id must be routed via the
-//     stream it came in on, or it is dropped and logged.
+//     stream it came in on, or it is dropped and logged (rate-limited with
+//     the refusals below).
 //   - Routes: the master records, per direct child's stream, the ID blocks it
 //     granted to contexts below it (ALLOCATE_ID); every router between a
 //     child and the master records, per child's stream, the blocks whose
@@ -26,8 +27,8 @@
 //     of the blocks its ID and its ancestors' IDs came from). Dynamic
 //     handles are drawn at random, so reply handles cannot be guessed.
 //
-// Refused ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID are logged, rate-limited per
-// stream (the first 16, then every 1024th). A refused ADD_ROUTE, or a
+// Refused ADD_ROUTE, DEL_ROUTE and ALLOCATE_ID, and reverse-path drops, are
+// logged, rate-limited per stream (the first 16, then every 1024th). A refused ADD_ROUTE, or a
 // DEL_ROUTE for an ID not routed via its sender, is answered with a dead
 // message to the sender's handle of the same kind only when its refusal was
 // logged, so that a flood of bad announcements does not become a flood of
