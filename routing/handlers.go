@@ -128,12 +128,12 @@ func (r *Router) invoke(ctx context.Context, m *wire.Message, in *broker.Stream)
 		return
 	}
 	if h.opts.HasRespondent && !r.mayAnswer(h, m, in) {
-		r.log.Error("reply from unexpected context", "msg", m.String(), "want", h.opts.Respondent)
+		r.logRefusal(in, "reply from unexpected context", "msg", m.String(), "want", h.opts.Respondent)
 		r.sendDead(ctx, m, wire.CodeUnexpectedSrc, "reply from unexpected context", true)
 		return
 	}
 	if h.opts.Policy != nil && !h.opts.Policy(m, in) {
-		r.log.Error("refused by policy", "msg", m.String())
+		r.logRefusal(in, "refused by policy", "msg", m.String())
 		r.sendDead(ctx, m, wire.CodeRefused, "refused by policy", true)
 		return
 	}

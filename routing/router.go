@@ -412,7 +412,7 @@ func isClosed(s *broker.Stream) bool {
 func (r *Router) route(ctx context.Context, m *wire.Message, in *broker.Stream) error {
 	if uint64(len(m.Body)) > uint64(r.max) {
 		reason := fmt.Sprintf("message too large (max %d bytes)", r.max)
-		r.log.Error("refusing message", "reason", reason, "msg", m.String())
+		r.logRefusal(in, "refusing message", "reason", reason, "msg", m.String())
 		r.sendDead(ctx, m, wire.CodeTooLarge, reason, false)
 		return fmt.Errorf("routing: %s: %w", reason, ErrTooLarge)
 	}
@@ -442,7 +442,7 @@ func (r *Router) route(ctx context.Context, m *wire.Message, in *broker.Stream) 
 	}
 	if r.unidirectional && in != nil && !inPeer.isParent && !out.Data().(*peer).isParent {
 		reason := fmt.Sprintf("routing mode prevents forward of message from context %d to context %d via context %d", m.Src, m.Dst, r.id)
-		r.log.Error("refusing message", "reason", reason)
+		r.logRefusal(in, "refusing message", "reason", reason)
 		r.sendDead(ctx, m, wire.CodeUnidirectional, reason, true)
 		return nil
 	}
@@ -484,11 +484,20 @@ func (r *Router) dropForged(in *broker.Stream, what string, m *wire.Message) {
 		r.log.Debug(what, "stream", in.Name(), "msg", m.String(), "closed", true)
 		return
 	}
-	if p, ok := in.Data().(*peer); ok {
-		r.refuse(p, what, "stream", in.Name(), "msg", m.String())
-		return
+	r.logRefusal(in, what, "stream", in.Name(), "msg", m.String())
+}
+
+// logRefusal logs a message refused on its way in. One that came in on a
+// stream is logged rate-limited per stream (refuse), so that a child's flood
+// of bad messages does not become a flood of log records; a local one always.
+func (r *Router) logRefusal(in *broker.Stream, what string, args ...any) {
+	if in != nil {
+		if p, ok := in.Data().(*peer); ok {
+			r.refuse(p, what, args...)
+			return
+		}
 	}
-	r.log.Error(what, "stream", in.Name(), "msg", m.String())
+	r.log.Error(what, args...)
 }
 
 // sendDead reports a failure about m: to m.ReplyTo when set, otherwise (unless
