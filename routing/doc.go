@@ -36,8 +36,8 @@
 // unanswered. A refused ALLOCATE_ID is always answered, since its requester
 // waits: by a dead ErrRefused from an intermediate router, by an ErrRefused
 // error reply from the master. A message refused by a handler's policy, or
-// a reply from an unexpected context, is logged (rate-limited alike) and, if it asked for a
-// reply, answered with a dead message. A message that fails the reverse-path
+// a reply from an unexpected context, is logged (rate-limited alike) and,
+// if it asked for a reply, answered with a dead message. A message that fails the reverse-path
 // check is dropped and logged, unanswered.
 //
 // # Bounds
