@@ -72,6 +72,12 @@
 // function, FunctionBlocks 30,000 control instructions per function,
 // CompileWork 4e9 (the sum of the functions' control instructions
 // squared), Globals 100,000, TableElements 1<<20 for all tables together.
+// A module that names a function or global index past the ones it
+// declares (in code, constant expressions, exports, the start section or
+// element segments), exports the name "spindle$stack", or repeats a
+// section is refused the same way: guard's rewrite makes such indexes
+// valid (the moved bodies, the stack counter), so it checks them itself
+// before rewriting (guard.go).
 // The Go compiler built for wasip1 (49 MB, 19,930 functions, at most
 // 26,168 control instructions in one function, work 3.2e9) passes them;
 // the example Go guests use about 1% of them.
@@ -91,7 +97,12 @@
 //     across a call, so a guest that spills many of them per frame can
 //     reach more, up to wazero's own ceiling (about 100 MiB a call).
 //     Counting costs every guest call one extra call and two global
-//     updates.
+//     updates. A module cannot reach past the counter: one that calls a
+//     moved body directly (call 1 in a one-function module) or sets the
+//     counter (global.set 0 of 0x7fffffff, then recursion) is refused at
+//     Compile; before that check, each run at a 1 MiB limit reached
+//     wazero's own stack overflow at 177 MiB and 314 MiB peak RSS for one
+//     call (TestHostileIndexes logs the peak, about 10 MiB now).
 //   - Compile: a module within the bounds can still take long: one
 //     function of 30,000 loops is about 30 s of one core, and wazero
 //     cannot stop inside a function. Compile returns at its caller's
