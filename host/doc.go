@@ -68,10 +68,19 @@
 //
 // Per module (Config.Modules, ModuleLimits), checked before compiling
 // (guard.go); past one, Compile returns kind invalid_module at once:
-// Bytes 256 MiB, Functions 1<<20, FunctionBytes 8 MiB, Locals 50,000 per
+// Bytes 256 MiB, Functions 1<<20 (imported and defined together, and
+// separately the exports), FunctionBytes 8 MiB, Locals 50,000 per
 // function, FunctionBlocks 30,000 control instructions per function,
 // CompileWork 4e9 (the sum of the functions' control instructions
-// squared), Globals 100,000, TableElements 1<<20 for all tables together.
+// squared), Globals 100,000, TableElements 1<<20 for all tables together
+// (and TableElements+Functions entries for all element segments). Every
+// vector a module declares must be held by its bytes: wazero's decoder
+// allocates a vector at its declared length before reading it, so a
+// 22-byte module declaring 2^31 local names killed the process (Go's
+// fatal out of memory) until guard checked them (TestHostileDeclaredCounts).
+// At the count bounds, what wazero holds while decoding is still a
+// multiple of the module's bytes: 1<<20 exports (8 MiB) add 270 MiB of
+// RSS, 1<<20 imports 310 MiB, 2<<20 element entries (2 MiB) 128 MiB.
 // A module that names a function or global index past the ones it
 // declares (in code, constant expressions, exports, the start section or
 // element segments), exports the name "spindle$stack", or repeats a

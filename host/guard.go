@@ -306,11 +306,14 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 			return g, fmt.Errorf("%w: section %d", errMalformed, s.id)
 		}
 	}
+	if f := int64(importedFuncs) + int64(len(funcTypes)); f > lim.Functions {
+		return g, fmt.Errorf("%w: %d functions, imported and defined, the bound is %d (ModuleLimits.Functions)", errGuard, f, lim.Functions)
+	}
 	if int64(definedGlobal)+int64(importGlobals) > lim.Globals {
 		return g, fmt.Errorf("%w: %d globals, the bound is %d (ModuleLimits.Globals)", errGuard, int64(definedGlobal)+int64(importGlobals), lim.Globals)
 	}
 	sp := space{funcs: importedFuncs + uint32(len(funcTypes)), globals: importGlobals + definedGlobal}
-	if err := checkIndexes(sections, sp); err != nil {
+	if err := checkIndexes(sections, sp, lim); err != nil {
 		return g, err
 	}
 	// Tables.

@@ -132,8 +132,10 @@ func checkNames(b []byte) error {
 // other than the code name against sp: the globals' initializers, the
 // exports, the start function, the element segments (function indexes,
 // expressions and offsets) and the data segments' offsets. It also refuses
-// an export named depthExport.
-func checkIndexes(sections []sectionSpan, sp space) error {
+// an export named depthExport, more exports than lim.Functions, and more
+// element segment entries than lim.TableElements+lim.Functions.
+func checkIndexes(sections []sectionSpan, sp space, lim ModuleLimits) error {
+	entries := lim.TableElements + lim.Functions // element entries left
 	for _, s := range sections {
 		r := &reader{b: s.body}
 		var err error
@@ -147,6 +149,9 @@ func checkIndexes(sections []sectionSpan, sp space) error {
 			}
 		case sectionExport:
 			n := r.u32()
+			if int64(n) > lim.Functions {
+				return fmt.Errorf("%w: %d exports, the bound is %d (ModuleLimits.Functions)", errGuard, n, lim.Functions)
+			}
 			for i := uint32(0); i < n && !r.bad && err == nil; i++ {
 				name := r.name()
 				kind, idx := r.byte(), r.u32()
@@ -167,7 +172,7 @@ func checkIndexes(sections []sectionSpan, sp space) error {
 		case sectionElem:
 			n := r.u32()
 			for i := uint32(0); i < n && !r.bad && err == nil; i++ {
-				err = elemSegment(r, sp, fmt.Sprintf("element segment %d", i))
+				err = elemSegment(r, sp, fmt.Sprintf("element segment %d", i), &entries)
 			}
 		case sectionData:
 			n := r.u32()
@@ -197,11 +202,12 @@ func checkIndexes(sections []sectionSpan, sp space) error {
 	return nil
 }
 
-// elemSegment reads one element segment and checks its indexes. Its flags
+// elemSegment reads one element segment and checks its indexes, and takes
+// its entries from *entries. Its flags
 // (0 to 7): bit 0 passive or declarative, else active; bit 1 with bit 0
 // declarative, without it an explicit table index; bit 2 expressions
 // instead of function indexes.
-func elemSegment(r *reader, sp space, what string) error {
+func elemSegment(r *reader, sp space, what string, entries *int64) error {
 	flags := r.u32()
 	if flags > 7 {
 		return fmt.Errorf("%w: %s: flags %d", errMalformed, what, flags)
@@ -222,6 +228,9 @@ func elemSegment(r *reader, sp space, what string) error {
 		}
 	}
 	n := r.u32()
+	if *entries -= int64(n); *entries < 0 {
+		return fmt.Errorf("%w: %s: the element segments hold more than TableElements+Functions entries (ModuleLimits)", errGuard, what)
+	}
 	for i := uint32(0); i < n && !r.bad; i++ {
 		var err error
 		if flags&4 == 0 {

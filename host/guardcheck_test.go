@@ -70,7 +70,7 @@ func FuzzGuard(f *testing.F) {
 func checkedButIndexes(wasm []byte, lim ModuleLimits) bool {
 	sections, ok := splitSections(wasm)
 	anyIndex := space{^uint32(0), ^uint32(0)}
-	if !ok || checkSections(sections) != nil || checkIndexes(sections, anyIndex) != nil {
+	if !ok || checkSections(sections) != nil || checkIndexes(sections, anyIndex, lim) != nil {
 		return false
 	}
 	for _, s := range sections {

@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,48 @@ func TestHostileDeclaredCounts(t *testing.T) {
 			t.Errorf("%s (%d bytes): Compile = %v, want invalid_module", tt.name, len(tt.wasm), err)
 		}
 		t.Logf("%s (%d bytes): %v in %v; peak RSS %s", tt.name, len(tt.wasm), err, time.Since(start), peakRSS())
+	}
+}
+
+// TestModuleCountBounds: imports and defined functions together, exports,
+// and element segment entries are bounded (ModuleLimits.Functions,
+// TableElements+Functions): wazero holds 60 to 300 bytes for each,
+// written in a few bytes of the module. Small bounds here; each case is
+// one past its bound, and at the bound the module compiles.
+func TestModuleCountBounds(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{CacheDir: t.TempDir(), Modules: host.ModuleLimits{Functions: 4, TableElements: 4}})
+	module := func(imports, exports, entries int) []byte {
+		var m testutil.WasmModule
+		ty := m.Type(nil, []byte{i32Type})
+		for i := range imports {
+			m.ImportFunc("wasi_snapshot_preview1", "f"+strconv.Itoa(i), ty)
+		}
+		m.Memory(1, -1) // one export
+		m.Table(4, -1)
+		f := m.Func(ty, nil, i32const(0))
+		for i := range exports - 1 {
+			m.Export("e"+strconv.Itoa(i), 0, f)
+		}
+		m.Elem(cat([]byte{3, 0}, funcs(make([]uint32, entries)...))) // declarative
+		return m.Bytes()
+	}
+	for _, tt := range []struct {
+		name                      string
+		imports, exports, entries int
+		want                      string // "" compiles
+	}{
+		{"at the bounds", 3, 4, 8, ""},
+		{"imports and functions", 4, 1, 1, "functions, imported and defined"},
+		{"exports", 0, 5, 1, "5 exports"},
+		{"element entries", 0, 1, 9, "TableElements+Functions entries"},
+	} {
+		_, err := h.Compile(t.Context(), tt.name, module(tt.imports, tt.exports, tt.entries))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: Compile = %v", tt.name, err)
+		case tt.want != "" && (host.KindOf(err) != host.KindInvalidModule || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: Compile = %v, want invalid_module naming %q", tt.name, err, tt.want)
+		}
 	}
 }
