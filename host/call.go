@@ -139,7 +139,9 @@ func (l Limits) stackBudget() int32 {
 type ModuleLimits struct {
 	// Bytes caps the module's size (default 256 MiB).
 	Bytes int64
-	// Functions caps the functions defined (default 1<<20).
+	// Functions caps the functions, imported and defined together, and
+	// separately the exports (default 1<<20): wazero holds a few hundred
+	// bytes for each, however few bytes of the module name it.
 	Functions int64
 	// FunctionBytes caps one function body (default 8 MiB).
 	FunctionBytes int64
@@ -158,6 +160,10 @@ type ModuleLimits struct {
 	// TableElements caps the elements of all the module's tables
 	// together, what table.grow can reach included (default 1<<20).
 	// Each element is charged 16 bytes against a call's memory limit.
+	// The entries of all element segments together are capped at
+	// TableElements+Functions (a table's worth, and each function once
+	// more for ref.func declarations): wazero holds some 60 bytes for
+	// each entry, which the module writes in one byte.
 	TableElements int64
 }
 

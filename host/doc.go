@@ -68,10 +68,25 @@
 //
 // Per module (Config.Modules, ModuleLimits), checked before compiling
 // (guard.go); past one, Compile returns kind invalid_module at once:
-// Bytes 256 MiB, Functions 1<<20, FunctionBytes 8 MiB, Locals 50,000 per
+// Bytes 256 MiB, Functions 1<<20 (imported and defined together, and
+// separately the exports), FunctionBytes 8 MiB, Locals 50,000 per
 // function, FunctionBlocks 30,000 control instructions per function,
 // CompileWork 4e9 (the sum of the functions' control instructions
-// squared), Globals 100,000, TableElements 1<<20 for all tables together.
+// squared), Globals 100,000, TableElements 1<<20 for all tables together
+// (and TableElements+Functions entries for all element segments). Every
+// vector a module declares must be held by its bytes: wazero's decoder
+// allocates a vector at its declared length before reading it, so a
+// 22-byte module declaring 2^31 local names killed the process (Go's
+// fatal out of memory) until guard checked them (TestHostileDeclaredCounts).
+// At the count bounds, what wazero holds while decoding is still a
+// multiple of the module's bytes: 1<<20 exports (8 MiB) add 270 MiB of
+// RSS, 1<<20 imports 310 MiB, 2<<20 element entries (2 MiB) 128 MiB.
+// A module that names a function or global index past the ones it
+// declares (in code, constant expressions, exports, the start section or
+// element segments), exports the name "spindle$stack", or repeats a
+// section is refused the same way: guard's rewrite makes such indexes
+// valid (the moved bodies, the stack counter), so it checks them itself
+// before rewriting (guard.go).
 // The Go compiler built for wasip1 (49 MB, 19,930 functions, at most
 // 26,168 control instructions in one function, work 3.2e9) passes them;
 // the example Go guests use about 1% of them.
@@ -91,7 +106,12 @@
 //     across a call, so a guest that spills many of them per frame can
 //     reach more, up to wazero's own ceiling (about 100 MiB a call).
 //     Counting costs every guest call one extra call and two global
-//     updates.
+//     updates. A module cannot reach past the counter: one that calls a
+//     moved body directly (call 1 in a one-function module) or sets the
+//     counter (global.set 0 of 0x7fffffff, then recursion) is refused at
+//     Compile; before that check, each run at a 1 MiB limit reached
+//     wazero's own stack overflow at 177 MiB and 314 MiB peak RSS for one
+//     call (TestHostileIndexes logs the peak, about 10 MiB now).
 //   - Compile: a module within the bounds can still take long: one
 //     function of 30,000 loops is about 30 s of one core, and wazero
 //     cannot stop inside a function. Compile returns at its caller's

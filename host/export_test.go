@@ -73,3 +73,12 @@ func Phases(ctx context.Context, h *Host, m *Module, customMemory bool) (instant
 	inst.close(ctx)
 	return t1.Sub(t0), t2.Sub(t1), time.Since(t2), err
 }
+
+// WazeroCompile compiles wasm as it is, without guard, with wazero's
+// default features: it tells whether wazero itself accepts a module.
+func WazeroCompile(ctx context.Context, wasm []byte) error {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	_, err := rt.CompileModule(ctx, wasm)
+	return err
+}

@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -26,14 +27,16 @@ import (
 //     hundreds of MiB before it reports a stack overflow, outside any
 //     limit. guard renames each function's body to a new index and puts a
 //     wrapper at the old index, so that every call, export, table element
-//     and start function goes through it unchanged: the wrapper subtracts
-//     the body's frame estimate (frameBytes) from a counter global, traps
-//     if it went below zero, calls the body and adds the estimate back.
-//     Run sets the counter to the call's stack budget before each call, and
-//     a trap with the counter below zero is a stack_overflow. Without
-//     exception handling or tail calls (wazero's default features have
-//     neither) every exit of a body passes back through its wrapper, so
-//     the counter is balanced whenever no call is running.
+//     and start function goes through it unchanged (a module that names a
+//     body's new index or the counter is refused: see below): the wrapper
+//     subtracts the body's frame estimate (frameBytes) from a counter
+//     global, traps if it went below zero, calls the body and adds the
+//     estimate back. Run sets the counter to the call's stack budget
+//     before each call, and a trap with the counter below zero is a
+//     stack_overflow. Without exception handling or tail calls (wazero's
+//     default features have neither) every exit of a body passes back
+//     through its wrapper, so the counter is balanced whenever no call is
+//     running.
 //
 //   - Compile time. wazero's compiler is quadratic in the basic blocks of
 //     one function (60,000 nested blocks took 10 s), and it cannot be
@@ -43,9 +46,27 @@ import (
 //     or where the sum of their squares passes ModuleLimits.CompileWork.
 //
 // Rewriting changes function indexes past the imports only by appending:
-// every index in the original module keeps its meaning. The DWARF sections
-// (.debug_*) are dropped, since the code's offsets move; the name section's
-// function names are copied to the bodies, so that traps still name them.
+// every index in the original module keeps its meaning. What it appends,
+// the moved bodies (importedFuncs+n and up) and the counter (global
+// importGlobals+definedGlobals), are indexes the original cannot name, and
+// a module that named them would call a body past its wrapper or set the
+// counter. So before rewriting, guard refuses (errIndex) a module that
+// names a function or global index past the ones it declares, wherever a
+// module can name one: in code (call, return_call, ref.func, global.get,
+// global.set), in the constant expressions of globals and of element and
+// data segments (global.get, ref.func), in exports, in the start section
+// and in element segments' function indexes. wazero refuses such a module
+// too, in its own numbering; after the rewrite it could not tell. guard
+// also refuses an export named depthExport, which would collide with the
+// counter's (errReserved), and a section out of order or repeated
+// (errMalformed), so that the sections guard reads are the ones wazero
+// compiles. The rewrite adds no type, table, memory, element or data
+// segment, so every other index keeps its range and stays wazero's to
+// check; imports are named apart from exports, so no import can meet the
+// counter's export. The DWARF sections (.debug_*) are dropped, since the
+// code's offsets move; the name section's function names are copied to the
+// bodies, so that traps still name them (names of indexes the original
+// does not declare are dropped).
 
 const (
 	// tableElementBytes is what one table element is charged against the
@@ -205,6 +226,9 @@ func (r *reader) valType() {
 }
 
 func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, error) {
+	if err := checkSections(sections); err != nil {
+		return guarded{}, err
+	}
 	var (
 		typeParams    []uint32 // per type: parameter count
 		importedFuncs uint32
@@ -232,11 +256,11 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 					return g, errMalformed // rec/sub types: wazero decides
 				}
 				p := r.u32()
-				for range p {
+				for j := uint32(0); j < p && !r.bad; j++ {
 					r.valType()
 				}
 				res := r.u32()
-				for range res {
+				for j := uint32(0); j < res && !r.bad; j++ {
 					r.valType()
 				}
 				typeParams = append(typeParams, p)
@@ -271,15 +295,26 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 			}
 		case sectionGlobal:
 			definedGlobal = r.u32()
-			if int64(definedGlobal)+int64(importGlobals) > lim.Globals {
-				return g, fmt.Errorf("%w: %d globals, the bound is %d (ModuleLimits.Globals)", errGuard, definedGlobal+importGlobals, lim.Globals)
-			}
 		case sectionTag:
 			hasTag = true
 		}
-		if r.bad {
-			return g, errMalformed
+		// A section guard reads whole must hold nothing more: the
+		// rewrite would drop it, and turn a module wazero refuses into
+		// one it compiles.
+		whole := s.id == sectionType || s.id == sectionImport || s.id == sectionFunc
+		if r.bad || whole && len(r.b) != 0 {
+			return g, fmt.Errorf("%w: section %d", errMalformed, s.id)
 		}
+	}
+	if f := int64(importedFuncs) + int64(len(funcTypes)); f > lim.Functions {
+		return g, fmt.Errorf("%w: %d functions, imported and defined, the bound is %d (ModuleLimits.Functions)", errGuard, f, lim.Functions)
+	}
+	if int64(definedGlobal)+int64(importGlobals) > lim.Globals {
+		return g, fmt.Errorf("%w: %d globals, the bound is %d (ModuleLimits.Globals)", errGuard, int64(definedGlobal)+int64(importGlobals), lim.Globals)
+	}
+	sp := space{funcs: importedFuncs + uint32(len(funcTypes)), globals: importGlobals + definedGlobal}
+	if err := checkIndexes(sections, sp, lim); err != nil {
+		return g, err
 	}
 	// Tables.
 	if i := find(sectionTable); i >= 0 {
@@ -311,7 +346,7 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 		if int64(len(body)) > lim.FunctionBytes {
 			return g, fmt.Errorf("%w: function %d has %d bytes of code, the bound is %d (ModuleLimits.FunctionBytes)", errGuard, importedFuncs+uint32(i), len(body), lim.FunctionBytes)
 		}
-		locals, blocks, err := scanBody(body, lim)
+		locals, blocks, err := scanBody(body, lim, sp)
 		if err != nil {
 			return g, fmt.Errorf("function %d: %w", importedFuncs+uint32(i), err)
 		}
@@ -506,8 +541,9 @@ func splitBodies(body []byte) ([][]byte, error) {
 }
 
 // scanBody reads a function body's locals and instructions; it returns the
-// number of locals and of control instructions, or errGuard past a bound.
-func scanBody(body []byte, lim ModuleLimits) (locals, blocks int64, err error) {
+// number of locals and of control instructions, errGuard past a bound, or
+// errIndex for a function or global index outside sp.
+func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, err error) {
 	r := &reader{b: body}
 	groups := r.u32()
 	for i := uint32(0); i < groups && !r.bad; i++ {
@@ -539,17 +575,33 @@ func scanBody(body []byte, lim ModuleLimits) (locals, blocks int64, err error) {
 					break
 				}
 			}
-		case op == 0x10 || op == 0x12 || op == 0x14 || op == 0x15: // call, return_call, call_ref, return_call_ref
+		case op == 0x10 || op == 0x12: // call, return_call
+			what := "call"
+			if op == 0x12 {
+				what = "return_call"
+			}
+			if err := sp.function(what, r.u32()); err != nil && !r.bad {
+				return 0, 0, err
+			}
+		case op == 0x14 || op == 0x15: // call_ref, return_call_ref (type index)
 			r.u32()
 		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
 			r.u32()
 			r.u32()
 		case op == 0x1c: // select t*
 			n := r.u32()
-			for range n {
+			for j := uint32(0); j < n && !r.bad; j++ {
 				r.valType()
 			}
-		case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
+		case op == 0x23 || op == 0x24: // global.get, global.set
+			what := "global.get"
+			if op == 0x24 {
+				what = "global.set"
+			}
+			if err := sp.global(what, r.u32()); err != nil && !r.bad {
+				return 0, 0, err
+			}
+		case op >= 0x20 && op <= 0x26: // local.*, table.get/set
 			r.u32()
 		case op >= 0x28 && op <= 0x3e: // loads, stores
 			memarg(r)
@@ -565,7 +617,11 @@ func scanBody(body []byte, lim ModuleLimits) (locals, blocks int64, err error) {
 			r.skip(8)
 		case op == 0xd0: // ref.null heaptype
 			r.leb(5)
-		case op == 0xd2 || op == 0xd5 || op == 0xd6: // ref.func, br_on_null, br_on_non_null
+		case op == 0xd2: // ref.func
+			if err := sp.function("ref.func", r.u32()); err != nil && !r.bad {
+				return 0, 0, err
+			}
+		case op == 0xd5 || op == 0xd6: // br_on_null, br_on_non_null
 			r.u32()
 		case op == 0xfc:
 			miscOp(r)
@@ -656,20 +712,23 @@ func atomicOp(r *reader) {
 	memarg(r)
 }
 
+// sectionOrder ranks the non-custom sections in the order a module must
+// hold them.
+func sectionOrder(id byte) int {
+	switch id {
+	case sectionTag:
+		return sectionGlobal*2 - 1 // between memory and global
+	case sectionDataCount:
+		return sectionCode*2 - 1 // between elem and code
+	}
+	return int(id) * 2
+}
+
 // insertSection inserts s at its place in the canonical section order.
 func insertSection(sections []sectionSpan, s sectionSpan) []sectionSpan {
-	order := func(id byte) int {
-		switch id {
-		case sectionTag:
-			return sectionGlobal*2 - 1 // between memory and global
-		case sectionDataCount:
-			return sectionCode*2 - 1 // between elem and code
-		}
-		return int(id) * 2
-	}
 	at := len(sections)
 	for i, o := range sections {
-		if o.id != sectionCustom && order(o.id) > order(s.id) {
+		if o.id != sectionCustom && sectionOrder(o.id) > sectionOrder(s.id) {
 			at = i
 			break
 		}
@@ -729,8 +788,11 @@ func copyNames(b []byte, imported, n uint32) ([]byte, bool) {
 			if r.bad {
 				return nil, false
 			}
+			// Names of indexes the original does not declare go: they
+			// would name the bodies.
+			entries = slices.DeleteFunc(entries, func(e entry) bool { return e.idx >= imported+n })
 			for _, e := range entries[:len(entries):len(entries)] {
-				if e.idx >= imported && e.idx < imported+n {
+				if e.idx >= imported {
 					entries = append(entries, entry{e.idx + n, e.name})
 				}
 			}

@@ -30,7 +30,7 @@ func TestGuardStats(t *testing.T) {
 		}
 		var maxBlocks, maxLocals, maxBody, work int64
 		for _, b := range bodies {
-			locals, blocks, err := scanBody(b, lim)
+			locals, blocks, err := scanBody(b, lim, space{^uint32(0), ^uint32(0)})
 			if err != nil {
 				t.Errorf("%s: %v", f, err)
 				break

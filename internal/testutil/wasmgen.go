@@ -19,6 +19,7 @@ type WasmModule struct {
 	nglobal int
 	exports []byte
 	nexport int
+	start   []byte
 	elems   []byte
 	nelems  int
 	code    []byte
@@ -79,6 +80,23 @@ func (m *WasmModule) Global() uint32 {
 	return uint32(m.nglobal - 1)
 }
 
+// GlobalInit defines a global of value type typ (mutable if mut) whose
+// initializer is the constant expression init, without its final `end`,
+// and returns its index.
+func (m *WasmModule) GlobalInit(typ byte, mut bool, init []byte) uint32 {
+	m.globals = append(m.globals, typ, 0)
+	if mut {
+		m.globals[len(m.globals)-1] = 1
+	}
+	m.globals = append(m.globals, init...)
+	m.globals = append(m.globals, 0x0b)
+	m.nglobal++
+	return uint32(m.nglobal - 1)
+}
+
+// Start makes function f the module's start function.
+func (m *WasmModule) Start(f uint32) { m.start = ULEB(f) }
+
 // Func defines a function of type typ with the given extra locals (each of
 // one value type) and code, and returns its function index.
 func (m *WasmModule) Func(typ uint32, locals []byte, code []byte) uint32 {
@@ -117,6 +135,13 @@ func (m *WasmModule) ActiveElem(offset int32, funcs []uint32) {
 	m.nelems++
 }
 
+// Elem adds an element segment given whole (its flags and the rest), for
+// the forms ActiveElem does not write.
+func (m *WasmModule) Elem(segment []byte) {
+	m.elems = append(m.elems, segment...)
+	m.nelems++
+}
+
 // Bytes returns the module's binary.
 func (m *WasmModule) Bytes() []byte {
 	b := []byte("\x00asm\x01\x00\x00\x00")
@@ -146,6 +171,11 @@ func (m *WasmModule) Bytes() []byte {
 	}
 	section(6, m.nglobal, m.globals)
 	section(7, m.nexport, m.exports)
+	if m.start != nil {
+		b = append(b, 8)
+		b = append(b, ULEB(uint32(len(m.start)))...)
+		b = append(b, m.start...)
+	}
 	section(9, m.nelems, m.elems)
 	extra := func(data bool) {
 		for _, s := range m.Extra {
