@@ -374,7 +374,7 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	// Function section: the wrappers keep the old indexes, the bodies
 	// follow with the same types.
 	n := uint32(len(funcTypes))
-	fs := appendULEB(nil, 2*n)
+	fs := appendULEB(make([]byte, 0, 5+10*n), 2*n)
 	for range 2 {
 		for _, t := range funcTypes {
 			fs = appendULEB(fs, t)
@@ -382,9 +382,11 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	}
 	sections[find(sectionFunc)].body = fs
 
-	code := appendULEB(nil, 2*n)
+	size := 5 + len(sections[ci].body) + int(n)*48 // wrappers are small
+	code := appendULEB(make([]byte, 0, size), 2*n)
+	var w []byte
 	for i, t := range funcTypes {
-		w := wrapper(typeParams[t], depth, importedFuncs+n+uint32(i), frames[i])
+		w = wrapper(w[:0], typeParams[t], depth, importedFuncs+n+uint32(i), frames[i])
 		code = appendULEB(code, uint32(len(w)))
 		code = append(code, w...)
 	}
@@ -431,10 +433,10 @@ func frameBytes(params uint32, locals int64) uint32 {
 	return uint32(min(128+16*(int64(params)+locals), 1<<24))
 }
 
-// wrapper returns the body of the wrapper of function body (at index
+// wrapper appends to b the body of the wrapper of function body (at index
 // target), whose type has params parameters.
-func wrapper(params, depth, target, frame uint32) []byte {
-	b := []byte{0} // no locals
+func wrapper(b []byte, params, depth, target, frame uint32) []byte {
+	b = append(b, 0) // no locals
 	b = append(b, 0x23)
 	b = appendULEB(b, depth)
 	b = append(b, opI32Const)
@@ -576,9 +578,9 @@ func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, er
 				}
 			}
 		case op == 0x10 || op == 0x12: // call, return_call
-			what := "call"
+			what := at("call")
 			if op == 0x12 {
-				what = "return_call"
+				what = at("return_call")
 			}
 			if err := sp.function(what, r.u32()); err != nil && !r.bad {
 				return 0, 0, err
@@ -594,9 +596,9 @@ func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, er
 				r.valType()
 			}
 		case op == 0x23 || op == 0x24: // global.get, global.set
-			what := "global.get"
+			what := at("global.get")
 			if op == 0x24 {
-				what = "global.set"
+				what = at("global.set")
 			}
 			if err := sp.global(what, r.u32()); err != nil && !r.bad {
 				return 0, 0, err
@@ -618,7 +620,7 @@ func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, er
 		case op == 0xd0: // ref.null heaptype
 			r.leb(5)
 		case op == 0xd2: // ref.func
-			if err := sp.function("ref.func", r.u32()); err != nil && !r.bad {
+			if err := sp.function(at("ref.func"), r.u32()); err != nil && !r.bad {
 				return 0, 0, err
 			}
 		case op == 0xd5 || op == 0xd6: // br_on_null, br_on_non_null

@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Checking a module before guard rewrites it (guard.go), in two parts.
@@ -37,8 +38,42 @@ type space struct {
 	funcs, globals uint32
 }
 
+// where names the place of an index in a module, for an error message. It
+// is a plain value, formatted only when there is an error: guard passes one
+// for every index of a module of millions.
+type where struct {
+	kind       string // "global", "export", "data segment", "call", ...
+	i          int64  // the item's number, or -1
+	name       string // an export's name, or ""
+	sub1, sub2 string // what within it: ": offset", ": ref.func", ...
+}
+
+// at is the place kind with no number.
+func at(kind string) where { return where{kind: kind, i: -1} }
+
+// with is w, narrowed to sub.
+func (w where) with(sub string) where {
+	if w.sub1 == "" {
+		w.sub1 = sub
+	} else {
+		w.sub2 = sub
+	}
+	return w
+}
+
+func (w where) String() string {
+	s := w.kind
+	if w.i >= 0 {
+		s += " " + strconv.FormatInt(w.i, 10)
+	}
+	if w.name != "" {
+		s += " " + strconv.Quote(w.name)
+	}
+	return s + w.sub1 + w.sub2
+}
+
 // function checks function index i, named by what.
-func (s space) function(what string, i uint32) error {
+func (s space) function(what where, i uint32) error {
 	if i < s.funcs {
 		return nil
 	}
@@ -46,7 +81,7 @@ func (s space) function(what string, i uint32) error {
 }
 
 // global checks global index i, named by what.
-func (s space) global(what string, i uint32) error {
+func (s space) global(what where, i uint32) error {
 	if i < s.globals {
 		return nil
 	}
@@ -145,7 +180,7 @@ func checkIndexes(sections []sectionSpan, sp space, lim ModuleLimits) error {
 			for i := uint32(0); i < n && !r.bad && err == nil; i++ {
 				r.valType()
 				r.byte() // mutability
-				err = constExpr(r, sp, fmt.Sprintf("global %d", i))
+				err = constExpr(r, sp, where{kind: "global", i: int64(i)})
 			}
 		case sectionExport:
 			n := r.u32()
@@ -160,24 +195,24 @@ func checkIndexes(sections []sectionSpan, sp space, lim ModuleLimits) error {
 				case name == depthExport:
 					err = fmt.Errorf("export %q: %w", name, errReserved)
 				case kind == 0:
-					err = sp.function(fmt.Sprintf("export %q: function", name), idx)
+					err = sp.function(where{kind: "export", i: -1, name: name, sub1: ": function"}, idx)
 				case kind == 3:
-					err = sp.global(fmt.Sprintf("export %q: global", name), idx)
+					err = sp.global(where{kind: "export", i: -1, name: name, sub1: ": global"}, idx)
 				}
 			}
 		case sectionStart:
 			if idx := r.u32(); !r.bad {
-				err = sp.function("start function", idx)
+				err = sp.function(at("start function"), idx)
 			}
 		case sectionElem:
 			n := r.u32()
 			for i := uint32(0); i < n && !r.bad && err == nil; i++ {
-				err = elemSegment(r, sp, fmt.Sprintf("element segment %d", i), &entries)
+				err = elemSegment(r, sp, where{kind: "element segment", i: int64(i)}, &entries)
 			}
 		case sectionData:
 			n := r.u32()
 			for i := uint32(0); i < n && !r.bad && err == nil; i++ {
-				what := fmt.Sprintf("data segment %d", i)
+				what := where{kind: "data segment", i: int64(i)}
 				switch flags := r.u32(); flags {
 				case 0:
 					err = constExpr(r, sp, what)
@@ -207,7 +242,7 @@ func checkIndexes(sections []sectionSpan, sp space, lim ModuleLimits) error {
 // (0 to 7): bit 0 passive or declarative, else active; bit 1 with bit 0
 // declarative, without it an explicit table index; bit 2 expressions
 // instead of function indexes.
-func elemSegment(r *reader, sp space, what string, entries *int64) error {
+func elemSegment(r *reader, sp space, what where, entries *int64) error {
 	flags := r.u32()
 	if flags > 7 {
 		return fmt.Errorf("%w: %s: flags %d", errMalformed, what, flags)
@@ -216,7 +251,7 @@ func elemSegment(r *reader, sp space, what string, entries *int64) error {
 		r.u32() // table index
 	}
 	if flags&1 == 0 {
-		if err := constExpr(r, sp, what+": offset"); err != nil {
+		if err := constExpr(r, sp, what.with(": offset")); err != nil {
 			return err
 		}
 	}
@@ -235,7 +270,7 @@ func elemSegment(r *reader, sp space, what string, entries *int64) error {
 		var err error
 		if flags&4 == 0 {
 			if idx := r.u32(); !r.bad {
-				err = sp.function(what+": function", idx)
+				err = sp.function(what.with(": function"), idx)
 			}
 		} else {
 			err = constExpr(r, sp, what)
@@ -251,7 +286,7 @@ func elemSegment(r *reader, sp space, what string, entries *int64) error {
 // global.get and ref.func in it against sp. It reads what wazero's
 // decoder does (with the extended-const arithmetic); anything else is
 // errMalformed.
-func constExpr(r *reader, sp space, what string) error {
+func constExpr(r *reader, sp space, what where) error {
 	for !r.bad {
 		var err error
 		switch op := r.byte(); op {
@@ -268,13 +303,13 @@ func constExpr(r *reader, sp space, what string) error {
 		case 0x6a, 0x6b, 0x6c, 0x7c, 0x7d, 0x7e: // i32/i64 add, sub, mul
 		case 0x23:
 			if idx := r.u32(); !r.bad {
-				err = sp.global(what+": global.get", idx)
+				err = sp.global(what.with(": global.get"), idx)
 			}
 		case 0xd0: // ref.null heaptype
 			r.leb(5)
 		case 0xd2:
 			if idx := r.u32(); !r.bad {
-				err = sp.function(what+": ref.func", idx)
+				err = sp.function(what.with(": ref.func"), idx)
 			}
 		case 0xfd: // v128.const
 			if r.u32() != 12 {
