@@ -454,3 +454,27 @@ func TestForgedFloodLogBounded(t *testing.T) {
 		t.Errorf("sibling after the flood: %v", err)
 	}
 }
+
+// TestRoutedBackGetsDeadReply: a child writes a request, past its own
+// router, for its own child's ID: the master can only route it back where
+// it came from, and answers with a dead "no route" instead of dropping it.
+func TestRoutedBackGetsDeadReply(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := testContext(t)
+	m, _ := newMaster(t, spindle.Config{})
+	c := startLocal(t, ctx, m, "c")
+	g := startVia(t, ctx, c, "g")
+	for _, dst := range []uint32{g.ID(), c.ID()} {
+		a := rawArgs{Dst: dst, Src: c.ID(), Auth: c.ID(), Handle: wire.HandleCall, Enc: uint16(wire.EncMsgpack), Body: []byte{0xc0}}
+		var got string
+		if err := c.Call(ctx, "raw_ask", a, &got); err != nil {
+			t.Fatalf("raw_ask: %v", err)
+		}
+		if want := fmt.Sprintf("no route to %d, my ID is 0", dst); !strings.Contains(got, want) {
+			t.Errorf("request for %d routed back: answer %q, want a dead %q", dst, got, want)
+		}
+	}
+	if err := g.Ping(ctx); err != nil {
+		t.Errorf("g after: %v", err)
+	}
+}

@@ -291,6 +291,31 @@ var testFuncs = map[string]spindle.Func{
 		fmt.Fprintln(os.Stderr, line)
 		return nil, nil
 	}},
+	// raw_ask writes one raw frame as "raw" does, with reply_to a fresh
+	// receiver of its own, and returns the error of the first message that
+	// arrives there ("" for a plain reply).
+	"raw_ask": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
+		var a rawArgs
+		if err := msgpack.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		rc, err := call.Router.NewReceiver(routing.HandlerOptions{})
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		m := &wire.Message{Enc: wire.Encoding(a.Enc), Dst: a.Dst, Src: a.Src, Auth: a.Auth, Handle: a.Handle, ReplyTo: rc.Handle(), Body: a.body()}
+		if err := call.Router.Stream(0).Send(ctx, m); err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err = rc.Get(ctx)
+		if err == nil {
+			return "", nil
+		}
+		return err.Error(), nil
+	}},
 	"raw_reply": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
 		var a rawArgs
 		if err := msgpack.Unmarshal(args, &a); err != nil {
