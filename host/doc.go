@@ -11,6 +11,11 @@
 //	var te *host.TaskError
 //	if errors.As(err, &te) { ... te.Kind ... }
 //
+// Before compiling, every module is checked and rewritten (guard.go); with
+// a CacheDir, the rewritten module is kept there too (guardcache.go), so a
+// module compiled once on the machine costs a new Host a read and a hash
+// before wazero's compilation cache, in the same directory, finds its code.
+//
 // Each call runs on an instance of its own: a fresh one by default, created
 // for the call with the call's grants and closed after it, or with
 // Call.Pooled a warm reactor instance that is kept for later calls if the

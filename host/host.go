@@ -17,9 +17,10 @@ import (
 // Config configures a Host. The zero value is valid: no on-disk cache, logs
 // discarded, default limits.
 type Config struct {
-	// CacheDir is the directory of wazero's on-disk compilation cache,
-	// shared by Hosts (and processes) that use the same directory. ""
-	// keeps compiled code in memory only.
+	// CacheDir is the directory of wazero's on-disk compilation cache and
+	// of the guarded modules (guardcache.go), shared by Hosts (and
+	// processes) that use the same directory. "" keeps compiled code in
+	// memory only.
 	CacheDir string
 	// Logger receives the guests' log messages for calls without a Log
 	// function. nil discards them.
@@ -56,6 +57,7 @@ type Stats struct {
 type Host struct {
 	rt           wazero.Runtime
 	cache        wazero.CompilationCache // nil: none
+	cacheDir     string                  // Config.CacheDir: also holds guarded modules (guardcache.go)
 	moduleConfig wazero.ModuleConfig     // what every instance starts from
 	logger       *slog.Logger
 	limits       Limits
@@ -117,8 +119,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Host{
-		rt:    rt,
-		cache: cache,
+		rt:       rt,
+		cache:    cache,
+		cacheDir: cfg.CacheDir,
 		// Anonymous instances, so that any number coexist; start
 		// functions are called by the host, which tells their
 		// failures from failures to instantiate.
@@ -300,7 +303,7 @@ func (h *Host) compile(ctx context.Context, hash string, wasm []byte) (*Module, 
 	invalid := func(err error) error {
 		return &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}
 	}
-	g, err := guard(wasm, h.modLimits, h.limits.stackBudget())
+	g, err := guardCached(h.cacheDir, wasm, h.modLimits, h.limits.stackBudget())
 	if err != nil {
 		return nil, invalid(err)
 	}
@@ -312,7 +315,7 @@ func (h *Host) compile(ctx context.Context, hash string, wasm []byte) (*Module, 
 	defer func() { <-h.compileSem }()
 	h.compiles.Add(1)
 	cctx := experimental.WithCompilationWorkers(ctx, max(2, runtime.GOMAXPROCS(0)))
-	compiled, err := h.rt.CompileModule(cctx, coalesceData(g.wasm))
+	compiled, err := h.rt.CompileModule(cctx, g.wasm)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", errCompileStopped, ctx.Err())
