@@ -58,7 +58,7 @@ type Mount struct {
 // Limits bounds one task call; zero fields mean the defaults of package
 // host (30 s, 256 MiB, 16 MiB of output in at most 10,000 messages, 1 MiB
 // of logs in at most 8192 records, 16 MiB of channel sends in at most
-// 65,536 messages). See host.Limits.
+// 65,536 messages, 32 MiB of call stack, 256 open files). See host.Limits.
 type Limits struct {
 	Timeout        time.Duration
 	MemoryPages    uint32
@@ -68,6 +68,8 @@ type Limits struct {
 	LogRecords     int64
 	SendBytes      int64
 	SendMessages   int64
+	StackBytes     int64 // the guest's estimated call stack (kind stack_overflow past it)
+	OpenFiles      int   // files open at once in the task's mounts
 }
 
 // TaskResult is what a successful task call returns.
@@ -132,7 +134,8 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 		Limits: wire.Limits{TimeoutNs: int64(t.Limits.Timeout), MemoryPages: t.Limits.MemoryPages,
 			OutputBytes: t.Limits.OutputBytes, LogBytes: t.Limits.LogBytes,
 			OutputMessages: t.Limits.OutputMessages, LogRecords: t.Limits.LogRecords,
-			SendBytes: t.Limits.SendBytes, SendMessages: t.Limits.SendMessages},
+			SendBytes: t.Limits.SendBytes, SendMessages: t.Limits.SendMessages,
+			StackBytes: t.Limits.StackBytes, OpenFiles: t.Limits.OpenFiles},
 		ID: n.tasks.ids.Add(1),
 	}
 	for _, mt := range t.Mounts {
@@ -562,7 +565,8 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		Limits: host.Limits{Timeout: time.Duration(req.Limits.TimeoutNs), MemoryPages: req.Limits.MemoryPages,
 			OutputBytes: req.Limits.OutputBytes, LogBytes: req.Limits.LogBytes,
 			OutputMessages: req.Limits.OutputMessages, LogRecords: req.Limits.LogRecords,
-			SendBytes: req.Limits.SendBytes, SendMessages: req.Limits.SendMessages},
+			SendBytes: req.Limits.SendBytes, SendMessages: req.Limits.SendMessages,
+			StackBytes: req.Limits.StackBytes, OpenFiles: req.Limits.OpenFiles},
 		Grants: host.Grants{Clock: req.Clock, Random: req.Random, Env: req.Env},
 		Pooled: req.Pooled,
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -431,4 +432,38 @@ func TestHostileOutputFloodBounded(t *testing.T) {
 		t.Errorf("master heap grew by %d KiB, want at most the queue bound of %d KiB", grew>>10, spindle.OutputQueueBytes>>10)
 	}
 	helloWorks(t, ctx, sib, hello, "a hostile output flood")
+}
+
+// TestLimitsCrossTheWire: Limits.StackBytes and Limits.OpenFiles reach the
+// context. A recursing C guest stops at the stack bound it was given (the
+// message names it), and a task allowed one open file, which its mount's
+// preopened directory already takes, cannot open the file it hashes, while
+// the same task with the default bound can.
+func TestLimitsCrossTheWire(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := taskContext(t)
+	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
+	cbad := addModule(t, m, testutil.BuildC(t, "examples/wasm/c-bad"))
+	hasher := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/hasher", true))
+	c := startLocal(t, ctx, m, "limits")
+
+	_, err := c.Run(ctx, spindle.Task{Module: cbad, Task: "recurse", Limits: spindle.Limits{StackBytes: 64 << 10}})
+	var te *spindle.TaskError
+	if !errors.As(err, &te) || te.Kind != "stack_overflow" || !strings.Contains(te.Message, "65536 bytes") {
+		t.Fatalf("recurse with StackBytes 64 KiB = %v, want kind stack_overflow at 65536 bytes", err)
+	}
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	task := spindle.Task{Module: hasher, Task: "hash", Input: mustPack(t, map[string]string{"path": "/data/f"}),
+		Mounts: []spindle.Mount{{Host: dir, Guest: "/data", ReadOnly: true}}}
+	if _, err := c.Run(ctx, task); err != nil {
+		t.Fatalf("hash with the default open-file bound: %v", err)
+	}
+	task.Limits.OpenFiles = 1
+	if _, err := c.Run(ctx, task); !errors.As(err, &te) || !strings.Contains(te.Message, "open /data/f") {
+		t.Fatalf("hash with OpenFiles 1 = %v, want the task to fail opening /data/f", err)
+	}
 }

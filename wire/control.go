@@ -121,6 +121,8 @@ type Limits struct {
 	LogRecords     int64 `msgpack:"log_records,omitempty"`
 	SendBytes      int64 `msgpack:"send_bytes,omitempty"`
 	SendMessages   int64 `msgpack:"send_messages,omitempty"`
+	StackBytes     int64 `msgpack:"stack_bytes,omitempty"`
+	OpenFiles      int   `msgpack:"open_files,omitempty"`
 }
 
 // RunTask is the body of RUN_TASK.
