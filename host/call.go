@@ -71,38 +71,25 @@ const (
 	LogRecordCost = 128
 )
 
+// orDefault sets *v to d when it is zero or negative: a limit not given.
+func orDefault[T int | int64 | uint32 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
 // or returns l with its zero fields taken from d.
 func (l Limits) or(d Limits) Limits {
-	if l.Timeout <= 0 {
-		l.Timeout = d.Timeout
-	}
-	if l.MemoryPages == 0 {
-		l.MemoryPages = d.MemoryPages
-	}
-	if l.OutputBytes <= 0 {
-		l.OutputBytes = d.OutputBytes
-	}
-	if l.LogBytes <= 0 {
-		l.LogBytes = d.LogBytes
-	}
-	if l.OpenFiles <= 0 {
-		l.OpenFiles = d.OpenFiles
-	}
-	if l.StackBytes <= 0 {
-		l.StackBytes = d.StackBytes
-	}
-	if l.OutputMessages <= 0 {
-		l.OutputMessages = d.OutputMessages
-	}
-	if l.LogRecords <= 0 {
-		l.LogRecords = d.LogRecords
-	}
-	if l.SendBytes <= 0 {
-		l.SendBytes = d.SendBytes
-	}
-	if l.SendMessages <= 0 {
-		l.SendMessages = d.SendMessages
-	}
+	orDefault(&l.Timeout, d.Timeout)
+	orDefault(&l.MemoryPages, d.MemoryPages)
+	orDefault(&l.OutputBytes, d.OutputBytes)
+	orDefault(&l.OutputMessages, d.OutputMessages)
+	orDefault(&l.LogBytes, d.LogBytes)
+	orDefault(&l.LogRecords, d.LogRecords)
+	orDefault(&l.SendBytes, d.SendBytes)
+	orDefault(&l.SendMessages, d.SendMessages)
+	orDefault(&l.StackBytes, d.StackBytes)
+	orDefault(&l.OpenFiles, d.OpenFiles)
 	l.MemoryPages = min(l.MemoryPages, maxPages)
 	return l
 }
@@ -180,19 +167,14 @@ const (
 )
 
 func (l ModuleLimits) orDefaults() ModuleLimits {
-	def := func(v *int64, d int64) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&l.Bytes, DefaultModuleBytes)
-	def(&l.Functions, DefaultFunctions)
-	def(&l.FunctionBytes, DefaultFunctionBytes)
-	def(&l.Locals, DefaultLocals)
-	def(&l.FunctionBlocks, DefaultFunctionBlocks)
-	def(&l.CompileWork, DefaultCompileWork)
-	def(&l.Globals, DefaultGlobals)
-	def(&l.TableElements, DefaultTableElements)
+	orDefault(&l.Bytes, DefaultModuleBytes)
+	orDefault(&l.Functions, DefaultFunctions)
+	orDefault(&l.FunctionBytes, DefaultFunctionBytes)
+	orDefault(&l.Locals, DefaultLocals)
+	orDefault(&l.FunctionBlocks, DefaultFunctionBlocks)
+	orDefault(&l.CompileWork, DefaultCompileWork)
+	orDefault(&l.Globals, DefaultGlobals)
+	orDefault(&l.TableElements, DefaultTableElements)
 	return l
 }
 
