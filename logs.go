@@ -236,7 +236,12 @@ func (n *node) onForwardLog(m *wire.Message, s *broker.Stream) {
 	if m.IsDead() {
 		return
 	}
-	ok, dropped := n.logs.allow(s, time.Now())
+	// Records from this process (s nil: a task of the master's own) are
+	// not a child's flood; those from a stream are bounded per stream.
+	ok, dropped := s == nil, 0
+	if s != nil {
+		ok, dropped = n.logs.allow(s, time.Now())
+	}
 	if dropped > 0 {
 		n.log.Warn("log records dropped: the subtree behind this stream logs faster than the bound",
 			"stream", s.Name(), "src", m.Src, "dropped", dropped, "rate", logRate, "burst", logBurst)

@@ -263,7 +263,7 @@ func newOutputSink(ctx context.Context, r *routing.Router, from uint32, stdout, 
 
 // put queues a chunk, on the reader goroutine of the stream it came in on;
 // one past the bound is refused with an error to its sender.
-func (s *outputSink) put(m *wire.Message, _ *broker.Stream) {
+func (s *outputSink) put(m *wire.Message, in *broker.Stream) {
 	if m.IsDead() {
 		return // the context went away: Run's call fails as well
 	}
@@ -275,10 +275,11 @@ func (s *outputSink) put(m *wire.Message, _ *broker.Stream) {
 		}
 	}
 	s.queued.Add(-int64(len(m.Body)))
+	// Only a context that ignores the window gets here, and the Run fails
+	// already. Each chunk is a request and gets its answer, on the
+	// sender's own stream, no longer than that stream lives.
 	s.dropped.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.r.ReplyError(ctx, m, fmt.Errorf("%w: output queue full (%d chunks, %d bytes)", routing.ErrRefused, OutputQueueChunks, OutputQueueBytes))
+	_ = s.r.ReplyError(s.r.StreamContext(in), m, fmt.Errorf("%w: output queue full (%d chunks, %d bytes)", routing.ErrRefused, OutputQueueChunks, OutputQueueBytes))
 }
 
 // copy writes chunks until ctx ends, or close is called and the queue is

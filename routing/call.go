@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/latch"
@@ -162,7 +161,7 @@ func (r *Router) NewBoundedReceiver(opts HandlerOptions, lim ReceiverLimits) (*R
 }
 
 // put queues m, within the limits; on the goroutine that routed m.
-func (rc *Receiver) put(m *wire.Message, _ *broker.Stream) {
+func (rc *Receiver) put(m *wire.Message, in *broker.Stream) {
 	if rc.lim == (ReceiverLimits{}) {
 		_ = rc.l.Put(m)
 		return
@@ -184,10 +183,11 @@ func (rc *Receiver) put(m *wire.Message, _ *broker.Stream) {
 			rc.r.log.Warn("receiver queue full, message dropped", "handle", m.Handle, "src", m.Src,
 				"dropped", d, "max_messages", rc.lim.Messages, "max_bytes", rc.lim.Bytes)
 		}
+		// A request is answered, as every request is: at most one answer
+		// for each, on the sender's own stream and no longer than it lives
+		// (a sender that stops reading its answers stalls only itself).
 		if m.ReplyTo != 0 && !m.IsDead() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = rc.r.ReplyError(ctx, m, fmt.Errorf("%w: receiver queue full (%d messages, %d bytes)", ErrRefused, rc.lim.Messages, rc.lim.Bytes))
+			_ = rc.r.ReplyError(rc.r.StreamContext(in), m, fmt.Errorf("%w: receiver queue full (%d messages, %d bytes)", ErrRefused, rc.lim.Messages, rc.lim.Bytes))
 		}
 		return
 	}
@@ -286,3 +286,13 @@ func (rc *Receiver) TryGetAny() (any, error) {
 
 // Len implements latch.Source.
 func (rc *Receiver) Len() int { return rc.l.Len() }
+
+// StreamContext is the context for work done on behalf of a message that
+// came in on in (as a handler is given it): in's own, which ends when that
+// stream closes, or the broker's for a message from this context (in nil).
+func (r *Router) StreamContext(in *broker.Stream) context.Context {
+	if in == nil {
+		return r.b.Context()
+	}
+	return in.Context()
+}

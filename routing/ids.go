@@ -218,8 +218,16 @@ func (r *Router) noteForward(m *wire.Message, in *peer, out *broker.Stream) bool
 		in.allocsBySrc[m.Src]++
 		r.mu.Unlock()
 	case in.isParent && r.allocsInFlight.Load() > 0 && !out.Data().(*peer).isParent:
-		r.mu.Lock()
 		key := allocKey{m.Dst, m.Handle}
+		r.mu.RLock()
+		_, hit := r.allocs[key]
+		r.mu.RUnlock()
+		if !hit {
+			// The usual case: traffic down while some request is in
+			// flight. Only an answer to one takes the write lock.
+			break
+		}
+		r.mu.Lock()
 		if p, ok := r.allocs[key]; ok {
 			r.forgetAllocLocked(key, p)
 			var blk wire.IDBlock
