@@ -58,24 +58,32 @@ func TestHostileBodiesToMaster(t *testing.T) {
 		name string
 		args rawArgs
 		log  string // the master's record for the dropped message
+		why  string // in its "err" attribute ("" for the size bound)
 	}{
 		// 16 MiB is past the FORWARD_LOG body bound, dropped undecoded;
 		// 200 KiB of nesting is inside it and fails the check.
-		{"nested FORWARD_LOG", own(logNested, wire.HandleForwardLog), "FORWARD_LOG body over the bound, dropped"},
-		{"nested FORWARD_LOG within the size bound", own(rawArgs{Prefix: logNested.Prefix, Nest: 200 << 10, Suffix: logNested.Suffix}, wire.HandleForwardLog), "bad FORWARD_LOG body"},
-		{"FORWARD_LOG attrs bomb", own(rawArgs{Prefix: attrsBomb(t)}, wire.HandleForwardLog), "bad FORWARD_LOG body"},
-		{"nested ADD_ROUTE", own(rawArgs{Prefix: []byte{0x81, 0xa2, 'i', 'd'}, Nest: nest16MiB, Suffix: []byte{0xc0}}, wire.HandleAddRoute), "bad ADD_ROUTE body"},
-		{"ADD_ROUTE map bomb", own(rawArgs{Prefix: []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}, wire.HandleAddRoute), "bad ADD_ROUTE body"},
+		{"nested FORWARD_LOG", own(logNested, wire.HandleForwardLog), "FORWARD_LOG body over the bound, dropped", ""},
+		{"nested FORWARD_LOG within the size bound", own(rawArgs{Prefix: logNested.Prefix, Nest: 200 << 10, Suffix: logNested.Suffix}, wire.HandleForwardLog), "bad FORWARD_LOG body", "nested deeper than 128"},
+		{"FORWARD_LOG attrs bomb", own(rawArgs{Prefix: attrsBomb(t)}, wire.HandleForwardLog), "bad FORWARD_LOG body", "declares 4294967295"},
+		{"nested ADD_ROUTE", own(rawArgs{Prefix: []byte{0x81, 0xa2, 'i', 'd'}, Nest: nest16MiB, Suffix: []byte{0xc0}}, wire.HandleAddRoute), "bad ADD_ROUTE body", "nested deeper than 128"},
+		{"ADD_ROUTE map bomb", own(rawArgs{Prefix: []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}, wire.HandleAddRoute), "bad ADD_ROUTE body", "declares 8589934590"}, // 2^32-1 entries of two values
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			since := logs.mark() // only this attack's record counts
 			if err := bad.Call(ctx, "raw", tc.args, nil); err != nil {
 				t.Fatalf("raw: %v", err)
 			}
-			rec, ok := logs.waitFor(5*time.Second, func(r logRecord) bool {
-				return r.Msg == tc.log && (r.Attrs["bytes"] != "" || strings.Contains(r.Attrs["err"], wire.ErrMalformed.Error()))
+			rec, ok := logs.waitForSince(since, 5*time.Second, func(r logRecord) bool {
+				if r.Msg != tc.log {
+					return false
+				}
+				if tc.why == "" {
+					return r.Attrs["bytes"] != ""
+				}
+				return strings.Contains(r.Attrs["err"], wire.ErrMalformed.Error()) && strings.Contains(r.Attrs["err"], tc.why)
 			})
 			if !ok {
-				t.Fatalf("no %q record (naming %q or the size) in the master's log", tc.log, wire.ErrMalformed)
+				t.Fatalf("no %q record naming %q after the attack:%s", tc.log, tc.why, logs.dump())
 			}
 			t.Logf("master: %v; master's peak RSS %.1f MiB", rec, peakRSS(t))
 			for _, c := range []*spindle.Context{bad, sibling} {

@@ -444,6 +444,7 @@ func TestForgedFloodLogBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := logs.find(func(r logRecord) bool { return strings.HasPrefix(r.Msg, "bad src_id") })
+	t.Logf("%d forged frames: %d log records", n, len(got))
 	if want := 16 + n/1024; len(got) != want {
 		t.Fatalf("%d forged frames made %d log records, want %d", n, len(got), want)
 	}

@@ -133,6 +133,7 @@ func TestForwardLogFloodBounded(t *testing.T) {
 		}
 		dropped += k
 	}
+	t.Logf("%d records sent in %v: %d logged, %d dropped and counted", n, elapsed, logged, dropped)
 	if logged+dropped != n {
 		t.Errorf("logged %d + dropped %d = %d, want %d sent", logged, dropped, logged+dropped, n)
 	}

@@ -406,10 +406,25 @@ func (c *logCapture) find(pred func(logRecord) bool) []logRecord {
 
 // waitFor polls for a record matching pred for up to d.
 func (c *logCapture) waitFor(d time.Duration, pred func(logRecord) bool) (logRecord, bool) {
+	return c.waitForSince(0, d, pred)
+}
+
+// mark is the number of records so far: waitForSince(mark, ...) looks only
+// at those that come after.
+func (c *logCapture) mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.recs)
+}
+
+// waitForSince is waitFor over the records after the first since.
+func (c *logCapture) waitForSince(since int, d time.Duration, pred func(logRecord) bool) (logRecord, bool) {
 	deadline := time.Now().Add(d)
 	for {
-		if got := c.find(pred); len(got) > 0 {
-			return got[0], true
+		for _, r := range c.records()[since:] {
+			if pred(r) {
+				return r, true
+			}
 		}
 		if time.Now().After(deadline) {
 			return logRecord{}, false

@@ -66,7 +66,14 @@ func TestGuardCache(t *testing.T) {
 	if guardFile(dir, wasm, other, DefaultStackBytes) == path || guardFile(dir, wasm, lim, DefaultStackBytes-1) == path {
 		t.Errorf("other limits or budget share the cache file %s", filepath.Base(path))
 	}
-	if _, err := guardCached(dir, []byte("\x00asm\x01\x00\x00\x00\x01\x7f"), lim, DefaultStackBytes); err == nil {
-		t.Errorf("a module guard refuses was accepted through the cache")
+	// A refusal is not cached: refused again, and no file is left.
+	bad := []byte("\x00asm\x01\x00\x00\x00\x01\x7f")
+	for range 2 {
+		if _, err := guardCached(dir, bad, lim, DefaultStackBytes); err == nil {
+			t.Fatalf("a module guard refuses was accepted through the cache")
+		}
+	}
+	if _, err := os.Stat(guardFile(dir, bad, lim, DefaultStackBytes)); !os.IsNotExist(err) {
+		t.Errorf("a refused module left a cache file (stat: %v)", err)
 	}
 }
