@@ -236,7 +236,6 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 		funcTypes     []uint32
 		g             guarded
 		definedGlobal uint32
-		hasTag        bool
 	)
 	find := func(id byte) int {
 		for i, s := range sections {
@@ -296,7 +295,9 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 		case sectionGlobal:
 			definedGlobal = r.u32()
 		case sectionTag:
-			hasTag = true
+			// Exception handling would let a throw skip the wrappers'
+			// epilogue; wazero's default features refuse it anyway.
+			return g, fmt.Errorf("%w: declares exception tags", errMalformed)
 		}
 		// A section guard reads whole must hold nothing more: the
 		// rewrite would drop it, and turn a module wazero refuses into
@@ -359,11 +360,6 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 			return g, errMalformed
 		}
 		frames[i] = frameBytes(typeParams[t], locals)
-	}
-	if hasTag {
-		// Exception handling would let a throw skip the wrappers'
-		// epilogue; wazero's default features refuse it anyway.
-		return g, fmt.Errorf("%w: declares exception tags", errMalformed)
 	}
 	if len(bodies) == 0 {
 		g.wasm = join(sections)

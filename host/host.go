@@ -58,7 +58,9 @@ type Host struct {
 	rt           wazero.Runtime
 	cache        wazero.CompilationCache // nil: none
 	cacheDir     string                  // Config.CacheDir: also holds guarded modules (guardcache.go)
-	moduleConfig wazero.ModuleConfig     // what every instance starts from
+	life         context.Context         // ends when Close begins: compiles watch it
+	endLife      context.CancelFunc
+	moduleConfig wazero.ModuleConfig // what every instance starts from
 	logger       *slog.Logger
 	limits       Limits
 	modLimits    ModuleLimits
@@ -134,6 +136,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		modules:      make(map[string]*compileEntry),
 		finished:     make(chan struct{}),
 	}
+	h.life, h.endLife = context.WithCancel(context.Background())
 	return h, nil
 }
 
@@ -146,6 +149,7 @@ func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
 	first := !h.closed
 	h.closed = true
+	h.endLife() // stops compiles in progress (their callers compile no more)
 	idle := first && h.active == 0
 	var running []*callState
 	if first {
@@ -283,7 +287,11 @@ func (h *Host) compileOnce(ctx context.Context, hash string, wasm []byte) (mod *
 	// above: Close waits for it.
 	go func() {
 		defer h.leave(nil)
-		e.mod, e.err = h.compile(ctx, hash, wasm)
+		// The compile ends when its starter gives up or the Host closes.
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(h.life, cancel)()
+		e.mod, e.err = h.compile(cctx, hash, wasm)
 		if e.err != nil {
 			h.mu.Lock()
 			delete(h.modules, hash)
@@ -303,16 +311,17 @@ func (h *Host) compile(ctx context.Context, hash string, wasm []byte) (*Module, 
 	invalid := func(err error) error {
 		return &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}
 	}
-	g, err := guardCached(h.cacheDir, wasm, h.modLimits, h.limits.stackBudget())
-	if err != nil {
-		return nil, invalid(err)
-	}
+	// The slot bounds guarding too: it holds copies of the module.
 	select {
 	case h.compileSem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", errCompileStopped, ctx.Err())
 	}
 	defer func() { <-h.compileSem }()
+	g, err := guardCached(h.cacheDir, wasm, h.modLimits, h.limits.stackBudget())
+	if err != nil {
+		return nil, invalid(err)
+	}
 	h.compiles.Add(1)
 	cctx := experimental.WithCompilationWorkers(ctx, max(2, runtime.GOMAXPROCS(0)))
 	compiled, err := h.rt.CompileModule(cctx, g.wasm)
@@ -325,7 +334,7 @@ func (h *Host) compile(ctx context.Context, hash string, wasm []byte) (*Module, 
 	m := &Module{host: h, hash: hash, tableBytes: g.tableBytes, counted: g.counted}
 	if err := m.inspect(compiled); err != nil {
 		_ = compiled.Close(ctx)
-		return nil, &TaskError{Kind: KindInvalidModule, Message: fmt.Sprintf("module %s: %v", hash, err)}
+		return nil, invalid(err)
 	}
 	return m, nil
 }

@@ -285,3 +285,27 @@ func TestHostileFiles(t *testing.T) {
 		t.Errorf("fifo open took %v", d)
 	}
 }
+
+// TestCloseStopsCompile: a compile whose caller never gives up does not
+// hold Close: Close stops it, and the caller gets an error.
+func TestCloseStopsCompile(t *testing.T) {
+	h, err := host.New(context.Background(), host.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		// About two minutes of one core (see TestHostileCompile).
+		_, err := h.Compile(context.Background(), "slow", blocksModule(200, 4_000, true))
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let the compile start
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.Close(ctx); err != nil {
+		t.Fatalf("Close with a compile running = %v, want it to stop the compile", err)
+	}
+	if err := <-done; err == nil {
+		t.Errorf("Compile stopped by Close returned no error")
+	}
+}
