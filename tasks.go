@@ -602,7 +602,7 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		derr := out.drain(dctx)
 		cancel()
 		if derr != nil && err == nil {
-			return taskFailure("cancelled", fmt.Errorf("output not delivered: %w", derr))
+			return taskFailure(string(host.KindCancelled), fmt.Errorf("output not delivered: %w", derr))
 		}
 	}
 	if err != nil {
@@ -613,7 +613,7 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		if errors.Is(err, host.ErrInvalidCall) {
 			return taskFailure("invalid_call", err)
 		}
-		return taskFailure("cancelled", err) // the host closed under the call
+		return taskFailure(string(host.KindCancelled), err) // the host closed under the call
 	}
 	return &wire.TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: mod.Kind() == host.Command}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/spindle-hq/spindle/target"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
-	"golang.org/x/sys/unix"
 )
 
 const runUsage = `usage: spindle run [flags] MODULE.wasm [TASK] [-- ARGS...]
@@ -508,11 +507,7 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, total int) *progress {
-	p := &progress{w: w, total: total}
-	if f, ok := w.(*os.File); ok && total > 1 {
-		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-		p.on = err == nil
-	}
+	p := &progress{w: w, total: total, on: total > 1 && isTerminal(w)}
 	p.draw()
 	return p
 }
