@@ -97,7 +97,7 @@
 // the example Go guests use about 1% of them.
 //
 // What a hostile guest can still cost, measured on amd64 with the test
-// binary's peak RSS (VmHWM, logged by go test -v -run TestHostile ./host/):
+// binary's peak RSS (VmHWM, logged by go test -v -run NAME ./host/, each test run alone):
 //   - Tables: table.grow of 0xFFFFFFF0 returns -1 (a table that declares
 //     no maximum cannot grow); filling a table at its bound, 1<<20
 //     elements, costs 8 MiB (peak RSS 39 MiB for the whole test), and is
@@ -105,8 +105,8 @@
 //     the memory limit, so a 1 MiB call with such a table is refused.
 //   - Call stack: the counter bounds the estimated frames of a call to
 //     StackBytes; 8 concurrent unbounded recursions at the default limit
-//     peak at 248 MiB RSS together (about 30 MiB each), 40 MiB at a
-//     1 MiB limit. The estimate (frameBytes: 128 bytes plus 16 a
+//     peak at 196 MiB RSS together (about 25 MiB each), 18 MiB at a
+//     1 MiB limit (-run TestHostileRecursion alone). The estimate (frameBytes: 128 bytes plus 16 a
 //     parameter or local) does not see values left on the operand stack
 //     across a call, so a guest that spills many of them per frame can
 //     reach more, up to wazero's own ceiling (about 100 MiB a call).
