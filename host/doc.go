@@ -97,7 +97,8 @@
 // the example Go guests use about 1% of them.
 //
 // What a hostile guest can still cost, measured on amd64 with the test
-// binary's peak RSS (VmHWM, logged by go test -v -run NAME ./host/, each test run alone):
+// binary's peak RSS (VmHWM, logged by go test -v -run NAME ./host/, each
+// test run alone):
 //   - Tables: table.grow of 0xFFFFFFF0 returns -1 (a table that declares
 //     no maximum cannot grow); filling a table at its bound, 1<<20
 //     elements, costs 8 MiB (peak RSS 39 MiB for the whole test), and is
