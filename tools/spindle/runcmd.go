@@ -305,7 +305,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	guestOut, guestErr := forTerminal(stdout), forTerminal(stderr)
 	lines := make([]runLine, len(targets))
 	outs := make([]*bytes.Buffer, len(targets))
-	fl := &fleet{m: m, hops: map[string]*hopEntry{}}
+	fl := spindle.NewFleet(m)
 	bar := newProgress(stderr, len(targets))
 	sem := make(chan struct{}, o.parallel)
 	var wg sync.WaitGroup
@@ -383,61 +383,14 @@ func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 	}
 }
 
-// fleet starts the contexts of many targets, sharing intermediate hops:
-// targets behind the same bastion reach it through one context.
-type fleet struct {
-	m    *spindle.Master
-	mu   sync.Mutex
-	hops map[string]*hopEntry // guarded by mu: canonical chain prefix -> its context
-}
-
-type hopEntry struct {
-	once sync.Once
-	c    *spindle.Context
-	err  error
-}
-
-// start starts t's last hop (always a new context) through its shared
-// prefix.
-func (f *fleet) start(ctx context.Context, t target.Target) (*spindle.Context, error) {
-	var parent *spindle.Context
-	for i := range len(t) - 1 {
-		key := target.Target(t[:i+1]).String()
-		f.mu.Lock()
-		e := f.hops[key]
-		if e == nil {
-			e = &hopEntry{}
-			f.hops[key] = e
-		}
-		f.mu.Unlock()
-		e.once.Do(func() { e.c, e.err = startHop(ctx, f.m, parent, t[i]) })
-		if e.err != nil {
-			return nil, fmt.Errorf("hop %d (%s): %w", i+1, t[i], e.err)
-		}
-		parent = e.c
-	}
-	c, err := startHop(ctx, f.m, parent, t[len(t)-1])
-	if err != nil && len(t) > 1 {
-		err = fmt.Errorf("hop %d (%s): %w", len(t), t[len(t)-1], err)
-	}
-	return c, err
-}
-
-func startHop(ctx context.Context, m *spindle.Master, parent *spindle.Context, h target.Hop) (*spindle.Context, error) {
-	if parent == nil {
-		return m.Start(ctx, spindle.OptionsFor(h))
-	}
-	return parent.Start(ctx, spindle.OptionsFor(h))
-}
-
 // runOn starts the target's chain of contexts and runs the task in its last.
-func runOn(ctx context.Context, fl *fleet, nt target.Named, t spindle.Task) runLine {
+func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task) runLine {
 	l := runLine{Target: nt.Name}
 	fail := func(kind string, err error) runLine {
 		l.Error = &runError{Kind: kind, Message: err.Error()}
 		return l
 	}
-	c, err := fl.start(ctx, nt.Target)
+	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
 		return fail("connect", err)
 	}

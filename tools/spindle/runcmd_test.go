@@ -188,14 +188,14 @@ func TestFleetSharesIntermediates(t *testing.T) {
 	defer m.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	fl := &fleet{m: m, hops: map[string]*hopEntry{}}
+	fl := spindle.NewFleet(m)
 	var parents []uint32
 	for _, spec := range []string{"local:hub/local:a", "local:hub/local:b", "local:hub/local:c"} {
 		tg, err := target.Parse(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := fl.start(ctx, tg)
+		c, err := fl.Start(ctx, tg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,88 @@
+package spindle
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/spindle-hq/spindle/target"
+)
+
+// Fleet starts the contexts of many targets so that the tree stays a tree:
+// targets behind the same intermediate hops (a bastion) reach them through
+// one context each, started once. It is safe for concurrent use; the
+// contexts it starts belong to its Master, which closes them.
+type Fleet struct {
+	m    *Master
+	mu   sync.Mutex
+	hops map[string]*hopEntry // guarded by mu: canonical chain prefix -> its context
+}
+
+type hopEntry struct {
+	once sync.Once
+	c    *Context
+	err  error
+}
+
+// NewFleet returns an empty Fleet of m.
+func NewFleet(m *Master) *Fleet { return &Fleet{m: m, hops: map[string]*hopEntry{}} }
+
+// Start starts t's last hop, always as a new context, through the shared
+// contexts of its earlier hops.
+func (f *Fleet) Start(ctx context.Context, t target.Target) (*Context, error) {
+	parent, err := f.prefix(ctx, t, len(t)-1)
+	if err != nil {
+		return nil, err
+	}
+	c, err := f.startHop(ctx, parent, t[len(t)-1])
+	if err != nil && len(t) > 1 {
+		err = fmt.Errorf("hop %d (%s): %w", len(t), t[len(t)-1], err)
+	}
+	return c, err
+}
+
+// Get returns the context of the whole chain t, starting the hops not yet
+// started: every caller naming the same chain gets the same context. A
+// failed start is remembered; Forget clears it.
+func (f *Fleet) Get(ctx context.Context, t target.Target) (*Context, error) {
+	return f.prefix(ctx, t, len(t))
+}
+
+// Forget drops t's own context from the fleet (not its earlier hops), so
+// that the next Get starts it again: after it failed or was lost.
+func (f *Fleet) Forget(t target.Target) {
+	f.mu.Lock()
+	delete(f.hops, t.String())
+	f.mu.Unlock()
+}
+
+// prefix returns the shared context of t's first n hops (nil for n = 0).
+func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, error) {
+	if len(t) == 0 {
+		return nil, fmt.Errorf("%w: empty target", ErrChildStart)
+	}
+	var parent *Context
+	for i := range n {
+		key := t[:i+1].String()
+		f.mu.Lock()
+		e := f.hops[key]
+		if e == nil {
+			e = &hopEntry{}
+			f.hops[key] = e
+		}
+		f.mu.Unlock()
+		e.once.Do(func() { e.c, e.err = f.startHop(ctx, parent, t[i]) })
+		if e.err != nil {
+			return nil, fmt.Errorf("hop %d (%s): %w", i+1, t[i], e.err)
+		}
+		parent = e.c
+	}
+	return parent, nil
+}
+
+func (f *Fleet) startHop(ctx context.Context, parent *Context, h target.Hop) (*Context, error) {
+	if parent == nil {
+		return f.m.Start(ctx, OptionsFor(h))
+	}
+	return parent.Start(ctx, OptionsFor(h))
+}
