@@ -5,7 +5,7 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test testdeps short check bench fuzz clean help
+.PHONY: build demo test testdeps short check bench fuzz clean help toolbox toolbox-relock ci-demo
 
 build: ## build bin/spindle, and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -o bin/spindle ./tools/spindle
@@ -28,7 +28,7 @@ testdeps: ## install what make test needs (root, apt-get), or say the one comman
 short: ## the quick tests only (-short), with the race detector
 	$(GO) test -short -race ./...
 
-check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod
+check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod (the toolbox module's too)
 	@out="$$($(GOFMT) -l .)"; if [ -n "$$out" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -39,12 +39,32 @@ check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod
 	@if [ -n "$$(git status --porcelain go.mod go.sum)" ]; then \
 		echo "go.mod/go.sum are not tidy (or not committed):"; \
 		git status --porcelain go.mod go.sum; git --no-pager diff go.mod go.sum; exit 1; fi
+	cd tools/toolbox && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -race ./... && GOWORK=off $(GO) mod tidy
+	@if [ -n "$$(git status --porcelain tools/toolbox/go.mod tools/toolbox/go.sum)" ]; then \
+		echo "tools/toolbox/go.mod/go.sum are not tidy (or not committed):"; \
+		git --no-pager diff tools/toolbox/go.mod tools/toolbox/go.sum; exit 1; fi
 
 bench: build wasm-go ## build, then run the benchmarks: ./bin/spindle bench
 	./bin/spindle bench
 
 fuzz: ## fuzz the frame decoder for 30s
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 30s ./wire/
+
+# The toolbox (tools/toolbox): pinned Go tools built as wasip1 commands for
+# CI steps, NAME=PACKAGE at the versions tools/toolbox/go.mod requires
+# (gofmt from GOROOT). lockgen builds them into bin/toolbox/NAME.wasm and
+# writes bin/toolbox/toolbox.lock, after checking their hashes against
+# tools/toolbox/expected.lock; it builds nothing when the lock is up to date.
+TOOLBOX := gofmt=cmd/gofmt gofumpt=mvdan.cc/gofumpt shfmt=mvdan.cc/sh/v3/cmd/shfmt \
+	gojq=github.com/itchyny/gojq/cmd/gojq actionlint=github.com/rhysd/actionlint/cmd/actionlint \
+	jsonnet=github.com/google/go-jsonnet/cmd/jsonnet
+TOOLBOX_LOCKGEN = cd tools/toolbox && GOWORK=off GOFLAGS= $(GO) run ./lockgen -out ../../bin/toolbox
+
+toolbox: ## build the CI tools (gofmt, gofumpt, shfmt, gojq, actionlint, jsonnet) for wasip1 into bin/toolbox/, checked against tools/toolbox/expected.lock
+	$(TOOLBOX_LOCKGEN) $(TOOLBOX)
+
+toolbox-relock: ## build the toolbox and record its hashes in tools/toolbox/expected.lock (after changing tools/toolbox/go.mod or Go)
+	$(TOOLBOX_LOCKGEN) -relock $(TOOLBOX)
 
 clean: ## remove bin/
 	rm -rf bin
@@ -56,7 +76,7 @@ help: ## list the targets
 # and the C reactors. WASM_CFLAGS match testutil.CFlags: freestanding, so
 # clang and lld are all the C guests need (no wasi-libc).
 WASM_GO_REACTORS := hello hasher progress bad
-WASM_GO_COMMANDS := cmd
+WASM_GO_COMMANDS := cmd ciprobe
 WASM_C := c-hello c-bad
 CLANG ?= clang
 WASM_CFLAGS := --target=wasm32-wasi -ffreestanding -nostdlibinc -mexec-model=reactor -nostdlib \
@@ -78,3 +98,7 @@ wasm-c: ## build the C example guests (needs clang and lld: apt-get install clan
 	@mkdir -p bin/wasm
 	@set -e; for d in $(WASM_C); do echo "wasm: $$d (C reactor)"; \
 		$(CLANG) $(WASM_CFLAGS) -o bin/wasm/$$d.wasm examples/wasm/$$d/*.c; done
+
+ci-demo: build wasm-go toolbox ## run ci/spindle.yaml (this repository checked by the toolbox) on a two-level local tree, twice: the second run is all cache hits
+	./bin/spindle ci ci/spindle.yaml
+	./bin/spindle ci ci/spindle.yaml

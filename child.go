@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -90,7 +91,11 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 		// Records logged before the parent stream was up go out first.
 		OnParentUp: func() { fwd.uncork(r) },
 	})
-	n, err := newNode(hello.Name, b, r, log, extra, resolveCacheDir(hello.CacheDir))
+	cacheDir := resolveCacheDir(hello.CacheDir)
+	if hello.Sandbox && cacheDir != "" {
+		cacheDir = filepath.Join(cacheDir, sandboxCacheSubdir)
+	}
+	n, err := newNode(hello.Name, b, r, log, extra, cacheDir)
 	if err != nil {
 		b.Close()
 		return fail(rwc, hello, err)
@@ -107,6 +112,10 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 	if _, err := rwc.Write(m.AppendFrame(nil)); err != nil {
 		b.Close()
 		return 2
+	}
+	if hello.Sandbox {
+		// Before the parent stream is read: nothing runs unconfined.
+		n.applySandbox()
 	}
 	if _, err := r.SetParent(rwc, "parent"); err != nil {
 		b.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/spindle-hq/spindle/target"
 )
@@ -13,16 +14,24 @@ import (
 // one context each, started once. It is safe for concurrent use; the
 // contexts it starts belong to its Master, which closes them.
 type Fleet struct {
+	// Sandbox starts the last hop of every chain (never the hops before
+	// it) with ChildOptions.Sandbox: OS layers under wasm, and a leaf
+	// that starts no children. Set it before the first Start or Get.
+	Sandbox bool
+
 	m    *Master
 	mu   sync.Mutex
 	hops map[string]*hopEntry // guarded by mu: canonical chain prefix -> its context
 }
 
 type hopEntry struct {
-	once sync.Once
-	c    *Context
-	err  error
+	once     sync.Once
+	finished atomic.Bool // once's function has returned: c and err are set
+	c        *Context
+	err      error
 }
+
+func (e *hopEntry) done() bool { return e.finished.Load() }
 
 // NewFleet returns an empty Fleet of m.
 func NewFleet(m *Master) *Fleet { return &Fleet{m: m, hops: map[string]*hopEntry{}} }
@@ -34,7 +43,7 @@ func (f *Fleet) Start(ctx context.Context, t target.Target) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := f.startHop(ctx, parent, t[len(t)-1])
+	c, err := f.startHop(ctx, parent, t[len(t)-1], f.Sandbox)
 	if err != nil && len(t) > 1 {
 		err = fmt.Errorf("hop %d (%s): %w", len(t), t[len(t)-1], err)
 	}
@@ -52,8 +61,15 @@ func (f *Fleet) Get(ctx context.Context, t target.Target) (*Context, error) {
 // that the next Get starts it again: after it failed or was lost.
 func (f *Fleet) Forget(t target.Target) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	delete(f.hops, t.String())
-	f.mu.Unlock()
+	delete(f.hops, t.String()+"\x00sandbox")
+	for i := range len(t) - 1 { // and every earlier hop that failed to start
+		key := t[:i+1].String()
+		if e := f.hops[key]; e != nil && e.done() && e.err != nil {
+			delete(f.hops, key)
+		}
+	}
 }
 
 // prefix returns the shared context of t's first n hops (nil for n = 0).
@@ -63,7 +79,11 @@ func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, e
 	}
 	var parent *Context
 	for i := range n {
+		last := i == len(t)-1 && n == len(t)
 		key := t[:i+1].String()
+		if last && f.Sandbox {
+			key += "\x00sandbox" // never the same context as an intermediate hop
+		}
 		f.mu.Lock()
 		e := f.hops[key]
 		if e == nil {
@@ -71,7 +91,11 @@ func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, e
 			f.hops[key] = e
 		}
 		f.mu.Unlock()
-		e.once.Do(func() { e.c, e.err = f.startHop(ctx, parent, t[i]) })
+		// The first caller's ctx may end (its job's timeout) while others
+		// wait for the same hop: the start has only its own time limit.
+		e.once.Do(func() { e.c, e.err = f.startHop(context.WithoutCancel(ctx), parent, t[i], last && f.Sandbox)
+			e.finished.Store(true)
+		})
 		if e.err != nil {
 			return nil, fmt.Errorf("hop %d (%s): %w", i+1, t[i], e.err)
 		}
@@ -80,9 +104,11 @@ func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, e
 	return parent, nil
 }
 
-func (f *Fleet) startHop(ctx context.Context, parent *Context, h target.Hop) (*Context, error) {
+func (f *Fleet) startHop(ctx context.Context, parent *Context, h target.Hop, sandbox bool) (*Context, error) {
+	o := OptionsFor(h)
+	o.Sandbox = sandbox
 	if parent == nil {
-		return f.m.Start(ctx, OptionsFor(h))
+		return f.m.Start(ctx, o)
 	}
-	return parent.Start(ctx, OptionsFor(h))
+	return parent.Start(ctx, o)
 }

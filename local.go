@@ -56,6 +56,7 @@ type childProc struct {
 	transportUp  bool          // the bootstrap script answered: the transport itself worked
 	connectTO    time.Duration // bounds its bootstrap and handshake
 	cacheDir     string        // Hello.CacheDir for it: ours for a local child of our user, else its own default
+	sandbox      bool          // Hello.Sandbox for it
 	outDone      chan struct{} // closed when its output has been read to the end
 	stdin        io.Writer     // the stream toward the child, for a secret
 	secretPrompt string
@@ -129,11 +130,16 @@ type childSpec struct {
 	// logs or errors.
 	secret       string
 	secretPrompt string
+	// sandbox is Hello.Sandbox: the child confines itself.
+	sandbox bool
 }
 
 // startChild starts a child process (see childSpec), bootstraps it if it
 // is remote, does the handshake and announces its route upward.
 func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, error) {
+	if err := n.refuseIfSandboxed(); err != nil {
+		return nil, err
+	}
 	id, err := n.r.AllocateID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
@@ -210,7 +216,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		return nil, fmt.Errorf("%w: %s: %w", ErrChildStart, spec.label, err)
 	}
 	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{}), outDone: make(chan struct{}),
-		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR, connectTO: spec.connectTO}
+		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR, connectTO: spec.connectTO, sandbox: spec.sandbox}
 	if c.connectTO <= 0 {
 		c.connectTO = n.connectTO
 	}
@@ -363,6 +369,7 @@ func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) e
 		Unidirectional: n.r.Unidirectional(),
 		ShutdownGrace:  int64(n.childGrace),
 		CacheDir:       c.cacheDir,
+		Sandbox:        c.sandbox,
 	}
 	body, err := msgpack.Marshal(&hello)
 	if err != nil {

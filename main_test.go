@@ -283,6 +283,22 @@ var testFuncs = map[string]spindle.Func{
 		call.Log.Info("wide", attrs...)
 		return n, nil
 	}},
+	// read_file returns the bytes of the file named by its argument.
+	"read_file": {Fn: func(_ context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
+		var path string
+		if err := msgpack.Unmarshal(args, &path); err != nil {
+			return nil, err
+		}
+		return os.ReadFile(path)
+	}},
+	// write_file writes "x" to the file named by its argument.
+	"write_file": {Fn: func(_ context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
+		var path string
+		if err := msgpack.Unmarshal(args, &path); err != nil {
+			return nil, err
+		}
+		return nil, os.WriteFile(path, []byte("x"), 0o600)
+	}},
 	"stderr": {Fn: func(_ context.Context, _ *spindle.CallInfo, args []byte) (any, error) {
 		var line string
 		if err := msgpack.Unmarshal(args, &line); err != nil {

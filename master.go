@@ -137,12 +137,14 @@ func (m *Master) Done() <-chan struct{} { return m.n.b.Done() }
 type LocalOptions struct {
 	// Name of the context; "local.<id>" by default.
 	Name string
+	// Sandbox: see ChildOptions.Sandbox.
+	Sandbox bool
 }
 
 // StartLocal starts a child context on this machine, as a direct child of
 // the master.
 func (m *Master) StartLocal(ctx context.Context, opts LocalOptions) (*Context, error) {
-	return m.Start(ctx, ChildOptions{Name: opts.Name})
+	return m.Start(ctx, ChildOptions{Name: opts.Name, Sandbox: opts.Sandbox})
 }
 
 // ChildOptions says how to start a child context: which connection method,
@@ -181,13 +183,23 @@ type ChildOptions struct {
 	Password string
 	// ConnectTimeout bounds the start; 0 means Config.ConnectTimeout.
 	ConnectTimeout time.Duration
+	// Sandbox makes the child confine its own process, right after the
+	// handshake and before it serves anything, with the OS's layers under
+	// wasm: no_new_privs, rlimits (4096 descriptors, no core dumps) and
+	// Landlock (file access only to its cache dir and its work root, no
+	// program execution). It keeps its
+	// cache in a "sandbox" directory below the one it would use, so that
+	// nothing it writes is read by a context that is not sandboxed. A
+	// sandboxed context is a leaf: it refuses to start children. Its
+	// "sandbox" function says which layers are active (docs/SECURITY.md).
+	Sandbox bool
 }
 
 func (o *ChildOptions) wire() *wire.StartChild {
 	return &wire.StartChild{Name: o.Name, Method: o.Method, User: o.User, Host: o.Host, Port: o.Port,
 		Identity: o.Identity, HostKeyCheck: o.HostKeyCheck, SSHOptions: o.SSHOptions, KeepAliveNs: int64(o.KeepAlive),
 		NoBatch: o.NoBatch, Container: o.Container, Namespace: o.Namespace, Pod: o.Pod, KubeContext: o.KubeContext,
-		ConnectTimeout: int64(o.ConnectTimeout), Password: o.Password}
+		ConnectTimeout: int64(o.ConnectTimeout), Password: o.Password, Sandbox: o.Sandbox}
 }
 
 // Start starts a child context as a direct child of the master.
@@ -294,7 +306,7 @@ func (c *Context) Ping(ctx context.Context) error {
 // StartLocal starts a child context on this context's machine, as its child
 // (the master reaches it through this context).
 func (c *Context) StartLocal(ctx context.Context, opts LocalOptions) (*Context, error) {
-	return c.Start(ctx, ChildOptions{Name: opts.Name})
+	return c.Start(ctx, ChildOptions{Name: opts.Name, Sandbox: opts.Sandbox})
 }
 
 // Start starts a child of this context, by any connection method: the

@@ -58,6 +58,9 @@ type StatsResult struct {
 	// a task); Instantiations, the instances it made.
 	Compiles       int64 `msgpack:"compiles"`
 	Instantiations int64 `msgpack:"instantiations"`
+	// Sandbox is the OS layers of a sandboxed context in one line
+	// (SandboxResult.Report), or "off (not started with Sandbox)".
+	Sandbox string `msgpack:"sandbox"`
 }
 
 // SinkArgs are the arguments of the built-in "sink" function: it opens a
@@ -80,11 +83,13 @@ func (n *node) builtins() map[string]Func {
 		"stats": {Fn: func(context.Context, *CallInfo, []byte) (any, error) {
 			ms := n.mods.Stats()
 			st := StatsResult{PID: os.Getpid(), UID: os.Getuid(), RSSBytes: selfRSS(), Goroutines: runtime.NumGoroutine(), FDs: countFDs(),
-				ModuleFetches: ms.Fetches, ModuleServed: ms.Served}
+				ModuleFetches: ms.Fetches, ModuleServed: ms.Served, Sandbox: n.sandboxSummary()}
 			st.Compiles, st.Instantiations = n.hostStats()
 			return st, nil
 		}},
 		"sink": {Inline: true, Fn: n.sink},
+		// sandbox returns a SandboxResult.
+		"sandbox": {Inline: true, Fn: n.sandboxResult},
 	}
 }
 

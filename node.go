@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/internal/oslayer"
 	"github.com/spindle-hq/spindle/modules"
 	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
@@ -32,6 +33,10 @@ type node struct {
 	connectTO  time.Duration
 	cacheDir   string // modules and compiled code live below it; "" = memory only
 	mods       *modules.Service
+	// sandbox is what oslayer.Apply reported, for a context started with
+	// Sandbox; nil otherwise. Written before the context serves anything,
+	// read-only after.
+	sandbox *oslayer.Report
 
 	logs logLimiter // the master's bound on FORWARD_LOG per child stream
 
@@ -55,7 +60,10 @@ func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger,
 	if cacheDir != "" {
 		dir = filepath.Join(cacheDir, "modules")
 	}
-	st, err := modules.NewStore(dir)
+	// The hash cache lets a master that stores the same directory tree
+	// again (an unchanged CI workspace) stat its files instead of reading
+	// them.
+	st, err := modules.NewStoreConfig(modules.StoreConfig{Dir: dir, HashCache: modules.NewHashCache(0)})
 	if err != nil {
 		// No usable cache dir (no home, read-only): keep modules in memory.
 		log.Warn("module cache dir unusable; keeping modules in memory", "dir", dir, "err", err)

@@ -264,7 +264,7 @@ func (n *node) transport(req *wire.StartChild) (childSpec, error) {
 // transportFor builds the command line of a transport; connectTO is the
 // default connect timeout (ssh's ConnectTimeout).
 func transportFor(req *wire.StartChild, connectTO time.Duration) (childSpec, error) {
-	spec := childSpec{name: req.Name, connectTO: time.Duration(req.ConnectTimeout)}
+	spec := childSpec{name: req.Name, connectTO: time.Duration(req.ConnectTimeout), sandbox: req.Sandbox}
 	script := "sh -c " + shellQuote(bootScript)
 	switch req.Method {
 	case "", "local":

@@ -39,6 +39,8 @@ type Task struct {
 	Mounts []Mount
 	Clock  bool // the host's real clocks (else a fixed fake clock)
 	Random bool // the host's crypto/rand (else deterministic)
+	// DevNull grants /dev/null, in a /dev that holds nothing else.
+	DevNull bool
 	// Channels are the senders the task may send on (it finds them in its
 	// input); any other is refused.
 	Channels []routing.Sender
@@ -46,6 +48,10 @@ type Task struct {
 	// Pooled runs a reactor task on a warm instance kept for the module
 	// (faster; only for stateless tasks with no grants).
 	Pooled bool
+	// Workspace runs a command as an action with a file view the context
+	// builds from content-addressed trees (see Workspace); Mounts must
+	// then be empty.
+	Workspace *Workspace
 }
 
 // Mount grants a task a directory of the machine it runs on.
@@ -58,7 +64,8 @@ type Mount struct {
 // Limits bounds one task call; zero fields mean the defaults of package
 // host (30 s, 256 MiB, 16 MiB of output in at most 10,000 messages, 1 MiB
 // of logs in at most 8192 records, 16 MiB of channel sends in at most
-// 65,536 messages, 32 MiB of call stack, 256 open files). See host.Limits.
+// 65,536 messages, 32 MiB of call stack, 256 open files, 1 GiB written to
+// mounts). See host.Limits.
 type Limits struct {
 	Timeout        time.Duration
 	MemoryPages    uint32
@@ -70,6 +77,7 @@ type Limits struct {
 	SendMessages   int64
 	StackBytes     int64 // the guest's estimated call stack (kind stack_overflow past it)
 	OpenFiles      int   // files open at once in the task's mounts
+	DiskBytes      int64 // bytes the task may write into its mounts (ENOSPC past it)
 }
 
 // TaskResult is what a successful task call returns.
@@ -77,6 +85,9 @@ type TaskResult struct {
 	Output   []byte // a reactor's output bytes
 	ExitCode int    // a command's exit code
 	Command  bool   // the module was a command (ExitCode is meaningful)
+	// OutputTree is the digest of a Workspace action's outputs, now in the
+	// master's store (Master.Store).
+	OutputTree string
 }
 
 // TaskError is a task that failed: Kind is one of the kinds in docs/abi.md
@@ -107,6 +118,14 @@ func (m *Master) AddModuleFile(path string) (string, error) {
 	return m.AddModule(b)
 }
 
+// Store returns the master's content-addressed store: the modules, and the
+// blobs and trees of Workspace actions (package modules).
+func (m *Master) Store() *modules.Store { return m.n.mods.Store() }
+
+// Blobs returns the master's module service, which moves the store's blobs
+// through the tree.
+func (m *Master) Blobs() *modules.Service { return m.n.mods }
+
 // ModuleStats returns the master's module transfer counters.
 func (m *Master) ModuleStats() modules.Stats { return m.n.mods.Stats() }
 
@@ -130,13 +149,21 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	n := c.m.n
 	req := wire.RunTask{
 		Module: t.Module, Task: t.Task, Input: t.Input, Args: t.Args, Stdin: t.Stdin, Env: t.Env,
-		Clock: t.Clock, Random: t.Random, Pooled: t.Pooled,
+		Clock: t.Clock, Random: t.Random, Pooled: t.Pooled, DevNull: t.DevNull,
 		Limits: wire.Limits{TimeoutNs: int64(t.Limits.Timeout), MemoryPages: t.Limits.MemoryPages,
 			OutputBytes: t.Limits.OutputBytes, LogBytes: t.Limits.LogBytes,
 			OutputMessages: t.Limits.OutputMessages, LogRecords: t.Limits.LogRecords,
-			SendBytes: t.Limits.SendBytes, SendMessages: t.Limits.SendMessages,
+			SendBytes: t.Limits.SendBytes, SendMessages: t.Limits.SendMessages, DiskBytes: t.Limits.DiskBytes,
 			StackBytes: t.Limits.StackBytes, OpenFiles: t.Limits.OpenFiles},
-		ID: n.tasks.ids.Add(1),
+		ID: n.tasks.ids.Add(1), Workspace: t.Workspace.wire(),
+	}
+	if req.Workspace != nil {
+		if len(t.Mounts) > 0 {
+			return nil, fmt.Errorf("spindle: run on %s: a task with a Workspace takes no Mounts", c)
+		}
+		if err := checkWorkspace(req.Workspace); err != nil {
+			return nil, fmt.Errorf("spindle: run on %s: %w", c, err)
+		}
 	}
 	for _, mt := range t.Mounts {
 		req.Mounts = append(req.Mounts, wire.Mount{Host: mt.Host, Guest: mt.Guest, ReadOnly: mt.ReadOnly})
@@ -200,7 +227,14 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 			Message: fmt.Sprintf("%d output chunks dropped: the context passed the master's output queue (%d chunks, %d bytes)",
 				d, OutputQueueChunks, OutputQueueBytes)}
 	}
-	return &TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: res.Command}, nil
+	tr := &TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: res.Command}
+	if req.Workspace != nil && res.OutputTree != "" {
+		if err := n.mods.PullTree(ctx, c.id, res.OutputTree); err != nil {
+			return nil, fmt.Errorf("spindle: run on %s: pull outputs: %w", c, err)
+		}
+		tr.OutputTree = res.OutputTree
+	}
+	return tr, nil
 }
 
 // cancelTask tells the context that the caller of task id gave up. It is
@@ -567,8 +601,8 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 			OutputBytes: req.Limits.OutputBytes, LogBytes: req.Limits.LogBytes,
 			OutputMessages: req.Limits.OutputMessages, LogRecords: req.Limits.LogRecords,
 			SendBytes: req.Limits.SendBytes, SendMessages: req.Limits.SendMessages,
-			StackBytes: req.Limits.StackBytes, OpenFiles: req.Limits.OpenFiles},
-		Grants: host.Grants{Clock: req.Clock, Random: req.Random, Env: req.Env},
+			StackBytes: req.Limits.StackBytes, OpenFiles: req.Limits.OpenFiles, DiskBytes: req.Limits.DiskBytes},
+		Grants: host.Grants{Clock: req.Clock, Random: req.Random, Env: req.Env, DevNull: req.DevNull},
 		Pooled: req.Pooled,
 	}
 	if req.Stdin != nil {
@@ -580,6 +614,40 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 	for _, ch := range req.Channels {
 		call.Grants.Channels = append(call.Grants.Channels, host.Channel{Context: ch.Context, Handle: ch.Handle})
 	}
+	if req.Workspace != nil {
+		if len(req.Mounts) > 0 {
+			return taskFailure("invalid_call", errors.New("a task with a workspace takes no mounts"))
+		}
+		t0 := time.Now()
+		ws, err := n.prepareWorkspace(ctx, req.Workspace, &call)
+		if err != nil {
+			return taskFailure("workspace", err)
+		}
+		t1 := time.Now()
+		res := n.runCall(ctx, req, h, mod, call)
+		t2 := time.Now()
+		if res.Error == nil {
+			tree, err := n.collect(ws, req.Workspace, res.ExitCode == 0)
+			if err != nil {
+				res = &wire.TaskResult{ExitCode: res.ExitCode, Command: true,
+					Error: &wire.TaskError{Kind: "outputs", Message: err.Error(), ExitCode: res.ExitCode}}
+			} else {
+				res.OutputTree = tree
+			}
+		}
+		n.log.Debug("workspace action", "module", req.Module[:min(12, len(req.Module))],
+			"prepare", t1.Sub(t0), "run", t2.Sub(t1), "collect", time.Since(t2))
+		// The directories go after the reply: nothing of them is in it.
+		if n.b.Go(func(context.Context) { ws.remove() }) != nil {
+			ws.remove()
+		}
+		return res
+	}
+	return n.runCall(ctx, req, h, mod, call)
+}
+
+// runCall runs call and passes its output on.
+func (n *node) runCall(ctx context.Context, req *wire.RunTask, h *host.Host, mod *host.Module, call host.Call) *wire.TaskResult {
 	var out *outputStream
 	if req.Output != nil {
 		out = &outputStream{r: n.r, dst: routing.Sender{Context: req.Output.Context, Handle: req.Output.Handle}}

@@ -153,7 +153,7 @@ func TestModuleCrossesEachEdgeOnce(t *testing.T) {
 	// A module nobody has fails clearly.
 	_, err := c3.Run(ctx, spindle.Task{Module: strings.Repeat("ab", 32), Task: "hello"})
 	var te *spindle.TaskError
-	if !errors.As(err, &te) || te.Kind != "not_found" || !strings.Contains(te.Message, "no context in the tree has module") {
+	if !errors.As(err, &te) || te.Kind != "not_found" || !strings.Contains(te.Message, "no context in the tree has blob") {
 		t.Fatalf("Run(unknown module) = %v, want kind not_found", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/spindle-hq/spindle/host/internal/rootfs"
 )
 
 // Limits bounds one call. A zero field takes the Host's default
@@ -43,6 +45,13 @@ type Limits struct {
 	// mounts, all mounts together (default 256). An open past it fails
 	// with EAGAIN (WASI as wazero passes it has no EMFILE).
 	OpenFiles int
+	// DiskBytes is what the guest may write into its writable mounts, all
+	// mounts together (default 1 GiB), counted conservatively: every byte
+	// written, overwrites included, the holes and growth of files, and
+	// rootfs.EntryBytes (4 KiB) for each file, directory or link made;
+	// nothing is given back. A write that only partly fits is short; past
+	// it, writes and creates fail with ENOSPC and the call goes on.
+	DiskBytes int64
 	// LogRecords caps the number of log records (default 8192).
 	LogRecords int64
 	// SendBytes caps the bytes of all the call's channel sends (default
@@ -59,6 +68,7 @@ const (
 	DefaultLogBytes    = 1 << 20
 	DefaultOpenFiles   = 256
 	DefaultStackBytes  = 32 << 20
+	DefaultDiskBytes   = 1 << 30
 
 	DefaultOutputMessages = 10_000
 	DefaultLogRecords     = 8192
@@ -90,6 +100,7 @@ func (l Limits) or(d Limits) Limits {
 	orDefault(&l.SendMessages, d.SendMessages)
 	orDefault(&l.StackBytes, d.StackBytes)
 	orDefault(&l.OpenFiles, d.OpenFiles)
+	orDefault(&l.DiskBytes, d.DiskBytes)
 	l.MemoryPages = min(l.MemoryPages, maxPages)
 	return l
 }
@@ -105,6 +116,7 @@ var defaultLimits = Limits{
 	SendMessages:   DefaultSendMessages,
 	OpenFiles:      DefaultOpenFiles,
 	StackBytes:     DefaultStackBytes,
+	DiskBytes:      DefaultDiskBytes,
 }
 
 // memoryBytes is the memory limit in bytes.
@@ -140,7 +152,7 @@ type ModuleLimits struct {
 	FunctionBlocks int64
 	// CompileWork caps the sum over functions of their control
 	// instructions squared, which is what wazero's compile time grows
-	// with (default 4e9: a few seconds of one core).
+	// with (default 8e9: about ten seconds of one core).
 	CompileWork int64
 	// Globals caps the module's globals (default 100,000).
 	Globals int64
@@ -160,8 +172,8 @@ const (
 	DefaultFunctions      = 1 << 20
 	DefaultFunctionBytes  = 8 << 20
 	DefaultLocals         = 50_000
-	DefaultFunctionBlocks = 30_000
-	DefaultCompileWork    = 4_000_000_000
+	DefaultFunctionBlocks = 100_000
+	DefaultCompileWork    = 8_000_000_000
 	DefaultGlobals        = 100_000
 	DefaultTableElements  = 1 << 20
 )
@@ -197,8 +209,16 @@ type Channel struct {
 // Grants are what a call may use beyond its memory and the spindle
 // functions. The zero value grants nothing: no files, fake clocks,
 // deterministic random bytes, an empty environment, no channels.
+//
+// A call with any mount or DevNull also sees an empty read-only directory
+// at "/" (unless a mount is there), so that a path outside every mount is
+// not there (ENOENT) and cannot be made (EROFS).
 type Grants struct {
 	Mounts []Mount
+	// DevNull mounts a directory /dev that holds null alone: writes to it
+	// succeed and are dropped (they spend no Limits.DiskBytes), reads give
+	// EOF. No host file is involved. A mount at /dev is then refused.
+	DevNull bool
 	// Clock grants the host's real wall and monotonic clocks and real
 	// sleeps (which end when the call does).
 	Clock bool
@@ -212,7 +232,7 @@ type Grants struct {
 
 // empty reports whether g grants nothing.
 func (g *Grants) empty() bool {
-	return len(g.Mounts) == 0 && !g.Clock && !g.Random && len(g.Env) == 0 && len(g.Channels) == 0
+	return len(g.Mounts) == 0 && !g.DevNull && !g.Clock && !g.Random && len(g.Env) == 0 && len(g.Channels) == 0
 }
 
 // Call describes one run of a module.
@@ -225,9 +245,16 @@ type Call struct {
 
 	// Args are the command's arguments, after argv[0].
 	Args []string
-	// Stdin is the guest's standard input (default empty). A read that
-	// blocks holds the call past its timeout: pass a reader that ends when
-	// the call's ctx does. Pooled calls have no stdin.
+	// Stdin is the guest's standard input (default empty), read as it is
+	// consumed. wazero cannot stop a guest inside a read, so a read that
+	// blocks holds the call, past its timeout, until it returns. If Stdin
+	// has SetReadDeadline (an *os.File of a pipe or FIFO, a net.Conn), the
+	// host sets its read deadline in the past when the call's ctx ends,
+	// which ends the read, and clears it before Run returns; a regular
+	// file's reads never block. Any other reader that may block (an
+	// io.Pipe, a terminal) must be made to return by the caller when the
+	// call is to end, at the ctx of Run or Limits.Timeout: by closing it
+	// then, for example. Pooled calls have no stdin.
 	Stdin io.Reader
 	// Stdout and Stderr receive the guest's standard output and error,
 	// coalesced (see "Output" in the package doc); nil discards them.
@@ -289,6 +316,9 @@ func (c *Call) check(m *Module) error {
 	for _, mt := range c.Grants.Mounts {
 		if !path.IsAbs(mt.GuestDir) || path.Clean(mt.GuestDir) != mt.GuestDir {
 			return fmt.Errorf("%w: mount guest directory %q is not a clean absolute path", ErrInvalidCall, mt.GuestDir)
+		}
+		if c.Grants.DevNull && mt.GuestDir == devDir {
+			return fmt.Errorf("%w: a mount at %s and DevNull", ErrInvalidCall, devDir)
 		}
 	}
 	return nil
@@ -353,6 +383,10 @@ type callState struct {
 
 	out  *outputBuffer // nil when stdout and stderr are discarded
 	tail []byte        // the last stderrTail bytes written to stderr
+
+	// disk is the budget of the call's writable mounts (nil without
+	// mounts); the WASI listeners read its refusals (wasi.go).
+	disk *rootfs.Disk
 }
 
 type stateKey struct{}

@@ -23,8 +23,8 @@
 //
 // The sandbox is the one docs/abi.md describes: a guest gets its memory and
 // the spindle host functions, and only what Call.Grants adds (mounts
-// through package rootfs, real clocks, real random bytes, environment,
-// channels). Limits bound each call's wall time, memory, output and logs;
+// through package rootfs, /dev/null, real clocks, real random bytes,
+// environment, channels). Limits bound each call's wall time, memory, output and logs;
 // the memory limit is enforced per call by the allocator of the instance's
 // linear memory. The package imports nothing else of this module: the
 // caller passes callbacks (Call.Log, Call.Send) for what a guest asks of
@@ -38,6 +38,32 @@
 // stream holds that much, once a byte has waited OutputFlushInterval
 // (20 ms), and as the call ends (bounded by ExitFlushTimeout, 5 s, and by
 // the ctx of Run). Their relative order is kept within a flush only.
+//
+// # Files
+//
+// A call without mounts or DevNull has no file system: every path
+// operation fails with EBADF, as no preopened directory holds it. With any,
+// the guest sees its mounts (package rootfs: nothing outside each
+// directory), /dev with null alone if Grants.DevNull, and, unless a mount
+// is at "/", an empty read-only directory there (rootfs.NewEmpty): a path
+// outside every mount is ENOENT (fs.ErrNotExist in a Go guest) and making
+// one is EROFS (ENOENT below a missing directory). That root lists
+// nothing, not even the mount points, and the parents of a mount at /a/b
+// are not there. All of a call's mounts, the virtual directories included,
+// share one bound of open files (Limits.OpenFiles) and the writable ones
+// one disk budget (Limits.DiskBytes); a write or create past the budget
+// fails with ENOSPC (see wasi.go for how: wazero's errnos have none) and
+// the call goes on. Writes to /dev/null spend nothing.
+//
+// Stdin (Call.Stdin) is read as a plain reader, an *os.File too. A guest
+// that reads it runs inside a host call, which wazero cannot interrupt:
+// when the call's ctx ends (timeout, cancel, Close), the guest stops only
+// once the read returns. So if Stdin has SetReadDeadline (an *os.File of a
+// pipe or FIFO, a net.Conn), the host sets its read deadline in the past
+// at that moment, which ends the read, and clears it once the guest has
+// stopped; a regular file's reads never wait. Any other reader that
+// blocks, an io.Pipe or a terminal's os.Stdin, holds its call, past its
+// timeout, until its Read returns (TestStdinBlocked).
 //
 // # Bounds
 //
@@ -63,10 +89,15 @@
 //   - StackBytes: 32 MiB of estimated call frames, never more than the
 //     memory limit (kind stack_overflow; see guard.go).
 //   - OpenFiles: 256 files open at once across all the call's mounts, the
-//     preopened directories included; an open past it fails with EAGAIN
-//     (WASI as wazero passes it has no EMFILE). Opening a FIFO, socket or
-//     device in a mount fails at once with ENOTSUP, never blocks (package
-//     rootfs).
+//     preopened directories and the virtual / and /dev included; an open
+//     past it fails with EAGAIN (WASI as wazero passes it has no EMFILE).
+//     Opening a FIFO, socket or device in a mount fails at once with
+//     ENOTSUP, never blocks (package rootfs).
+//   - DiskBytes: 1 GiB written into the call's writable mounts together,
+//     counted conservatively (every byte written, overwrites, holes and
+//     truncate growth included, and 4 KiB for each file, directory or
+//     link made; nothing given back: rootfs.Disk). A write that only
+//     partly fits is short, the next fails with ENOSPC; the call goes on.
 //
 // Every bound is a documented field with a default; a guest or a module
 // past one gets a *TaskError, and the Host and its other calls go on.
@@ -75,9 +106,10 @@
 // (guard.go); past one, Compile returns kind invalid_module at once:
 // Bytes 256 MiB, Functions 1<<20 (imported and defined together, and
 // separately the exports), FunctionBytes 8 MiB, Locals 50,000 per
-// function, FunctionBlocks 30,000 control instructions per function,
-// CompileWork 4e9 (the sum of the functions' control instructions
-// squared), Globals 100,000, TableElements 1<<20 for all tables together
+// function, FunctionBlocks 100,000 control instructions per function,
+// CompileWork 8e9 (the sum of the functions' control instructions
+// squared; both set by the largest toolbox tool, actionlint v1.7.12, whose
+// largest function has 76,377 and whose sum is 5.9e9), Globals 100,000, TableElements 1<<20 for all tables together
 // (and TableElements+Functions entries for all element segments). Every
 // vector a module declares must be held by its bytes: wazero's decoder
 // allocates a vector at its declared length before reading it, so a
@@ -136,7 +168,8 @@
 // (WithCloseOnContextDone), so neither a looping guest nor a GC waiting on
 // one holds the process; a callback that blocks, or a Call.Stdin read, does
 // hold its call until it returns (Call.Output is given a ctx that ends
-// with the call for that reason).
+// with the call for that reason, and a Stdin with a read deadline has it
+// set when the call ends: see Files).
 //
 // The Host's locks (Host.mu, each Module's pool, the pool of memory
 // buffers) are never held together, nor while a guest runs.

@@ -47,6 +47,7 @@ var guestSpecs = map[string]guestSpec{
 	"ccommand":  {"c", "command", false},
 	"goreactor": {"go", "goreactor", true},
 	"gocmd":     {"go", "gocmd", false},
+	"gofiles":   {"go", "gofiles", false},
 }
 
 type built struct {

@@ -110,7 +110,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		}
 		return nil, err
 	}
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	// The listeners tell a guest past its disk budget ENOSPC (wasi.go).
+	wasiCtx := experimental.WithFunctionListenerFactory(ctx, wasiListeners{})
+	if _, err := wasi_snapshot_preview1.Instantiate(wasiCtx, rt); err != nil {
 		return fail(fmt.Errorf("host: instantiate WASI: %w", err))
 	}
 	if err := instantiateABI(ctx, rt); err != nil {

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"maps"
 	"slices"
 	"time"
@@ -24,6 +25,9 @@ type instance struct {
 	stdout stdio
 	stderr stdio
 	mounts []*rootfs.FS // closed after mod
+	// release undoes what the grants set up beyond the mounts (see
+	// interruptStdin); called after mod is closed. Nil if nothing.
+	release func()
 	// depth is the stack budget counter of a counted module (guard.go),
 	// else nil.
 	depth api.MutableGlobal
@@ -47,14 +51,14 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	cfg := h.moduleConfig.WithStdout(&inst.stdout).WithStderr(&inst.stderr)
 	if !pooled {
 		var err error
-		if cfg, err = inst.grant(ctx, cfg, m, call, st.limits); err != nil {
-			inst.closeMounts()
+		if cfg, err = inst.grant(ctx, cfg, m, call, st); err != nil {
+			inst.closeGrants()
 			return nil, err
 		}
 	}
 	mod, err := h.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.mem), m.compiled, cfg)
 	if err != nil {
-		inst.closeMounts()
+		inst.closeGrants()
 		return nil, &instantiateError{err}
 	}
 	h.instantiations.Add(1)
@@ -78,8 +82,9 @@ type instantiateError struct{ err error }
 func (e *instantiateError) Error() string { return e.err.Error() }
 func (e *instantiateError) Unwrap() error { return e.err }
 
-// grant adds call's grants (and a command's args and stdin) to cfg.
-func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Module, call *Call, limits Limits) (wazero.ModuleConfig, error) {
+// grant adds call's grants (and a command's args and stdin) to cfg, for
+// the call st. ctx is the call's.
+func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Module, call *Call, st *callState) (wazero.ModuleConfig, error) {
 	g := &call.Grants
 	if m.kind == Command {
 		name := call.Task
@@ -89,7 +94,8 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 		cfg = cfg.WithArgs(append([]string{name}, call.Args...)...)
 	}
 	if call.Stdin != nil {
-		cfg = cfg.WithStdin(call.Stdin)
+		cfg = cfg.WithStdin(stdin{call.Stdin})
+		inst.release = interruptStdin(ctx, call.Stdin)
 	}
 	for _, k := range slices.Sorted(maps.Keys(g.Env)) {
 		cfg = cfg.WithEnv(k, g.Env[k])
@@ -110,20 +116,75 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 	if g.Random {
 		cfg = cfg.WithRandSource(rand.Reader)
 	}
-	if len(g.Mounts) > 0 {
+	if len(g.Mounts) > 0 || g.DevNull {
 		fsc := wazero.NewFSConfig()
-		files := rootfs.NewFiles(limits.OpenFiles) // one bound for all the call's mounts
+		// One bound of open files and one disk budget for all the call's
+		// mounts.
+		files := rootfs.NewFiles(st.limits.OpenFiles)
+		st.disk = rootfs.NewDisk(st.limits.DiskBytes)
+		atRoot := false
 		for _, mt := range g.Mounts {
-			fsys, err := rootfs.NewShared(mt.HostDir, mt.ReadOnly, files)
+			fsys, err := rootfs.NewShared(mt.HostDir, mt.ReadOnly, files, st.disk)
 			if err != nil {
 				return nil, wrapInvalid(err)
 			}
 			inst.mounts = append(inst.mounts, fsys)
 			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(fsys, mt.GuestDir)
+			atRoot = atRoot || mt.GuestDir == "/"
+		}
+		// The virtual mounts hold no host descriptors: they have a bound
+		// of their own (virtual), so that Limits.OpenFiles counts the
+		// guest's files in its real mounts only, as it did before them.
+		virtual := rootfs.NewFiles(rootfs.DefaultMaxOpenFiles)
+		if g.DevNull {
+			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(rootfs.NewDev(virtual), devDir)
+		}
+		if !atRoot {
+			// Without it, a guest's libc finds no preopen for a path
+			// outside the mounts and the host no file descriptor: EBADF
+			// for what should not be there.
+			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(rootfs.NewEmpty(virtual), "/")
 		}
 		cfg = cfg.WithFSConfig(fsc)
 	}
 	return cfg, nil
+}
+
+// devDir is where Grants.DevNull mounts its directory.
+const devDir = "/dev"
+
+// stdin is Call.Stdin as wazero reads it. wazero would take an *os.File
+// for its own: read its descriptor (Fd), which puts the file in blocking
+// mode for good, so that no deadline could end a read, and let the guest
+// set O_NONBLOCK on it. Behind this type it sees only a reader.
+type stdin struct{ r io.Reader }
+
+func (s stdin) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// interruptStdin makes a read of r that blocks return when ctx ends, if r
+// has a read deadline that can end it (an *os.File from os.Pipe or a FIFO,
+// a net.Conn): wazero stops a guest only in guest code, never inside a
+// host call, so a guest blocked reading stdin would hold its call past
+// the timeout. It returns the function that undoes it once the guest has
+// stopped: the deadline, if it was set, is cleared for the caller.
+func interruptStdin(ctx context.Context, r io.Reader) (release func()) {
+	d, ok := r.(interface{ SetReadDeadline(time.Time) error })
+	if !ok {
+		return nil
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		// A time in the past: reads in progress and later ones fail at
+		// once (os.ErrDeadlineExceeded).
+		_ = d.SetReadDeadline(time.Unix(1, 0))
+	})
+	return func() {
+		if !stop() {
+			<-fired
+			_ = d.SetReadDeadline(time.Time{})
+		}
+	}
 }
 
 // fn returns the export name, looked up once per instance: a lookup costs
@@ -162,7 +223,7 @@ func (inst *instance) bind(st *callState) {
 	inst.stderr.st = st
 }
 
-// close closes the instance and then its mounts. ctx is not the call's,
+// close closes the instance and then its grants' mounts. ctx is not the call's,
 // which may be done: wazero passes it only to close notifiers.
 func (inst *instance) close(ctx context.Context) {
 	if inst.mod.IsClosed() {
@@ -180,12 +241,18 @@ func (inst *instance) close(ctx context.Context) {
 		}
 	}
 	_ = inst.mod.Close(context.WithoutCancel(ctx))
-	inst.closeMounts()
+	inst.closeGrants()
 }
 
-func (inst *instance) closeMounts() {
+// closeGrants closes the mounts and releases the rest of the grants; the
+// instance must be closed, or never made.
+func (inst *instance) closeGrants() {
 	for _, fsys := range inst.mounts {
 		_ = fsys.Close()
 	}
 	inst.mounts = nil
+	if inst.release != nil {
+		inst.release()
+		inst.release = nil
+	}
 }

@@ -42,7 +42,7 @@ func TestStore(t *testing.T) {
 	// A corrupt file is not served, and is removed.
 	other := []byte("another module")
 	h2 := modules.Hash(other)
-	path := filepath.Join(dir, h2+".wasm")
+	path := filepath.Join(dir, h2)
 	if err := os.WriteFile(path, []byte("tampered"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +70,19 @@ type ctxNode struct {
 
 // newCtx starts a context: the master when parent is nil, else a child of
 // parent with the ID parent allocates for it (routers refuse routes for IDs
-// no block covers).
+// no block covers). Its store is in memory only.
 func newCtx(t *testing.T, parent *ctxNode) *ctxNode {
+	t.Helper()
+	return newNode(t, parent, nodeOpts{})
+}
+
+// nodeOpts configures newNode.
+type nodeOpts struct {
+	store     modules.StoreConfig
+	noService bool // a bare router: the test serves the handles itself
+}
+
+func newNode(t *testing.T, parent *ctxNode, o nodeOpts) *ctxNode {
 	t.Helper()
 	var cfg routing.Config
 	if parent != nil {
@@ -85,12 +96,14 @@ func newCtx(t *testing.T, parent *ctxNode) *ctxNode {
 	n := &ctxNode{b: broker.New(broker.Config{Grace: time.Millisecond})}
 	t.Cleanup(func() { n.b.Close() })
 	n.r = routing.New(n.b, cfg)
-	st, err := modules.NewStore("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.svc, err = modules.NewService(n.r, st, nil); err != nil {
-		t.Fatal(err)
+	if !o.noService {
+		st, err := modules.NewStoreConfig(o.store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.svc, err = modules.NewService(n.r, st, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if parent != nil {
 		pc, cc := testutil.SocketPair(t)
@@ -158,14 +171,23 @@ func TestEnsureCrossesEachEdgeOnce(t *testing.T) {
 	if _, err := c4.svc.Ensure(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	want := []modules.Stats{{Fetches: 0, Served: 1}, {Fetches: 1, Served: 2}, {Fetches: 1, Served: 1}, {Fetches: 1, Served: 0}}
+	n := int64(len(mod))
+	want := []modules.Stats{
+		{Served: 1, ServedBytes: n},
+		{Fetches: 1, FetchedBytes: n, FetchRequests: 1, Served: 2, ServedBytes: 2 * n},
+		{Fetches: 1, FetchedBytes: n, FetchRequests: 1, Served: 1, ServedBytes: n},
+		{Fetches: 1, FetchedBytes: n, FetchRequests: 1},
+	}
 	for i, n := range ns {
 		if got := n.svc.Stats(); got != want[i] {
 			t.Errorf("context %d: Stats() = %+v, want %+v", i, got, want[i])
 		}
 	}
-	if got := c4.svc.Stats(); got != (modules.Stats{Fetches: 1}) {
+	if got := c4.svc.Stats(); got != (modules.Stats{Fetches: 1, FetchedBytes: n, FetchRequests: 1}) {
 		t.Errorf("context 4: Stats() = %+v, want one fetch", got)
+	}
+	if b, by := ns[1].svc.ServedTo(c4.r.ID()); b != 1 || by != n {
+		t.Errorf("context 1 served context %d %d blobs, %d bytes; want 1, %d", c4.r.ID(), b, by, n)
 	}
 }
 
@@ -233,5 +255,33 @@ func TestLoadNeedsParentAuthority(t *testing.T) {
 	bad, _ := msgpack.Marshal(&wire.LoadModule{Hash: modules.Hash([]byte("other")), Target: 1, Data: mod})
 	if _, err := ns[0].r.Call(ctx, 1, wire.HandleLoadModule, wire.EncMsgpack, bad); err == nil {
 		t.Fatal("LOAD_MODULE with mismatched bytes succeeded")
+	}
+}
+
+// TestPushAfterEviction checks a push to a context that had the module
+// once and has evicted it since sends the bytes again.
+func TestPushAfterEviction(t *testing.T) {
+	testutil.VerifyNone(t)
+	m := newCtx(t, nil)
+	c1 := newNode(t, m, nodeOpts{store: modules.StoreConfig{MaxMemBytes: 100}})
+	c2 := newCtx(t, c1)
+	ctx := ctxT(t)
+	mod := bytes.Repeat([]byte("m"), 80)
+	h, _ := m.svc.Store().Put(mod)
+	if err := m.svc.Push(ctx, h, c2.r.ID()); err != nil {
+		t.Fatal(err)
+	}
+	other := bytes.Repeat([]byte("o"), 90)
+	if err := c1.svc.Store().PutVerified(modules.Hash(other), other); err != nil {
+		t.Fatal(err)
+	}
+	if c1.svc.Store().Has(h) {
+		t.Fatal("the module was not evicted")
+	}
+	if err := m.svc.Push(ctx, h, c2.r.ID()); err != nil {
+		t.Fatalf("Push after an eviction: %v", err)
+	}
+	if !c1.svc.Store().Has(h) || m.svc.Stats().Served != 2 {
+		t.Fatalf("after the second push: held %v, master served %d; want held, 2", c1.svc.Store().Has(h), m.svc.Stats().Served)
 	}
 }

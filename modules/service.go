@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/routing"
@@ -14,47 +13,111 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Service moves modules between a Store and the rest of the tree through a
+// Bounds of the blob protocol (see the package doc).
+const (
+	// MaxBatchBytes bounds the reply to one GET_BLOBS or PULL_BLOBS: the
+	// blobs' bytes plus BlobOverhead for each hash the reply names. A blob
+	// larger than that goes alone (GET_MODULE, or a PULL_BLOBS of one
+	// hash). It is lowered to half the router's max message size when that
+	// is smaller.
+	MaxBatchBytes = 8 << 20
+	// MaxBatchHashes bounds the hashes of one GET_BLOBS or PULL_BLOBS.
+	MaxBatchHashes = 4096
+	// BlobOverhead is what each hash named in a reply counts for besides
+	// its bytes: its hex, the msgpack framing, with room to spare.
+	BlobOverhead = 100
+	// MaxInflightPerChild bounds the GET_MODULE and GET_BLOBS requests of
+	// one direct child being served at once; one more is refused (code 3).
+	// A context sends at most as many to its parent at once, so a
+	// well-behaved child never meets the bound.
+	MaxInflightPerChild = 8
+)
+
+// Service moves blobs between a Store and the rest of the tree through a
 // router. It is safe for concurrent use.
 type Service struct {
 	r   *routing.Router
 	st  *Store
 	log *slog.Logger
 
+	up chan struct{} // slots for requests to the parent in flight
+
 	mu       sync.Mutex
 	inflight map[string]*flight             // guarded by mu: fetches from the parent in progress
 	sent     map[string]map[uint32]struct{} // guarded by mu: hash -> direct children known to hold it
-
-	fetches atomic.Int64 // GET_MODULE requests sent to the parent
-	served  atomic.Int64 // module bodies sent to children
+	serving  map[uint32]int                 // guarded by mu: child -> its requests being served
+	edges    map[uint32]*edge               // guarded by mu: child -> what was sent to it
+	stats    Stats                          // guarded by mu
 }
 
+// edge counts the blobs sent down one edge.
+type edge struct{ blobs, bytes int64 }
+
+// flight is one fetch from the parent; concurrent askers of its hash wait
+// on done and share b and err.
 type flight struct {
+	h    string
 	done chan struct{}
 	b    []byte
 	err  error
 }
 
-// Stats counts what crossed this context's edges.
+// Stats counts what crossed this context's edges. Blob counts include
+// modules: a module is a blob.
 type Stats struct {
-	// Fetches is the number of modules requested from the parent.
-	Fetches int64
-	// Served is the number of module bodies sent to children.
-	Served int64
+	// Fetches and FetchedBytes count the blobs received from the parent
+	// (GET_MODULE, GET_BLOBS); FetchRequests the requests that took.
+	Fetches       int64
+	FetchedBytes  int64
+	FetchRequests int64
+	// Served and ServedBytes count the blobs sent to direct children
+	// (GET_MODULE and GET_BLOBS replies, LOAD_MODULE pushes); see
+	// Service.ServedTo for each child's share.
+	Served      int64
+	ServedBytes int64
+	// Pulled and PulledBytes count the blobs this context pulled from
+	// descendants (PULL_BLOBS); Uploaded and UploadedBytes those it sent
+	// to ancestors that pulled from it.
+	Pulled        int64
+	PulledBytes   int64
+	Uploaded      int64
+	UploadedBytes int64
 }
 
-// NewService serves st over r: it registers GET_MODULE (direct children
-// only) and LOAD_MODULE (parent authority only).
+// NewService serves st over r: it registers GET_MODULE and GET_BLOBS
+// (direct children only), and LOAD_MODULE and PULL_BLOBS (parent authority
+// only).
 func NewService(r *routing.Router, st *Store, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = r.Broker().Logger()
 	}
-	s := &Service{r: r, st: st, log: log, inflight: make(map[string]*flight), sent: make(map[string]map[uint32]struct{})}
-	if _, err := r.AddHandler(s.onGetModule, routing.HandlerOptions{Handle: wire.HandleGetModule, Policy: r.IsImmediateChild}); err != nil {
-		return nil, err
+	s := &Service{
+		r: r, st: st, log: log,
+		up:       make(chan struct{}, MaxInflightPerChild),
+		inflight: make(map[string]*flight),
+		sent:     make(map[string]map[uint32]struct{}),
+		serving:  make(map[uint32]int),
+		edges:    make(map[uint32]*edge),
 	}
-	if _, err := r.AddHandler(s.onLoadModule, routing.HandlerOptions{Handle: wire.HandleLoadModule, Policy: r.HasParentAuthority}); err != nil {
-		return nil, err
+	for _, h := range []struct {
+		handle uint32
+		fn     routing.HandlerFunc
+		policy routing.Policy
+	}{
+		{wire.HandleGetModule, s.onGetModule, r.IsImmediateChild},
+		{wire.HandleLoadModule, s.onLoadModule, r.HasParentAuthority},
+		{wire.HandleGetBlobs, s.onGetBlobs, r.IsImmediateChild},
+		{wire.HandlePullBlobs, s.onPullBlobs, r.HasParentAuthority},
+	} {
+		if _, err := r.AddHandler(h.fn, routing.HandlerOptions{Handle: h.handle, Policy: h.policy}); err != nil {
+			for _, d := range []uint32{wire.HandleGetModule, wire.HandleLoadModule, wire.HandleGetBlobs, wire.HandlePullBlobs} {
+				if d == h.handle {
+					break
+				}
+				_ = r.DelHandler(d)
+			}
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -64,12 +127,94 @@ func (s *Service) Store() *Store { return s.st }
 
 // Stats returns the transfer counters.
 func (s *Service) Stats() Stats {
-	return Stats{Fetches: s.fetches.Load(), Served: s.served.Load()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
 }
 
-// Ensure returns the module with hash h, fetching it from the parent (which
-// may fetch it from its own) when this context lacks it. Concurrent calls
-// for one hash share one request.
+// ServedTo returns the blobs and bytes sent to the direct child with ID
+// child so far.
+func (s *Service) ServedTo(child uint32) (blobs, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.edges[child]; e != nil {
+		return e.blobs, e.bytes
+	}
+	return 0, 0
+}
+
+// noteServed counts blobs sent to child (or, with up set, to an ancestor).
+func (s *Service) noteServed(child uint32, up bool, blobs, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if up {
+		s.stats.Uploaded += blobs
+		s.stats.UploadedBytes += bytes
+		return
+	}
+	s.stats.Served += blobs
+	s.stats.ServedBytes += bytes
+	e := s.edges[child]
+	if e == nil {
+		e = &edge{}
+		s.edges[child] = e
+	}
+	e.blobs += blobs
+	e.bytes += bytes
+}
+
+func (s *Service) noteFetched(requests, blobs, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.FetchRequests += requests
+	s.stats.Fetches += blobs
+	s.stats.FetchedBytes += bytes
+}
+
+// batchBytes is the bound on one batch reply: MaxBatchBytes, or half the
+// max message size when that is smaller.
+func (s *Service) batchBytes() int64 {
+	return min(MaxBatchBytes, int64(s.r.MaxMessageSize())/2)
+}
+
+// acquireUp takes a slot for a request to the parent.
+func (s *Service) acquireUp(ctx context.Context) error {
+	select {
+	case s.up <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) releaseUp() { <-s.up }
+
+// acquireChild takes one of child's serving slots, or reports that it has
+// none left.
+func (s *Service) acquireChild(child uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serving[child] >= MaxInflightPerChild {
+		return false
+	}
+	s.serving[child]++
+	return true
+}
+
+// releaseChild gives the slot back. It is called before the reply is sent,
+// so that a child that sends its next request once it has the reply never
+// finds the slot still taken.
+func (s *Service) releaseChild(child uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serving[child]--; s.serving[child] <= 0 {
+		delete(s.serving, child)
+	}
+}
+
+// Ensure returns the module (or any blob) with hash h, fetching it from
+// the parent (which may fetch it from its own) when this context lacks it.
+// Concurrent calls for one hash share one request.
 func (s *Service) Ensure(ctx context.Context, h string) ([]byte, error) {
 	if !ValidHash(h) {
 		return nil, fmt.Errorf("%w: %q is not a sha256 hex digest", ErrBadHash, h)
@@ -79,21 +224,14 @@ func (s *Service) Ensure(ctx context.Context, h string) ([]byte, error) {
 	}
 	parents := s.r.ParentIDs()
 	if len(parents) == 0 {
-		return nil, fmt.Errorf("%w: no context in the tree has module %s", ErrNotFound, short(h))
+		return nil, fmt.Errorf("%w: no context in the tree has blob %s", ErrNotFound, short(h))
 	}
-	s.mu.Lock()
-	f, ok := s.inflight[h]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		s.inflight[h] = f
-		s.mu.Unlock()
-		f.b, f.err = s.fetch(parents[0], h)
-		s.mu.Lock()
-		delete(s.inflight, h)
-		s.mu.Unlock()
-		close(f.done)
-	} else {
-		s.mu.Unlock()
+	f, own := s.join(h)
+	if own {
+		// The fetch runs under the broker's lifetime, not ctx: other
+		// callers may be waiting on the same flight.
+		b, err := s.fetchOne(s.r.Broker().Context(), parents[0], h)
+		s.finish(f, b, err)
 	}
 	select {
 	case <-f.done:
@@ -103,12 +241,44 @@ func (s *Service) Ensure(ctx context.Context, h string) ([]byte, error) {
 	}
 }
 
-// fetch asks the parent for h. It runs under the broker's lifetime, not a
-// caller's ctx: other callers may be waiting on the same flight.
-func (s *Service) fetch(parent uint32, h string) ([]byte, error) {
-	s.fetches.Add(1)
+// join returns the flight for h, starting one (own) when none is in
+// progress. An owner must finish it.
+func (s *Service) join(h string) (f *flight, own bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joinLocked(h)
+}
+
+func (s *Service) joinLocked(h string) (*flight, bool) {
+	if f := s.inflight[h]; f != nil {
+		return f, false
+	}
+	f := &flight{h: h, done: make(chan struct{})}
+	s.inflight[h] = f
+	return f, true
+}
+
+// finish completes a flight this goroutine owns.
+func (s *Service) finish(f *flight, b []byte, err error) {
+	f.b, f.err = b, err
+	s.mu.Lock()
+	delete(s.inflight, f.h)
+	s.mu.Unlock()
+	close(f.done)
+}
+
+// fetchOne asks the parent for h with GET_MODULE and stores it cached.
+func (s *Service) fetchOne(ctx context.Context, parent uint32, h string) ([]byte, error) {
+	// A flight started just after another one finished finds the blob.
+	if b, ok := s.st.Get(h); ok {
+		return b, nil
+	}
+	if err := s.acquireUp(ctx); err != nil {
+		return nil, err
+	}
 	body, _ := msgpack.Marshal(&wire.GetModule{Hash: h})
-	reply, err := s.r.Call(s.r.Broker().Context(), parent, wire.HandleGetModule, wire.EncMsgpack, body)
+	reply, err := s.r.Call(ctx, parent, wire.HandleGetModule, wire.EncMsgpack, body)
+	s.releaseUp()
 	if err != nil {
 		if errors.Is(err, routing.ErrNotFound) {
 			return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
@@ -118,6 +288,7 @@ func (s *Service) fetch(parent uint32, h string) ([]byte, error) {
 	if err := s.st.PutVerified(h, reply.Body); err != nil {
 		return nil, err
 	}
+	s.noteFetched(1, 1, int64(len(reply.Body)))
 	return reply.Body, nil
 }
 
@@ -133,8 +304,17 @@ func (s *Service) onGetModule(m *wire.Message, _ *broker.Stream) {
 		_ = s.r.ReplyError(ctx, m, fmt.Errorf("decode GET_MODULE: %w: %v", routing.ErrBadRequest, err))
 		return
 	}
+	if !ValidHash(req.Hash) {
+		_ = s.r.ReplyError(ctx, m, fmt.Errorf("GET_MODULE: %w: %q is not a sha256 hex digest", routing.ErrBadRequest, req.Hash))
+		return
+	}
+	if !s.acquireChild(m.Src) {
+		_ = s.r.ReplyError(ctx, m, fmt.Errorf("GET_MODULE: %w: context %d has %d requests in flight", routing.ErrRefused, m.Src, MaxInflightPerChild))
+		return
+	}
 	err := s.r.Broker().Go(func(ctx context.Context) {
 		b, err := s.Ensure(ctx, req.Hash)
+		s.releaseChild(m.Src)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				err = fmt.Errorf("%v: %w", err, routing.ErrNotFound)
@@ -144,13 +324,14 @@ func (s *Service) onGetModule(m *wire.Message, _ *broker.Stream) {
 		}
 		// Counted before the reply leaves: once the child has it, the
 		// count already says so.
-		s.served.Add(1)
+		s.noteServed(m.Src, false, 1, int64(len(b)))
 		s.markSent(req.Hash, m.Src)
 		if err := s.r.Reply(ctx, m, wire.EncRaw, b); err != nil {
-			s.served.Add(-1)
+			s.noteServed(m.Src, false, -1, -int64(len(b)))
 		}
 	})
 	if err != nil {
+		s.releaseChild(m.Src)
 		_ = s.r.ReplyError(ctx, m, fmt.Errorf("get module: %w", routing.ErrShutdown))
 	}
 }
@@ -188,8 +369,25 @@ func (s *Service) Push(ctx context.Context, h string, target uint32) error {
 	if !ok {
 		return fmt.Errorf("modules: push %s to context %d: %w", short(h), target, routing.ErrNoRoute)
 	}
-	req := wire.LoadModule{Hash: h, Target: target}
 	withData := !s.hasSent(h, next)
+	err := s.load(ctx, next, wire.LoadModule{Hash: h, Target: target}, b, withData)
+	if !withData && errors.Is(err, routing.ErrNotFound) {
+		// The next hop had it once, and has evicted it since.
+		withData = true
+		err = s.load(ctx, next, wire.LoadModule{Hash: h, Target: target}, b, true)
+	}
+	if err != nil {
+		return fmt.Errorf("modules: push %s to context %d via %d: %w", short(h), target, next, err)
+	}
+	if withData {
+		s.noteServed(next, false, 1, int64(len(b)))
+		s.markSent(h, next)
+	}
+	return nil
+}
+
+// load sends one LOAD_MODULE to next, with the bytes b when withData.
+func (s *Service) load(ctx context.Context, next uint32, req wire.LoadModule, b []byte, withData bool) error {
 	if withData {
 		req.Data = b
 	}
@@ -197,14 +395,8 @@ func (s *Service) Push(ctx context.Context, h string, target uint32) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.r.Call(ctx, next, wire.HandleLoadModule, wire.EncMsgpack, body); err != nil {
-		return fmt.Errorf("modules: push %s to context %d via %d: %w", short(h), target, next, err)
-	}
-	if withData {
-		s.served.Add(1)
-		s.markSent(h, next)
-	}
-	return nil
+	_, err = s.r.Call(ctx, next, wire.HandleLoadModule, wire.EncMsgpack, body)
+	return err
 }
 
 // onLoadModule stores a module pushed by the parent and passes it on.
@@ -223,7 +415,7 @@ func (s *Service) onLoadModule(m *wire.Message, _ *broker.Stream) {
 		if req.Data != nil {
 			err = s.st.PutVerified(req.Hash, req.Data)
 		} else if !s.st.Has(req.Hash) {
-			err = fmt.Errorf("%w: %s was not sent and is not held here", ErrNotFound, short(req.Hash))
+			err = fmt.Errorf("%w: %s was not sent and is not held here: %w", ErrNotFound, short(req.Hash), routing.ErrNotFound)
 		}
 		if err == nil {
 			err = s.Push(ctx, req.Hash, req.Target)

@@ -14,6 +14,10 @@ type Hello struct {
 	Unidirectional bool     `msgpack:"unidirectional"`
 	ShutdownGrace  int64    `msgpack:"shutdown_grace_ns"`
 	CacheDir       string   `msgpack:"cache_dir,omitempty"` // where the child keeps modules and compiled code; "" = its user's cache dir, "-" = memory only
+	// Sandbox asks the child to confine itself with the OS's layers
+	// (no_new_privs, rlimits, Landlock) right after the handshake. A
+	// sandboxed child starts no children of its own.
+	Sandbox bool `msgpack:"sandbox,omitempty"`
 }
 
 // HelloAck is the child's answer to Hello.
@@ -64,6 +68,8 @@ type StartChild struct {
 	// Password answers sudo's prompt. It crosses only the (trusted) stream
 	// from parent to child and is never logged.
 	Password string `msgpack:"password,omitempty"`
+	// Sandbox: the new child confines itself (Hello.Sandbox).
+	Sandbox bool `msgpack:"sandbox,omitempty"`
 }
 
 // ChildStarted is the reply to START_CHILD.
@@ -96,6 +102,28 @@ type LoadModule struct {
 	Data   []byte `msgpack:"data,omitempty"`
 }
 
+// GetBlobs is the body of GET_BLOBS and PULL_BLOBS: the blobs wanted, by
+// hex sha256, each once.
+type GetBlobs struct {
+	Hashes []string `msgpack:"hashes"`
+}
+
+// Blob is one blob in a Blobs reply.
+type Blob struct {
+	Hash string `msgpack:"hash"`
+	Data []byte `msgpack:"data"`
+}
+
+// Blobs is the reply to GET_BLOBS and PULL_BLOBS. Every hash it names was
+// asked for, once: in Blobs with its bytes, in Missing (nobody has it), or
+// in Large (too large for a batch: ask for it alone). A hash asked for and
+// named nowhere did not fit in this reply: ask again.
+type Blobs struct {
+	Blobs   []Blob   `msgpack:"blobs,omitempty"`
+	Missing []string `msgpack:"missing,omitempty"`
+	Large   []string `msgpack:"large,omitempty"`
+}
+
 // Channel addresses a handle in a context; the same shape as a routing
 // Sender.
 type Channel struct {
@@ -123,6 +151,7 @@ type Limits struct {
 	SendMessages   int64 `msgpack:"send_messages,omitempty"`
 	StackBytes     int64 `msgpack:"stack_bytes,omitempty"`
 	OpenFiles      int   `msgpack:"open_files,omitempty"`
+	DiskBytes      int64 `msgpack:"disk_bytes,omitempty"`
 }
 
 // RunTask is the body of RUN_TASK.
@@ -136,6 +165,7 @@ type RunTask struct {
 	Mounts   []Mount           `msgpack:"mounts,omitempty"`
 	Clock    bool              `msgpack:"clock,omitempty"`
 	Random   bool              `msgpack:"random,omitempty"`
+	DevNull  bool              `msgpack:"dev_null,omitempty"` // a /dev holding null
 	Channels []Channel         `msgpack:"channels,omitempty"` // channels the task may send on
 	Output   *Channel          `msgpack:"output,omitempty"`   // where a command's stdout/stderr chunks go (OutputChunk)
 	Limits   Limits            `msgpack:"limits"`
@@ -145,6 +175,26 @@ type RunTask struct {
 	// DeadlineNs is how long the caller will wait, from when it sent the
 	// request; the task is cancelled once it passes. 0: no deadline.
 	DeadlineNs int64 `msgpack:"deadline_ns,omitempty"`
+	// Workspace, if set, runs a command as a CI action: the context builds
+	// its file view itself (see Workspace) and Mounts must be empty.
+	Workspace *Workspace `msgpack:"workspace,omitempty"`
+}
+
+// Workspace is the file view of an action (a CI step): the input tree,
+// materialized read-only at /src, a writable /out whose declared Outputs
+// are collected into an output tree when the command exits, private
+// writable /tmp and /home, and the Secrets as files in a read-only
+// /run/secrets. Trees are digests of package modules' Merkle directories;
+// the context fetches their blobs from its parent.
+type Workspace struct {
+	Input   string            `msgpack:"input"`             // tree digest
+	Outputs []string          `msgpack:"outputs,omitempty"` // clean relative paths under /out
+	Stdin   string            `msgpack:"stdin,omitempty"`   // a file of the input tree, streamed as stdin
+	Secrets map[string][]byte `msgpack:"secrets,omitempty"` // name -> value, files of /run/secrets
+	// OutputBytes and OutputFiles bound the collected outputs; 0 means the
+	// defaults (1 GiB, 100,000 files).
+	OutputBytes int64 `msgpack:"output_bytes,omitempty"`
+	OutputFiles int   `msgpack:"output_files,omitempty"`
 }
 
 // CancelTask is the body of CANCEL_TASK: the RunTask.ID of a call the
@@ -167,6 +217,9 @@ type TaskResult struct {
 	ExitCode int        `msgpack:"exit_code"`
 	Command  bool       `msgpack:"command,omitempty"` // the module was a command: ExitCode is meaningful
 	Error    *TaskError `msgpack:"error,omitempty"`
+	// OutputTree is the digest of a Workspace action's collected outputs,
+	// held by the context that ran it (its parent pulls it).
+	OutputTree string `msgpack:"output_tree,omitempty"`
 }
 
 // TaskError describes a task that failed (see docs/abi.md for the kinds).

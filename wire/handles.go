@@ -36,6 +36,12 @@ const (
 	// HandleCancelTask cancels a RUN_TASK its sender no longer waits for
 	// (CancelTask).
 	HandleCancelTask uint32 = 112
+	// HandleGetBlobs asks the parent for blobs by hash (GetBlobs, replied
+	// to with Blobs).
+	HandleGetBlobs uint32 = 113
+	// HandlePullBlobs asks a descendant for blobs it holds (GetBlobs,
+	// replied to with Blobs).
+	HandlePullBlobs uint32 = 114
 
 	// IsDead is not a handle: in ReplyTo it marks a dead message, whose body
 	// is an ErrorBody.

@@ -29,22 +29,29 @@ var importRules = map[string][]string{
 	"modules":              {"wire", "latch", "broker", "routing"},
 	"host/internal/rootfs": nil,
 	"host":                 {"wire", "host/internal/rootfs"},
-	".":                    {"wire", "latch", "broker", "routing", "modules", "host", "target"},
+	".":                    {"wire", "latch", "broker", "routing", "modules", "host", "target", "internal/oslayer"},
 	"target":               nil,
 	"guest-sdk":            nil,
+	"ci":                   {".", "wire", "host", "modules", "target", "ci/mask", "ci/report"},
+	"ci/mask":              nil,
+	"ci/report":            nil,
 	"tools/spindle":        {anything},
 	"internal/testutil":    nil,
 	"internal/deptest":     nil,
+	"internal/oslayer":     nil,
 }
 
 // thirdPartyRules says, for the packages it lists, the only modules outside
 // the standard library and this module that they may import. Packages it
 // does not list may import any module go.mod allows.
 var thirdPartyRules = map[string][]string{
-	"wire":      {"github.com/vmihailenco/msgpack/v5"},
-	"latch":     nil,
-	"guest-sdk": {"github.com/vmihailenco/msgpack/v5"},
-	"target":    nil,
+	"wire":             {"github.com/vmihailenco/msgpack/v5"},
+	"latch":            nil,
+	"guest-sdk":        {"github.com/vmihailenco/msgpack/v5"},
+	"target":           nil,
+	"ci/mask":          nil,
+	"ci/report":        nil,
+	"internal/oslayer": {"golang.org/x/sys", "github.com/landlock-lsm/go-landlock"},
 }
 
 // freeDirs hold packages that may import anything.

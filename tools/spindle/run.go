@@ -17,6 +17,7 @@ const usage = `usage: spindle <command> [flags]
 
 commands:
   run     run a wasm task in one or more contexts (spindle run -h)
+  ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
 `
@@ -34,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBench(args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
+	case "ci":
+		return cmdCI(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -18,12 +18,12 @@ func TestOpenFileBound(t *testing.T) {
 	fx := newFixture(t)
 	const bound = 8
 	files := NewFiles(bound)
-	a, err := NewShared(fx.dir, false, files)
+	a, err := NewShared(fx.dir, false, files, NewDisk(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := NewShared(fx.dir, true, files)
+	b, err := NewShared(fx.dir, true, files, NewDisk(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,9 @@
 //   - After the guest has run, the directory may hold symlinks that point
 //     anywhere (`x -> ../../etc/shadow`). Host code that later reads it must
 //     not follow them: use [os.Root] or [os.Lstat], never a plain copy.
-//   - Disk usage and the number of files on disk are not limited.
+//   - What the guest writes is bounded by a [Disk] budget, counted
+//     conservatively (below), but the host's file system is not consulted:
+//     the budgets of all calls together must fit on it.
 //   - Root.Chmod and Root.Chtimes may, under a race with a concurrent
 //     rename, apply to a symlink instead of its target; the file they touch
 //     is still inside the root.
@@ -50,6 +52,17 @@
 // no EMFILE) and other FSs, other calls, are not affected. The root's own
 // descriptor is not counted.
 //
+// Disk: what the guest writes through an FS spends a [Disk] budget,
+// DefaultDiskBytes (1 GiB) of its own, or shared with other FSs
+// ([NewShared]: the host gives all mounts of one call one Disk). Every byte
+// written counts, overwrites included, and so do the holes of writes past
+// the end, the growth of truncates, and EntryBytes (4 KiB) for each file,
+// directory or link made; nothing is given back. A write that only partly
+// fits is short; then writes and creates fail with sys.EIO, and the Disk
+// records the refusal ([Disk.Refused]) so that the host can tell the guest
+// ENOSPC, which wazero's errnos do not have. A write costs an lseek more than
+// it would, and an fstat when it may start past the end.
+//
 // Files that are not regular: every open adds O_NONBLOCK (on Linux), so that
 // opening a FIFO never waits for a writer or reader, and then a file that is
 // neither a regular file nor a directory (a FIFO, socket or device) is
@@ -57,13 +70,24 @@
 // blocks the host in open, and reads and writes only reach regular files.
 // Off Linux, opening a FIFO may block.
 //
+// # Virtual directories
+//
+// [Virtual] is a read-only directory with no host file behind it: [NewEmpty]
+// for the host to mount at "/", so that a path outside every mount is
+// ENOENT (without a preopen that holds it, a guest's libc passes no
+// directory and the guest sees EBADF) and cannot be made (EROFS), and
+// [NewDev] for /dev, which holds null: writes succeed and are dropped,
+// reads give EOF, as /dev/null. Their open files count against a Files
+// bound too.
+//
 // # Errors
 //
 // Every method returns a sys.Errno. Errors from the os package map as
 // sys.UnwrapOSError does (fs.ErrNotExist to ENOENT, a syscall.Errno to the
 // same name, and so on). os.Root's "path escapes from parent" error, which
 // otherwise would become EIO, becomes EPERM; ENXIO (a FIFO
-// without a reader, a socket) becomes ENOTSUP. Anything else unknown is EIO.
+// without a reader, a socket) becomes ENOTSUP. Anything else unknown is EIO,
+// and so is a write or create past the Disk budget (see Bounds).
 //
 // # Concurrency
 //
@@ -71,12 +95,14 @@
 // instances. A file it opens is used by one module instance at a time, as
 // wazero does; only its Close may be called from another goroutine
 // concurrently with the other methods (wazero closes a module's files from
-// whichever goroutine closes the module).
+// whichever goroutine closes the module). A [Files], a [Disk] and a
+// [Virtual] are safe for concurrent use.
 //
 // # Lifecycle
 //
 // The host calls [New] and owns the result. wazero never closes a sys.FS,
 // so the host calls [FS.Close] itself, after every module instance that
 // mounts the FS has been closed. Files already open stay usable after
-// [FS.Close]; new path operations fail with EBADF.
+// [FS.Close]; new path operations fail with EBADF. A [Virtual] holds
+// nothing to close.
 package rootfs

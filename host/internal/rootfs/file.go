@@ -35,6 +35,13 @@ type file struct {
 	f      *os.File  // guarded by mu; replaced only by SetAppend
 	flag   sys.Oflag // guarded by mu
 	closed bool      // guarded by mu
+
+	// minSize is a size the file has at least, for as long as the Disk's
+	// truncation count is minSizeAt, so that a write at or before it
+	// leaves no hole and needs no fstat. Owned by the goroutine using the
+	// file.
+	minSize   int64
+	minSizeAt uint64
 }
 
 var _ sys.File = (*file)(nil)
@@ -258,7 +265,8 @@ func (f *file) Readdir(n int) ([]sys.Dirent, sys.Errno) {
 	return dirents, 0
 }
 
-// Write implements sys.File.Write.
+// Write implements sys.File.Write. It writes what the Disk budget holds
+// of buf, and fails once the budget is spent (see Disk).
 func (f *file) Write(buf []byte) (int, sys.Errno) {
 	osf, errno := f.current()
 	switch {
@@ -268,13 +276,55 @@ func (f *file) Write(buf []byte) (int, sys.Errno) {
 		return 0, sys.EISDIR
 	case len(buf) == 0:
 		return 0, 0
+	case !f.writable:
+		return 0, sys.EBADF
 	}
-	n, err := osf.Write(buf)
+	off := int64(-1) // an append
+	if !f.IsAppend() {
+		var err error
+		if off, err = osf.Seek(0, io.SeekCurrent); err != nil {
+			return 0, f.fsys.errno(err)
+		}
+	}
+	return f.charged(osf, buf, off, func(p []byte) (int, error) { return osf.Write(p) })
+}
+
+// charged writes buf at off (-1: at the end) with write, once the Disk
+// budget has been spent for it: the bytes, and the hole left between the
+// end of the file and off. It writes only the part of buf that fits.
+func (f *file) charged(osf *os.File, buf []byte, off int64, write func([]byte) (int, error)) (int, sys.Errno) {
+	disk := f.fsys.disk
+	var hole int64
+	if off > 0 && (off > f.minSize || disk.truncations.Load() != f.minSizeAt) {
+		at := disk.truncations.Load()
+		fi, err := osf.Stat()
+		if err != nil {
+			return 0, f.fsys.errno(err)
+		}
+		f.minSize, f.minSizeAt = fi.Size(), at
+		hole = max(0, off-fi.Size())
+	}
+	got := disk.take(hole + int64(len(buf)))
+	if got <= hole {
+		disk.give(got)
+		return 0, disk.refuse()
+	}
+	fit := got - hole
+	n, err := write(buf[:fit])
+	if n == 0 {
+		disk.give(got) // nothing written, no hole made
+		return 0, f.fsys.errno(err)
+	}
+	disk.give(fit - int64(n))
+	if off >= 0 {
+		f.minSize = max(f.minSize, off+int64(n))
+	}
 	return n, f.fsys.errno(err)
 }
 
-// Pwrite implements sys.File.Pwrite. It fails with ENOTSUP on a file in
-// append mode, where os.File refuses WriteAt (Linux would append).
+// Pwrite implements sys.File.Pwrite, within the Disk budget as Write is.
+// It fails with ENOTSUP on a file in append mode, where os.File refuses
+// WriteAt (Linux would append).
 func (f *file) Pwrite(buf []byte, off int64) (int, sys.Errno) {
 	osf, errno := f.current()
 	switch {
@@ -288,12 +338,14 @@ func (f *file) Pwrite(buf []byte, off int64) (int, sys.Errno) {
 		return 0, sys.ENOTSUP
 	case len(buf) == 0:
 		return 0, 0
+	case !f.writable:
+		return 0, sys.EBADF
 	}
-	n, err := osf.WriteAt(buf, off)
-	return n, f.fsys.errno(err)
+	return f.charged(osf, buf, off, func(p []byte) (int, error) { return osf.WriteAt(p, off) })
 }
 
-// Truncate implements sys.File.Truncate.
+// Truncate implements sys.File.Truncate. Growing the file spends its
+// growth of the Disk budget, all of it or nothing.
 func (f *file) Truncate(size int64) sys.Errno {
 	osf, errno := f.current()
 	switch {
@@ -308,7 +360,21 @@ func (f *file) Truncate(size int64) sys.Errno {
 	case !f.writable:
 		return sys.EBADF
 	}
-	return f.fsys.errno(osf.Truncate(size))
+	fi, err := osf.Stat()
+	if err != nil {
+		return f.fsys.errno(err)
+	}
+	growth := size - fi.Size()
+	if growth > 0 && !f.fsys.disk.takeAll(growth) {
+		return f.fsys.disk.refuse()
+	}
+	err = osf.Truncate(size)
+	f.fsys.disk.truncated()
+	if err != nil {
+		f.fsys.disk.give(growth)
+		return f.fsys.errno(err)
+	}
+	return 0
 }
 
 // Sync implements sys.File.Sync.

@@ -25,6 +25,7 @@ type FS struct {
 	root     *os.Root // safe for concurrent use; closed by Close
 	readOnly bool
 	files    *Files // counts the files open through this FS; never nil
+	disk     *Disk  // spent by the writes and creates through this FS; never nil
 
 	// escapeErr is the error value os.Root returns for a path that leaves
 	// the root. It is unexported in package os, so New captures it by
@@ -36,27 +37,29 @@ var _ sys.FS = (*FS)(nil)
 
 // New opens dir as the root of a new FS. When readOnly is true, every
 // operation that would change the tree fails with sys.EROFS. The FS may
-// hold at most DefaultMaxOpenFiles files open at once; use NewShared to
-// share one bound between several FSs.
+// hold at most DefaultMaxOpenFiles files open at once and write at most
+// DefaultDiskBytes; use NewShared to share the bounds between several FSs.
 //
 // The caller owns the FS and must Close it once no module instance that
 // mounts it is running.
 func New(dir string, readOnly bool) (*FS, error) {
-	return NewShared(dir, readOnly, NewFiles(DefaultMaxOpenFiles))
+	return NewShared(dir, readOnly, NewFiles(DefaultMaxOpenFiles), NewDisk(DefaultDiskBytes))
 }
 
-// NewShared is New with the bound on open files given by files, which
-// several FSs may share: the mounts of one call share one Files, so that the
-// call as a whole holds at most files' bound of host descriptors.
-func NewShared(dir string, readOnly bool, files *Files) (*FS, error) {
-	if files == nil {
-		return nil, fmt.Errorf("rootfs: open root %q: nil Files", dir)
+// NewShared is New with the bound on open files given by files and the
+// budget of bytes written by disk, which several FSs may share: the mounts
+// of one call share one Files and one Disk, so that the call as a whole
+// holds at most files' bound of host descriptors and writes at most disk's
+// budget.
+func NewShared(dir string, readOnly bool, files *Files, disk *Disk) (*FS, error) {
+	if files == nil || disk == nil {
+		return nil, fmt.Errorf("rootfs: open root %q: nil Files or Disk", dir)
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("rootfs: open root %q: %w", dir, err)
 	}
-	fsys := &FS{root: root, readOnly: readOnly, files: files}
+	fsys := &FS{root: root, readOnly: readOnly, files: files, disk: disk}
 	// os.Root checks ".." lexically, before any system call.
 	if _, err := root.Lstat(".."); err != nil {
 		fsys.escapeErr = underlying(err)
@@ -109,19 +112,68 @@ func (fsys *FS) OpenFile(p string, flag sys.Oflag, perm fs.FileMode) (sys.File, 
 			return nil, sys.ELOOP
 		}
 	}
+	var charged int64
+	if !fsys.readOnly && flag&sys.O_CREAT != 0 {
+		// Without O_EXCL, an open creates only what is not there. Stat
+		// follows a symlink, as the open will, so that a dangling one
+		// cannot make files for nothing.
+		if flag&sys.O_EXCL != 0 || !fsys.exists(name) {
+			if charged, errno = fsys.chargeEntry(name); errno != 0 {
+				return nil, errno
+			}
+		}
+	}
 	if !fsys.files.acquire() {
+		fsys.disk.give(charged)
 		return nil, sys.EAGAIN
 	}
 	f, err := fsys.root.OpenFile(name, osFlag, perm.Perm())
 	if err != nil {
 		fsys.files.release()
+		fsys.disk.give(charged)
 		return nil, fsys.errno(err)
+	}
+	if flag&sys.O_TRUNC != 0 {
+		fsys.disk.truncated()
 	}
 	file, errno := newFile(fsys, name, flag, f)
 	if errno != 0 {
 		fsys.files.release()
 	}
 	return file, errno
+}
+
+// chargeEntry spends EntryBytes of the budget for making name, and returns
+// what it spent. When the budget is spent and name exists, it spends
+// nothing and lets the operation fail with EEXIST, as on a full disk.
+func (fsys *FS) chargeEntry(name string) (int64, sys.Errno) {
+	if fsys.disk.takeAll(EntryBytes) {
+		return EntryBytes, 0
+	}
+	if _, err := fsys.root.Lstat(name); err == nil {
+		return 0, 0
+	}
+	return 0, fsys.disk.refuse()
+}
+
+// exists reports whether name, followed if it is a symlink, exists.
+func (fsys *FS) exists(name string) bool {
+	_, err := fsys.root.Stat(name)
+	return err == nil
+}
+
+// create runs op, which makes name, with its entry charged; a failed op
+// gives the charge back.
+func (fsys *FS) create(name string, op func() error) sys.Errno {
+	charged, errno := fsys.chargeEntry(name)
+	if errno != 0 {
+		return errno
+	}
+	if errno := fsys.errno(op()); errno != 0 {
+		fsys.disk.give(charged)
+		return errno
+	}
+	return 0
 }
 
 // Lstat implements sys.FS.Lstat.
@@ -147,7 +199,8 @@ func (fsys *FS) Mkdir(p string, perm fs.FileMode) sys.Errno {
 	if fsys.readOnly {
 		return sys.EROFS
 	}
-	return fsys.errno(fsys.root.Mkdir(rel(p), perm.Perm()))
+	name := rel(p)
+	return fsys.create(name, func() error { return fsys.root.Mkdir(name, perm.Perm()) })
 }
 
 // Chmod implements sys.FS.Chmod. Only the permission bits (0o777) of perm
@@ -267,7 +320,8 @@ func (fsys *FS) Link(oldPath, newPath string) sys.Errno {
 	if fsys.readOnly {
 		return sys.EROFS
 	}
-	return fsys.errno(fsys.root.Link(rel(oldPath), rel(newPath)))
+	newName := rel(newPath)
+	return fsys.create(newName, func() error { return fsys.root.Link(rel(oldPath), newName) })
 }
 
 // Symlink implements sys.FS.Symlink. An absolute target is refused with
@@ -280,7 +334,8 @@ func (fsys *FS) Symlink(target, linkName string) sys.Errno {
 	if path.IsAbs(target) || filepath.IsAbs(target) || filepath.VolumeName(target) != "" {
 		return sys.EPERM
 	}
-	return fsys.errno(fsys.root.Symlink(target, rel(linkName)))
+	name := rel(linkName)
+	return fsys.create(name, func() error { return fsys.root.Symlink(target, name) })
 }
 
 // Readlink implements sys.FS.Readlink. The target is returned as stored,

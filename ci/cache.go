@@ -1,0 +1,108 @@
+package ci
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spindle-hq/spindle/modules"
+)
+
+// CacheEntry is what the action cache keeps of one action that ran to its
+// exit: enough to replay the step without running it. Stdout, Stderr and
+// OutputTree are digests of blobs in the master's store.
+type CacheEntry struct {
+	Key        string        `json:"key"`
+	ExitCode   int           `json:"exit_code"`
+	Stdout     string        `json:"stdout"`
+	Stderr     string        `json:"stderr"`
+	OutputTree string        `json:"output_tree,omitempty"`
+	Target     string        `json:"target"`   // where it ran
+	Duration   time.Duration `json:"duration"` // how long it ran
+	Created    time.Time     `json:"created"`
+}
+
+// ActionCache maps action keys to CacheEntry values: in memory, and in a
+// directory when it has one (one small JSON file per key, written
+// atomically, so concurrent runs sharing the directory never see half an
+// entry). It is safe for concurrent use.
+type ActionCache struct {
+	dir string // "" = memory only
+	mu  sync.Mutex
+	mem map[string]*CacheEntry // guarded by mu
+}
+
+// OpenActionCache opens the cache in dir ("" keeps it in memory).
+func OpenActionCache(dir string) (*ActionCache, error) {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("ci: action cache: %w", err)
+		}
+	}
+	return &ActionCache{dir: dir, mem: map[string]*CacheEntry{}}, nil
+}
+
+// Get returns the entry of key, if any. An entry whose file is unreadable
+// or damaged is treated as absent (and removed).
+func (c *ActionCache) Get(key string) (*CacheEntry, bool) {
+	if !modules.ValidHash(key) {
+		return nil, false
+	}
+	c.mu.Lock()
+	e, ok := c.mem[key]
+	c.mu.Unlock()
+	if ok || c.dir == "" {
+		return e, ok
+	}
+	p := filepath.Join(c.dir, key)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, false
+	}
+	e = new(CacheEntry)
+	if err := json.Unmarshal(b, e); err != nil || e.Key != key {
+		os.Remove(p)
+		return nil, false
+	}
+	c.mu.Lock()
+	c.mem[key] = e
+	c.mu.Unlock()
+	return e, true
+}
+
+// Put records e under e.Key.
+func (c *ActionCache) Put(e *CacheEntry) error {
+	if !modules.ValidHash(e.Key) {
+		return errors.New("ci: action cache: bad key")
+	}
+	c.mu.Lock()
+	c.mem[e.Key] = e
+	c.mu.Unlock()
+	if c.dir == "" {
+		return nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(c.dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("ci: action cache: %w", err)
+	}
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), filepath.Join(c.dir, e.Key))
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("ci: action cache: %w", werr)
+	}
+	return nil
+}

@@ -1,0 +1,4 @@
+package oslayer
+
+// KernelReason is kernelReason, for the tests.
+var KernelReason = kernelReason
