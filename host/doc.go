@@ -106,10 +106,11 @@
 // (guard.go); past one, Compile returns kind invalid_module at once:
 // Bytes 256 MiB, Functions 1<<20 (imported and defined together, and
 // separately the exports), FunctionBytes 8 MiB, Locals 50,000 per
-// function, FunctionBlocks 100,000 control instructions per function,
-// CompileWork 8e9 (the sum of the functions' control instructions
-// squared; both set by the largest toolbox tool, actionlint v1.7.12, whose
-// largest function has 76,377 and whose sum is 5.9e9), Globals 100,000, TableElements 1<<20 for all tables together
+// function, FunctionBlocks 100,000 control instructions per function (a
+// loop counts twice), CompileWork 8e9 (the sum of the functions' control
+// instructions squared; both set by the largest toolbox tool, actionlint
+// v1.7.12, whose largest function has 76,377 and whose sum is 5.9e9),
+// Globals 100,000, TableElements 1<<20 for all tables together
 // (and TableElements+Functions entries for all element segments). Every
 // vector a module declares must be held by its bytes: wazero's decoder
 // allocates a vector at its declared length before reading it, so a
@@ -151,7 +152,8 @@
 //     wazero's own stack overflow at 177 MiB and 314 MiB peak RSS for one
 //     call (TestHostileIndexes logs the peak, about 10 MiB now).
 //   - Compile: a module within the bounds can still take long: one
-//     function of 30,000 loops is about 30 s of one core, and wazero
+//     function of 40,000 loops (just within) passes a minute of one
+//     core, 60,000 nested blocks take about 40 s, and wazero
 //     cannot stop inside a function. Compile returns at its caller's
 //     deadline whatever happens, wazero stops between functions, and at
 //     most maxCompiles (2) compiles run at once.

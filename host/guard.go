@@ -554,8 +554,11 @@ func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, er
 	for len(r.b) > 0 && !r.bad {
 		op := r.byte()
 		switch {
-		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
+		case op == 0x02 || op == 0x04: // block, if
 			blocks++
+			blockType(r)
+		case op == 0x03: // loop: counts twice, it costs wazero about 3x a block
+			blocks += 2
 			blockType(r)
 		case op == 0x05: // else
 			blocks++

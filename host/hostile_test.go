@@ -219,9 +219,10 @@ func TestHostileCompile(t *testing.T) {
 		name string
 		wasm []byte
 	}{
-		{"60,000 nested blocks", blocksModule(1, 60_000, false)},
-		{"60,000 loops", blocksModule(1, 60_000, true)},
-		{"5 functions of 29,000 loops", blocksModule(5, 29_000, true)},
+		{"110,000 nested blocks", blocksModule(1, 110_000, false)},
+		{"60,000 loops", blocksModule(1, 60_000, true)},                  // count 120,000
+		{"5 functions of 29,000 loops", blocksModule(5, 29_000, true)},   // work 1.7e10
+		{"3 functions of 55,000 blocks", blocksModule(3, 55_000, false)}, // work 9.1e9
 	} {
 		start := time.Now()
 		_, err := h.Compile(t.Context(), tt.name, tt.wasm)
@@ -230,12 +231,12 @@ func TestHostileCompile(t *testing.T) {
 		}
 		t.Logf("%s (%d bytes): refused in %v", tt.name, len(tt.wasm), time.Since(start))
 	}
-	// Within the bounds but slow: 200 functions of 4,000 loops, about
-	// two minutes of one core.
+	// Within the bounds but slow: 100 functions of 4,000 loops (work
+	// 6.4e9), about a minute of one core.
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := h.Compile(ctx, "slow", blocksModule(200, 4_000, true))
+	_, err := h.Compile(ctx, "slow", blocksModule(100, 4_000, true))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("slow compile: %v, want DeadlineExceeded", err)
 	}

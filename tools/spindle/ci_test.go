@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle/internal/testutil"
 )
@@ -136,4 +142,122 @@ jobs:
 	if code, out, _ = runCmd(t, "ci", "--cache-dir", "-", "-w", ws, "--trust-secrets", job); code != 0 || !strings.Contains(out, "j/s | ***") {
 		t.Fatalf("--trust-secrets: exit %d\n%s", code, out)
 	}
+}
+
+// cliEnv turns the test binary into the spindle command (see TestMain), so
+// a test can signal a real spindle process.
+const cliEnv = "SPINDLE_TEST_CLI"
+
+func maybeRunCLI() {
+	if os.Getenv(cliEnv) != "1" {
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// TestCIInterrupt: Ctrl-C during a step stops the job with exit 130 and
+// leaves no process of the tree running. The spindle process is a copy of
+// the test binary at a path of its own, so its children (which run the same
+// executable) are found by /proc/PID/exe wherever they were reparented.
+func TestCIInterrupt(t *testing.T) {
+	testutil.VerifyNone(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "spindle-sigint")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	job := ciJob(t, `
+jobs:
+  j:
+    targets: [local:sig-b.sig-c]
+    steps:
+      - {name: spin, module: PROBE, args: [loop]}
+`)
+	cmd := exec.Command(exe, "ci", "--json", "--cache-dir", "-", "-w", t.TempDir(), job)
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the step runs, two hops down.
+	sc := bufio.NewScanner(stdout)
+	started := 0
+	for started < 1 && sc.Scan() {
+		if strings.Contains(sc.Text(), `"type":"step_started"`) {
+			started++
+		}
+	}
+	if started < 1 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("steps did not start (%d): %v\n%s", started, sc.Err(), errOut.String())
+	}
+	if n := len(processesOf(exe)); n < 3 {
+		t.Errorf("%d processes of the tree before the interrupt, want the CLI and 2 children", n)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	var rest strings.Builder
+	for sc.Scan() {
+		rest.WriteString(sc.Text() + "\n")
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("spindle ci did not stop on SIGINT:\n%s", errOut.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit %d (%v), want %d\n%s", code, err, exitInterrupted, errOut.String())
+	}
+	if !strings.Contains(rest.String(), `"type":"summary"`) || !strings.Contains(rest.String(), `cancelled`) {
+		t.Errorf("no summary with the cancelled steps after the interrupt:\n%s", rest.String())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for left := processesOf(exe); len(left) > 0; left = processesOf(exe) {
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("processes of the tree still running after the CLI exited: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// processesOf lists the live processes running the executable at path.
+func processesOf(path string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && l == path {
+			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+				if f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+					continue
+				}
+			}
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

@@ -15,7 +15,8 @@ import (
 func TestMain(m *testing.M) {
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	maybeRunLimitHelper()
-	spindle.MaybeRunChild(nil)
+	spindle.MaybeRunChild(nil) // first: the CLI's children inherit cliEnv
+	maybeRunCLI()
 	testutil.VerifyTestMain(m)
 }
 
