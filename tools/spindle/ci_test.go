@@ -176,7 +176,7 @@ func TestCIInterrupt(t *testing.T) {
 	job := ciJob(t, `
 jobs:
   j:
-    targets: [local:sig-b.sig-c]
+    targets: [local:sig-b/local:sig-c]
     steps:
       - {name: spin, module: PROBE, args: [loop]}
 `)
