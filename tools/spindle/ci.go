@@ -9,12 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -60,7 +58,9 @@ flags:
 
 exit status: 0 every step passed; 1 a step failed (or was skipped because
 one failed); 3 a step could not run (context lost or unreachable, bad
-module); 2 bad usage or job file; 130 interrupted.
+module); 2 bad usage or job file; 130 interrupted. The first Ctrl-C (or
+SIGTERM) stops the steps and prints the results so far; a second quits at
+once.
 `
 
 // The exit codes of spindle ci.
@@ -169,7 +169,7 @@ func cmdCI(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle ci: %v\n\n%s", err, ciUsage)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(stderr, "spindle ci")
 	defer stop()
 	return runCI(ctx, o, stdout, stderr)
 }
