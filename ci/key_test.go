@@ -48,24 +48,33 @@ func TestKeyEachField(t *testing.T) {
 		f := typ.Field(i)
 		a := keyTestAction()
 		v := reflect.ValueOf(a).Elem().Field(i)
-		switch f.Type.Kind() {
-		case reflect.String:
-			v.SetString(v.String() + "x")
-		case reflect.Int64:
-			v.SetInt(v.Int() + 1)
-		case reflect.Bool:
-			v.SetBool(!v.Bool())
-		case reflect.Slice:
-			v.Set(reflect.Append(v, reflect.ValueOf("extra")))
-		case reflect.Map:
-			v.SetMapIndex(reflect.ValueOf("EXTRA"), reflect.ValueOf(""))
-		default:
+		if !change(v) {
 			t.Fatalf("field %s of kind %v: teach this test to change it", f.Name, f.Type.Kind())
 		}
 		if a.Key() == base {
 			t.Errorf("changing Action.%s left the key unchanged", f.Name)
 		}
 	}
+}
+
+// change changes the field v (a string, an int64, a bool, a slice of
+// strings or a map of strings) and reports whether it knew how.
+func change(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(v.String() + "x")
+	case reflect.Int64:
+		v.SetInt(v.Int() + 1)
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Slice:
+		v.Set(reflect.Append(v, reflect.ValueOf("extra")))
+	case reflect.Map:
+		v.SetMapIndex(reflect.ValueOf("EXTRA"), reflect.ValueOf(""))
+	default:
+		return false
+	}
+	return true
 }
 
 func TestKeyDistinct(t *testing.T) {
@@ -182,20 +191,10 @@ func TestStepAction(t *testing.T) {
 		s.Args, s.Outputs = append([]string(nil), base.Args...), append([]string(nil), base.Outputs...)
 		s.Env = map[string]string{"A": "1"}
 		v := reflect.ValueOf(&s).Elem().Field(i)
-		switch f.Type.Kind() {
-		case reflect.String:
-			v.SetString(v.String() + "x")
-		case reflect.Int64:
-			v.SetInt(v.Int() + 1)
-		case reflect.Bool:
-			v.SetBool(!v.Bool())
-		case reflect.Slice:
-			v.Set(reflect.Append(v, reflect.ValueOf("extra")))
-		case reflect.Map:
-			v.SetMapIndex(reflect.ValueOf("EXTRA"), reflect.ValueOf(""))
-		case reflect.Struct:
+		switch {
+		case f.Type.Kind() == reflect.Struct:
 			s.Pos.Line++
-		default:
+		case !change(v):
 			t.Fatalf("field %s of kind %v: teach this test to change it", f.Name, f.Type.Kind())
 		}
 		if changed := key(&s) != want; changed == notInKey[f.Name] {

@@ -213,6 +213,13 @@ func ciSecrets(f *ci.File, o *ciOpts) (map[string][]byte, error) {
 	if o.trustSecrets {
 		return ci.ResolveSecrets(f, os.LookupEnv)
 	}
+	for _, m := range []map[string]string{o.secretEnv, o.secretFile} {
+		for name := range m {
+			if _, ok := f.Secrets[name]; !ok {
+				return nil, fmt.Errorf("secret %s: given, but the job file declares no such secret", name)
+			}
+		}
+	}
 	out := map[string][]byte{}
 	for name := range f.Secrets {
 		switch env, file := o.secretEnv[name], o.secretFile[name]; {
@@ -232,13 +239,6 @@ func ciSecrets(f *ci.File, o *ciOpts) (map[string][]byte, error) {
 			out[name] = v
 		default:
 			return nil, fmt.Errorf("secret %s: the job file asks for it; give it with --secret %s[=VAR] or --secret-file %s=PATH (or --trust-secrets to use the file's own source)", name, name, name)
-		}
-	}
-	for _, m := range []map[string]string{o.secretEnv, o.secretFile} {
-		for name := range m {
-			if _, ok := f.Secrets[name]; !ok {
-				return nil, fmt.Errorf("secret %s: given, but the job file declares no such secret", name)
-			}
 		}
 	}
 	return out, nil
