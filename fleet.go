@@ -93,7 +93,8 @@ func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, e
 		f.mu.Unlock()
 		// The first caller's ctx may end (its job's timeout) while others
 		// wait for the same hop: the start has only its own time limit.
-		e.once.Do(func() { e.c, e.err = f.startHop(context.WithoutCancel(ctx), parent, t[i], last && f.Sandbox)
+		e.once.Do(func() {
+			e.c, e.err = f.startHop(context.WithoutCancel(ctx), parent, t[i], last && f.Sandbox)
 			e.finished.Store(true)
 		})
 		if e.err != nil {
