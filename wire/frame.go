@@ -18,7 +18,11 @@ const HeaderLen = 26
 //   - 2: CANCEL_TASK (112); RunTask id and deadline_ns and the budget
 //     limits; task output as acknowledged chunks; ADD_ROUTE only for IDs
 //     in blocks granted to the child's subtree; random dynamic handles.
-const ProtocolVersion = 2
+//   - 3: GET_BLOBS (113) and PULL_BLOBS (114), directory blobs; RunTask
+//     workspace and disk_bytes; TaskResult output_tree; the task kinds
+//     "workspace" and "outputs". A version-2 child would answer the new
+//     handles with "no such handle" mid-run: hence a new version.
+const ProtocolVersion = 3
 
 // DefaultMaxMessageSize is the largest body a router accepts unless configured
 // otherwise. Children inherit their parent's limit in the handshake.

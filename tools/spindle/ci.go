@@ -211,6 +211,9 @@ func ciSetup(o *ciOpts) (*ci.File, ci.Options, error) {
 // environment variables or files.
 func ciSecrets(f *ci.File, o *ciOpts) (map[string][]byte, error) {
 	if o.trustSecrets {
+		if len(o.secretEnv)+len(o.secretFile) > 0 {
+			return nil, errors.New("--trust-secrets takes every secret from the job file's own sources: give no --secret or --secret-file with it")
+		}
 		return ci.ResolveSecrets(f, os.LookupEnv)
 	}
 	for _, m := range []map[string]string{o.secretEnv, o.secretFile} {

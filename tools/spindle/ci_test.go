@@ -140,6 +140,10 @@ jobs:
 		!strings.Contains(errOut, "no such secret") {
 		t.Fatalf("an undeclared --secret: exit %d: %s", code, errOut)
 	}
+	if code, _, errOut = runCmd(t, "ci", "--cache-dir", "-", "-w", ws, "--trust-secrets", "--secret", "TOKEN", job); code != exitUsage ||
+		!strings.Contains(errOut, "give no --secret") {
+		t.Fatalf("--trust-secrets with --secret: exit %d: %s", code, errOut)
+	}
 	if code, out, _ = runCmd(t, "ci", "--cache-dir", "-", "-w", ws, "--trust-secrets", job); code != 0 || !strings.Contains(out, "j/s | ***") {
 		t.Fatalf("--trust-secrets: exit %d\n%s", code, out)
 	}
