@@ -37,9 +37,33 @@ const (
 
 // logLimiter is the master's token bucket per child stream for FORWARD_LOG.
 // It is safe for concurrent use.
+// The zero value applies logRate and logBurst.
 type logLimiter struct {
-	mu      sync.Mutex
-	buckets map[*broker.Stream]*logBucket // guarded by mu
+	mu          sync.Mutex
+	buckets     map[*broker.Stream]*logBucket // guarded by mu
+	rate, burst float64                       // guarded by mu; 0: logRate, logBurst
+}
+
+// setBound replaces the rate and the burst (tests use a small bound, so
+// that a sender slowed by -race and a loaded machine still outpaces it).
+func (l *logLimiter) setBound(rate, burst float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rate, l.burst = rate, burst
+}
+
+// bound is the rate and burst in force.
+func (l *logLimiter) bound() (rate, burst float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.boundLocked()
+}
+
+func (l *logLimiter) boundLocked() (rate, burst float64) {
+	if l.rate == 0 {
+		return logRate, logBurst
+	}
+	return l.rate, l.burst
 }
 
 type logBucket struct {
@@ -55,6 +79,7 @@ type logBucket struct {
 func (l *logLimiter) allow(s *broker.Stream, now time.Time) (ok bool, report int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	rate, burst := l.boundLocked()
 	b := l.buckets[s]
 	if b == nil {
 		if l.buckets == nil {
@@ -63,10 +88,10 @@ func (l *logLimiter) allow(s *broker.Stream, now time.Time) (ok bool, report int
 		if len(l.buckets) >= 64 {
 			l.sweepLocked()
 		}
-		b = &logBucket{tokens: logBurst, last: now}
+		b = &logBucket{tokens: burst, last: now}
 		l.buckets[s] = b
 	}
-	b.tokens = min(logBurst, b.tokens+now.Sub(b.last).Seconds()*logRate)
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--
@@ -243,8 +268,9 @@ func (n *node) onForwardLog(m *wire.Message, s *broker.Stream) {
 		ok, dropped = n.logs.allow(s, time.Now())
 	}
 	if dropped > 0 {
+		rate, burst := n.logs.bound()
 		n.log.Warn("log records dropped: the subtree behind this stream logs faster than the bound",
-			"stream", s.Name(), "src", m.Src, "dropped", dropped, "rate", logRate, "burst", logBurst)
+			"stream", s.Name(), "src", m.Src, "dropped", dropped, "rate", rate, "burst", burst)
 	}
 	if !ok {
 		return
