@@ -68,6 +68,8 @@
 // Materialize makes at most MaxTreePaths (1 Mi) paths, checked before it
 // expands anything (a tree may name one directory blob from many places).
 // Collect takes at most CollectLimits (1 GiB, 100000 entries by default).
+// A file of a tree is one blob of at most MaxFileBytes (128 MiB, one
+// message): PutDir and Collect refuse a larger one by name, unread.
 // Merge and the size checks work per distinct directory, memoized.
 //
 // # Concurrency

@@ -36,6 +36,9 @@ const (
 	// target.
 	MaxNameBytes   = 255
 	MaxTargetBytes = 4095
+	// MaxFileBytes bounds one file of a tree: a file moves as one blob,
+	// in one message (wire.DefaultMaxMessageSize); files are not chunked.
+	MaxFileBytes = wire.DefaultMaxMessageSize
 )
 
 // EntryKind says what an Entry is.
@@ -435,6 +438,12 @@ func readDirBounded(p string) ([]fs.DirEntry, error) {
 	return des, nil
 }
 
+// fileTooLarge is the error for a file of size bytes past MaxFileBytes.
+func fileTooLarge(op, p string, size int64) error {
+	return fmt.Errorf("modules: %s: %s: %d MiB, but a file of a tree moves as one blob of at most %d MiB (files are not chunked)",
+		op, p, size>>20, MaxFileBytes>>20)
+}
+
 // putFile stores the regular file p (fi: its Lstat) pinned, and returns its
 // hash and size; the HashCache spares the read when p is unchanged.
 func (s *Store) putFile(p string, fi fs.FileInfo) (string, int64, error) {
@@ -456,9 +465,15 @@ func (s *Store) putFile(p string, fi fs.FileInfo) (string, int64, error) {
 	if !ofi.Mode().IsRegular() || !os.SameFile(fi, ofi) {
 		return "", 0, fmt.Errorf("modules: put dir: %s changed while read", p)
 	}
-	b, err := io.ReadAll(f)
+	if ofi.Size() > MaxFileBytes {
+		return "", 0, fileTooLarge("put dir", p, ofi.Size())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
 		return "", 0, fmt.Errorf("modules: put dir: %w", err)
+	}
+	if len(b) > MaxFileBytes {
+		return "", 0, fileTooLarge("put dir", p, int64(len(b)))
 	}
 	h, err := s.Put(b)
 	if err != nil {

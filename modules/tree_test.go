@@ -429,3 +429,37 @@ func TestTreeBounds(t *testing.T) {
 		t.Fatalf("Merge(too deep) = %v, want %v", err, modules.ErrBadTree)
 	}
 }
+
+// TestFileBound: a file past MaxFileBytes (one message) is refused by name,
+// before it is read, going into a tree (PutDir) and coming out of a step
+// (Collect); one at the bound goes in.
+func TestFileBound(t *testing.T) {
+	testutil.VerifyNone(t)
+	dir := t.TempDir()
+	sparse := func(name string, size int64) {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sparse("big.bin", modules.MaxFileBytes+1)
+	st, _ := modules.NewStore("")
+	for name, run := range map[string]func() error{
+		"PutDir":  func() error { _, err := st.PutDir(dir, nil); return err },
+		"Collect": func() error { _, err := st.Collect(dir, []string{"big.bin"}, modules.CollectLimits{}); return err },
+	} {
+		err := run()
+		if err == nil || !strings.Contains(err.Error(), "big.bin") || !strings.Contains(err.Error(), "at most 128 MiB") {
+			t.Errorf("%s of a file past the bound: %v", name, err)
+		}
+	}
+	os.Remove(filepath.Join(dir, "big.bin"))
+	sparse("edge.bin", modules.MaxFileBytes)
+	if _, err := st.PutDir(dir, nil); err != nil {
+		t.Errorf("PutDir of a file at the bound: %v", err)
+	}
+}

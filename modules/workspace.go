@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -586,6 +587,10 @@ func (c *collector) file(rel string, fi fs.FileInfo) (string, int64, error) {
 	if fi.Size() > left {
 		return "", 0, fmt.Errorf("modules: collect: %q: outputs exceed %d bytes", rel, c.lim.MaxBytes)
 	}
+	if fi.Size() > MaxFileBytes {
+		return "", 0, fileTooLarge("collect", strconv.Quote(rel), fi.Size())
+	}
+	left = min(left, MaxFileBytes)
 	f, err := c.open(rel, fi)
 	if err != nil {
 		return "", 0, err
@@ -594,6 +599,9 @@ func (c *collector) file(rel string, fi fs.FileInfo) (string, int64, error) {
 	b, err := io.ReadAll(io.LimitReader(f, left+1))
 	if err != nil {
 		return "", 0, fmt.Errorf("modules: collect: %w", err)
+	}
+	if len(b) > MaxFileBytes {
+		return "", 0, fileTooLarge("collect", strconv.Quote(rel), int64(len(b)))
 	}
 	if int64(len(b)) > left {
 		return "", 0, fmt.Errorf("modules: collect: %q: outputs exceed %d bytes", rel, c.lim.MaxBytes)
