@@ -20,6 +20,7 @@ commands:
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
+  version the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
 `
 
 // run is the whole command, testable without exec.
@@ -39,6 +40,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCI(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		printVersion(stdout)
 		return 0
 	}
 	fmt.Fprintf(stderr, "spindle: unknown command %q\n\n%s", args[0], usage)

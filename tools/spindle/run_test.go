@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/spindle-hq/spindle/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -99,6 +101,20 @@ func TestBenchJSON(t *testing.T) {
 		v, ok := got[key].(float64)
 		if !ok || v <= 0 {
 			t.Errorf("bench %s = %v (%T), want a positive number", key, got[key], got[key])
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "version"} {
+		code, out, _ := runCmd(t, arg)
+		if code != 0 {
+			t.Fatalf("spindle %s = %d", arg, code)
+		}
+		for _, want := range []string{"spindle ", "go go1.", "wazero v1.", fmt.Sprintf("protocol %d\n", wire.ProtocolVersion), `ci platform "spindle-ci/1 wasip1"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("spindle %s lacks %q:\n%s", arg, want, out)
+			}
 		}
 	}
 }
