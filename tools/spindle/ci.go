@@ -166,7 +166,7 @@ func cmdCI(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\n\n%s", err, ciUsage)
+		fmt.Fprintf(stderr, "spindle ci: %v\nsee spindle ci -h\n", err)
 		return exitUsage
 	}
 	ctx, stop := interruptContext(stderr, "spindle ci")

@@ -94,7 +94,8 @@ jobs:
 	if code, _, errOut = runCmd(t, "ci"); code != exitUsage || !strings.Contains(errOut, "a job file is needed") {
 		t.Fatalf("no file: exit %d: %s", code, errOut)
 	}
-	if code, _, errOut = runCmd(t, "ci", "--parallel", "0", pass); code != exitUsage || !strings.Contains(errOut, "--parallel") {
+	if code, _, errOut = runCmd(t, "ci", "--parallel", "0", pass); code != exitUsage || !strings.Contains(errOut, "--parallel") ||
+		strings.Count(errOut, "\n") != 2 || !strings.HasSuffix(errOut, "see spindle ci -h\n") {
 		t.Fatalf("bad flag: exit %d: %s", code, errOut)
 	}
 	unreachable := ciJob(t, `
