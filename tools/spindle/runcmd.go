@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,13 +34,15 @@ flags:
                       --inventory
   -i, --inventory F   an inventory file of hosts and groups
   --parallel N        at most N targets at once (default 20)
-  --input JSON        the task's input, as JSON (sent as msgpack)
+  --input JSON        the task's input, as JSON (sent as msgpack); @FILE
+                      reads it from a file, - from this process's stdin
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
   -v, --verbose       show the tree's log records (task logs included) on stderr
   --json              one JSON object per target per line
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
-  --mount HOST:GUEST[:ro]  grant a directory (on the target); repeatable
+  --mount HOST:GUEST[:ro|:rw]  grant a directory (on the target; read-write
+                      unless :ro); repeatable, each guest path once
   --clock, --random   grant real clocks, real randomness
   --timeout DURATION  wall-time limit (default 30s)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
@@ -135,11 +138,15 @@ func parseRunArgs(args []string) (*runOpts, error) {
 		case "mount":
 			var v string
 			if v, err = needVal(); err == nil {
-				parts := strings.Split(v, ":")
-				if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] != "ro") {
-					return nil, fmt.Errorf("--mount %q: want HOST:GUEST or HOST:GUEST:ro", v)
+				var m spindle.Mount
+				if m, err = parseMount(v); err == nil {
+					for _, prev := range o.mounts {
+						if prev.Guest == m.Guest {
+							return nil, fmt.Errorf("--mount %q: guest path %s is already mounted (from %s)", v, m.Guest, prev.Host)
+						}
+					}
+					o.mounts = append(o.mounts, m)
 				}
-				o.mounts = append(o.mounts, spindle.Mount{Host: parts[0], Guest: parts[1], ReadOnly: len(parts) == 3})
 			}
 		case "clock":
 			o.clock = true
@@ -150,15 +157,16 @@ func parseRunArgs(args []string) (*runOpts, error) {
 		case "timeout":
 			var v string
 			if v, err = needVal(); err == nil {
-				if o.timeout, err = time.ParseDuration(v); err == nil && o.timeout <= 0 {
-					err = fmt.Errorf("--timeout must be positive")
-				}
+				o.timeout, err = parseTimeout(v)
 			}
 		case "memory-pages":
 			var v string
 			if v, err = needVal(); err == nil {
-				var n uint64
-				if n, err = strconv.ParseUint(v, 10, 32); err == nil {
+				n, perr := strconv.ParseUint(v, 10, 32)
+				switch {
+				case perr != nil || n < 1 || n > maxMemoryPages:
+					err = fmt.Errorf("--memory-pages %q: want a whole number of 64 KiB pages from 1 to %d (4 GiB)", v, maxMemoryPages)
+				default:
 					o.pages = uint32(n)
 				}
 			}
@@ -181,7 +189,13 @@ func parseRunArgs(args []string) (*runOpts, error) {
 	default:
 		return nil, fmt.Errorf("unexpected argument %q (put a command's arguments after --)", pos[2])
 	}
+	if o.input != "" && o.inputRaw != nil {
+		return nil, errors.New("--input and --input-raw both given: a task has one input")
+	}
 	if len(o.targets) == 0 {
+		if o.inventory != "" {
+			return nil, fmt.Errorf("--inventory %s: name its hosts or groups with -t (-t all for every host)", o.inventory)
+		}
 		o.targets = []string{"local"}
 	}
 	if o.parallel == 0 {
@@ -191,6 +205,71 @@ func parseRunArgs(args []string) (*runOpts, error) {
 }
 
 var errHelp = errors.New("help")
+
+// maxInputBytes bounds --input: what one RunTask carries comfortably.
+const maxInputBytes = 16 << 20
+
+// readInputFlag is the JSON text of --input v: v itself, the file named by
+// @FILE, or this process's stdin for "-" (then --stdin may not read it too).
+func readInputFlag(v, stdinFlag string) (string, error) {
+	var r io.Reader
+	switch {
+	case v == "-":
+		if stdinFlag == "-" {
+			return "", errors.New("--input - and --stdin - both read this process's stdin")
+		}
+		r = os.Stdin
+	case strings.HasPrefix(v, "@"):
+		f, err := os.Open(v[1:])
+		if err != nil {
+			return "", fmt.Errorf("--input: %w", err)
+		}
+		defer f.Close()
+		r = f
+	default:
+		return v, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxInputBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("--input: %w", err)
+	}
+	if len(b) > maxInputBytes {
+		return "", fmt.Errorf("--input %s: more than %d MiB", v, maxInputBytes>>20)
+	}
+	return string(b), nil
+}
+
+// maxMemoryPages is wasm32's whole address space in 64 KiB pages.
+const maxMemoryPages = 65536
+
+// parseMount parses HOST:GUEST[:ro|:rw]. The guest path must be absolute
+// and clean: the guest sees exactly that name.
+func parseMount(v string) (spindle.Mount, error) {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
+		return spindle.Mount{}, fmt.Errorf("--mount %q: want HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:rw", v)
+	}
+	g := parts[1]
+	if !path.IsAbs(g) || path.Clean(g) != g {
+		return spindle.Mount{}, fmt.Errorf("--mount %q: the guest path must be absolute and clean, as %s", v, path.Join("/", g))
+	}
+	return spindle.Mount{Host: parts[0], Guest: g, ReadOnly: len(parts) == 3 && parts[2] == "ro"}, nil
+}
+
+// parseTimeout parses a positive duration; a bare number gets a hint.
+func parseTimeout(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(v, 64); nerr == nil {
+			return 0, fmt.Errorf("--timeout %q: a duration needs a unit, as %ss or %sms", v, v, v)
+		}
+		return 0, fmt.Errorf("--timeout %q: want a duration such as 30s or 2m", v)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("--timeout %q: must be positive", v)
+	}
+	return d, nil
+}
 
 // resolveTargets expands each -t into named targets: a target chain as it
 // is, or an inventory host or group.
@@ -203,10 +282,19 @@ func resolveTargets(specs []string, inventoryPath string) ([]target.Named, error
 		}
 	}
 	var out []target.Named
+	seen := map[string]bool{}
+	add := func(nts ...target.Named) {
+		for _, nt := range nts {
+			if !seen[nt.Name] { // -t web -t web1: web1 once
+				seen[nt.Name] = true
+				out = append(out, nt)
+			}
+		}
+	}
 	for _, spec := range specs {
 		t, perr := target.Parse(spec)
 		if perr == nil {
-			out = append(out, target.Named{Name: spec, Target: t})
+			add(target.Named{Name: spec, Target: t})
 			continue
 		}
 		if inv != nil && !strings.Contains(spec, ":") {
@@ -214,7 +302,7 @@ func resolveTargets(specs []string, inventoryPath string) ([]target.Named, error
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, named...)
+			add(named...)
 			continue
 		}
 		return nil, perr
@@ -243,7 +331,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "spindle run: %v\n\n%s", err, runUsage)
+		fmt.Fprintf(stderr, "spindle run: %v\nsee spindle run -h\n", err)
 		return 2
 	}
 	var input []byte
@@ -251,7 +339,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		input = []byte(*o.inputRaw)
 	}
 	if o.input != "" {
-		v, err := jsonToMsgpackValue(o.input)
+		text, err := readInputFlag(o.input, o.stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "spindle run: %v\n", err)
+			return 2
+		}
+		v, err := jsonToMsgpackValue(text)
 		if err != nil {
 			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v\n", err)
 			return 2

@@ -52,6 +52,38 @@ func TestRunReactorJSON(t *testing.T) {
 	}
 }
 
+// TestRunInputFile: --input @FILE reads the JSON from a file; a target
+// named twice runs once.
+func TestRunInputFile(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg")) // shared: each guest compiles once
+	hello, _, _ := cliModules(t)
+	in := filepath.Join(t.TempDir(), "in.json")
+	if err := os.WriteFile(in, []byte(`{"name": "from a file"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "run", "-t", "local", "-t", "local", hello, "hello", "--input", "@"+in, "--json")
+	if code != 0 {
+		t.Fatalf("spindle run = %d\n%s\n%s", code, out, errs)
+	}
+	if n := strings.Count(out, "\n"); n != 1 || !strings.Contains(out, "hello, from a file") {
+		t.Fatalf("want one line greeting the file's name:\n%s", out)
+	}
+}
+
+func TestParseMount(t *testing.T) {
+	for v, want := range map[string]spindle.Mount{
+		"/srv:/data":    {Host: "/srv", Guest: "/data"},
+		"/srv:/data:rw": {Host: "/srv", Guest: "/data"},
+		"/srv:/data:ro": {Host: "/srv", Guest: "/data", ReadOnly: true},
+		"rel:/":         {Host: "rel", Guest: "/"},
+	} {
+		if got, err := parseMount(v); err != nil || got != want {
+			t.Errorf("parseMount(%q) = %+v, %v; want %+v", v, got, err, want)
+		}
+	}
+}
+
 func TestRunFailureExitCode(t *testing.T) {
 	testutil.VerifyNone(t)
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg")) // shared: each guest compiles once
@@ -107,7 +139,19 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"run", "-t", "ssh:host", "m.wasm"}, `write ssh://`},
 		{[]string{"run", "-t", "telnet://x", "m.wasm"}, `invalid target`},
 		{[]string{"run", "-t", "web", "m.wasm"}, `invalid target "web"`},
-		{[]string{"run", "-i", "/nonexistent/inv", "m.wasm"}, "no such file"},
+		{[]string{"run", "-i", "/nonexistent/inv", "-t", "web", "m.wasm"}, "no such file"},
+		{[]string{"run", "-i", "inv.ini", "m.wasm"}, "name its hosts or groups with -t"},
+		{[]string{"run", "--mount", "/a:/data", "--mount", "/b:/data:ro", "m.wasm"}, "guest path /data is already mounted (from /a)"},
+		{[]string{"run", "--mount", "/a:data", "m.wasm"}, "absolute and clean, as /data"},
+		{[]string{"run", "--mount", "/a:/data/", "m.wasm"}, "absolute and clean, as /data"},
+		{[]string{"run", "--mount", "/a:/data:rx", "m.wasm"}, "HOST:GUEST:rw"},
+		{[]string{"run", "--memory-pages", "0", "m.wasm"}, "from 1 to 65536"},
+		{[]string{"run", "--memory-pages", "70000", "m.wasm"}, "from 1 to 65536"},
+		{[]string{"run", "--timeout", "5", "m.wasm"}, `needs a unit, as 5s`},
+		{[]string{"run", "--timeout", "soon", "m.wasm"}, `want a duration`},
+		{[]string{"run", "--input", "{}", "--input-raw", "x", "m.wasm"}, "both given"},
+		{[]string{"run", "--input", "@/nonexistent/in.json", "m.wasm"}, "no such file"},
+		{[]string{"run", "--input", "-", "--stdin", "-", "m.wasm"}, "both read this process's stdin"},
 		{[]string{"run", "--parallel", "0", "m.wasm"}, "at least 1"},
 		{[]string{"run", "--bogus", "m.wasm"}, "unknown flag --bogus"},
 		{[]string{"run", "--input", "{bad", "m.wasm"}, "--input is not JSON"},
@@ -119,6 +163,11 @@ func TestRunUsageErrors(t *testing.T) {
 		code, _, errs := runCmd(t, tt.args...)
 		if code != 2 || !strings.Contains(errs, tt.want) {
 			t.Errorf("spindle %q = %d, stderr %q; want 2 and %q", tt.args, code, errs, tt.want)
+		}
+		// One line, and a pointer to -h for a flag error: never the
+		// whole usage.
+		if strings.Contains(errs, "usage:") || strings.Count(errs, "\n") > 2 {
+			t.Errorf("spindle %q: stderr is more than the error:\n%s", tt.args, errs)
 		}
 	}
 }
