@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/host"
 	"github.com/spindle-hq/spindle/target"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
@@ -206,6 +208,45 @@ func parseRunArgs(args []string) (*runOpts, error) {
 
 var errHelp = errors.New("help")
 
+// checkModule refuses, before any context starts, a module that is not
+// wasm and a call that does not fit the module's kind: a TASK, --input or
+// --pooled for a command; --stdin or ARGS for a reactor, or no TASK, or a
+// TASK it cannot take. A Go program built without -buildmode=c-shared is a
+// command, so its TASK is refused here, not dropped.
+func checkModule(o *runOpts, wasm []byte) error {
+	info, err := host.Describe(wasm)
+	if err != nil {
+		return err
+	}
+	hasInput := o.input != "" || o.inputRaw != nil
+	switch info.Kind {
+	case host.Command:
+		switch {
+		case o.task != "":
+			return fmt.Errorf("a command module (it exports _start) takes ARGS after --, not a TASK %q (a Go reactor is built with -buildmode=c-shared)", o.task)
+		case hasInput:
+			return errors.New("a command module (it exports _start) takes --stdin and ARGS, not --input")
+		case o.pooled:
+			return errors.New("a command module runs on a fresh instance each time: --pooled is for reactors")
+		}
+	default:
+		tasks := info.Tasks()
+		list := "none"
+		if len(tasks) > 0 {
+			list = strings.Join(tasks, ", ")
+		}
+		switch {
+		case o.stdin != "" || len(o.args) > 0:
+			return errors.New("a reactor module (no _start) takes a TASK and --input, not --stdin or ARGS")
+		case o.task == "":
+			return fmt.Errorf("a reactor module: name a TASK (its exported tasks: %s)", list)
+		case !info.Dispatch && !slices.Contains(tasks, o.task):
+			return fmt.Errorf("a reactor module with no task %q (its exported tasks: %s)", o.task, list)
+		}
+	}
+	return nil
+}
+
 // maxInputBytes bounds --input: what one RunTask carries comfortably.
 const maxInputBytes = 16 << 20
 
@@ -354,6 +395,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	targets, err := resolveTargets(o.targets, o.inventory)
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 2
+	}
+	wasm, err := os.ReadFile(o.module)
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 2
+	}
+	if err := checkModule(o, wasm); err != nil {
+		fmt.Fprintf(stderr, "spindle run: %s: %v\n", o.module, err)
+		return 2
+	}
 	var stdinData []byte
 	switch o.stdin {
 	case "":
@@ -364,11 +419,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
-		return 2
-	}
-	targets, err := resolveTargets(o.targets, o.inventory)
-	if err != nil {
-		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
 	}
 	ctx, stop := interruptContext(stderr, "spindle run")
@@ -384,7 +434,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer m.Close()
-	hash, err := m.AddModuleFile(o.module)
+	hash, err := m.AddModule(wasm)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2

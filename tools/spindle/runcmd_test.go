@@ -71,6 +71,35 @@ func TestRunInputFile(t *testing.T) {
 	}
 }
 
+// TestRunModuleChecks: a file that is not wasm, and a call that does not
+// fit the module's kind, are usage errors naming the file (checked before
+// the master starts).
+func TestRunModuleChecks(t *testing.T) {
+	testutil.VerifyNone(t)
+	hello, cmd, _ := cliModules(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{self, "hello"}, "not a wasm module: an ELF file"},
+		{[]string{cmd, "hello"}, `a command module (it exports _start) takes ARGS after --, not a TASK "hello"`},
+		{[]string{cmd, "--input", "{}"}, "not --input"},
+		{[]string{cmd, "--pooled"}, "--pooled is for reactors"},
+		{[]string{hello}, "name a TASK (its exported tasks:"},
+		{[]string{hello, "hello", "--", "x"}, "not --stdin or ARGS"},
+	} {
+		args := append([]string{"run"}, tt.args...)
+		code, _, errs := runCmd(t, args...)
+		if code != 2 || !strings.Contains(errs, tt.want) || !strings.Contains(errs, tt.args[0]+": ") {
+			t.Errorf("spindle %q = %d, stderr %q; want 2, the file and %q", args, code, errs, tt.want)
+		}
+	}
+}
+
 func TestParseMount(t *testing.T) {
 	for v, want := range map[string]spindle.Mount{
 		"/srv:/data":    {Host: "/srv", Guest: "/data"},

@@ -1,0 +1,55 @@
+package host_test
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+// TestDescribe reads the kind and exports of real guests, and names what a
+// file that is not a module looks like.
+func TestDescribe(t *testing.T) {
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	hello, err := host.Describe(read(testutil.BuildWasm(t, "examples/wasm/hello", true)))
+	if err != nil || hello.Kind != host.Reactor || !hello.Dispatch || !slices.Contains(hello.Exports, "_initialize") {
+		t.Errorf("hello: %+v, %v; want a reactor with spindle_call and _initialize", hello, err)
+	}
+	if slices.Contains(hello.Tasks(), "spindle_call") || slices.Contains(hello.Tasks(), "_initialize") {
+		t.Errorf("hello's tasks hold the ABI's own exports: %q", hello.Tasks())
+	}
+	cmd, err := host.Describe(read(testutil.BuildWasm(t, "examples/wasm/cmd", false)))
+	if err != nil || cmd.Kind != host.Command || cmd.Dispatch {
+		t.Errorf("cmd: %+v, %v; want a command", cmd, err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"native", read(self)[:4096], "an ELF file"},
+		{"empty", nil, "empty"},
+		{"script", []byte("#!/bin/sh\necho hi\n"), "a script"},
+		{"wat", []byte("  (module (func))"), "wasm text format"},
+		{"component", []byte("\x00asm\x0d\x00\x01\x00"), "not 1 (a component?"},
+		{"cut", []byte("\x00asm\x01\x00\x00\x00\x07\x10\x01"), "section sizes"},
+		{"bad exports", []byte("\x00asm\x01\x00\x00\x00\x07\x03\x05\x01a"), "export section"},
+	} {
+		if _, err := host.Describe(tt.b); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+}
