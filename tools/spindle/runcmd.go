@@ -51,7 +51,15 @@ flags:
   --pooled            run on a warm instance (stateless reactor tasks)
 
 Intermediate hops shared by several targets (a bastion) are started once:
-the fleet is a tree, and the module crosses each edge once.
+the fleet is a tree, and the module crosses each edge once. Each target's
+result is printed as soon as it is known; with several targets a recap
+line follows on stderr.
+
+exit status: 0 every target ok; 1 a task failed somewhere (a reactor's
+error, a command's non-zero exit); 3 a target could not be reached or
+started (and no task failed); 2 bad usage, module or input; 130
+interrupted (a second Ctrl-C quits at once). With one target and a command
+module, the command's own exit status, as ssh does.
 `
 
 type runOpts struct {
@@ -448,6 +456,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	lines := make([]runLine, len(targets))
 	outs := make([]*bytes.Buffer, len(targets))
 	fl := spindle.NewFleet(m)
+	began := time.Now()
 	bar := newProgress(stderr, len(targets))
 	sem := make(chan struct{}, o.parallel)
 	var wg sync.WaitGroup
@@ -466,37 +475,68 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				outs[i] = &bytes.Buffer{}
 				t.Stdout, t.Stderr = outs[i], outs[i]
 			}
-			lines[i] = runOn(ctx, fl, nt, t)
+			l := runOn(ctx, fl, nt, t)
+			lines[i] = l
+			// Each target's result as soon as it is known, the progress
+			// line erased around it.
+			bar.print(func() {
+				switch {
+				case o.asJSON:
+					b, _ := json.Marshal(l)
+					fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
+				case single && l.OK:
+					flush(guestOut)
+					if l.Output != nil {
+						b, _ := json.MarshalIndent(l.Output, "", "  ")
+						fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
+					}
+				default:
+					printLine(stdout, l, outs[i])
+				}
+			})
 		}()
 	}
 	wg.Wait()
 	flush(guestOut)
 	flush(guestErr)
 	bar.finish()
-	code := 0
-	for i, l := range lines {
-		if !l.OK {
-			code = 1
-		} else if l.ExitCode != nil && *l.ExitCode != 0 && code == 0 {
-			code = *l.ExitCode
-		}
+	r := recapOf(lines)
+	if len(lines) > 1 {
+		fmt.Fprintf(stderr, "%d targets: %d ok, %d failed, %d unreachable in %s\n",
+			len(lines), r.ok, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond))
+	}
+	switch {
+	case ctx.Err() != nil:
+		return exitInterrupted
+	case single && lines[0].OK && lines[0].ExitCode != nil:
+		return *lines[0].ExitCode // like ssh: the command's own status
+	case r.failed > 0:
+		return exitCIFailed
+	case r.unreachable > 0:
+		return exitCIInfra
+	}
+	return 0
+}
+
+// recap counts a run's targets by outcome.
+type recap struct{ ok, failed, unreachable int }
+
+// recapOf classes each target: ok; failed (the task failed or a command
+// exited non-zero); unreachable (its contexts did not start, or the route
+// to them broke).
+func recapOf(lines []runLine) recap {
+	var r recap
+	for _, l := range lines {
 		switch {
-		case o.asJSON:
-			b, _ := json.Marshal(l)
-			fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
-		case single && l.OK:
-			if l.Output != nil {
-				b, _ := json.MarshalIndent(l.Output, "", "  ")
-				fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
-			}
+		case !l.OK && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
+			r.unreachable++
+		case !l.OK || (l.ExitCode != nil && *l.ExitCode != 0):
+			r.failed++
 		default:
-			printLine(stdout, l, outs[i])
+			r.ok++
 		}
 	}
-	if single && len(lines) == 1 && lines[0].OK && lines[0].ExitCode != nil {
-		return *lines[0].ExitCode
-	}
-	return code
+	return r
 }
 
 // printLine writes one target's row of the table and the output it
@@ -615,14 +655,31 @@ func (p *progress) done() {
 }
 
 func (p *progress) draw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drawLocked()
+}
+
+func (p *progress) drawLocked() {
 	if !p.on {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	const width = 30
 	filled := width * p.n / p.total
 	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), p.n, p.total)
+}
+
+// print runs write, which writes a line of results, with the progress line
+// erased before it and drawn again after it, so the two never share a line;
+// it also keeps two targets' lines apart.
+func (p *progress) print(write func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	write()
+	p.drawLocked()
 }
 
 func (p *progress) finish() {

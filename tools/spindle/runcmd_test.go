@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"encoding/json"
@@ -37,7 +39,9 @@ func TestRunReactorJSON(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("got %d JSON lines, want one per target:\n%s", len(lines), out)
 	}
-	for i, target := range []string{"local", "local:a/local:b"} {
+	// In the order the targets finished: one line for each.
+	seen := map[string]bool{}
+	for i := range lines {
 		var l struct {
 			Target string
 			OK     bool
@@ -46,9 +50,13 @@ func TestRunReactorJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(lines[i]), &l); err != nil {
 			t.Fatalf("line %d %q: %v", i, lines[i], err)
 		}
-		if l.Target != target || !l.OK || l.Output["greeting"] != "hello, cli" {
-			t.Errorf("line %d = %+v, want target %s ok with greeting", i, l, target)
+		if !l.OK || l.Output["greeting"] != "hello, cli" {
+			t.Errorf("line %d = %+v, want ok with greeting", i, l)
 		}
+		seen[l.Target] = true
+	}
+	if !seen["local"] || !seen["local:a/local:b"] {
+		t.Errorf("targets %v, want local and local:a/local:b", seen)
 	}
 }
 
@@ -312,5 +320,60 @@ func TestRunRawInput(t *testing.T) {
 	code, out, errs := runCmd(t, "run", hello, "hello", "--input-raw", "raw", "--json")
 	if code != 0 || !strings.Contains(out, `"output":"hello, raw"`) {
 		t.Fatalf("spindle run --input-raw = %d:\n%s\n%s", code, out, errs)
+	}
+}
+
+// timedWriter keeps each write with the time it came.
+type timedWriter struct {
+	mu     sync.Mutex
+	writes []timedWrite
+}
+
+type timedWrite struct {
+	at   time.Time
+	text string
+}
+
+func (w *timedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, timedWrite{time.Now(), string(p)})
+	return len(p), nil
+}
+
+// when returns the time of the first write holding s.
+func (w *timedWriter) when(s string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, wr := range w.writes {
+		if strings.Contains(wr.text, s) {
+			return wr.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// TestRunStreamsResults: a target that cannot be reached is reported as
+// soon as that is known, not when the slowest target finishes; a recap
+// line follows on stderr, and the exit status says unreachable (3).
+func TestRunStreamsResults(t *testing.T) {
+	testutil.VerifyNone(t)
+	probe := testutil.BuildWasm(t, "examples/wasm/ciprobe", false)
+	var out timedWriter
+	var errs bytes.Buffer
+	code := run([]string{"run", "-t", "ssh://nobody@127.0.0.1:1?timeout=5s", "-t", "local:slow", "--clock", probe, "--", "sleep", "3000"}, &out, &errs)
+	if code != exitCIInfra {
+		t.Fatalf("exit %d, want %d (unreachable)\n%s", code, exitCIInfra, errs.String())
+	}
+	down, ok1 := out.when("ssh://nobody@127.0.0.1:1?timeout=5s")
+	slow, ok2 := out.when("local:slow")
+	if !ok1 || !ok2 {
+		t.Fatalf("rows missing: %+v", out.writes)
+	}
+	if slow.Sub(down) < time.Second {
+		t.Errorf("the unreachable target's row came %v before the slow one's, want it as soon as known (the slow one sleeps 3 s)", slow.Sub(down))
+	}
+	if !strings.Contains(errs.String(), "2 targets: 1 ok, 0 failed, 1 unreachable in ") {
+		t.Errorf("no recap on stderr:\n%s", errs.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,7 +85,8 @@ func TestRunEscapesGuestText(t *testing.T) {
 				r = append(r, l)
 			}
 		}
-		if len(r) != 2 || !strings.HasPrefix(r[0], "local:x ") || !strings.HasPrefix(r[1], "local:y ") {
+		sorted := slices.Sorted(slices.Values(r)) // in the order the targets finished
+		if len(r) != 2 || !strings.HasPrefix(sorted[0], "local:x ") || !strings.HasPrefix(sorted[1], "local:y ") {
 			t.Errorf("table has rows %q, want one for local:x and one for local:y", r)
 		}
 		return r
