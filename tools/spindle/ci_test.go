@@ -168,18 +168,7 @@ func maybeRunCLI() {
 // children (which run the same executable) are found by /proc/PID/exe
 // wherever they were reparented.
 func TestCIInterrupt(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(t.TempDir(), "spindle-sigint")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(exe, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	exe := cliCopy(t)
 	job := ciJob(t, `
 jobs:
   j:
@@ -192,6 +181,86 @@ jobs:
 			testutil.VerifyNone(t)
 			interruptCI(t, exe, job, signals)
 		})
+	}
+}
+
+// cliCopy copies the test binary to a path of its own and returns it.
+func cliCopy(t *testing.T) string {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "spindle-sigint")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+// TestRunInterrupt: Ctrl-C during spindle run's task exits 130 and leaves
+// no process of its tree.
+func TestRunInterrupt(t *testing.T) {
+	testutil.VerifyNone(t)
+	exe := cliCopy(t)
+	probe := testutil.BuildWasm(t, "examples/wasm/ciprobe", false)
+	cmd := exec.Command(exe, "run", "-t", "local:sig-r/local:sig-s", probe, "--", "echo", "started", ";", "loop")
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || sc.Text() != "started" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the task did not start: %q %v\n%s", sc.Text(), sc.Err(), errOut.String())
+	}
+	if n := len(processesOf(exe)); n != 3 {
+		t.Errorf("%d processes of the tree, want the CLI and 2 children", n)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+	}
+	waitExit(t, cmd, exe, &errOut)
+}
+
+// waitExit waits for the interrupted cmd: exit 130, then no process of
+// exe left.
+func waitExit(t *testing.T, cmd *exec.Cmd, exe string, errOut *bytes.Buffer) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not stop on SIGINT:\n%s", exe, errOut.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit %d (%v), want %d\n%s", code, err, exitInterrupted, errOut.String())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for left := processesOf(exe); len(left) > 0; left = processesOf(exe) {
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("processes of the tree still running after the CLI exited: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -232,33 +301,12 @@ func interruptCI(t *testing.T, exe, job string, signals int) {
 	for sc.Scan() {
 		rest.WriteString(sc.Text() + "\n")
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("spindle ci did not stop on SIGINT:\n%s", errOut.String())
-	}
-	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
-		t.Fatalf("exit %d (%v), want %d\n%s", code, err, exitInterrupted, errOut.String())
-	}
+	waitExit(t, cmd, exe, &errOut)
 	if signals == 2 && !strings.Contains(errOut.String(), "interrupted again, quitting") {
 		t.Errorf("the second signal did not quit at once:\n%s", errOut.String())
 	}
 	if signals == 1 && (!strings.Contains(rest.String(), `"type":"summary"`) || !strings.Contains(rest.String(), `"status":"cancelled"`)) {
 		t.Errorf("no summary with the cancelled step after the interrupt:\n%s", rest.String())
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for left := processesOf(exe); len(left) > 0; left = processesOf(exe) {
-		if time.Now().After(deadline) {
-			for _, pid := range left {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			t.Fatalf("processes of the tree still running after the CLI exited: %v", left)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
