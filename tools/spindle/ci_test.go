@@ -207,18 +207,7 @@ func TestRunInterrupt(t *testing.T) {
 	testutil.VerifyNone(t)
 	exe := cliCopy(t)
 	probe := testutil.BuildWasm(t, "examples/wasm/ciprobe", false)
-	cmd := exec.Command(exe, "run", "-t", "local:sig-r/local:sig-s", probe, "--", "echo", "started", ";", "loop")
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errOut bytes.Buffer
-	cmd.Stderr = &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
+	cmd, sc, errOut := startCLI(t, exe, "run", "-t", "local:sig-r/local:sig-s", probe, "--", "echo", "started", ";", "loop")
 	if !sc.Scan() || sc.Text() != "started" {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -232,7 +221,25 @@ func TestRunInterrupt(t *testing.T) {
 	}
 	for sc.Scan() {
 	}
-	waitExit(t, cmd, exe, &errOut)
+	waitExit(t, cmd, exe, errOut)
+}
+
+// startCLI starts exe as the spindle command with args, its stdout read
+// line by line through the scanner, its stderr kept.
+func startCLI(t *testing.T, exe string, args ...string) (*exec.Cmd, *bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errOut := &bytes.Buffer{}
+	cmd.Stderr = errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(stdout), errOut
 }
 
 // waitExit waits for the interrupted cmd: exit 130, then no process of
@@ -265,19 +272,8 @@ func waitExit(t *testing.T, cmd *exec.Cmd, exe string, errOut *bytes.Buffer) {
 }
 
 func interruptCI(t *testing.T, exe, job string, signals int) {
-	cmd := exec.Command(exe, "ci", "--json", "--cache-dir", "-", "-w", t.TempDir(), job)
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errOut bytes.Buffer
-	cmd.Stderr = &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc, errOut := startCLI(t, exe, "ci", "--json", "--cache-dir", "-", "-w", t.TempDir(), job)
 	// Wait until the step runs, two hops down.
-	sc := bufio.NewScanner(stdout)
 	started := false
 	for !started && sc.Scan() {
 		started = strings.Contains(sc.Text(), `"type":"step_started"`)
@@ -301,7 +297,7 @@ func interruptCI(t *testing.T, exe, job string, signals int) {
 	for sc.Scan() {
 		rest.WriteString(sc.Text() + "\n")
 	}
-	waitExit(t, cmd, exe, &errOut)
+	waitExit(t, cmd, exe, errOut)
 	if signals == 2 && !strings.Contains(errOut.String(), "interrupted again, quitting") {
 		t.Errorf("the second signal did not quit at once:\n%s", errOut.String())
 	}
