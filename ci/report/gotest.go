@@ -117,29 +117,21 @@ func count(ps *pkgState, status string) {
 // read before it.
 func ParseGoTest(r io.Reader, opt Options) (*Report, error) {
 	p := newParser(opt)
-	l := newLines(r)
-	var err error
-	for {
-		var line []byte
-		var cut bool
-		line, cut, err = l.next()
-		if err != nil {
-			break
-		}
+	err := eachLine(r, func(line []byte, cut bool) {
 		if cut {
 			// A cut event cannot be decoded; what it said is lost.
 			p.truncated = true
-			continue
+			return
 		}
 		var e event
 		if t := bytes.TrimSpace(line); len(t) == 0 || t[0] != '{' || json.Unmarshal(t, &e) != nil || e.Action == "" {
 			p.out.writeString(string(line) + "\n")
-			continue
+			return
 		}
 		p.goEvent(&e)
-	}
+	})
 	rep := p.finishGo()
-	if err != io.EOF {
+	if err != nil {
 		return rep, fmt.Errorf("report: reading go test -json output: %w", err)
 	}
 	return rep, nil

@@ -253,6 +253,22 @@ type lines struct {
 	buf []byte
 }
 
+// eachLine calls fn with each line of r (cut at maxLine: then cut is true)
+// and returns the reader's error, nil at its end.
+func eachLine(r io.Reader, fn func(line []byte, cut bool)) error {
+	l := newLines(r)
+	for {
+		line, cut, err := l.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(line, cut)
+	}
+}
+
 func newLines(r io.Reader) *lines {
 	return &lines{r: bufio.NewReaderSize(r, 64<<10)}
 }

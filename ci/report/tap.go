@@ -48,23 +48,15 @@ func ParseTAP(r io.Reader, opt Options) (*Report, error) {
 	tp := &tapParser{parser: newParser(opt)}
 	tp.ps = tp.pkg(tp.opt.Name)
 	tp.levels = []tapLevel{{planned: -1}}
-	l := newLines(r)
-	var err error
-	for {
-		var line []byte
-		var cut bool
-		line, cut, err = l.next()
-		if err != nil {
-			break
-		}
+	err := eachLine(r, func(line []byte, cut bool) {
 		if cut {
 			tp.truncated = true
 		}
 		tp.line(string(line))
-	}
+	})
 	tp.finish()
 	rep := tp.report()
-	if err != io.EOF {
+	if err != nil {
 		return rep, fmt.Errorf("report: reading TAP: %w", err)
 	}
 	return rep, nil
