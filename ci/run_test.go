@@ -507,8 +507,8 @@ jobs:
 		}
 	}})
 	s := step(t, sum, "j", "slow")
-	if s.Status != ci.Passed || s.Attempts != 2 || s.Target != "local:k2" {
-		t.Fatalf("slow: %s on %s after %d attempts: %s", s.Status, s.Target, s.Attempts, s.Error)
+	if s.Status != ci.Passed || s.Attempts != 2 || s.Target != "local:k2" || s.Kind != "" || s.Error != "" {
+		t.Fatalf("slow: %s %q on %s after %d attempts: %q", s.Status, s.Kind, s.Target, s.Attempts, s.Error)
 	}
 	if got := e.logs("j", "slow"); len(got) != 1 || got[0] != "done" {
 		t.Fatalf("log: %q", got)
@@ -546,8 +546,9 @@ jobs:
 	if s := step(t, sum, "j", "s"); s.Status != ci.Error || s.Kind != "connect" {
 		t.Fatalf("j/s: %s %s: %s", s.Status, s.Kind, s.Error)
 	}
-	if s := step(t, sum, "k", "s"); s.Status != ci.Passed || s.Target != "local" {
-		t.Fatalf("k/s: %s on %s: %s", s.Status, s.Target, s.Error)
+	// The retry that passed keeps nothing of the attempt that could not connect.
+	if s := step(t, sum, "k", "s"); s.Status != ci.Passed || s.Target != "local" || s.Kind != "" || s.Error != "" {
+		t.Fatalf("k/s: %s %q on %s: %q", s.Status, s.Kind, s.Target, s.Error)
 	}
 }
 

@@ -267,6 +267,7 @@ func (r *runner) execute(ctx context.Context, jr *JobRun, st *Step, a *Action, r
 	var last *StepResult
 	for attempt := range r.opts.Retries + 1 {
 		tname := targets[(first+attempt)%len(targets)]
+		res.resetAttempt()
 		res.Attempts = attempt + 1
 		res.Target = tname
 		out := r.attempt(ctx, jr, st, a, tname, secrets, res)
@@ -299,6 +300,14 @@ func (r *runner) execute(ctx context.Context, jr *JobRun, st *Step, a *Action, r
 		}
 	}
 	return res
+}
+
+// resetAttempt clears what one attempt of a step decides, so a retry
+// that passes keeps nothing of the attempt that failed before it.
+func (res *StepResult) resetAttempt() {
+	res.Status, res.Kind, res.Error, res.ExitCode = "", "", "", 0
+	res.OutputTree, res.Stdout, res.Stderr, res.Report = "", "", "", nil
+	res.Duration = 0
 }
 
 func short(h string) string {
