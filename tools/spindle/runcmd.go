@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,6 +80,7 @@ type runOpts struct {
 	timeout   time.Duration
 	pages     uint32
 	pooled    bool
+	command   bool // set by checkModule: the module exports _start
 }
 
 func parseRunArgs(args []string) (*runOpts, error) {
@@ -226,6 +226,7 @@ func checkModule(o *runOpts, wasm []byte) error {
 	if err != nil {
 		return err
 	}
+	o.command = info.Kind == host.Command
 	hasInput := o.input != "" || o.inputRaw != nil
 	switch info.Kind {
 	case host.Command:
@@ -366,6 +367,13 @@ type runLine struct {
 	Output   any       `json:"output,omitempty"`
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Error    *runError `json:"error,omitempty"`
+	// Stdout and Stderr are what the guest wrote (a command's output, a
+	// reactor's prints), the first maxCollectedBytes of each, as text
+	// (invalid UTF-8 becomes U+FFFD); the flags say something was cut.
+	Stdout          string `json:"stdout,omitempty"`
+	Stderr          string `json:"stderr,omitempty"`
+	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
 }
 
 type runError struct {
@@ -447,14 +455,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
 	}
-	// One command target streams straight through; several are collected
-	// per target so their output does not interleave.
+	// One target streams straight through; several are collected per
+	// target so their output does not interleave, and --json carries it in
+	// each line.
 	single := len(targets) == 1 && !o.asJSON
 	// A command's own output streams through untouched to a pipe or a
-	// file; to a terminal, escaped (see term.go).
+	// file; to a terminal, escaped (see term.go). A reactor's prints are
+	// not its result: they go to stderr, so stdout is only the result.
 	guestOut, guestErr := forTerminal(stdout), forTerminal(stderr)
+	if !o.command {
+		guestOut = guestErr
+	}
 	lines := make([]runLine, len(targets))
-	outs := make([]*bytes.Buffer, len(targets))
 	fl := spindle.NewFleet(m)
 	began := time.Now()
 	bar := newProgress(stderr, len(targets))
@@ -469,13 +481,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages}}
-			if single {
+			var out, errOut *capBuffer
+			switch {
+			case single:
 				t.Stdout, t.Stderr = guestOut, guestErr
-			} else {
-				outs[i] = &bytes.Buffer{}
-				t.Stdout, t.Stderr = outs[i], outs[i]
+			case o.asJSON:
+				out, errOut = newCapBuffer(maxCollectedBytes), newCapBuffer(maxCollectedBytes)
+				t.Stdout, t.Stderr = out, errOut
+			default:
+				out = newCapBuffer(maxCollectedBytes)
+				t.Stdout, t.Stderr = out, out
 			}
 			l := runOn(ctx, fl, nt, t)
+			if o.asJSON {
+				l.Stdout, l.StdoutTruncated = out.text()
+				l.Stderr, l.StderrTruncated = errOut.text()
+			}
 			lines[i] = l
 			// Each target's result as soon as it is known, the progress
 			// line erased around it.
@@ -490,8 +511,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 						b, _ := json.MarshalIndent(l.Output, "", "  ")
 						fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
 					}
+				case single: // spindle's own message, not a result
+					flush(guestOut)
+					printLine(stderr, l, "")
 				default:
-					printLine(stdout, l, outs[i])
+					printLine(stdout, l, out.summary())
 				}
 			})
 		}()
@@ -542,7 +566,7 @@ func recapOf(lines []runLine) recap {
 // printLine writes one target's row of the table and the output it
 // collected. Every piece of it but the status came from the target, so all
 // of it is escaped: a row stays one row.
-func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
+func printLine(w io.Writer, l runLine, out string) {
 	status := "ok"
 	detail := ""
 	if l.OK {
@@ -558,8 +582,8 @@ func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 		detail = l.Error.Kind + ": " + l.Error.Message
 	}
 	fmt.Fprintf(w, "%-28s %-7s %s\n", escapeLine(l.Target), status, escapeLine(detail))
-	if out != nil && out.Len() > 0 {
-		for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+	if out != "" {
+		for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 			fmt.Fprintf(w, "    | %s\n", escapeLine(line))
 		}
 	}

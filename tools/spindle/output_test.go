@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+// jsonLines decodes one runLine per line of out.
+func jsonLines(t *testing.T, out string) map[string]runLine {
+	t.Helper()
+	got := map[string]runLine{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l runLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("line %q: %v\nall of stdout:\n%s", line, err, out)
+		}
+		got[l.Target] = l
+	}
+	return got
+}
+
+// TestRunJSONCarriesGuestOutput: --json lines hold each target's stdout
+// and stderr apart, bounded, with a flag when cut.
+func TestRunJSONCarriesGuestOutput(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	_, cmd, _ := cliModules(t)
+	code, out, errs := runCmd(t, "run", "--json", "-t", "local", "-t", "local:a", cmd, "--", "one", "two")
+	if code != exitCIFailed { // exit 2 on both: a command that exits non-zero failed
+		t.Fatalf("spindle run = %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitCIFailed, out, errs)
+	}
+	lines := jsonLines(t, out)
+	for _, name := range []string{"local", "local:a"} {
+		l, ok := lines[name]
+		if !ok {
+			t.Fatalf("no line for %s:\n%s", name, out)
+		}
+		if l.ExitCode == nil || *l.ExitCode != 2 || !strings.Contains(l.Stdout, `args: ["one" "two"]`) ||
+			l.Stderr != "cmd: done\n" || l.StdoutTruncated || l.StderrTruncated {
+			t.Errorf("%s: %+v", name, l)
+		}
+	}
+
+	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
+	code, out, errs = runCmd(t, "run", "--json", bad, "stdout_flood", "--input", `{"n": 100000}`)
+	if code != 0 {
+		t.Fatalf("stdout_flood = %d\nstderr:\n%s", code, errs)
+	}
+	l := jsonLines(t, out)["local"]
+	if len(l.Stdout) != maxCollectedBytes || strings.Trim(l.Stdout, "x") != "" || !l.StdoutTruncated || l.StderrTruncated {
+		t.Errorf("flood: %d bytes of stdout, truncated %v (stderr %v), want %d x and truncated",
+			len(l.Stdout), l.StdoutTruncated, l.StderrTruncated, maxCollectedBytes)
+	}
+}
+
+// TestRunStdoutIsTheResult: with one target, a reactor's prints go to
+// stderr and its result alone to stdout, so stdout pipes into jq; a
+// failure is spindle's message on stderr, never on stdout.
+func TestRunStdoutIsTheResult(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
+	code, out, errs := runCmd(t, "run", bad, "stdout_flood", "--input", `{"n": 5}`)
+	if code != 0 {
+		t.Fatalf("stdout_flood = %d\nstderr:\n%s", code, errs)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res["writes"] != float64(5) {
+		t.Errorf("stdout is not the result alone (%v): %q", err, out)
+	}
+	if !strings.Contains(errs, "xxxxx") {
+		t.Errorf("the reactor's prints are not on stderr: %q", errs)
+	}
+
+	code, out, errs = runCmd(t, "run", "--timeout", "200ms", bad, "loop")
+	if code != exitCIFailed || out != "" || !strings.Contains(errs, "local") || !strings.Contains(errs, "FAILED") {
+		t.Errorf("loop = %d, stdout %q, stderr %q; want %d, nothing on stdout, the failure on stderr", code, out, errs, exitCIFailed)
+	}
+}
+
+func TestCapBuffer(t *testing.T) {
+	b := newCapBuffer(4)
+	for _, s := range []string{"ab", "cde", "fg"} {
+		if n, err := b.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	if s, cut := b.text(); s != "abcd" || !cut {
+		t.Errorf("text = %q, %v; want abcd, true", s, cut)
+	}
+	if s := b.summary(); s != "abcd\n[3 more bytes not shown]\n" {
+		t.Errorf("summary = %q", s)
+	}
+}
