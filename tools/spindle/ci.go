@@ -10,9 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -293,13 +291,14 @@ func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
 	if o.verbose {
 		level = slog.LevelDebug
 	}
-	m, err := spindle.NewMaster(spindle.Config{Logger: newLogger(stderr, o.verbose), LogLevel: level, CacheDir: o.cacheDir})
+	pr := newCIPrinter(stdout, stderr, o)
+	defer pr.finish()
+	m, err := spindle.NewMaster(spindle.Config{Logger: newLogger(pr.line.Writer(stderr), o.verbose), LogLevel: level, CacheDir: o.cacheDir})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
 		return exitCIInfra
 	}
 	defer m.Close()
-	pr := newCIPrinter(stdout, stderr, o)
 	opts.Events = pr.event
 	sum, err := ci.Run(ctx, m, f, opts)
 	pr.finish()
@@ -343,72 +342,62 @@ func ciExit(ctx context.Context, sum *ci.Summary) int {
 // terminal (erased before every other line, so they never mix), or JSON
 // lines.
 type ciPrinter struct {
-	o        *ciOpts
-	out, err io.Writer
-	enc      *json.Encoder
-	tty      bool
+	o    *ciOpts
+	out  io.Writer
+	enc  *json.Encoder
+	line *statusLine // its lock guards the counts and every write
 
-	mu              sync.Mutex
-	started         time.Time
-	running         map[string]time.Time // job/step -> since
 	done, hits, bad int
-	drawn           bool
 }
 
 func newCIPrinter(stdout, stderr io.Writer, o *ciOpts) *ciPrinter {
-	p := &ciPrinter{o: o, out: stdout, err: stderr, started: time.Now(), running: map[string]time.Time{}}
+	p := &ciPrinter{o: o, out: stdout}
 	if o.asJSON {
 		p.enc = json.NewEncoder(stdout)
 	} else {
 		p.out = forTerminal(stdout)
 	}
-	p.tty = !o.asJSON && isTerminal(stderr)
+	p.line = newStatusLine(stderr, !o.asJSON, "ci", func() string {
+		return fmt.Sprintf("%d done (%d hits, %d not passed)", p.done, p.hits, p.bad)
+	})
 	return p
 }
 
 func (p *ciPrinter) event(e ci.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.enc != nil {
-		_ = p.enc.Encode(e)
-		return
-	}
 	name := e.Job + "/" + e.Step
-	switch e.Type {
-	case ci.EventStepStarted:
-		p.running[name] = time.Now()
-	case ci.EventLog:
-		if !p.o.quiet {
-			p.clear()
-			fmt.Fprintf(p.out, "%s | %s\n", name, escapeLine(e.Line))
-		}
-	case ci.EventTarget:
-		if !p.o.quiet {
-			p.clear()
-			fmt.Fprintf(p.out, "target %s: sandbox %s\n", escapeLine(e.Target), escapeLine(e.Line))
-		}
-	case ci.EventStepFinished:
-		delete(p.running, name)
-		r := e.Result
-		p.done++
-		if r.Cache == ci.CacheHit {
-			p.hits++
-		}
-		if r.Status != ci.Passed {
-			p.bad++
-		}
-		p.clear()
-		where := ""
-		if r.Target != "" {
-			where = " on " + r.Target
-		}
-		line := fmt.Sprintf("%s: %s (%s)%s %s", name, r.Status, cacheWord(r), where, round(r.Duration))
-		if r.Error != "" {
-			line += ": " + r.Error
-		}
-		fmt.Fprintln(p.out, escapeLine(line))
+	switch {
+	case p.enc != nil:
+		p.line.print(func() { _ = p.enc.Encode(e) })
+	case e.Type == ci.EventStepStarted:
+		p.line.begin(name)
+	case e.Type == ci.EventLog && !p.o.quiet:
+		p.line.print(func() { fmt.Fprintf(p.out, "%s | %s\n", name, escapeLine(e.Line)) })
+	case e.Type == ci.EventTarget && !p.o.quiet:
+		p.line.print(func() { fmt.Fprintf(p.out, "target %s: sandbox %s\n", escapeLine(e.Target), escapeLine(e.Line)) })
+	case e.Type == ci.EventStepFinished:
+		p.line.print(func() { p.finished(name, e.Result) })
 	}
-	p.draw()
+}
+
+// finished counts and prints a finished step; the line's lock is held.
+func (p *ciPrinter) finished(name string, r *ci.StepResult) {
+	delete(p.line.running, name)
+	p.done++
+	if r.Cache == ci.CacheHit {
+		p.hits++
+	}
+	if r.Status != ci.Passed {
+		p.bad++
+	}
+	where := ""
+	if r.Target != "" {
+		where = " on " + r.Target
+	}
+	line := fmt.Sprintf("%s: %s (%s)%s %s", name, r.Status, cacheWord(r), where, round(r.Duration))
+	if r.Error != "" {
+		line += ": " + r.Error
+	}
+	fmt.Fprintln(p.out, escapeLine(line))
 }
 
 func cacheWord(r *ci.StepResult) string {
@@ -431,41 +420,9 @@ func round(d time.Duration) time.Duration {
 	return d.Round(time.Microsecond)
 }
 
-// clear erases the progress line; the caller holds mu.
-func (p *ciPrinter) clear() {
-	if p.drawn {
-		fmt.Fprint(p.err, "\r\033[K")
-		p.drawn = false
-	}
-}
-
-// draw redraws the progress line: counts, elapsed time and the longest
-// running steps. The caller holds mu.
-func (p *ciPrinter) draw() {
-	if !p.tty || len(p.running) == 0 {
-		return
-	}
-	names := make([]string, 0, len(p.running))
-	for n := range p.running {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool { return p.running[names[i]].Before(p.running[names[j]]) })
-	if len(names) > 3 {
-		names = names[:3]
-	}
-	for i, n := range names {
-		names[i] = fmt.Sprintf("%s %ds", n, int(time.Since(p.running[n]).Seconds()))
-	}
-	fmt.Fprintf(p.err, "\r\033[K[ci %s] %d done (%d hits, %d not passed), %d running: %s",
-		time.Since(p.started).Round(time.Second), p.done, p.hits, p.bad, len(p.running), escapeLine(strings.Join(names, ", ")))
-	p.drawn = true
-}
-
 func (p *ciPrinter) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-	flush(p.out)
+	p.line.close()
+	p.line.print(func() { flush(p.out) })
 }
 
 // printCISummary prints the results table and the recap line.

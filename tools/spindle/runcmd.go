@@ -443,8 +443,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if o.verbose {
 		level = slog.LevelInfo
 	}
+	// The progress line: on a terminal, with several targets. Results,
+	// log records and the recap are written between two of its draws.
+	var tally recap
+	bar := newStatusLine(stderr, len(targets) > 1, "run", func() string {
+		return fmt.Sprintf("%d/%d done: %d ok, %d failed, %d unreachable",
+			tally.ok+tally.failed+tally.unreachable, len(targets), tally.ok, tally.failed, tally.unreachable)
+	})
+	defer bar.close()
 	m, err := spindle.NewMaster(spindle.Config{
-		Logger: slog.New(slog.NewTextHandler(forTerminal(stderr), &slog.HandlerOptions{Level: level})), LogLevel: level})
+		Logger: slog.New(slog.NewTextHandler(bar.Writer(forTerminal(stderr)), &slog.HandlerOptions{Level: level})), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 1
@@ -469,7 +477,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	lines := make([]runLine, len(targets))
 	fl := spindle.NewFleet(m)
 	began := time.Now()
-	bar := newProgress(stderr, len(targets))
 	sem := make(chan struct{}, o.parallel)
 	var wg sync.WaitGroup
 	for i, nt := range targets {
@@ -477,7 +484,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
-			defer func() { <-sem; bar.done() }()
+			defer func() { <-sem }()
+			bar.begin(nt.Name)
 			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages}}
@@ -501,6 +509,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			// Each target's result as soon as it is known, the progress
 			// line erased around it.
 			bar.print(func() {
+				delete(bar.running, nt.Name)
+				tally.add(l)
 				switch {
 				case o.asJSON:
 					b, _ := json.Marshal(l)
@@ -523,7 +533,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	wg.Wait()
 	flush(guestOut)
 	flush(guestErr)
-	bar.finish()
+	bar.close()
 	r := recapOf(lines)
 	if len(lines) > 1 {
 		fmt.Fprintf(stderr, "%d targets: %d ok, %d failed, %d unreachable in %s\n",
@@ -551,16 +561,20 @@ type recap struct{ ok, failed, unreachable int }
 func recapOf(lines []runLine) recap {
 	var r recap
 	for _, l := range lines {
-		switch {
-		case !l.OK && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
-			r.unreachable++
-		case !l.OK || (l.ExitCode != nil && *l.ExitCode != 0):
-			r.failed++
-		default:
-			r.ok++
-		}
+		r.add(l)
 	}
 	return r
+}
+
+func (r *recap) add(l runLine) {
+	switch {
+	case !l.OK && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
+		r.unreachable++
+	case !l.OK || (l.ExitCode != nil && *l.ExitCode != 0):
+		r.failed++
+	default:
+		r.ok++
+	}
 }
 
 // printLine writes one target's row of the table and the output it
@@ -653,63 +667,6 @@ func numbers(v any) any {
 		}
 	}
 	return v
-}
-
-// progress draws a one-line progress bar on a terminal; elsewhere it is
-// silent.
-type progress struct {
-	w     io.Writer
-	total int
-	mu    sync.Mutex
-	n     int // guarded by mu
-	on    bool
-}
-
-func newProgress(w io.Writer, total int) *progress {
-	p := &progress{w: w, total: total, on: total > 1 && isTerminal(w)}
-	p.draw()
-	return p
-}
-
-func (p *progress) done() {
-	p.mu.Lock()
-	p.n++
-	p.mu.Unlock()
-	p.draw()
-}
-
-func (p *progress) draw() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.drawLocked()
-}
-
-func (p *progress) drawLocked() {
-	if !p.on {
-		return
-	}
-	const width = 30
-	filled := width * p.n / p.total
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), p.n, p.total)
-}
-
-// print runs write, which writes a line of results, with the progress line
-// erased before it and drawn again after it, so the two never share a line;
-// it also keeps two targets' lines apart.
-func (p *progress) print(write func()) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.on {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-	write()
-	p.drawLocked()
-}
-
-func (p *progress) finish() {
-	if p.on {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
 }
 
 // decodeOutput shows a task's output: as the value it encodes when it is
