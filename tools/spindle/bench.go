@@ -18,6 +18,24 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
+const benchUsage = `usage: spindle bench [--json] [--quick] [--ssh [USER@]HOST[:PORT]] [--ssh-identity FILE] [--ssh-opt K=V] [--wasm DIR]
+
+Measures spawn, round trips over 1, 2 and 3 hops, pipelined calls, bulk
+throughput, fan-out, child memory and wasm calls, beside this machine's own
+limits measured in the same run (a pipe ping-pong and a pipe copy): quote
+the ratios, not the times.
+
+flags:
+  --json              one JSON object of numbers instead of a table
+  --quick             fewer iterations (for tests; noisier figures)
+  --ssh DEST          an sshd for the ssh figures, measured when it accepts
+                      connections (default 127.0.0.1:22)
+  --ssh-identity F    ssh private key for --ssh
+  --ssh-opt K=V       extra ssh -o option for --ssh; repeatable
+  --wasm DIR          where make wasm put the example modules (hello.wasm is
+                      used; default bin/wasm); "" skips the wasm figures
+`
+
 // benchResult is what `spindle bench --json` prints: one object, numbers
 // only. Field order is the order of the readable table.
 type benchResult struct {
@@ -82,7 +100,6 @@ func (r *benchResult) rows() []benchRow {
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	quick := fs.Bool("quick", false, "fewer iterations (for tests; noisier figures)")
 	sshDest := fs.String("ssh", "127.0.0.1:22", "[USER@]HOST[:PORT] of an sshd for the ssh figures, measured when it accepts connections")
@@ -90,8 +107,16 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	var sshOptions multiFlag
 	fs.Var(&sshOptions, "ssh-opt", "extra ssh -o K=V for -ssh (repeatable)")
 	wasmDir := fs.String("wasm", "bin/wasm", "where make wasm put the example modules (hello.wasm is used); \"\" skips the wasm figures")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, err := parseFlags(fs, args)
+	if err == nil {
+		err = errNoArgs(pos)
+	}
+	switch {
+	case isHelp(err):
+		fmt.Fprint(stdout, benchUsage)
+		return 0
+	case err != nil:
+		return usageError(stderr, "bench", err)
 	}
 	scale := 1
 	if *quick {

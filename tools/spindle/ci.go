@@ -100,8 +100,6 @@ func parseCIArgs(args []string, stderr io.Writer) (*ciOpts, error) {
 		return nil
 	})
 	fs.BoolVar(&o.trustSecrets, "trust-secrets", false, "")
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
 	for _, n := range []string{"w", "workspace"} {
 		fs.StringVar(&o.workspace, n, ".", "")
 	}
@@ -123,20 +121,9 @@ func parseCIArgs(args []string, stderr io.Writer) (*ciOpts, error) {
 	for _, n := range []string{"v", "verbose"} {
 		fs.BoolVar(&o.verbose, n, false, "")
 	}
-	// Flags may follow the job file.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseFlags(fs, args) // flags may follow the job file
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(pos) == 0:
@@ -159,13 +146,12 @@ func cmdCI(args []string, stdout, stderr io.Writer) int {
 		return cmdCIBench(args[1:], stdout, stderr)
 	}
 	o, err := parseCIArgs(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if isHelp(err) {
 		fmt.Fprint(stdout, ciUsage)
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\nsee spindle ci -h\n", err)
-		return exitUsage
+		return usageError(stderr, "ci", err)
 	}
 	ctx, stop := interruptContext(stderr, "spindle ci")
 	defer stop()

@@ -46,19 +46,23 @@ type ciBenchFigure struct {
 
 func cmdCIBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ci bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, ciBenchUsage) }
 	asJSON := fs.Bool("json", false, "")
 	runs := fs.Int("runs", 5, "")
 	toolbox := fs.String("toolbox", "", "")
 	probe := fs.String("probe", "bin/wasm/ciprobe.wasm", "")
 	demo := fs.String("demo", "ci/spindle.yaml", "")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	pos, err := parseFlags(fs, args)
+	switch {
+	case isHelp(err):
+		fmt.Fprint(stdout, ciBenchUsage)
+		return 0
+	case err == nil && *runs < 1:
+		err = fmt.Errorf("--runs %d: must be at least 1", *runs)
+	case err == nil:
+		err = errNoArgs(pos)
 	}
-	if *runs < 1 || fs.NArg() > 0 {
-		fs.Usage()
-		return exitUsage
+	if err != nil {
+		return usageError(stderr, "ci bench", err)
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spindle-hq/spindle"
@@ -21,6 +21,19 @@ commands:
   tree    start a demo tree of local contexts, ping each, print it, shut it down
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
   version the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
+  help    spindle help COMMAND: the usage of a command (as spindle COMMAND -h)
+`
+
+const treeUsage = `usage: spindle tree [--depth N] [--width N] [-v]
+
+Starts a tree of local contexts below the master, N levels deep and N wide,
+pings each through the tree, prints the tree with each ping's round trip,
+and shuts the whole tree down.
+
+flags:
+  --depth N   levels of contexts below the master, 1 to 10 (default 2)
+  --width N   children of each context, 1 to 10 (default 2)
+  -v          the tree's debug log records on stderr
 `
 
 // run is the whole command, testable without exec.
@@ -39,9 +52,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "ci":
 		return cmdCI(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		return cmdHelp(args[1:], stdout, stderr)
 	case "version", "--version":
+		if len(args) > 1 {
+			if args[1] == "-h" || args[1] == "--help" {
+				fmt.Fprint(stdout, versionUsage)
+				return 0
+			}
+			return usageError(stderr, "version", errNoArgs(args[1:]))
+		}
 		printVersion(stdout)
 		return 0
 	}
@@ -59,16 +78,21 @@ func newLogger(w io.Writer, verbose bool) *slog.Logger {
 
 func cmdTree(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tree", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	depth := fs.Int("depth", 2, "levels of contexts below the master (1-10)")
 	width := fs.Int("width", 2, "children per context (1-10)")
 	verbose := fs.Bool("v", false, "log debug records from the whole tree to stderr")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, err := parseFlags(fs, args)
+	switch {
+	case isHelp(err):
+		fmt.Fprint(stdout, treeUsage)
+		return 0
+	case err == nil && (*depth < 1 || *depth > 10 || *width < 1 || *width > 10):
+		err = errors.New("--depth and --width must be between 1 and 10")
+	case err == nil:
+		err = errNoArgs(pos)
 	}
-	if *depth < 1 || *depth > 10 || *width < 1 || *width > 10 {
-		fmt.Fprintln(stderr, "spindle tree: -depth and -width must be between 1 and 10")
-		return 2
+	if err != nil {
+		return usageError(stderr, "tree", err)
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -84,8 +108,10 @@ func cmdTree(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	start := time.Now()
 	fmt.Fprintf(stdout, "master (id 0, pid %d)\n", os.Getpid())
-	var walk func(parent *spindle.Context, level int, prefix string) error
-	walk = func(parent *spindle.Context, level int, prefix string) error {
+	// indent is what the lines of a level start with: "│  " below each
+	// ancestor that has siblings after it, "   " below a last one.
+	var walk func(parent *spindle.Context, level int, prefix, indent string) error
+	walk = func(parent *spindle.Context, level int, prefix, indent string) error {
 		for i := 0; i < *width; i++ {
 			name := fmt.Sprintf("%sc%d", prefix, i)
 			var c *spindle.Context
@@ -104,24 +130,24 @@ func cmdTree(args []string, stdout, stderr io.Writer) int {
 				return err
 			}
 			rtt := time.Since(t0)
-			branch, hops := "├─", "hops"
+			branch, hops, below := "├─", "hops", "│  "
 			if i == *width-1 {
-				branch = "└─"
+				branch, below = "└─", "   "
 			}
 			if level == 0 {
 				hops = "hop"
 			}
 			fmt.Fprintf(stdout, "%s%s %s (id %d, pid %d, %d %s, ping %v)\n",
-				strings.Repeat("   ", level), branch, pong.Name, pong.ID, pong.PID, level+1, hops, rtt.Round(time.Microsecond))
+				indent, branch, pong.Name, pong.ID, pong.PID, level+1, hops, rtt.Round(time.Microsecond))
 			if level+1 < *depth {
-				if err := walk(c, level+1, name+"."); err != nil {
+				if err := walk(c, level+1, name+".", indent+below); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	if err := walk(nil, 0, ""); err != nil {
+	if err := walk(nil, 0, "", ""); err != nil {
 		fmt.Fprintf(stderr, "spindle tree: %v\n", err)
 		return 1
 	}

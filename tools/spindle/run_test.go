@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -43,6 +44,66 @@ func TestTree(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("spindle tree output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestTreeLines: the tree is drawn with continuation lines, so each
+// context's parent can be read off the page.
+func TestTreeLines(t *testing.T) {
+	testutil.VerifyNone(t)
+	code, out, errs := runCmd(t, "tree", "--depth", "3", "--width", "2")
+	if code != 0 {
+		t.Fatalf("spindle tree = %d, stderr:\n%s", code, errs)
+	}
+	got := regexp.MustCompile(` \(id .*`).ReplaceAllString(out, "")
+	want := `master
+├─ c0
+│  ├─ c0.c0
+│  │  ├─ c0.c0.c0
+│  │  └─ c0.c0.c1
+│  └─ c0.c1
+│     ├─ c0.c1.c0
+│     └─ c0.c1.c1
+└─ c1
+   ├─ c1.c0
+   │  ├─ c1.c0.c0
+   │  └─ c1.c0.c1
+   └─ c1.c1
+      ├─ c1.c1.c0
+      └─ c1.c1.c1
+`
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("spindle tree drew\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestHelpEverywhere: every command's -h and --help, and spindle help
+// CMD, print its usage on stdout with exit 0; a bad flag is one line and
+// a pointer to -h, with exit 2.
+func TestHelpEverywhere(t *testing.T) {
+	for name, text := range usages {
+		cmd := strings.Fields(name)
+		for _, args := range [][]string{append(cmd[:len(cmd):len(cmd)], "-h"), append(cmd[:len(cmd):len(cmd)], "--help"), append([]string{"help"}, cmd...)} {
+			code, out, errs := runCmd(t, args...)
+			if code != 0 || out != text || errs != "" {
+				t.Errorf("spindle %q = %d, stderr %q, stdout %.40q; want 0 and the usage of %s", args, code, errs, out, name)
+			}
+		}
+		if !strings.HasPrefix(text, "usage: spindle "+name) {
+			t.Errorf("the usage of %s starts %.40q", name, text)
+		}
+		if name == "help" {
+			continue
+		}
+		code, out, errs := runCmd(t, append(cmd[:len(cmd):len(cmd)], "--bogus")...)
+		lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
+		if code != 2 || out != "" || len(lines) != 2 || !strings.HasPrefix(lines[0], "spindle "+name+": ") ||
+			!strings.Contains(lines[0], "bogus") || lines[1] != "see spindle "+name+" -h" {
+			t.Errorf("spindle %s --bogus = %d, stdout %q, stderr %q; want 2, one line and see spindle %s -h", name, code, out, errs, name)
+		}
+	}
+	if code, _, errs := runCmd(t, "help", "nope"); code != 2 || !strings.Contains(errs, `no command "nope"`) {
+		t.Errorf("spindle help nope = %d, %q", code, errs)
 	}
 }
 
