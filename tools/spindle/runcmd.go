@@ -50,9 +50,17 @@ flags:
   --pooled            run on a warm instance (stateless reactor tasks)
 
 Intermediate hops shared by several targets (a bastion) are started once:
-the fleet is a tree, and the module crosses each edge once. Each target's
-result is printed as soon as it is known; with several targets a recap
-line follows on stderr.
+the fleet is a tree, and the module crosses each edge once.
+
+output: stdout carries results only. With one target, a command's stdout
+and stderr pass through as they are written; a reactor's result is printed
+as JSON on stdout and its own prints go to stderr; a failure is one line on
+stderr. With several targets, one row per target on stdout as soon as it is
+known (what the guest wrote indented below it, the first 64 KiB), a
+progress line on stderr when it is a terminal, and a recap line on stderr.
+--json prints one object per target per line: target, ok, output,
+exit_code, error {kind, message}, and the guest's stdout and stderr (the
+first 64 KiB of each; stdout_truncated, stderr_truncated say when cut).
 
 exit status: 0 every target ok; 1 a task failed somewhere (a reactor's
 error, a command's non-zero exit); 3 a target could not be reached or
