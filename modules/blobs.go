@@ -497,19 +497,49 @@ func (s *Service) serveBlobs(ctx context.Context, hashes []string, upward bool) 
 		}
 		return rep, blobs, bytes, nil
 	}
-	err = s.ensure(ctx, missing, true, func(h string, b []byte, err error) error {
-		if err != nil {
-			if room(BlobOverhead) {
-				rep.Missing = append(rep.Missing, h)
-				used += BlobOverhead
+	// Fetch from the parent no more than this reply can carry: the missing
+	// hashes in parts, each sized by what is left of the reply and the
+	// sizes seen so far, until the reply is full. Those not fetched are
+	// not named (the asker asks again), so one request costs the parent
+	// edge about one reply, however many hashes it names.
+	part := firstUpwardPart
+	answered := len(rep.Blobs) + len(rep.Missing) + len(rep.Large)
+	for len(missing) > 0 && room(BlobOverhead) {
+		n := min(part, len(missing))
+		var got, gotBytes int64
+		err = s.ensure(ctx, missing[:n], true, func(h string, b []byte, err error) error {
+			if err != nil {
+				if room(BlobOverhead) {
+					rep.Missing = append(rep.Missing, h)
+					used += BlobOverhead
+				}
+				return nil
 			}
+			got++
+			gotBytes += int64(len(b))
+			add(h, int64(len(b)), b)
 			return nil
+		})
+		if err != nil {
+			return rep, blobs, bytes, err
 		}
-		add(h, int64(len(b)), b)
-		return nil
-	})
-	return rep, blobs, bytes, err
+		missing = missing[n:]
+		if named := len(rep.Blobs) + len(rep.Missing) + len(rep.Large); named < answered+n {
+			break // the reply is full: the rest is for the next request
+		}
+		answered += n
+		if got > 0 {
+			part = int(min(max((bound-used)/(gotBytes/got+BlobOverhead), 1), MaxBatchHashes))
+		} else {
+			part = min(2*part, MaxBatchHashes) // none held above either: ask wider
+		}
+	}
+	return rep, blobs, bytes, nil
 }
+
+// firstUpwardPart is how many missing hashes of a GET_BLOBS the first
+// fetch from the parent asks for: one, whose size then sizes the next.
+const firstUpwardPart = 1
 
 // Pull copies the blobs of hashes that context from (a descendant) holds
 // into this context's store, pinned: this context is their origin now. It

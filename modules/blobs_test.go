@@ -176,6 +176,39 @@ func TestGetBlobsBounds(t *testing.T) {
 	}
 }
 
+// TestGetBlobsFetchesOneReply: a GET_BLOBS that names many hashes held
+// only further up costs the edge above about one reply, not every blob it
+// names: what does not fit is left for the asker's next request.
+func TestGetBlobsFetchesOneReply(t *testing.T) {
+	testutil.VerifyNone(t)
+	ns := chain(t)
+	ctx := ctxT(t)
+	const size = 2 << 20
+	hs := putBlobs(t, ns[0].svc.Store(), 0, 40, size) // 80 MiB at the master
+	rep, err := getBlobs(ctx, ns[2], 1, wire.GetBlobs{Hashes: hs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Blobs) == 0 || len(rep.Blobs)+len(rep.Missing)+len(rep.Large) >= len(hs) {
+		t.Fatalf("reply of %d blobs, %d missing, %d large for %d hashes; want some, not all", len(rep.Blobs), len(rep.Missing), len(rep.Large), len(hs))
+	}
+	for i, b := range rep.Blobs {
+		if b.Hash != hs[i] || !bytes.Equal(b.Data, blob(i, size)) {
+			t.Fatalf("blob %d of the reply is not the %dth asked for", i, i)
+		}
+	}
+	// The first blob alone, then a part sized to fill the reply: at most
+	// one blob fetched beyond what it carries.
+	if st := ns[1].svc.Stats(); st.Fetches > int64(len(rep.Blobs))+1 || st.FetchedBytes > modules.MaxBatchBytes+size {
+		t.Errorf("the middle context fetched %d blobs (%d bytes) for a reply of %d", st.Fetches, st.FetchedBytes, len(rep.Blobs))
+	}
+	// Asking again for the rest gets the next ones.
+	rep2, err := getBlobs(ctx, ns[2], 1, wire.GetBlobs{Hashes: hs[len(rep.Blobs):]})
+	if err != nil || len(rep2.Blobs) == 0 || rep2.Blobs[0].Hash != hs[len(rep.Blobs)] {
+		t.Fatalf("second GET_BLOBS = %d blobs, %v", len(rep2.Blobs), err)
+	}
+}
+
 // TestGetBlobsInflightBound checks a child cannot have more than
 // MaxInflightPerChild requests served at once.
 func TestGetBlobsInflightBound(t *testing.T) {

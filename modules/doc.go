@@ -54,7 +54,10 @@
 //     sends at most as many to its parent at once;
 //   - a parent fetches upward only what a request names, and nothing when
 //     blobs it holds already fill the reply; it reads no blob that does not
-//     fit (the asker asks again for the rest).
+//     fit (the asker asks again for the rest), and fetches the missing ones
+//     in parts sized by the reply's room (one blob first, then as many as
+//     the sizes seen say fit), stopping when the reply is full: one request
+//     costs the edge above about one reply, however many hashes it names.
 //
 // Stores: StoreConfig.MaxDiskBytes (4 GiB; each file counted as its size
 // rounded up to 4 KiB, eviction down to 90%) and MaxMemBytes (256 MiB, or
