@@ -229,7 +229,10 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	}
 	tr := &TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: res.Command}
 	if req.Workspace != nil && res.OutputTree != "" {
-		if err := n.mods.PullTree(ctx, c.id, res.OutputTree); err != nil {
+		// The context's own limits are not trusted: its tree is held to the
+		// caller's.
+		lim := modules.CollectLimits{MaxBytes: req.Workspace.OutputBytes, MaxFiles: req.Workspace.OutputFiles}
+		if err := n.mods.PullTree(ctx, c.id, res.OutputTree, lim); err != nil {
 			return nil, fmt.Errorf("spindle: run on %s: pull outputs: %w", c, err)
 		}
 		tr.OutputTree = res.OutputTree

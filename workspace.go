@@ -50,10 +50,11 @@ type Workspace struct {
 	OutputFiles int
 }
 
-// The defaults of Workspace.OutputBytes and OutputFiles.
+// The defaults of Workspace.OutputBytes and OutputFiles: the context
+// collects, and the caller pulls, no more.
 const (
-	DefaultWorkspaceOutputBytes = 1 << 30
-	DefaultWorkspaceOutputFiles = 100_000
+	DefaultWorkspaceOutputBytes = modules.DefaultCollectBytes
+	DefaultWorkspaceOutputFiles = modules.DefaultCollectFiles
 )
 
 // The guest paths of a Workspace.
@@ -199,14 +200,7 @@ func (n *node) collect(ws *workspace, w *wire.Workspace, exited0 bool) (string, 
 		}
 		root.Close()
 	}
-	lim := modules.CollectLimits{MaxBytes: w.OutputBytes, MaxFiles: w.OutputFiles}
-	if lim.MaxBytes <= 0 {
-		lim.MaxBytes = DefaultWorkspaceOutputBytes
-	}
-	if lim.MaxFiles <= 0 {
-		lim.MaxFiles = DefaultWorkspaceOutputFiles
-	}
-	return n.mods.Store().Collect(ws.out, paths, lim)
+	return n.mods.Store().Collect(ws.out, paths, modules.CollectLimits{MaxBytes: w.OutputBytes, MaxFiles: w.OutputFiles})
 }
 
 // remove deletes the call's directories. The guest may have left them

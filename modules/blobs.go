@@ -557,9 +557,11 @@ func (s *Service) Pull(ctx context.Context, from uint32, hashes []string) error 
 
 func (s *Service) pullWants(ctx context.Context, from uint32, ws []want) error {
 	var need []want
+	sizes := make(map[string]int64, len(ws))
 	for _, w := range ws {
 		if !s.st.pinLocal(w.h) {
 			need = append(need, w)
+			sizes[w.h] = w.size
 		}
 	}
 	var missing []string
@@ -575,6 +577,10 @@ func (s *Service) pullWants(ctx context.Context, from uint32, ws []want) error {
 			case gotBlob:
 				if got := Hash(b); got != h {
 					firstErr = firstErrOf(firstErr, fmt.Errorf("%w: blob %s pulled from context %d has sha256 %s", ErrBadHash, short(h), from, short(got)))
+					return
+				}
+				if n := sizes[h]; n >= 0 && int64(len(b)) != n {
+					firstErr = firstErrOf(firstErr, fmt.Errorf("%w: blob %s pulled from context %d has %d bytes, its entry says %d", ErrBadTree, short(h), from, len(b), n))
 					return
 				}
 				if err := s.st.pin(h, b); err != nil {

@@ -70,7 +70,11 @@
 // at most MaxTargetBytes (4095); MaxTreeDepth (256) levels below the root;
 // Materialize makes at most MaxTreePaths (1 Mi) paths, checked before it
 // expands anything (a tree may name one directory blob from many places).
-// Collect takes at most CollectLimits (1 GiB, 100000 entries by default).
+// Collect takes at most CollectLimits (1 GiB, 100000 entries by default),
+// and PullTree holds a descendant's tree to the puller's CollectLimits (its
+// distinct files' declared sizes, its distinct entries plus 4096 for the
+// directories Collect makes on the way), refused before any file moves; a
+// pulled file must have the size its entry declares.
 // A file of a tree is one blob of at most MaxFileBytes (128 MiB, one
 // message): PutDir and Collect refuse a larger one by name, unread.
 // Merge and the size checks work per distinct directory, memoized.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -19,8 +20,11 @@ import (
 // walkTree gets the directories of the tree root level by level with get
 // (which calls fn for each blob of ws it has made available) and returns
 // them by digest, with the files they name, each once, with their sizes.
-// Each directory is fetched once however many entries name it.
-func walkTree(ctx context.Context, root string, get func(ctx context.Context, ws []want, fn func(h string, b []byte) error) error) (map[string]*Dir, []want, error) {
+// Each directory is fetched once however many entries name it. A tree of
+// more than maxEntries distinct directories and files, or whose distinct
+// files' sizes add up to more than maxBytes, is refused as soon as the
+// walk sees it, before any of its files is fetched.
+func walkTree(ctx context.Context, root string, maxEntries int, maxBytes int64, get func(ctx context.Context, ws []want, fn func(h string, b []byte) error) error) (map[string]*Dir, []want, error) {
 	if !ValidHash(root) {
 		return nil, nil, fmt.Errorf("%w: %q is not a sha256 hex digest", ErrBadHash, root)
 	}
@@ -29,6 +33,7 @@ func walkTree(ctx context.Context, root string, get func(ctx context.Context, ws
 	// bytes encode a directory).
 	seenDir, seenFile := map[string]bool{root: true}, map[string]bool{}
 	var files []want
+	var fileBytes int64
 	level := []want{{h: root, size: -1}}
 	for depth := 0; len(level) > 0; depth++ {
 		// A directory first found this far down lies at least this deep.
@@ -67,7 +72,14 @@ func walkTree(ctx context.Context, root string, get func(ctx context.Context, ws
 				case e.Kind == EntryFile && !seenFile[e.Digest]:
 					seenFile[e.Digest] = true
 					files = append(files, want{h: e.Digest, size: e.Size})
+					fileBytes += e.Size // DecodeDir bounds each size: no overflow
 				}
+			}
+			if n := len(seenDir) + len(seenFile); n > maxEntries {
+				return nil, nil, fmt.Errorf("%w: more than %d distinct directories and files", ErrBadTree, maxEntries)
+			}
+			if fileBytes > maxBytes {
+				return nil, nil, fmt.Errorf("%w: its files hold more than %d bytes", ErrBadTree, maxBytes)
 			}
 		}
 		level = next
@@ -78,8 +90,16 @@ func walkTree(ctx context.Context, root string, get func(ctx context.Context, ws
 // PullTree pulls the whole tree digest (directories level by level, then
 // the files in batches) from the descendant from into this context's
 // store, pinned, as Pull does; blobs already here are not transferred.
-func (s *Service) PullTree(ctx context.Context, from uint32, digest string) error {
-	_, files, err := walkTree(ctx, digest, func(ctx context.Context, ws []want, fn func(string, []byte) error) error {
+// The descendant's tree is held to lim as Collect held it there (zero
+// fields: Collect's defaults), so a context that lies about its outputs
+// costs no more than one that told the truth: a larger tree is ErrBadTree
+// before its files move, and a file whose bytes are not the size its
+// entry says is refused.
+func (s *Service) PullTree(ctx context.Context, from uint32, digest string, lim CollectLimits) error {
+	lim = lim.orDefaults()
+	// Collect counts each entry it finds, not the directories it makes on
+	// the way to a declared path: room for those.
+	_, files, err := walkTree(ctx, digest, lim.MaxFiles+collectPathSlack, lim.MaxBytes, func(ctx context.Context, ws []want, fn func(string, []byte) error) error {
 		if err := s.pullWants(ctx, from, ws); err != nil {
 			return err
 		}
@@ -217,7 +237,7 @@ func (s *Service) Materialize(ctx context.Context, digest, dst string) (err erro
 			return fn(h, b)
 		})
 	}
-	dirs, files, err := walkTree(ctx, digest, get)
+	dirs, files, err := walkTree(ctx, digest, MaxTreePaths, math.MaxInt64, get)
 	if err != nil {
 		return err
 	}
@@ -368,6 +388,23 @@ type CollectLimits struct {
 	MaxFiles int
 }
 
+// collectPathSlack is how many directories PullTree allows beyond
+// MaxFiles: the root and those Collect makes on the way to the declared
+// paths, which it does not count.
+const collectPathSlack = 4096
+
+// orDefaults is lim with Collect's defaults in its zero (or negative)
+// fields.
+func (lim CollectLimits) orDefaults() CollectLimits {
+	if lim.MaxBytes <= 0 {
+		lim.MaxBytes = DefaultCollectBytes
+	}
+	if lim.MaxFiles <= 0 {
+		lim.MaxFiles = DefaultCollectFiles
+	}
+	return lim
+}
+
 // Collect stores the declared output paths under dir as a tree and returns
 // its digest: each path (relative, slash-separated, clean, no "..", "." for
 // all of dir; none inside another) is a file, a symlink or a directory
@@ -381,12 +418,7 @@ func (s *Store) Collect(dir string, paths []string, lim CollectLimits) (digest s
 	if lim.MaxBytes < 0 || lim.MaxFiles < 0 {
 		return "", fmt.Errorf("modules: collect: negative limits")
 	}
-	if lim.MaxBytes == 0 {
-		lim.MaxBytes = DefaultCollectBytes
-	}
-	if lim.MaxFiles == 0 {
-		lim.MaxFiles = DefaultCollectFiles
-	}
+	lim = lim.orDefaults()
 	ps, err := checkOutputs(paths)
 	if err != nil {
 		return "", err

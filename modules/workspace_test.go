@@ -381,7 +381,7 @@ func TestCollectPullMaterialize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.svc.PullTree(ctx, c.r.ID(), outTree); err != nil {
+	if err := m.svc.PullTree(ctx, c.r.ID(), outTree, modules.CollectLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	bs, err := m.svc.Store().Blobs(outTree)
@@ -395,7 +395,7 @@ func TestCollectPullMaterialize(t *testing.T) {
 		t.Error("the context between kept a pulled blob")
 	}
 	// Again: nothing moves.
-	if err := m.svc.PullTree(ctx, c.r.ID(), outTree); err != nil || m.svc.Stats().Pulled != int64(len(bs)) {
+	if err := m.svc.PullTree(ctx, c.r.ID(), outTree, modules.CollectLimits{}); err != nil || m.svc.Stats().Pulled != int64(len(bs)) {
 		t.Fatalf("PullTree again: %v, %d pulled", err, m.svc.Stats().Pulled)
 	}
 	art := tempDst(t)
@@ -414,7 +414,7 @@ func TestCollectPullMaterialize(t *testing.T) {
 	if !bytes.Equal([]byte(got["build/app"][2:]), blob(1, 3<<20)) {
 		t.Error("the executable's bytes differ")
 	}
-	if err := m.svc.PullTree(ctx, c.r.ID(), modules.Hash([]byte("no tree"))); !errors.Is(err, modules.ErrNotFound) {
+	if err := m.svc.PullTree(ctx, c.r.ID(), modules.Hash([]byte("no tree")), modules.CollectLimits{}); !errors.Is(err, modules.ErrNotFound) {
 		t.Errorf("PullTree(missing) = %v, want %v", err, modules.ErrNotFound)
 	}
 }
@@ -441,4 +441,65 @@ func TestFileThatIsADir(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameTree(t, readDisk(t, dst, true), map[string]string{"dir": "d", "file": "f:\x90"})
+}
+
+// TestPullTreeBounds: the tree a context names as its outputs is held to
+// the puller's limits, not the context's: too many entries or too many
+// bytes is refused before any file moves, and a file whose bytes are not
+// the size its entry declares is refused.
+func TestPullTreeBounds(t *testing.T) {
+	testutil.VerifyNone(t)
+	m := newCtx(t, nil)
+	c := newCtx(t, m)
+	ctx := ctxT(t)
+	st := c.svc.Store()
+	dir := t.TempDir()
+	files := map[string]string{"big": string(blob(7, 2<<20))}
+	for i := range 5000 {
+		files[fmt.Sprintf("many/%d", i)] = fmt.Sprint(i)
+	}
+	writeTree(t, dir, files)
+	big, err := st.Collect(dir, []string{"big"}, modules.CollectLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	many, err := st.Collect(dir, []string{"many"}, modules.CollectLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, tree string
+		lim        modules.CollectLimits
+		want       string
+	}{
+		{"bytes", big, modules.CollectLimits{MaxBytes: 1 << 20}, "more than 1048576 bytes"},
+		{"entries", many, modules.CollectLimits{MaxFiles: 100}, "distinct directories and files"},
+	} {
+		before := m.svc.Stats().PulledBytes
+		err := m.svc.PullTree(ctx, c.r.ID(), tt.tree, tt.lim)
+		if !errors.Is(err, modules.ErrBadTree) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: PullTree = %v, want %v saying %q", tt.name, err, modules.ErrBadTree, tt.want)
+		}
+		// Its directories only (the one of 5000 entries is about 380 KB):
+		// none of its files, which hold 2 MiB or 19 KB in 5000 blobs.
+		if moved, n := m.svc.Stats().PulledBytes-before, m.svc.Stats().Pulled; moved > 512<<10 || n > 3 {
+			t.Errorf("%s: %d bytes in %d blobs pulled before the refusal: more than its directories", tt.name, moved, n)
+		}
+	}
+	if err := m.svc.PullTree(ctx, c.r.ID(), many, modules.CollectLimits{}); err != nil {
+		t.Errorf("PullTree within the defaults: %v", err)
+	}
+
+	// A directory whose entry understates its file's size.
+	f, err := st.Put([]byte(strings.Repeat("x", 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lie, err := st.Put(mustEncode(t, &modules.Dir{Entries: []modules.Entry{{Name: "f", Kind: modules.EntryFile, Digest: f, Size: 1}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.svc.PullTree(ctx, c.r.ID(), lie, modules.CollectLimits{}); !errors.Is(err, modules.ErrBadTree) || !strings.Contains(err.Error(), "its entry says 1") {
+		t.Errorf("PullTree of an understated file = %v, want %v", err, modules.ErrBadTree)
+	}
 }
