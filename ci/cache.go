@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/spindle-hq/spindle/modules"
 )
@@ -59,12 +62,17 @@ func (c *ActionCache) Get(key string) (*CacheEntry, bool) {
 		return e, ok
 	}
 	p := filepath.Join(c.dir, key)
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxCacheEntryBytes+1))
+	f.Close()
 	if err != nil {
 		return nil, false
 	}
 	e = new(CacheEntry)
-	if err := json.Unmarshal(b, e); err != nil || e.Key != key {
+	if len(b) > maxCacheEntryBytes || json.Unmarshal(b, e) != nil || !e.valid(key) {
 		os.Remove(p)
 		return nil, false
 	}
@@ -72,6 +80,18 @@ func (c *ActionCache) Get(key string) (*CacheEntry, bool) {
 	c.mem[key] = e
 	c.mu.Unlock()
 	return e, true
+}
+
+// maxCacheEntryBytes bounds an entry's file: a real one is a few hundred
+// bytes; anything larger was not written by Put.
+const maxCacheEntryBytes = 16 << 10
+
+// valid reports whether e, read from a file, is an entry Put could have
+// written for key: its digests valid, its target one short line.
+func (e *CacheEntry) valid(key string) bool {
+	return e.Key == key && modules.ValidHash(e.Stdout) && modules.ValidHash(e.Stderr) &&
+		(e.OutputTree == "" || modules.ValidHash(e.OutputTree)) &&
+		len(e.Target) <= 1024 && !strings.ContainsFunc(e.Target, unicode.IsControl)
 }
 
 // Put records e under e.Key.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/ci"
@@ -330,7 +331,7 @@ func ciExit(ctx context.Context, sum *ci.Summary) int {
 type ciPrinter struct {
 	o    *ciOpts
 	out  io.Writer
-	enc  *json.Encoder
+	json bool        // one JSON event per line
 	line *statusLine // its lock guards the counts and every write
 
 	done, hits, bad int
@@ -339,7 +340,7 @@ type ciPrinter struct {
 func newCIPrinter(stdout, stderr io.Writer, o *ciOpts) *ciPrinter {
 	p := &ciPrinter{o: o, out: stdout}
 	if o.asJSON {
-		p.enc = json.NewEncoder(stdout)
+		p.json = true
 	} else {
 		p.out = forTerminal(stdout)
 	}
@@ -352,8 +353,9 @@ func newCIPrinter(stdout, stderr io.Writer, o *ciOpts) *ciPrinter {
 func (p *ciPrinter) event(e ci.Event) {
 	name := e.Job + "/" + e.Step
 	switch {
-	case p.enc != nil:
-		p.line.print(func() { _ = p.enc.Encode(e) })
+	case p.json:
+		b, _ := json.Marshal(e)
+		p.line.print(func() { fmt.Fprintf(p.out, "%s\n", jsonSafe(b)) })
 	case e.Type == ci.EventStepStarted:
 		p.line.begin(name)
 	case e.Type == ci.EventLog && !p.o.quiet:
@@ -381,9 +383,25 @@ func (p *ciPrinter) finished(name string, r *ci.StepResult) {
 	}
 	line := fmt.Sprintf("%s: %s (%s)%s %s", name, r.Status, cacheWord(r), where, round(r.Duration))
 	if r.Error != "" {
-		line += ": " + r.Error
+		line += ": " + cut(r.Error, maxErrorLine)
 	}
 	fmt.Fprintln(p.out, escapeLine(line))
+}
+
+// maxErrorLine bounds the error text of a step's line: the whole of it is
+// in --json and the results.
+const maxErrorLine = 1000
+
+// cut returns s cut to at most n bytes at a rune boundary, with "…" when
+// cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func cacheWord(r *ci.StepResult) string {

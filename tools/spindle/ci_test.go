@@ -56,6 +56,7 @@ jobs:
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var types []string
+	hits := 0
 	for _, l := range lines {
 		var ev struct {
 			Type   string `json:"type"`
@@ -70,9 +71,12 @@ jobs:
 		if ev.Result != nil && ev.Result.Cache != "hit" {
 			t.Fatalf("rerun was not a hit: %s", l)
 		}
+		if ev.Type == "step_finished" && ev.Result != nil {
+			hits++
+		}
 	}
-	if types[len(types)-1] != "summary" || !strings.Contains(strings.Join(types, " "), "log") {
-		t.Fatalf("event types: %v", types)
+	if types[len(types)-1] != "summary" || !strings.Contains(strings.Join(types, " "), "log") || hits != 1 {
+		t.Fatalf("event types: %v, %d finished hits (want 1)", types, hits)
 	}
 
 	fail := ciJob(t, `
@@ -147,6 +151,37 @@ jobs:
 	}
 	if code, out, _ = runCmd(t, "ci", "--cache-dir", "-", "-w", ws, "--trust-secrets", job); code != 0 || !strings.Contains(out, "j/s | ***") {
 		t.Fatalf("--trust-secrets: exit %d\n%s", code, out)
+	}
+}
+
+// TestCIJSONTerminalSafe: --json events carry a step's text exactly, and
+// nothing in them can act on a terminal (a C1 control is written \u009b).
+func TestCIJSONTerminalSafe(t *testing.T) {
+	testutil.VerifyNone(t)
+	job := ciJob(t, `
+jobs:
+  j:
+    steps:
+      - {name: c1, module: PROBE, args: [echo, "a\u009b2Kb"]}
+`)
+	code, out, errOut := runCmd(t, "ci", "--cache-dir", "-", "-w", t.TempDir(), "--json", job)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if raw(out) || !strings.Contains(out, `a\u009b2Kb`) {
+		t.Errorf("--json output is not terminal-safe, or lost the text:\n%q", out)
+	}
+}
+
+func TestCut(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{{"short", 10, "short"}, {"abcdef", 3, "abc…"}, {"aéé", 2, "a…"}, {"aéé", 3, "aé…"}} {
+		if got := cut(tt.in, tt.n); got != tt.want {
+			t.Errorf("cut(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
 	}
 }
 
