@@ -328,7 +328,9 @@ func (s *Service) callBlobs(ctx context.Context, dst, handle uint32, hashes []st
 			return nil, err
 		}
 	}
-	reply, err := s.r.Call(ctx, dst, handle, wire.EncMsgpack, body)
+	cctx, cancel := context.WithTimeout(ctx, BlobCallTimeout)
+	reply, err := s.r.Call(cctx, dst, handle, wire.EncMsgpack, body)
+	cancel()
 	if up {
 		s.releaseUp()
 		s.noteFetched(1, 0, 0)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/internal/testutil"
@@ -400,5 +401,45 @@ func TestPull(t *testing.T) {
 	body, _ := msgpack.Marshal(&wire.GetBlobs{Hashes: []string{hs[1], hs[1]}})
 	if _, err := ns[0].r.Call(ctx, leaf.r.ID(), wire.HandlePullBlobs, wire.EncMsgpack, body); !errors.Is(err, routing.ErrBadRequest) {
 		t.Fatalf("PULL_BLOBS with a repeated hash = %v, want %v", err, routing.ErrBadRequest)
+	}
+}
+
+// TestEnsureGivesUpWithItsCaller: a parent that takes a GET_MODULE and
+// never answers holds the flight, not the caller: Ensure returns when its
+// own context ends, and a later caller joins the same flight, which ends
+// when the parent finally answers.
+func TestEnsureGivesUpWithItsCaller(t *testing.T) {
+	testutil.VerifyNone(t)
+	m := newNode(t, nil, nodeOpts{noService: true})
+	good := blob(9, 50)
+	h := modules.Hash(good)
+	asked := make(chan *wire.Message, 4)
+	if _, err := m.r.AddHandler(func(msg *wire.Message, _ *broker.Stream) { asked <- msg },
+		routing.HandlerOptions{Handle: wire.HandleGetModule}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCtx(t, m)
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := c.svc.Ensure(short, h); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Ensure with a parent that never answers = %v, want %v", err, context.DeadlineExceeded)
+	}
+	got := make(chan error, 1)
+	go func() {
+		b, err := c.svc.Ensure(ctxT(t), h)
+		if err == nil && !bytes.Equal(b, good) {
+			err = errors.New("wrong bytes")
+		}
+		got <- err
+	}()
+	msg := <-asked
+	if err := m.r.Reply(m.b.Context(), msg, wire.EncRaw, good); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the second Ensure: %v", err)
+	}
+	if len(asked) != 0 {
+		t.Errorf("the parent was asked %d more times: the second caller did not join the flight", len(asked))
 	}
 }

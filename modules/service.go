@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/spindle-hq/spindle/broker"
 	"github.com/spindle-hq/spindle/routing"
@@ -23,6 +24,11 @@ const (
 	MaxBatchBytes = 8 << 20
 	// MaxBatchHashes bounds the hashes of one GET_BLOBS or PULL_BLOBS.
 	MaxBatchHashes = 4096
+	// BlobCallTimeout bounds one GET_MODULE or GET_BLOBS asked of the
+	// parent, and one PULL_BLOBS asked of a descendant, so a context that
+	// stops answering (but keeps its stream) costs a flight that long, not
+	// forever. One reply is at most one message (128 MiB in it is 220 KB/s).
+	BlobCallTimeout = 10 * time.Minute
 	// BlobOverhead is what each hash named in a reply counts for besides
 	// its bytes: its hex, the msgpack framing, with room to spare.
 	BlobOverhead = 100
@@ -228,10 +234,16 @@ func (s *Service) Ensure(ctx context.Context, h string) ([]byte, error) {
 	}
 	f, own := s.join(h)
 	if own {
-		// The fetch runs under the broker's lifetime, not ctx: other
-		// callers may be waiting on the same flight.
-		b, err := s.fetchOne(s.r.Broker().Context(), parents[0], h)
-		s.finish(f, b, err)
+		// The fetch runs under the broker's lifetime, not ctx, and on a
+		// goroutine of its own: other callers may be waiting on the same
+		// flight, and this one may give up before it lands.
+		err := s.r.Broker().Go(func(bctx context.Context) {
+			b, err := s.fetchOne(bctx, parents[0], h)
+			s.finish(f, b, err)
+		})
+		if err != nil {
+			s.finish(f, nil, fmt.Errorf("modules: fetch: %w", routing.ErrShutdown))
+		}
 	}
 	select {
 	case <-f.done:
@@ -277,7 +289,9 @@ func (s *Service) fetchOne(ctx context.Context, parent uint32, h string) ([]byte
 		return nil, err
 	}
 	body, _ := msgpack.Marshal(&wire.GetModule{Hash: h})
-	reply, err := s.r.Call(ctx, parent, wire.HandleGetModule, wire.EncMsgpack, body)
+	cctx, cancel := context.WithTimeout(ctx, BlobCallTimeout)
+	reply, err := s.r.Call(cctx, parent, wire.HandleGetModule, wire.EncMsgpack, body)
+	cancel()
 	s.releaseUp()
 	if err != nil {
 		if errors.Is(err, routing.ErrNotFound) {
