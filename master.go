@@ -116,6 +116,12 @@ func NewMaster(cfg Config) (*Master, error) {
 	return &Master{n: n}, nil
 }
 
+// CacheDir is the directory the master keeps its caches below, as
+// Config.CacheDir resolved it ("" when they are in memory only). Tools
+// that keep caches of their own (spindle ci's action cache) put them
+// beside.
+func (m *Master) CacheDir() string { return m.n.cacheDir }
+
 // Router returns the master's router, for sending and receiving messages
 // directly.
 func (m *Master) Router() *routing.Router { return m.n.r }

@@ -133,15 +133,14 @@ type runner struct {
 
 	evMu sync.Mutex // serializes opts.Events
 
-	mu       sync.Mutex
-	inputs   map[string]*inputTree    // guarded by mu: filter key -> tree
-	modules  map[string]*moduleEntry  // guarded by mu: step source -> module hash
-	flights  map[string]*actionFlight // guarded by mu: key -> the run of it in progress
-	targets  map[string]target.Target // guarded by mu: target text -> parsed
-	badTgts  map[string]error         // guarded by mu
-	rr       map[string]int           // guarded by mu: job -> next target index
-	ready    map[string]bool          // guarded by mu: targets reported in an EventTarget
-	platform string
+	mu      sync.Mutex
+	inputs  map[string]*inputTree    // guarded by mu: filter key -> tree
+	modules map[string]*moduleEntry  // guarded by mu: step source -> module hash
+	flights map[string]*actionFlight // guarded by mu: key -> the run of it in progress
+	targets map[string]target.Target // guarded by mu: target text -> parsed
+	badTgts map[string]error         // guarded by mu
+	rr      map[string]int           // guarded by mu: job -> next target index
+	ready   map[string]bool          // guarded by mu: targets reported in an EventTarget
 }
 
 type inputTree struct {
@@ -214,7 +213,7 @@ func Run(ctx context.Context, m *spindle.Master, f *File, opts Options) (*Summar
 		sem: make(chan struct{}, opts.Parallel), start: time.Now(),
 		inputs: map[string]*inputTree{}, modules: map[string]*moduleEntry{}, flights: map[string]*actionFlight{},
 		targets: map[string]target.Target{}, badTgts: map[string]error{},
-		rr: map[string]int{}, ready: map[string]bool{}, platform: Platform,
+		rr: map[string]int{}, ready: map[string]bool{},
 	}
 	states := make(map[*JobRun]*runState, len(runs))
 	for _, jr := range runs {

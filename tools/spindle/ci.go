@@ -250,18 +250,13 @@ func loadToolbox(dir string) (*ci.Toolbox, error) {
 	return nil, nil
 }
 
-// ciCacheDir is the action cache's directory for a --cache-dir value.
-func ciCacheDir(flagDir string) string {
-	switch flagDir {
-	case "-":
-		return ""
-	case "":
-		if d, err := os.UserCacheDir(); err == nil {
-			return filepath.Join(d, "spindle", "ci")
-		}
+// ciCacheDir is the action cache's directory beside the master's caches
+// ("" keeps it in memory, as the master's are).
+func ciCacheDir(m *spindle.Master) string {
+	if m.CacheDir() == "" {
 		return ""
 	}
-	return filepath.Join(flagDir, "ci")
+	return filepath.Join(m.CacheDir(), "ci")
 }
 
 func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
@@ -269,10 +264,6 @@ func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
 		return exitUsage
-	}
-	if opts.Cache, err = ci.OpenActionCache(ciCacheDir(o.cacheDir)); err != nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
-		return exitCIInfra
 	}
 	level := slog.LevelInfo
 	if o.verbose {
@@ -286,6 +277,10 @@ func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
 		return exitCIInfra
 	}
 	defer m.Close()
+	if opts.Cache, err = ci.OpenActionCache(ciCacheDir(m)); err != nil {
+		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
+		return exitCIInfra
+	}
 	opts.Events = pr.event
 	sum, err := ci.Run(ctx, m, f, opts)
 	pr.finish()

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -308,8 +307,6 @@ func (b *ciBench) demo(file, toolbox string) ([]ciBenchFigure, error) {
 }
 
 func figure(name string, ds []time.Duration, note string) ciBenchFigure {
-	s := slices.Clone(ds)
-	slices.Sort(s)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return ciBenchFigure{Name: name, Median: ms(s[len(s)/2]), Min: ms(s[0]), Max: ms(s[len(s)-1]), Note: note}
+	return ciBenchFigure{Name: name, Median: ms(median(ds)), Min: ms(percentile(ds, 0)), Max: ms(percentile(ds, 100)), Note: note}
 }
