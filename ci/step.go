@@ -409,7 +409,9 @@ func (r *runner) reportTarget(ctx context.Context, tname string, c *spindle.Cont
 	}
 	var sb spindle.SandboxResult
 	line := ""
-	if err := c.Call(ctx, "sandbox", nil, &sb); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a context that does not answer delays no step
+	defer cancel()
+	if err := c.Call(cctx, "sandbox", nil, &sb); err != nil {
 		line = "unknown: " + err.Error()
 	} else if !sb.Sandboxed {
 		line = "off (not started with Sandbox)"
