@@ -274,6 +274,10 @@ func startCLI(t *testing.T, exe string, args ...string) (*exec.Cmd, *bufio.Scann
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A CLI that hangs is killed, so that the test's reads of its stdout
+	// end and it fails (exit -1 is no expected status) instead of hanging.
+	watchdog := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	t.Cleanup(func() { watchdog.Stop() })
 	return cmd, bufio.NewScanner(stdout), errOut
 }
 
