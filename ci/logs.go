@@ -24,11 +24,15 @@ type logWriter struct {
 	closed bool
 }
 
-// lineSink receives masked bytes: it keeps them and cuts lines.
+// lineSink receives masked bytes: it keeps them and cuts lines. A line
+// longer than MaxLogLine is one event, cut; the rest of it, up to its
+// newline, is dropped (skipping), so a stream with no newlines costs one
+// event, not one per MaxLogLine bytes.
 type lineSink struct {
-	w       *logWriter
-	kept    bytes.Buffer
-	partial []byte
+	w        *logWriter
+	kept     bytes.Buffer
+	partial  []byte
+	skipping bool
 }
 
 func (r *runner) newLog(job, step, target, stream string, max int64) *logWriter {
@@ -77,11 +81,21 @@ func (s *lineSink) Write(p []byte) (int, error) {
 	data := p
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
+		if s.skipping {
+			if i < 0 {
+				break
+			}
+			s.skipping = false
+			data = data[i+1:]
+			continue
+		}
 		if i < 0 {
-			s.partial = append(s.partial, data...)
-			if len(s.partial) > s.w.r.opts.MaxLogLine {
+			max := s.w.r.opts.MaxLogLine
+			s.partial = append(s.partial, data[:min(len(data), max+1-len(s.partial))]...)
+			if len(s.partial) > max {
 				s.w.r.emitLine(s.w.job, s.w.step, s.w.target, s.w.stream, s.partial)
 				s.partial = s.partial[:0]
+				s.skipping = true
 			}
 			break
 		}
