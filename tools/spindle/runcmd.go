@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path"
 	"slices"
@@ -39,7 +38,11 @@ flags:
   --input JSON        the task's input, as JSON (sent as msgpack); @FILE
                       reads it from a file, - from this process's stdin
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
-  -v, --verbose       show the tree's log records (task logs included) on stderr
+  -v, --verbose       show the tree's log records (task logs included) on stderr;
+                      -vv also each transport's command line (ssh, sudo, ...)
+                      with the hop and its connect timeout; -vvv also each
+                      step of the bootstrap (platform, binary cached or sent,
+                      handshake), from every context of the tree
   --json              one JSON object per target per line
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
@@ -49,7 +52,7 @@ flags:
   --timeout DURATION  wall-time limit (default 30s)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
   --pooled            run on a warm instance (stateless reactor tasks)
-
+` + connUsage + `
 Intermediate hops shared by several targets (a bastion) are started once:
 the fleet is a tree, and the module crosses each edge once. Each target's
 result is printed as soon as it is known; with several targets a recap
@@ -66,7 +69,7 @@ type runOpts struct {
 	targets   []string
 	inventory string
 	parallel  int
-	verbose   bool
+	conn      connFlags // --ssh-config, --connect-timeout, --host-key-checking, -K, -v
 	inputRaw  *string
 	module    string
 	task      string
@@ -127,8 +130,8 @@ func parseRunArgs(args []string) (*runOpts, error) {
 			o.input, err = needVal()
 		case "json":
 			o.asJSON = true
-		case "v", "verbose":
-			o.verbose = true
+		case "v", "verbose", "vv", "vvv", "K", "ask-become-pass", "ssh-config", "connect-timeout", "host-key-checking":
+			_, err = o.conn.set(name, needVal)
 		case "input-raw":
 			var v string
 			if v, err = needVal(); err == nil {
@@ -429,14 +432,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
 		return 2
 	}
+	var chains []target.Target
+	for _, nt := range targets {
+		chains = append(chains, nt.Target)
+	}
+	cn, code := o.conn.connect(stderr, "spindle run", chains)
+	if cn == nil {
+		return code
+	}
 	ctx, stop := interruptContext(stderr, "spindle run")
 	defer stop()
-	level := slog.LevelWarn
-	if o.verbose {
-		level = slog.LevelInfo
-	}
-	m, err := spindle.NewMaster(spindle.Config{
-		Logger: slog.New(slog.NewTextHandler(forTerminal(stderr), &slog.HandlerOptions{Level: level})), LogLevel: level})
+	level := o.conn.runLevel()
+	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(forTerminal(stderr), level), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 1
@@ -456,6 +463,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	lines := make([]runLine, len(targets))
 	outs := make([]*bytes.Buffer, len(targets))
 	fl := spindle.NewFleet(m)
+	cn.apply(fl)
 	began := time.Now()
 	bar := newProgress(stderr, len(targets))
 	sem := make(chan struct{}, o.parallel)
@@ -476,6 +484,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				t.Stdout, t.Stderr = outs[i], outs[i]
 			}
 			l := runOn(ctx, fl, nt, t)
+			if l.Error != nil {
+				l.Error.Message = cn.mask(l.Error.Message)
+			}
 			lines[i] = l
 			// Each target's result as soon as it is known, the progress
 			// line erased around it.
