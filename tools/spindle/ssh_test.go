@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/ci/mask"
 	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/spindle-hq/spindle/target"
 	"golang.org/x/sys/unix"
 )
 
@@ -484,4 +488,50 @@ func TestAskBecomePass(t *testing.T) {
 			t.Errorf("spindle run -K without a terminal = %d, want %d saying there is no terminal\n%s\n%s", code, exitUsage, out, errs)
 		}
 	})
+}
+
+// TestConnNotesAndMasks: --ssh-config says once when a target has ssh
+// hops it does not reach; the password is masked in what a run prints.
+func TestConnNotesAndMasks(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "ssh_config")
+	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &connFlags{sshConfig: cfg}
+	var chains []target.Target
+	for _, s := range []string{"ssh://a/sudo://root", "ssh://a/ssh://b", "ssh://a/ssh://c", "ssh://a/ssh://d?config=/there"} {
+		tg, err := target.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chains = append(chains, tg)
+	}
+	var errb bytes.Buffer
+	if cn, _ := f.connect(&errb, "spindle run", chains); cn == nil {
+		t.Fatalf("connect failed: %s", errb.String())
+	}
+	if n := strings.Count(errb.String(), "\n"); n != 1 || !strings.Contains(errb.String(), "hop 2 of ssh://a/ssh://b") {
+		t.Errorf("the note is %q, want one line naming hop 2 of ssh://a/ssh://b", errb.String())
+	}
+	errb.Reset()
+	if f.connect(&errb, "spindle run", chains[:1]); errb.Len() != 0 || remoteSSHHop(chains[1]) != 2 {
+		t.Errorf("a note %q for a target whose ssh hops all run here", errb.String())
+	}
+
+	m, err := mask.New([][]byte{[]byte("pa55word")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &conn{flags: f, password: "pa55word", masker: m}
+	var logs bytes.Buffer
+	cn.logger(&logs, spindle.LevelTrace).Log(context.Background(), spindle.LevelTrace, "echoed pa55word", "attr", "x pa55word y")
+	if got := logs.String(); strings.Contains(got, "pa55word") || !strings.Contains(got, "level=TRACE") || !strings.Contains(got, "***") {
+		t.Errorf("log line %q, want it at TRACE with the password masked", got)
+	}
+	if got := cn.mask("sudo said pa55word"); got != "sudo said ***" {
+		t.Errorf("mask = %q", got)
+	}
+	if s := fmt.Sprint(cn); strings.Contains(s, "pa55word") {
+		t.Errorf("a conn prints as %q", s)
+	}
 }
