@@ -19,6 +19,18 @@ type Fleet struct {
 	// that starts no children. Set it before the first Start or Get.
 	Sandbox bool
 
+	// Defaults are applied to every target before its hops start
+	// (target.Target.WithDefaults): a connect timeout, a host-key policy
+	// and an ssh config file for the hops that do not set their own. Set
+	// it before the first Start or Get.
+	Defaults target.Defaults
+
+	// SudoPassword, if set, answers the password prompt of every sudo hop
+	// (ChildOptions.Password): a hop behind other hops gets it in its
+	// START_CHILD, so each context on the way holds it while it starts
+	// the hop. Set it before the first Start or Get.
+	SudoPassword string
+
 	m    *Master
 	mu   sync.Mutex
 	hops map[string]*hopEntry // guarded by mu: canonical chain prefix -> its context
@@ -39,6 +51,7 @@ func NewFleet(m *Master) *Fleet { return &Fleet{m: m, hops: map[string]*hopEntry
 // Start starts t's last hop, always as a new context, through the shared
 // contexts of its earlier hops.
 func (f *Fleet) Start(ctx context.Context, t target.Target) (*Context, error) {
+	t = t.WithDefaults(f.Defaults)
 	parent, err := f.prefix(ctx, t, len(t)-1)
 	if err != nil {
 		return nil, err
@@ -54,12 +67,14 @@ func (f *Fleet) Start(ctx context.Context, t target.Target) (*Context, error) {
 // started: every caller naming the same chain gets the same context. A
 // failed start is remembered; Forget clears it.
 func (f *Fleet) Get(ctx context.Context, t target.Target) (*Context, error) {
+	t = t.WithDefaults(f.Defaults)
 	return f.prefix(ctx, t, len(t))
 }
 
 // Forget drops t's own context from the fleet (not its earlier hops), so
 // that the next Get starts it again: after it failed or was lost.
 func (f *Fleet) Forget(t target.Target) {
+	t = t.WithDefaults(f.Defaults) // the keys Start and Get used
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.hops, t.String())
@@ -108,6 +123,9 @@ func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, e
 func (f *Fleet) startHop(ctx context.Context, parent *Context, h target.Hop, sandbox bool) (*Context, error) {
 	o := OptionsFor(h)
 	o.Sandbox = sandbox
+	if h.Method == "sudo" {
+		o.Password = f.SudoPassword
+	}
 	if parent == nil {
 		return f.m.Start(ctx, o)
 	}

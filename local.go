@@ -204,6 +204,11 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = remoteIn, remoteOut, errW
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: spec.cred}
+	connectTO := spec.connectTO
+	if connectTO <= 0 {
+		connectTO = n.connectTO
+	}
+	n.log.Debug("starting child", "child", name, "via", n.name, "cmd", spec.commandLine(n.exe), "connect_timeout", connectTO)
 	err = cmd.Start()
 	for _, f := range []*os.File{childEnd, remoteIn, remoteOut, errW} {
 		if f != nil {
@@ -216,10 +221,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		return nil, fmt.Errorf("%w: %s: %w", ErrChildStart, spec.label, err)
 	}
 	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{}), outDone: make(chan struct{}),
-		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR, connectTO: spec.connectTO, sandbox: spec.sandbox}
-	if c.connectTO <= 0 {
-		c.connectTO = n.connectTO
-	}
+		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR, connectTO: connectTO, sandbox: spec.sandbox}
 	if spec.argv == nil && spec.cred == nil {
 		// Same machine, same user: share our cache ("-" keeps memory only).
 		c.cacheDir = n.cacheDir
@@ -313,6 +315,37 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	return c, nil
 }
 
+// commandLine is the command spec runs, for the log: shell-quoted where a
+// word needs it, the bootstrap script (always the same, and long) as
+// <bootstrap script>, and the secret, should it ever be in argv, masked.
+// exe is what a spec without argv re-executes.
+func (spec childSpec) commandLine(exe string) string {
+	argv, env := spec.argv, ""
+	if argv == nil {
+		argv, env = []string{exe}, childEnv+"="+strconv.Itoa(childFD)+" "
+	}
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		switch {
+		case a == bootScript || a == "sh -c "+shellQuote(bootScript):
+			words[i] = "<bootstrap script>"
+			continue
+		case spec.secret != "":
+			a = strings.ReplaceAll(a, spec.secret, "***")
+		}
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return !isShellSafe(r) }) {
+			a = shellQuote(a)
+		}
+		words[i] = a
+	}
+	return env + strings.Join(words, " ")
+}
+
+// isShellSafe reports whether r needs no quoting in a shell word.
+func isShellSafe(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_./=:,@+%", r)
+}
+
 func tailNote(lines string) string {
 	if lines == "" {
 		return ""
@@ -379,6 +412,7 @@ func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) e
 	if _, err := conn.Write(m.AppendFrame(nil)); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
+	n.log.Log(ctx, LevelTrace, "handshake: hello sent", "child", c.name, "id", c.id, "version", hello.Version)
 	reply, err := wire.ReadMessage(conn, make([]byte, wire.HeaderLen), 1<<16)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -396,6 +430,7 @@ func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) e
 	if ack.Version != wire.ProtocolVersion || ack.ID != c.id {
 		return fmt.Errorf("hello reply for version %d id %d, want version %d id %d", ack.Version, ack.ID, wire.ProtocolVersion, c.id)
 	}
+	n.log.Log(ctx, LevelTrace, "handshake: hello acknowledged", "child", c.name, "id", c.id, "pid", ack.PID)
 	return nil
 }
 

@@ -13,6 +13,14 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
+// LevelTrace is the level of the records that follow each step of a
+// child's start: the platform its bootstrap script reports, whether the
+// broker binary was found in the remote cache or sent, the handshake. A
+// Config.LogLevel at or below it has every context of the tree send them.
+// The command line of each transport, and each child started or reaped,
+// are logged at slog.LevelDebug.
+const LevelTrace = slog.LevelDebug - 4
+
 // corkLimit bounds the records a child keeps before its route to the master
 // is up.
 const corkLimit = 1024

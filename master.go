@@ -178,6 +178,10 @@ type ChildOptions struct {
 	SSHOptions   []string
 	KeepAlive    time.Duration
 	NoBatch      bool
+	// SSHConfig is an ssh client config file (ssh -F). Its path is read
+	// by the ssh that starts the child, on the machine of the context that
+	// starts it: for Context.Start, that context's machine.
+	SSHConfig string
 	// Container for docker and podman exec (and kubectl's -c); Pod,
 	// Namespace and KubeContext for kubectl exec.
 	Container   string
@@ -203,7 +207,7 @@ type ChildOptions struct {
 
 func (o *ChildOptions) wire() *wire.StartChild {
 	return &wire.StartChild{Name: o.Name, Method: o.Method, User: o.User, Host: o.Host, Port: o.Port,
-		Identity: o.Identity, HostKeyCheck: o.HostKeyCheck, SSHOptions: o.SSHOptions, KeepAliveNs: int64(o.KeepAlive),
+		Identity: o.Identity, HostKeyCheck: o.HostKeyCheck, SSHOptions: o.SSHOptions, SSHConfig: o.SSHConfig, KeepAliveNs: int64(o.KeepAlive),
 		NoBatch: o.NoBatch, Container: o.Container, Namespace: o.Namespace, Pod: o.Pod, KubeContext: o.KubeContext,
 		ConnectTimeout: int64(o.ConnectTimeout), Password: o.Password, Sandbox: o.Sandbox}
 }
@@ -404,7 +408,7 @@ func resolveCacheDir(dir string) string {
 // options that start it.
 func OptionsFor(h target.Hop) ChildOptions {
 	o := ChildOptions{Name: h.Name, Method: h.Method, User: h.User, Host: h.Host, Port: h.Port,
-		Identity: h.Identity, HostKeyCheck: h.HostKeyCheck, SSHOptions: h.SSHOptions, KeepAlive: h.KeepAlive,
+		Identity: h.Identity, HostKeyCheck: h.HostKeyCheck, SSHOptions: h.SSHOptions, SSHConfig: h.SSHConfig, KeepAlive: h.KeepAlive,
 		NoBatch: h.Method == "ssh" && !h.Batch, Container: h.Container, Pod: h.Pod, Namespace: h.Namespace,
 		KubeContext: h.KubeContext, ConnectTimeout: h.ConnectTimeout}
 	if h.Method == "local" {

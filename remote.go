@@ -98,6 +98,9 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 
 	line, err := readBootLine(conn)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("bootstrap: no answer from %s within the connect timeout (%v): %w", c.name, c.connectTO, err)
+		}
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	c.transportUp = true
@@ -107,6 +110,7 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 		return fmt.Errorf("bootstrap: unexpected %q", line)
 	}
 	goos, goarch := platform(f[0], f[1])
+	n.log.Log(ctx, LevelTrace, "bootstrap: remote platform", "child", c.name, "uname", f[0]+" "+f[1], "platform", goos+"/"+goarch)
 	bin, err := n.brokerBinary(goos, goarch)
 	if err != nil {
 		_, _ = io.WriteString(conn, "- 0\n")
@@ -121,8 +125,10 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 	switch line {
 	case "HAVE":
 		c.sentBinary = false
+		n.log.Log(ctx, LevelTrace, "bootstrap: broker binary cached on the remote", "child", c.name, "sha256", bin.hash, "bytes", len(bin.data))
 	case "NEED":
 		c.sentBinary = true
+		n.log.Log(ctx, LevelTrace, "bootstrap: sending the broker binary", "child", c.name, "sha256", bin.hash, "bytes", len(bin.data))
 		if _, err := conn.Write(bin.data); err != nil {
 			if why, rerr := readBootLine(conn); rerr == nil {
 				return fmt.Errorf("bootstrap: %s", why)
@@ -138,6 +144,7 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 	if line != "READY" {
 		return fmt.Errorf("bootstrap: %s", line)
 	}
+	n.log.Log(ctx, LevelTrace, "bootstrap: broker started on the remote", "child", c.name)
 	return nil
 }
 
@@ -281,7 +288,11 @@ func transportFor(req *wire.StartChild, connectTO time.Duration) (childSpec, err
 		if req.Host == "" {
 			return spec, fmt.Errorf("ssh: no host")
 		}
-		argv := []string{"ssh", "-T", "-e", "none"}
+		argv := []string{"ssh"}
+		if req.SSHConfig != "" {
+			argv = append(argv, "-F", req.SSHConfig)
+		}
+		argv = append(argv, "-T", "-e", "none")
 		if !req.NoBatch {
 			argv = append(argv, "-o", "BatchMode=yes")
 		}

@@ -28,6 +28,13 @@ func TestTransportCommandLines(t *testing.T) {
 			SSHOptions: []string{"ProxyJump=bastion"}, KeepAliveNs: int64(15 * time.Second), NoBatch: true, ConnectTimeout: int64(5 * time.Second), Name: "w"},
 			[]string{"ssh", "-T", "-e", "none", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=15", "-o", "StrictHostKeyChecking=yes",
 				"-p", "2222", "-l", "admin", "-i", "/k/id", "-o", "IdentitiesOnly=yes", "-o", "ProxyJump=bastion", "web1", script}, "w"},
+		// The command line's defaults as target.WithDefaults puts them on a
+		// hop: -F first, then the timeout and the host-key policy.
+		{wire.StartChild{Method: "ssh", Host: "web1", SSHConfig: "/etc/work ssh", HostKeyCheck: "accept-new", ConnectTimeout: int64(7 * time.Second)},
+			[]string{"ssh", "-F", "/etc/work ssh", "-T", "-e", "none", "-o", "BatchMode=yes", "-o", "ConnectTimeout=7", "-o", "StrictHostKeyChecking=accept-new",
+				"web1", script}, "ssh.web1"},
+		{wire.StartChild{Method: "ssh", Host: "web1", HostKeyCheck: "no", ConnectTimeout: int64(1500 * time.Millisecond)},
+			[]string{"ssh", "-T", "-e", "none", "-o", "BatchMode=yes", "-o", "ConnectTimeout=1", "-o", "StrictHostKeyChecking=no", "web1", script}, "ssh.web1"},
 		{wire.StartChild{Method: "sudo"},
 			[]string{"sudo", "-n", "-H", "-u", "root", "--", "sh", "-c", bootScript}, "sudo.root"},
 		{wire.StartChild{Method: "sudo", User: "postgres", Password: "hunter2"},
@@ -104,5 +111,36 @@ func TestBootScriptIsPOSIX(t *testing.T) {
 	}
 	if len(bootScript) > 1024 {
 		t.Errorf("bootstrap script is %d bytes; keep it short", len(bootScript))
+	}
+}
+
+// TestCommandLine: the logged command line is the argv, quoted for a
+// shell, with the bootstrap script shortened and the secret masked.
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		req  wire.StartChild
+		want string
+	}{
+		{wire.StartChild{Method: "ssh", Host: "web1", SSHConfig: "/my cfg", Port: 2222, SSHOptions: []string{"ProxyCommand=nc %h %p"}},
+			"ssh -F '/my cfg' -T -e none -o BatchMode=yes -o ConnectTimeout=30 -p 2222 -o 'ProxyCommand=nc %h %p' web1 <bootstrap script>"},
+		{wire.StartChild{Method: "sudo", User: "postgres", Password: "hunter2"},
+			"sudo -S -p '[spindle-sudo-password]' -H -u postgres -- sh -c <bootstrap script>"},
+	}
+	for _, tt := range tests {
+		spec, err := transportFor(&tt.req, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := spec.commandLine("/bin/spindle"); got != tt.want {
+			t.Errorf("commandLine(%+v) = %q, want %q", tt.req, got, tt.want)
+		}
+	}
+	// No method puts a secret in argv; if one ever did, it is masked.
+	masked := childSpec{argv: []string{"ssh", "-o", "X=hunter2", "web1"}, secret: "hunter2"}
+	if got, want := masked.commandLine(""), "ssh -o 'X=***' web1"; got != want {
+		t.Errorf("commandLine with a secret in argv = %q, want %q", got, want)
+	}
+	if got, want := (childSpec{}).commandLine("/opt/my spindle"), childEnv+"=3 '/opt/my spindle'"; got != want {
+		t.Errorf("commandLine(local) = %q, want %q", got, want)
 	}
 }

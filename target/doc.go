@@ -28,6 +28,7 @@
 //	               timeout=DURATION     connect timeout, a Go duration: 10s, 1m30s
 //	ssh            identity=PATH        private key (ssh -i)
 //	               hostkey=yes|no|accept-new   StrictHostKeyChecking; unset: ssh's config decides
+//	               config=PATH          ssh client config file (ssh -F), on the machine that runs this ssh
 //	               opt=KEY=VALUE        an extra ssh -o option; repeatable, kept in order
 //	               keepalive=SECONDS    ServerAliveInterval
 //	               batch=no             let ssh prompt (BatchMode=yes is the default)
@@ -38,6 +39,10 @@
 // "local.USER"; see Hop.Name. Unknown options, options given twice (but
 // opt=), bad ports, empty hosts, users, containers or pods, and unknown
 // methods are errors that name the hop and the bad part.
+//
+// Target.WithDefaults fills settings a hop leaves unset from a Defaults
+// given once for every target (a command line's --connect-timeout,
+// --host-key-checking and --ssh-config); the target's own options win.
 //
 // Passwords never appear in a target: password= and user:password@ are
 // rejected with ErrPassword (and the error does not repeat them). A sudo

@@ -51,6 +51,11 @@ type Hop struct {
 	// SSHOptions are extra ssh -o options, each "KEY=VALUE", in order.
 	SSHOptions []string
 
+	// SSHConfig is an ssh client configuration file (ssh -F), read by the
+	// ssh that starts this hop: on the machine of the context before it.
+	// Empty leaves it to ssh's default files.
+	SSHConfig string
+
 	// KeepAlive is ssh's ServerAliveInterval, in whole seconds; 0 leaves it
 	// to ssh's config.
 	KeepAlive time.Duration
@@ -197,7 +202,7 @@ type param struct{ key, val string }
 // Options each method accepts besides name= and timeout=.
 var methodOptions = map[string][]string{
 	"local":   nil,
-	"ssh":     {"identity", "hostkey", "opt", "keepalive", "batch"},
+	"ssh":     {"identity", "hostkey", "config", "opt", "keepalive", "batch"},
 	"sudo":    nil,
 	"docker":  nil,
 	"podman":  nil,
@@ -326,6 +331,11 @@ func (h *Hop) setOption(p param) *parseError {
 			return bad("want yes, no or accept-new")
 		}
 		h.HostKeyCheck = p.val
+	case h.Method == "ssh" && p.key == "config":
+		if p.val == "" {
+			return bad("empty path")
+		}
+		h.SSHConfig = p.val
 	case h.Method == "ssh" && p.key == "opt":
 		k, v, ok := strings.Cut(p.val, "=")
 		if !ok || k == "" || v == "" || strings.IndexFunc(k, notAlnum) >= 0 {
@@ -651,6 +661,9 @@ func (h Hop) String() string {
 		}
 		if h.HostKeyCheck != "" {
 			add("hostkey", h.HostKeyCheck)
+		}
+		if h.SSHConfig != "" {
+			add("config", h.SSHConfig)
 		}
 		for _, o := range h.SSHOptions {
 			add("opt", o)

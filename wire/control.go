@@ -58,6 +58,7 @@ type StartChild struct {
 	Identity       string   `msgpack:"identity,omitempty"`
 	HostKeyCheck   string   `msgpack:"hostkey,omitempty"`
 	SSHOptions     []string `msgpack:"ssh_options,omitempty"`
+	SSHConfig      string   `msgpack:"ssh_config,omitempty"` // ssh -F, a path on the receiving context's machine
 	KeepAliveNs    int64    `msgpack:"keepalive_ns,omitempty"`
 	NoBatch        bool     `msgpack:"no_batch,omitempty"`
 	Container      string   `msgpack:"container,omitempty"`

@@ -53,8 +53,10 @@ flags:
   --junit FILE         write the steps' test reports as JUnit XML
   --json               one JSON event per line on stdout (summary last)
   -q, --quiet          no log lines, only results
-  -v, --verbose        the tree's own log records on stderr
-
+  -v, --verbose        the tree's own log records on stderr, each
+                       transport's command line (ssh, sudo, ...) included;
+                       -vvv also each step of the bootstrap
+` + connUsage + `
 exit status: 0 every step passed; 1 a step failed (or was skipped because
 one failed); 3 a step could not run (context lost or unreachable, bad
 module); 2 bad usage or job file; 130 interrupted. The first Ctrl-C (or
@@ -74,8 +76,10 @@ const (
 type ciOpts struct {
 	file, workspace, toolbox, cacheDir, inventory, artifacts, junit string
 	parallel, retries                                               int
-	noCache, asJSON, quiet, verbose, noSandbox, trustSecrets        bool
+	noCache, asJSON, quiet, noSandbox, trustSecrets                 bool
 	secretEnv, secretFile                                           map[string]string
+	conn                                                            connFlags // --ssh-config, --connect-timeout, --host-key-checking, -K, -v
+	cn                                                              *conn     // what conn gave: set by cmdCI, else runCI makes one without a password
 }
 
 func parseCIArgs(args []string, stderr io.Writer) (*ciOpts, error) {
@@ -119,9 +123,7 @@ func parseCIArgs(args []string, stderr io.Writer) (*ciOpts, error) {
 	for _, n := range []string{"q", "quiet"} {
 		fs.BoolVar(&o.quiet, n, false, "")
 	}
-	for _, n := range []string{"v", "verbose"} {
-		fs.BoolVar(&o.verbose, n, false, "")
-	}
+	o.conn.register(fs)
 	pos, err := parseFlags(fs, args) // flags may follow the job file
 	if err != nil {
 		return nil, err
@@ -154,6 +156,13 @@ func cmdCI(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(stderr, "ci", err)
 	}
+	// -K asks before anything else can print, and before Ctrl-C means
+	// stopping a run.
+	cn, code := o.conn.connect(stderr, "spindle ci", nil)
+	if cn == nil {
+		return code
+	}
+	o.cn = cn
 	ctx, stop := interruptContext(stderr, "spindle ci")
 	defer stop()
 	return runCI(ctx, o, stdout, stderr)
@@ -265,13 +274,22 @@ func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
 		return exitUsage
 	}
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
+	cn := o.cn
+	if cn == nil {
+		cn = &conn{flags: &o.conn}
+	}
+	// Task logs come as events; the logger shows warnings, and with -v
+	// the tree's records (-vvv: the bootstrap steps too).
+	level, shown := slog.LevelInfo, slog.LevelWarn
+	switch {
+	case o.conn.verbosity >= 3:
+		level, shown = spindle.LevelTrace, spindle.LevelTrace
+	case o.conn.verbosity > 0:
+		level, shown = slog.LevelDebug, slog.LevelDebug
 	}
 	pr := newCIPrinter(stdout, stderr, o)
 	defer pr.finish()
-	m, err := spindle.NewMaster(spindle.Config{Logger: newLogger(pr.line.Writer(stderr), o.verbose), LogLevel: level, CacheDir: o.cacheDir})
+	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(pr.line.Writer(stderr), shown), LogLevel: level, CacheDir: o.cacheDir})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
 		return exitCIInfra
@@ -281,6 +299,9 @@ func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
 		return exitCIInfra
 	}
+	opts.Fleet = spindle.NewFleet(m)
+	opts.Fleet.Sandbox = opts.Sandbox
+	cn.apply(opts.Fleet)
 	opts.Events = pr.event
 	sum, err := ci.Run(ctx, m, f, opts)
 	pr.finish()

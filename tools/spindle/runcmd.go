@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path"
 	"slices"
@@ -38,7 +37,11 @@ flags:
   --input JSON        the task's input, as JSON (sent as msgpack); @FILE
                       reads it from a file, - from this process's stdin
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
-  -v, --verbose       show the tree's log records (task logs included) on stderr
+  -v, --verbose       show the tree's log records (task logs included) on stderr;
+                      -vv also each transport's command line (ssh, sudo, ...)
+                      with the hop and its connect timeout; -vvv also each
+                      step of the bootstrap (platform, binary cached or sent,
+                      handshake), from every context of the tree
   --json              one JSON object per target per line
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
@@ -48,7 +51,7 @@ flags:
   --timeout DURATION  wall-time limit (default 30s)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
   --pooled            run on a warm instance (stateless reactor tasks)
-
+` + connUsage + `
 Intermediate hops shared by several targets (a bastion) are started once:
 the fleet is a tree, and the module crosses each edge once.
 
@@ -73,7 +76,7 @@ type runOpts struct {
 	targets   []string
 	inventory string
 	parallel  int
-	verbose   bool
+	conn      connFlags // --ssh-config, --connect-timeout, --host-key-checking, -K, -v
 	inputRaw  *string
 	module    string
 	task      string
@@ -135,8 +138,8 @@ func parseRunArgs(args []string) (*runOpts, error) {
 			o.input, err = needVal()
 		case "json":
 			o.asJSON = true
-		case "v", "verbose":
-			o.verbose = true
+		case "v", "verbose", "vv", "vvv", "K", "ask-become-pass", "ssh-config", "connect-timeout", "host-key-checking":
+			_, err = o.conn.set(name, needVal)
 		case "input-raw":
 			var v string
 			if v, err = needVal(); err == nil {
@@ -445,12 +448,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
 		return 2
 	}
+	var chains []target.Target
+	for _, nt := range targets {
+		chains = append(chains, nt.Target)
+	}
+	cn, code := o.conn.connect(stderr, "spindle run", chains)
+	if cn == nil {
+		return code
+	}
 	ctx, stop := interruptContext(stderr, "spindle run")
 	defer stop()
-	level := slog.LevelWarn
-	if o.verbose {
-		level = slog.LevelInfo
-	}
+	level := o.conn.runLevel()
 	// The progress line: on a terminal, with several targets. Results,
 	// log records and the recap are written between two of its draws.
 	var tally recap
@@ -459,8 +467,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			tally.ok+tally.failed+tally.unreachable, len(targets), tally.ok, tally.failed, tally.unreachable)
 	})
 	defer bar.close()
-	m, err := spindle.NewMaster(spindle.Config{
-		Logger: slog.New(slog.NewTextHandler(bar.Writer(forTerminal(stderr)), &slog.HandlerOptions{Level: level})), LogLevel: level})
+	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(bar.Writer(forTerminal(stderr)), level), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 1
@@ -484,6 +491,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	lines := make([]runLine, len(targets))
 	fl := spindle.NewFleet(m)
+	cn.apply(fl)
 	began := time.Now()
 	sem := make(chan struct{}, o.parallel)
 	var wg sync.WaitGroup
@@ -512,6 +520,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			if o.asJSON {
 				l.Stdout, l.StdoutTruncated = out.text()
 				l.Stderr, l.StderrTruncated = errOut.text()
+			}
+			if l.Error != nil {
+				l.Error.Message = cn.mask(l.Error.Message)
 			}
 			lines[i] = l
 			// Each target's result as soon as it is known, the progress
