@@ -1,7 +1,6 @@
 package spindle
 
 import (
-	"errors"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -67,22 +66,27 @@ func TestPlatformAndClassify(t *testing.T) {
 			t.Errorf("platform(%q, %q) = %s/%s, want %s/%s", tt.sys, tt.m, goos, goarch, tt.goos, tt.goarch)
 		}
 	}
-	base := errors.New("x")
 	for _, tt := range []struct {
-		out  string
-		want error
+		out   []string
+		class StartClass
+		line  string
 	}{
-		{"root@127.0.0.1: Permission denied (publickey).", ErrAuth},
-		{"Host key verification failed.", ErrHostKey},
-		{"ssh: connect to host 127.0.0.1 port 1: Connection refused", ErrUnreachable},
-		{"sudo: a password is required", ErrAuth},
+		{[]string{"root@127.0.0.1: Permission denied (publickey)."}, ClassAuth, "root@127.0.0.1: Permission denied (publickey)."},
+		{[]string{"No ED25519 host key is known for [h]:2 and you have requested strict checking.", "Host key verification failed."},
+			ClassHostKey, "No ED25519 host key is known for [h]:2 and you have requested strict checking."},
+		{[]string{"@@@@", "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key for [h]:2 has changed and you have requested strict checking.", "Host key verification failed."},
+			ClassHostKey, "Host key for [h]:2 has changed and you have requested strict checking."},
+		{[]string{"ssh: connect to host 127.0.0.1 port 1: Connection refused"}, ClassUnreachable, "ssh: connect to host 127.0.0.1 port 1: Connection refused"},
+		{[]string{"Connection timed out during banner exchange", "Connection to 127.0.0.1 port 2 timed out"}, ClassTimeout, "Connection timed out during banner exchange"},
+		{[]string{"sudo: a password is required"}, ClassAuth, "sudo: a password is required"},
+		{[]string{"sudo: unknown user x", "sudo: error initializing audit plugin sudoers_audit"}, ClassRefused, "sudo: unknown user x"},
 	} {
-		if err := classify(base, tt.out); !errors.Is(err, tt.want) || !errors.Is(err, base) {
-			t.Errorf("classify(%q) = %v, want %v", tt.out, err, tt.want)
+		if class, line, ok := classify(tt.out); !ok || class != tt.class || line != tt.line {
+			t.Errorf("classify(%q) = %s, %q, %v; want %s, %q", tt.out, class, line, ok, tt.class, tt.line)
 		}
 	}
-	if err := classify(base, "something else"); err != base {
-		t.Errorf("classify(unknown) = %v, want the error unchanged", err)
+	if class, line, ok := classify([]string{"something else"}); ok {
+		t.Errorf("classify(unknown) = %s, %q, want no class", class, line)
 	}
 }
 
