@@ -1,6 +1,8 @@
 package spindle
 
 import (
+	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
 )
 
@@ -108,5 +111,25 @@ func TestBootScriptIsPOSIX(t *testing.T) {
 	}
 	if len(bootScript) > 1024 {
 		t.Errorf("bootstrap script is %d bytes; keep it short", len(bootScript))
+	}
+}
+
+// TestStartErrorFromOlderPeer: a START_CHILD failure from a context that
+// sends only the text (no "start" key) is still classed, with the line
+// that says why.
+func TestStartErrorFromOlderPeer(t *testing.T) {
+	old := &routing.RemoteError{Code: wire.CodeCallFailed, Context: 7, Message: "spindle: host unreachable: spindle: child start failed: " +
+		"ssh.h (ssh h, pid 4920, exit status 255): bootstrap: unexpected EOF; last lines of its output:\nssh: connect to host h port 1: Connection refused"}
+	req := &wire.StartChild{Method: "ssh", Host: "h", Port: 1}
+	se := remoteStartError(context.Background(), &Context{name: "a"}, req, old)
+	if se.Class != ClassUnreachable || se.Detail != "ssh: connect to host h port 1: Connection refused" || !errors.Is(se, ErrUnreachable) {
+		t.Errorf("from an older peer: %+v, want unreachable with the ssh line", se)
+	}
+	// A class from a newer peer that this one does not know reads as other.
+	newer := &routing.RemoteError{Code: wire.CodeCallFailed, Context: 7, Message: "x",
+		Start: &wire.StartFailure{Class: "quantum", Label: "ssh h", Detail: "line one\nline two"}}
+	se = remoteStartError(context.Background(), &Context{name: "a"}, req, newer)
+	if se.Class != ClassOther || se.Detail != "line one" || se.Error() != "ssh h: start failed: line one" {
+		t.Errorf("from a newer peer: %+v (%q), want class other, one line", se, se.Error())
 	}
 }

@@ -367,8 +367,11 @@ exec sh -c "$last"
 		t.Fatal(err)
 	}
 	_, err = m.Start(ctx, spindle.ChildOptions{Method: "sudo", User: "app", Password: "wrong-" + password})
-	if !errors.Is(err, spindle.ErrAuth) {
-		t.Fatalf("wrong password: %v, want ErrAuth", err)
+	var se *spindle.StartError
+	if !errors.Is(err, spindle.ErrAuth) || !errors.As(err, &se) || se.Class != spindle.ClassAuth ||
+		err.Error() != "child sudo.app (sudo -u app): authentication failed: sudo: incorrect password attempt" ||
+		se.Hint != "sudo refused the password given (ChildOptions.Password)" {
+		t.Fatalf("wrong password: %v (%+v), want ErrAuth, class auth, the sudo line and a hint", err, se)
 	}
 	b, _ := os.ReadFile(argvLog)
 	for what, text := range map[string]string{"argv": string(b), "error": err.Error(), "logs": logs.dump()} {
