@@ -407,6 +407,9 @@ func (p *ciPrinter) event(e ci.Event) {
 			line += ": " + r.Error
 		}
 		fmt.Fprintln(p.out, escapeLine(line))
+		if r.Hint != "" {
+			fmt.Fprintf(p.out, "    hint: %s\n", escapeLine(r.Hint))
+		}
 	}
 	p.draw()
 }

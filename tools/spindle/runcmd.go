@@ -40,7 +40,9 @@ flags:
                       reads it from a file, - from this process's stdin
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
   -v, --verbose       show the tree's log records (task logs included) on stderr
-  --json              one JSON object per target per line
+  --json              one JSON object per target per line: {"target", "ok",
+                      "output", "exit_code", "error": {"kind", "class",
+                      "message", "hint"}}
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
   --mount HOST:GUEST[:ro|:rw]  grant a directory (on the target; read-write
@@ -54,6 +56,12 @@ Intermediate hops shared by several targets (a bastion) are started once:
 the fleet is a tree, and the module crosses each edge once. Each target's
 result is printed as soon as it is known; with several targets a recap
 line follows on stderr.
+
+A target that could not be started fails with kind "connect" and a class:
+auth, host_key, unreachable, timeout, platform, refused, lost, cancelled or
+other. Its row reads "hop N TARGET: WHAT: the transport's own line", and a
+hint follows on the next line when there is an obvious fix (an unknown host
+key: how to accept it).
 
 exit status: 0 every target ok; 1 a task failed somewhere (a reactor's
 error, a command's non-zero exit); 3 a target could not be reached or
@@ -368,9 +376,15 @@ type runLine struct {
 	Error    *runError `json:"error,omitempty"`
 }
 
+// runError is why a target failed. Kind is "connect" when its contexts
+// did not start (Class then says how: a spindle.StartClass), "routing"
+// when the route to them broke during the task (Class "lost"), else the
+// task's kind (docs/abi.md). Hint is an obvious fix, when there is one.
 type runError struct {
 	Kind    string `json:"kind"`
+	Class   string `json:"class,omitempty"`
 	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -539,8 +553,8 @@ func recapOf(lines []runLine) recap {
 	return r
 }
 
-// printLine writes one target's row of the table and the output it
-// collected. Every piece of it but the status came from the target, so all
+// printLine writes one target's row of the table, a hint on the next line
+// when its failure has one, and the output it collected. Every piece of it but the status came from the target, so all
 // of it is escaped: a row stays one row.
 func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 	status := "ok"
@@ -556,8 +570,14 @@ func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 	} else {
 		status = "FAILED"
 		detail = l.Error.Kind + ": " + l.Error.Message
+		if l.Error.Kind == "connect" {
+			detail = l.Error.Message // it names the hop and the class itself
+		}
 	}
 	fmt.Fprintf(w, "%-28s %-7s %s\n", escapeLine(l.Target), status, escapeLine(detail))
+	if !l.OK && l.Error.Hint != "" {
+		fmt.Fprintf(w, "    hint: %s\n", escapeLine(l.Error.Hint))
+	}
 	if out != nil && out.Len() > 0 {
 		for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
 			fmt.Fprintf(w, "    | %s\n", escapeLine(line))
@@ -574,7 +594,13 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 	}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		return fail("connect", err)
+		l = fail("connect", err)
+		l.Error.Class = string(spindle.ClassOther)
+		var se *spindle.StartError
+		if errors.As(err, &se) {
+			l.Error.Class, l.Error.Hint = string(se.Class), se.Hint
+		}
+		return l
 	}
 	res, err := c.Run(ctx, t)
 	var te *spindle.TaskError
@@ -582,7 +608,9 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 	case errors.As(err, &te):
 		return fail(te.Kind, errors.New(te.Message))
 	case err != nil:
-		return fail("routing", err)
+		l = fail("routing", err)
+		l.Error.Class = string(spindle.ClassLost)
+		return l
 	}
 	l.OK = true
 	if len(res.Output) > 0 {
