@@ -377,9 +377,9 @@ type runLine struct {
 }
 
 // runError is why a target failed. Kind is "connect" when its contexts
-// did not start (Class then says how: a spindle.StartClass), "routing"
-// when the route to them broke during the task (Class "lost"), else the
-// task's kind (docs/abi.md). Hint is an obvious fix, when there is one.
+// did not start (Class then says how: a spindle.StartClass, and Hint is
+// its obvious fix when there is one), "routing" when the route to them
+// broke during the task, else the task's kind (docs/abi.md).
 type runError struct {
 	Kind    string `json:"kind"`
 	Class   string `json:"class,omitempty"`
@@ -608,9 +608,7 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 	case errors.As(err, &te):
 		return fail(te.Kind, errors.New(te.Message))
 	case err != nil:
-		l = fail("routing", err)
-		l.Error.Class = string(spindle.ClassLost)
-		return l
+		return fail("routing", err)
 	}
 	l.OK = true
 	if len(res.Output) > 0 {
