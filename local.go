@@ -142,7 +142,7 @@ type childSpec struct {
 // is remote, does the handshake and announces its route upward.
 func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, error) {
 	name := spec.name
-	// failed is the error of a start that failed before any process ran.
+	// failed is the error of this start, failed with class and detail.
 	failed := func(class StartClass, detail string, err error) *StartError {
 		return &StartError{Class: class, Name: name, Label: spec.label, Detail: detail, Err: err}
 	}
