@@ -554,8 +554,9 @@ func recapOf(lines []runLine) recap {
 }
 
 // printLine writes one target's row of the table, a hint on the next line
-// when its failure has one, and the output it collected. Every piece of it but the status came from the target, so all
-// of it is escaped: a row stays one row.
+// when its failure has one, and the output it collected. Every piece of it
+// but the status came from the target, so all of it is escaped: a row
+// stays one row.
 func printLine(w io.Writer, l runLine, out *bytes.Buffer) {
 	status := "ok"
 	detail := ""
