@@ -3,6 +3,8 @@ package spindle_test
 import (
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,5 +147,25 @@ func TestStartErrorClasses(t *testing.T) {
 	}
 	if got := len(m.Router().Routes()); got != 1 {
 		t.Errorf("%d routes after the failed starts, want the one of hop local:a", got)
+	}
+}
+
+// TestStartErrorSudoNeedsPassword: a sudo that wants a password (a fake on
+// PATH that answers as sudo -n does) is class auth, and the hint names the
+// password option.
+func TestStartErrorSudoNeedsPassword(t *testing.T) {
+	testutil.VerifyNone(t)
+	fakes := t.TempDir()
+	if err := os.WriteFile(filepath.Join(fakes, "sudo"), []byte("#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", fakes+":"+os.Getenv("PATH"))
+	m, _ := newMaster(t, spindle.Config{CacheDir: "-"})
+	_, err := m.StartTarget(testContext(t), target.Target{{Method: "sudo", Name: "sudo.app", User: "app"}})
+	var se *spindle.StartError
+	if !errors.As(err, &se) || se.Class != spindle.ClassAuth || !errors.Is(err, spindle.ErrAuth) ||
+		err.Error() != "hop 1 sudo://app: authentication failed: sudo: a password is required" ||
+		se.Hint != "sudo wants a password: give it (ChildOptions.Password), or let the user run sudo without one (NOPASSWD in sudoers)" {
+		t.Fatalf("sudo without its password = %v (%+v), want class auth, the sudo line and the password hint", err, se)
 	}
 }
