@@ -44,6 +44,17 @@
 // routing.DefaultReceiverLimits (1<<20 messages, 256 MiB) for one from
 // Router().NewReceiver, or what was given to NewBoundedReceiver.
 //
+// # Start errors
+//
+// Every failed start (Master.Start, Context.Start, Master.StartTarget,
+// Fleet) returns a *StartError: its Class (auth, host_key, unreachable,
+// timeout, platform, refused, lost, cancelled, other), the hop it was, one
+// line of detail (the transport's own line when it printed one), and a
+// Hint when there is an obvious fix. errors.Is(err, ErrChildStart) holds
+// for all of them, ErrAuth, ErrHostKey, ErrUnreachable and ErrPlatform for
+// their classes, and the class and detail of a hop started by another
+// context cross the wire, so they read the same at the master.
+//
 // # Concurrency
 //
 // Master and Context methods are safe for concurrent use. Native functions

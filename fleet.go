@@ -2,7 +2,6 @@ package spindle
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -49,7 +48,8 @@ func (e *hopEntry) done() bool { return e.finished.Load() }
 func NewFleet(m *Master) *Fleet { return &Fleet{m: m, hops: map[string]*hopEntry{}} }
 
 // Start starts t's last hop, always as a new context, through the shared
-// contexts of its earlier hops.
+// contexts of its earlier hops. A failed start is a *StartError naming the
+// hop that failed.
 func (f *Fleet) Start(ctx context.Context, t target.Target) (*Context, error) {
 	t = t.WithDefaults(f.Defaults)
 	parent, err := f.prefix(ctx, t, len(t)-1)
@@ -57,10 +57,10 @@ func (f *Fleet) Start(ctx context.Context, t target.Target) (*Context, error) {
 		return nil, err
 	}
 	c, err := f.startHop(ctx, parent, t[len(t)-1], f.Sandbox)
-	if err != nil && len(t) > 1 {
-		err = fmt.Errorf("hop %d (%s): %w", len(t), t[len(t)-1], err)
+	if err != nil {
+		return nil, withHop(err, len(t)-1, t[len(t)-1])
 	}
-	return c, err
+	return c, nil
 }
 
 // Get returns the context of the whole chain t, starting the hops not yet
@@ -90,7 +90,7 @@ func (f *Fleet) Forget(t target.Target) {
 // prefix returns the shared context of t's first n hops (nil for n = 0).
 func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, error) {
 	if len(t) == 0 {
-		return nil, fmt.Errorf("%w: empty target", ErrChildStart)
+		return nil, &StartError{Class: ClassRefused, Detail: "empty target"}
 	}
 	var parent *Context
 	for i := range n {
@@ -113,7 +113,7 @@ func (f *Fleet) prefix(ctx context.Context, t target.Target, n int) (*Context, e
 			e.finished.Store(true)
 		})
 		if e.err != nil {
-			return nil, fmt.Errorf("hop %d (%s): %w", i+1, t[i], e.err)
+			return nil, withHop(e.err, i, t[i])
 		}
 		parent = e.c
 	}

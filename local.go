@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
+	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/sys/unix"
@@ -83,7 +84,7 @@ func (c *childProc) takeSecret() string {
 }
 
 // drainOutput waits (briefly) until the child's output has been read, so
-// lastLines holds what a transport printed before it exited.
+// tailLines holds what a transport printed before it exited.
 func (c *childProc) drainOutput() {
 	select {
 	case <-c.outDone:
@@ -104,10 +105,10 @@ func (c *childProc) addLine(line string) {
 	c.tail = append(c.tail, line)
 }
 
-func (c *childProc) lastLines() string {
+func (c *childProc) tailLines() []string {
 	c.tailMu.Lock()
 	defer c.tailMu.Unlock()
-	return strings.Join(c.tail, "\n")
+	return append([]string(nil), c.tail...)
 }
 
 // childSpec says how to start one child process.
@@ -132,19 +133,27 @@ type childSpec struct {
 	secretPrompt string
 	// sandbox is Hello.Sandbox: the child confines itself.
 	sandbox bool
+	// req is the request it was made from, for the hints of a failed
+	// start; nil for a plain local child.
+	req *wire.StartChild
 }
 
 // startChild starts a child process (see childSpec), bootstraps it if it
 // is remote, does the handshake and announces its route upward.
 func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, error) {
+	name := spec.name
+	// failed is the error of this start, failed with class and detail.
+	failed := func(class StartClass, detail string, err error) *StartError {
+		return &StartError{Class: class, Name: name, Label: spec.label, Detail: detail, Err: err}
+	}
 	if err := n.refuseIfSandboxed(); err != nil {
+		err.Name, err.Label = name, spec.label
 		return nil, err
 	}
 	id, err := n.r.AllocateID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+		return nil, failed(causeClass(ctx, n, err), "allocate an ID: "+oneLine(remoteMessage(err)), err)
 	}
-	name := spec.name
 	if name == "" {
 		name = "local." + strconv.FormatUint(uint64(id), 10)
 	}
@@ -154,7 +163,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	if spec.argv == nil {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("%w: socketpair: %w", ErrChildStart, err)
+			return nil, failed(ClassOther, "socketpair: "+err.Error(), err)
 		}
 		parentEnd := os.NewFile(uintptr(fds[0]), "spindle-parent")
 		childEnd = os.NewFile(uintptr(fds[1]), "spindle-child")
@@ -162,19 +171,19 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		parentEnd.Close()
 		if err != nil {
 			childEnd.Close()
-			return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+			return nil, failed(ClassOther, err.Error(), err)
 		}
 		conn = c
 	} else {
 		inR, inW, err := os.Pipe()
 		if err != nil {
-			return nil, fmt.Errorf("%w: pipe: %w", ErrChildStart, err)
+			return nil, failed(ClassOther, "pipe: "+err.Error(), err)
 		}
 		outR, outW, err := os.Pipe()
 		if err != nil {
 			inR.Close()
 			inW.Close()
-			return nil, fmt.Errorf("%w: pipe: %w", ErrChildStart, err)
+			return nil, failed(ClassOther, "pipe: "+err.Error(), err)
 		}
 		remoteIn, remoteOut = inR, outW
 		conn = &pipeConn{r: outR, w: inW}
@@ -187,7 +196,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 			}
 		}
 		conn.Close()
-		return nil, fmt.Errorf("%w: pipe: %w", ErrChildStart, err)
+		return nil, failed(ClassOther, "pipe: "+err.Error(), err)
 	}
 	var cmd *exec.Cmd
 	if spec.argv == nil {
@@ -218,7 +227,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	if err != nil {
 		conn.Close()
 		errR.Close()
-		return nil, fmt.Errorf("%w: %s: %w", ErrChildStart, spec.label, err)
+		return nil, failed(ClassOther, oneLine(err.Error()), err)
 	}
 	c := &childProc{id: id, name: name, cmd: cmd, exited: make(chan struct{}), outDone: make(chan struct{}),
 		secret: spec.secret, secretPrompt: spec.secretPrompt, stdin: conn, errR: errR, connectTO: connectTO, sandbox: spec.sandbox}
@@ -236,13 +245,13 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		conn.Close()
 		c.kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+		return nil, failed(ClassCancelled, "this context is shutting down", err)
 	}
 	if err := n.b.Go(func(context.Context) { n.reap(c) }); err != nil {
 		conn.Close()
 		c.kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+		return nil, failed(ClassCancelled, "this context is shutting down", err)
 	}
 	// A transport that exits ends the start at once, even if a descendant
 	// of it still holds the pipes.
@@ -257,36 +266,34 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		}
 	}()
 	err = nil
+	phase := "handshake"
 	if spec.argv != nil {
+		phase = "bootstrap"
 		err = n.bootstrap(ctx, conn, c)
 	}
 	if err == nil {
+		phase = "handshake"
 		err = n.handshake(ctx, conn, c)
 	}
 	close(starting)
-	if err != nil && exitedEarly.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-		// Our watcher cut the wait short: say what happened.
-		err = fmt.Errorf("the process exited before the handshake: %w", io.ErrUnexpectedEOF)
-	}
 	if err != nil {
 		conn.Close()
 		c.kill()
 		<-c.exited
 		c.drainOutput()
-		what := n.exe
-		if spec.argv != nil {
-			what = spec.label
+		se := failed(ClassOther, "", err)
+		se.Class, se.Detail = n.whyFailed(ctx, c, spec, phase, err, exitedEarly.Load())
+		se.Hint = hintFor(se.Class, se.Detail, spec.req)
+		if inner, ok := err.(*StartError); ok {
+			se.Err = inner.Err
 		}
-		classifyOut := c.lastLines()
-		if c.transportUp {
-			classifyOut = "" // the transport worked: what failed is not ssh or sudo
-		}
-		return nil, classify(fmt.Errorf("%w: %s (%s, pid %d, %s): %w%s", ErrChildStart, name, what, cmd.Process.Pid, c.status, err, tailNote(c.lastLines())), classifyOut)
+		n.log.Info("child start failed", "child", name, "transport", spec.label, "pid", cmd.Process.Pid, "status", c.status, "err", err)
+		return nil, se
 	}
 	s, err := n.r.AddChild(ctx, conn, id, name)
 	if err != nil {
 		c.kill()
-		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+		return nil, failed(causeClass(ctx, n, err), "add its route: "+oneLine(remoteMessage(err)), err)
 	}
 	// List the child only now that its stream is set: shutdownChildren and
 	// stopChild use c.stream as soon as they find the child in n.children.
@@ -346,11 +353,80 @@ func isShellSafe(r rune) bool {
 	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_./=:,@+%", r)
 }
 
-func tailNote(lines string) string {
-	if lines == "" {
-		return ""
+// whyFailed is the class and detail of a bootstrap or handshake that
+// failed with err in phase ("bootstrap" or "handshake"), once the process
+// has gone and its output has been read: the same words for the same
+// failure, whichever of the racing errors (EOF, a broken pipe, a deadline)
+// came first.
+func (n *node) whyFailed(ctx context.Context, c *childProc, spec childSpec, phase string, err error, exitedEarly bool) (StartClass, string) {
+	var se *StartError
+	if errors.As(err, &se) { // the bootstrap's or handshake's own verdict
+		return se.Class, se.Detail
 	}
-	return "; last lines of its output:\n" + lines
+	lines := c.tailLines()
+	label := spec.label
+	if spec.argv == nil {
+		label = "the child"
+	}
+	timedOut := func(within string) string {
+		switch {
+		case phase == "handshake":
+			return "the child did not answer the handshake " + within
+		case c.transportUp:
+			return "the bootstrap on " + label + " did not finish " + within
+		}
+		return label + " did not answer " + within
+	}
+	connectTO := "within the connect timeout (" + c.connectTO.String() + ")"
+	if !c.transportUp { // what failed may be ssh or sudo itself
+		if class, line, ok := classify(lines); ok {
+			if class == ClassTimeout { // ssh's ConnectTimeout: ours, by another clock
+				return class, timedOut(connectTO)
+			}
+			return class, line
+		}
+	}
+	select {
+	case <-n.b.ShuttingDown():
+		return ClassCancelled, "this context is shutting down"
+	default:
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return ClassTimeout, timedOut("before the caller's deadline")
+	case ctx.Err() != nil:
+		return ClassCancelled, "the start was cancelled"
+	case errors.Is(err, os.ErrDeadlineExceeded) && !exitedEarly:
+		return ClassTimeout, timedOut(connectTO)
+	}
+	if line := lastMeaningful(lines); line != "" {
+		return ClassLost, line
+	}
+	if phase == "handshake" {
+		return ClassLost, "the child closed its stream before the handshake"
+	}
+	return ClassLost, label + " closed the connection before the bootstrap finished"
+}
+
+// causeClass is the class of a failure of the start's own machinery (an
+// ID, a route) with err.
+func causeClass(ctx context.Context, n *node, err error) StartClass {
+	select {
+	case <-n.b.ShuttingDown():
+		return ClassCancelled
+	default:
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return ClassTimeout
+	case ctx.Err() != nil, errors.Is(err, routing.ErrShutdown):
+		return ClassCancelled
+	case errors.Is(err, routing.ErrRefused):
+		return ClassRefused
+	case errors.Is(err, routing.ErrDisconnected), errors.Is(err, routing.ErrNoRoute):
+		return ClassLost
+	}
+	return ClassOther
 }
 
 // bound puts the connect timeout on conn and cuts it short when ctx ends or
@@ -422,13 +498,13 @@ func (n *node) handshake(ctx context.Context, conn deadlineConn, c *childProc) e
 	}
 	var ack wire.HelloAck
 	if reply.Handle != wire.HandleHello || wire.Unmarshal(reply.Body, &ack) != nil {
-		return fmt.Errorf("bad hello reply %v", reply)
+		return &StartError{Class: ClassOther, Detail: fmt.Sprintf("the child's first frame is not a hello reply (handle %d)", reply.Handle)}
 	}
 	if ack.Error != "" {
-		return fmt.Errorf("child refused hello: %s", ack.Error)
+		return &StartError{Class: ClassRefused, Detail: "the child refused the handshake: " + oneLine(ack.Error)}
 	}
 	if ack.Version != wire.ProtocolVersion || ack.ID != c.id {
-		return fmt.Errorf("hello reply for version %d id %d, want version %d id %d", ack.Version, ack.ID, wire.ProtocolVersion, c.id)
+		return &StartError{Class: ClassRefused, Detail: fmt.Sprintf("the child answered the handshake for protocol version %d, want %d", ack.Version, wire.ProtocolVersion)}
 	}
 	n.log.Log(ctx, LevelTrace, "handshake: hello acknowledged", "child", c.name, "id", c.id, "pid", ack.PID)
 	return nil

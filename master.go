@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -212,11 +211,12 @@ func (o *ChildOptions) wire() *wire.StartChild {
 		ConnectTimeout: int64(o.ConnectTimeout), Password: o.Password, Sandbox: o.Sandbox}
 }
 
-// Start starts a child context as a direct child of the master.
+// Start starts a child context as a direct child of the master. A failed
+// start is a *StartError.
 func (m *Master) Start(ctx context.Context, opts ChildOptions) (*Context, error) {
 	spec, err := m.n.transport(opts.wire())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrChildStart, err)
+		return nil, err
 	}
 	c, err := m.n.startChild(ctx, spec)
 	if err != nil {
@@ -320,25 +320,21 @@ func (c *Context) StartLocal(ctx context.Context, opts LocalOptions) (*Context, 
 }
 
 // Start starts a child of this context, by any connection method: the
-// transport runs on this context's machine, as this context's user.
+// transport runs on this context's machine, as this context's user. A
+// failed start is a *StartError, classed by this context.
 func (c *Context) Start(ctx context.Context, opts ChildOptions) (*Context, error) {
-	body, err := msgpack.Marshal(opts.wire())
+	req := opts.wire()
+	body, err := msgpack.Marshal(req)
 	if err != nil {
-		return nil, err
+		return nil, &StartError{Class: ClassOther, Name: opts.Name, Detail: oneLine(err.Error()), Err: err}
 	}
 	reply, err := c.m.n.r.Call(ctx, c.id, wire.HandleStartChild, wire.EncMsgpack, body)
 	if err != nil {
-		// The remote context classified the failure; its sentinels do not
-		// cross the wire, its text does.
-		err = fmt.Errorf("spindle: start child of %s: %w", c, err)
-		if strings.Contains(err.Error(), ErrChildStart.Error()) {
-			err = classify(fmt.Errorf("%w: %w", ErrChildStart, err), err.Error())
-		}
-		return nil, err
+		return nil, remoteStartError(ctx, c, req, err)
 	}
 	var st wire.ChildStarted
 	if err := wire.Unmarshal(reply.Body, &st); err != nil {
-		return nil, fmt.Errorf("spindle: start child of %s: decode reply: %w", c, err)
+		return nil, &StartError{Class: ClassOther, Name: opts.Name, Detail: "undecodable reply from context " + c.name, Err: err}
 	}
 	return &Context{m: c.m, id: st.ID, name: st.Name, parent: c.id, pid: st.PID, sentBinary: st.SentBinary}, nil
 }
@@ -419,7 +415,8 @@ func OptionsFor(h target.Hop) ChildOptions {
 
 // StartTarget starts every hop of a target chain (e.g.
 // "ssh://bastion/ssh://web1/sudo://root", parsed by target.Parse), each
-// through the one before, and returns the last.
+// through the one before, and returns the last. A failed start is a
+// *StartError naming the hop.
 func (m *Master) StartTarget(ctx context.Context, t target.Target) (*Context, error) {
 	var c *Context
 	for i, h := range t {
@@ -430,11 +427,11 @@ func (m *Master) StartTarget(ctx context.Context, t target.Target) (*Context, er
 			c, err = c.Start(ctx, OptionsFor(h))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("hop %d of %s: %w", i+1, t, err)
+			return nil, withHop(err, i, h)
 		}
 	}
 	if c == nil {
-		return nil, fmt.Errorf("%w: empty target", ErrChildStart)
+		return nil, &StartError{Class: ClassRefused, Detail: "empty target"}
 	}
 	return c, nil
 }

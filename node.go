@@ -2,6 +2,7 @@ package spindle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -143,22 +144,43 @@ func (n *node) onStartChild(m *wire.Message, _ *broker.Stream) {
 	}
 	spec, err := n.transport(&req)
 	if err != nil {
-		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("start child: %w: %v", routing.ErrBadRequest, err))
+		se := &StartError{Class: ClassRefused, Name: req.Name, Detail: oneLine(err.Error())}
+		if errors.As(err, &se) {
+			se.Err = fmt.Errorf("%w: %v", routing.ErrBadRequest, se.Err) // code 11, as before
+		}
+		n.replyStartError(n.b.Context(), m, se)
 		return
 	}
 	// Starting a process takes milliseconds: never on the reader goroutine.
 	err = n.b.Go(func(ctx context.Context) {
 		c, err := n.startChild(ctx, spec)
 		if err != nil {
-			_ = n.r.ReplyError(ctx, m, err)
+			n.replyStartError(ctx, m, err)
 			return
 		}
 		body, _ := msgpack.Marshal(&wire.ChildStarted{ID: c.id, Name: c.name, PID: c.cmd.Process.Pid, SentBinary: c.sentBinary})
 		_ = n.r.Reply(ctx, m, wire.EncMsgpack, body)
 	})
 	if err != nil {
-		_ = n.r.ReplyError(n.b.Context(), m, fmt.Errorf("start child: %w", routing.ErrShutdown))
+		n.replyStartError(n.b.Context(), m, &StartError{Class: ClassCancelled, Name: spec.name, Label: spec.label,
+			Detail: "this context is shutting down", Err: routing.ErrShutdown})
 	}
+}
+
+// replyStartError answers START_CHILD m with err, a *StartError: its class
+// and detail for this version, its text for older ones.
+func (n *node) replyStartError(ctx context.Context, m *wire.Message, err error) {
+	se, ok := err.(*StartError)
+	if !ok {
+		_ = n.r.ReplyError(ctx, m, err)
+		return
+	}
+	body, merr := msgpack.Marshal(se.wire())
+	if merr != nil {
+		_ = n.r.ReplyError(ctx, m, err)
+		return
+	}
+	_ = n.r.Reply(ctx, m, wire.EncError, body)
 }
 
 func (n *node) onStopChild(m *wire.Message, _ *broker.Stream) {

@@ -20,8 +20,9 @@ import (
 	"github.com/spindle-hq/spindle/wire"
 )
 
-// Errors of remote starts, each matched with errors.Is (and each also
-// matching ErrChildStart).
+// Errors of remote starts, each matched with errors.Is by the *StartError
+// of its class (ClassAuth, ClassHostKey, ClassUnreachable, ClassPlatform),
+// which also matches ErrChildStart.
 var (
 	// ErrAuth: the transport refused our credentials (ssh key, sudo
 	// password).
@@ -107,14 +108,15 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 	c.disarmSecret() // sudo did not prompt, or has been answered: never again
 	f := strings.Fields(line)
 	if len(f) != 2 {
-		return fmt.Errorf("bootstrap: unexpected %q", line)
+		return &StartError{Class: ClassOther, Detail: fmt.Sprintf("unexpected bootstrap line %q", line)}
 	}
 	goos, goarch := platform(f[0], f[1])
 	n.log.Log(ctx, LevelTrace, "bootstrap: remote platform", "child", c.name, "uname", f[0]+" "+f[1], "platform", goos+"/"+goarch)
 	bin, err := n.brokerBinary(goos, goarch)
 	if err != nil {
 		_, _ = io.WriteString(conn, "- 0\n")
-		return fmt.Errorf("%w: remote is %s %s (%s/%s): %w", ErrPlatform, f[0], f[1], goos, goarch, err)
+		return &StartError{Class: ClassPlatform, Err: err,
+			Detail: fmt.Sprintf("remote is %s %s: no broker binary for %s/%s here", f[0], f[1], goos, goarch)}
 	}
 	if _, err := fmt.Fprintf(conn, "%s %d\n", bin.hash, len(bin.data)); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -131,21 +133,30 @@ func (n *node) bootstrap(ctx context.Context, conn deadlineConn, c *childProc) e
 		n.log.Log(ctx, LevelTrace, "bootstrap: sending the broker binary", "child", c.name, "sha256", bin.hash, "bytes", len(bin.data))
 		if _, err := conn.Write(bin.data); err != nil {
 			if why, rerr := readBootLine(conn); rerr == nil {
-				return fmt.Errorf("bootstrap: %s", why)
+				return bootRefusal(why)
 			}
 			return fmt.Errorf("bootstrap: send broker binary: %w", err)
 		}
 	default:
-		return fmt.Errorf("bootstrap: unexpected %q", line)
+		return bootRefusal(line)
 	}
 	if line, err = readBootLine(conn); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	if line != "READY" {
-		return fmt.Errorf("bootstrap: %s", line)
+		return bootRefusal(line)
 	}
 	n.log.Log(ctx, LevelTrace, "bootstrap: broker started on the remote", "child", c.name)
 	return nil
+}
+
+// bootRefusal is the error of a bootstrap line that is not the next step:
+// the script's "ERROR ..." (it cannot install the broker), or garbage.
+func bootRefusal(line string) error {
+	if why, ok := strings.CutPrefix(line, "ERROR "); ok {
+		return &StartError{Class: ClassRefused, Detail: "the remote cannot run the broker: " + oneLine(why)}
+	}
+	return &StartError{Class: ClassOther, Detail: fmt.Sprintf("unexpected bootstrap line %q", oneLine(line))}
 }
 
 // readBootLine reads one "SPINDLE1 ..." line, a byte at a time so nothing
@@ -233,39 +244,17 @@ func (n *node) brokerBinary(goos, goarch string) (*binary, error) {
 	return b, nil
 }
 
-// failureSigns maps what transports print when they fail to the sentinel
-// that names the failure; the first match wins.
-var failureSigns = []struct {
-	err   error
-	signs []string
-}{
-	{ErrHostKey, []string{"Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",
-		"No ED25519 host key is known", "host key is known for"}},
-	{ErrAuth, []string{"Permission denied", "a password is required", "incorrect password", "Sorry, try again",
-		"is not in the sudoers file", "Authentication failed"}},
-	{ErrUnreachable, []string{"Connection refused", "No route to host", "Could not resolve hostname",
-		"Connection timed out", "Network is unreachable", "Connection closed by"}},
-}
-
-// classify adds the sentinel that names how a transport failed, read from
-// the last lines it printed.
-func classify(err error, output string) error {
-	for _, f := range failureSigns {
-		for _, sign := range f.signs {
-			if strings.Contains(output, sign) {
-				return fmt.Errorf("%w: %w", f.err, err)
-			}
-		}
-	}
-	return err
-}
-
 // sudoPrompt is the prompt sudo is told to print when it wants a password.
 const sudoPrompt = "[spindle-sudo-password]"
 
 // transport turns a START_CHILD into how to start the child.
 func (n *node) transport(req *wire.StartChild) (childSpec, error) {
-	return transportFor(req, n.connectTO)
+	spec, err := transportFor(req, n.connectTO)
+	spec.req = req
+	if err != nil {
+		return spec, &StartError{Class: ClassRefused, Name: req.Name, Label: spec.label, Detail: oneLine(err.Error()), Err: err}
+	}
+	return spec, nil
 }
 
 // transportFor builds the command line of a transport; connectTO is the

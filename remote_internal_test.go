@@ -1,6 +1,7 @@
 package spindle
 
 import (
+	"context"
 	"errors"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
 )
 
@@ -74,22 +76,27 @@ func TestPlatformAndClassify(t *testing.T) {
 			t.Errorf("platform(%q, %q) = %s/%s, want %s/%s", tt.sys, tt.m, goos, goarch, tt.goos, tt.goarch)
 		}
 	}
-	base := errors.New("x")
 	for _, tt := range []struct {
-		out  string
-		want error
+		out   []string
+		class StartClass
+		line  string
 	}{
-		{"root@127.0.0.1: Permission denied (publickey).", ErrAuth},
-		{"Host key verification failed.", ErrHostKey},
-		{"ssh: connect to host 127.0.0.1 port 1: Connection refused", ErrUnreachable},
-		{"sudo: a password is required", ErrAuth},
+		{[]string{"root@127.0.0.1: Permission denied (publickey)."}, ClassAuth, "root@127.0.0.1: Permission denied (publickey)."},
+		{[]string{"No ED25519 host key is known for [h]:2 and you have requested strict checking.", "Host key verification failed."},
+			ClassHostKey, "No ED25519 host key is known for [h]:2 and you have requested strict checking."},
+		{[]string{"@@@@", "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key for [h]:2 has changed and you have requested strict checking.", "Host key verification failed."},
+			ClassHostKey, "Host key for [h]:2 has changed and you have requested strict checking."},
+		{[]string{"ssh: connect to host 127.0.0.1 port 1: Connection refused"}, ClassUnreachable, "ssh: connect to host 127.0.0.1 port 1: Connection refused"},
+		{[]string{"Connection timed out during banner exchange", "Connection to 127.0.0.1 port 2 timed out"}, ClassTimeout, "Connection timed out during banner exchange"},
+		{[]string{"sudo: a password is required"}, ClassAuth, "sudo: a password is required"},
+		{[]string{"sudo: unknown user x", "sudo: error initializing audit plugin sudoers_audit"}, ClassRefused, "sudo: unknown user x"},
 	} {
-		if err := classify(base, tt.out); !errors.Is(err, tt.want) || !errors.Is(err, base) {
-			t.Errorf("classify(%q) = %v, want %v", tt.out, err, tt.want)
+		if class, line, ok := classify(tt.out); !ok || class != tt.class || line != tt.line {
+			t.Errorf("classify(%q) = %s, %q, %v; want %s, %q", tt.out, class, line, ok, tt.class, tt.line)
 		}
 	}
-	if err := classify(base, "something else"); err != base {
-		t.Errorf("classify(unknown) = %v, want the error unchanged", err)
+	if class, line, ok := classify([]string{"something else"}); ok {
+		t.Errorf("classify(unknown) = %s, %q, want no class", class, line)
 	}
 }
 
@@ -142,5 +149,25 @@ func TestCommandLine(t *testing.T) {
 	}
 	if got, want := (childSpec{}).commandLine("/opt/my spindle"), childEnv+"=3 '/opt/my spindle'"; got != want {
 		t.Errorf("commandLine(local) = %q, want %q", got, want)
+	}
+}
+
+// TestStartErrorFromOlderPeer: a START_CHILD failure from a context that
+// sends only the text (no "start" key) is still classed, with the line
+// that says why.
+func TestStartErrorFromOlderPeer(t *testing.T) {
+	old := &routing.RemoteError{Code: wire.CodeCallFailed, Context: 7, Message: "spindle: host unreachable: spindle: child start failed: " +
+		"ssh.h (ssh h, pid 4920, exit status 255): bootstrap: unexpected EOF; last lines of its output:\nssh: connect to host h port 1: Connection refused"}
+	req := &wire.StartChild{Method: "ssh", Host: "h", Port: 1}
+	se := remoteStartError(context.Background(), &Context{name: "a"}, req, old)
+	if se.Class != ClassUnreachable || se.Detail != "ssh: connect to host h port 1: Connection refused" || !errors.Is(se, ErrUnreachable) {
+		t.Errorf("from an older peer: %+v, want unreachable with the ssh line", se)
+	}
+	// A class from a newer peer that this one does not know reads as other.
+	newer := &routing.RemoteError{Code: wire.CodeCallFailed, Context: 7, Message: "x",
+		Start: &wire.StartFailure{Class: "quantum", Label: "ssh h", Detail: "line one\nline two"}}
+	se = remoteStartError(context.Background(), &Context{name: "a"}, req, newer)
+	if se.Class != ClassOther || se.Detail != "line one" || se.Error() != "ssh h: start failed: line one" {
+		t.Errorf("from a newer peer: %+v (%q), want class other, one line", se, se.Error())
 	}
 }

@@ -245,7 +245,7 @@ func TestSSHFailures(t *testing.T) {
 		stop bool
 	}{
 		{"wrong key", wrongKey, spindle.ErrAuth, "Permission denied", false},
-		{"unknown host key", wrongHost, spindle.ErrHostKey, "Host key verification failed", false},
+		{"changed host key", wrongHost, spindle.ErrHostKey, "has changed and you have requested strict checking", false},
 		{"closed port", closed, spindle.ErrUnreachable, "Connection refused", true},
 	}
 	for _, tt := range tests {
@@ -367,8 +367,11 @@ exec sh -c "$last"
 		t.Fatal(err)
 	}
 	_, err = m.Start(ctx, spindle.ChildOptions{Method: "sudo", User: "app", Password: "wrong-" + password})
-	if !errors.Is(err, spindle.ErrAuth) {
-		t.Fatalf("wrong password: %v, want ErrAuth", err)
+	var se *spindle.StartError
+	if !errors.Is(err, spindle.ErrAuth) || !errors.As(err, &se) || se.Class != spindle.ClassAuth ||
+		err.Error() != "child sudo.app (sudo -u app): authentication failed: sudo: incorrect password attempt" ||
+		se.Hint != "sudo refused the password given (ChildOptions.Password)" {
+		t.Fatalf("wrong password: %v (%+v), want ErrAuth, class auth, the sudo line and a hint", err, se)
 	}
 	b, _ := os.ReadFile(argvLog)
 	for what, text := range map[string]string{"argv": string(b), "error": err.Error(), "logs": logs.dump()} {
@@ -468,8 +471,11 @@ func TestPlatformMismatch(t *testing.T) {
 	t.Setenv("PATH", fakes+":"+os.Getenv("PATH"))
 	m, _ := newMaster(t, spindle.Config{CacheDir: "-"})
 	_, err := m.Start(testContext(t), spindle.ChildOptions{Method: "ssh", Host: "riscv-box"})
-	if !errors.Is(err, spindle.ErrPlatform) || !strings.Contains(err.Error(), "GOOS=linux GOARCH=riscv64 go build") {
-		t.Fatalf("Start on riscv64 = %v, want ErrPlatform naming the build", err)
+	var se *spindle.StartError
+	if !errors.Is(err, spindle.ErrPlatform) || !errors.As(err, &se) || se.Class != spindle.ClassPlatform ||
+		err.Error() != "child ssh.riscv-box (ssh riscv-box): no broker binary for the remote platform: remote is Linux riscv64: no broker binary for linux/riscv64 here" ||
+		!strings.Contains(se.Hint, "GOOS=linux GOARCH=riscv64 go build -o spindle-linux-riscv64 ./tools/spindle") {
+		t.Fatalf("Start on riscv64 = %v, want ErrPlatform, and a hint naming the build", err)
 	}
 	// The fake may be killed before (or while) it records the answer; when
 	// it did, the answer must be the refusal, never a binary's hash.

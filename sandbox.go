@@ -127,9 +127,10 @@ func (n *node) sandboxSummary() string {
 // refuseIfSandboxed fails a start of a child from a sandboxed context.
 // Landlock would refuse the exec anyway where the kernel has it; this says
 // why, everywhere.
-func (n *node) refuseIfSandboxed() error {
+func (n *node) refuseIfSandboxed() *StartError {
 	if n.sandbox == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w: context %s (%d) is sandboxed: a sandboxed context is a leaf and starts no children", ErrChildStart, routing.ErrRefused, n.name, n.r.ID())
+	return &StartError{Class: ClassRefused, Err: routing.ErrRefused,
+		Detail: fmt.Sprintf("context %s is sandboxed: a sandboxed context is a leaf and starts no children", n.name)}
 }

@@ -200,8 +200,10 @@ func TestSandboxLocalChild(t *testing.T) {
 
 	// A leaf: no children.
 	_, err = c.StartLocal(ctx, spindle.LocalOptions{Name: "grandchild"})
-	if !errors.Is(err, spindle.ErrChildStart) || !errors.Is(err, routing.ErrRefused) || !strings.Contains(err.Error(), "context boxed ("+fmt.Sprint(c.ID())+") is sandboxed: a sandboxed context is a leaf and starts no children") {
-		t.Errorf("start a child of a sandboxed context = %v, want ErrChildStart and ErrRefused saying it is a leaf", err)
+	var se *spindle.StartError
+	if !errors.Is(err, spindle.ErrChildStart) || !errors.Is(err, routing.ErrRefused) || !errors.As(err, &se) || se.Class != spindle.ClassRefused ||
+		err.Error() != "child grandchild (local): start refused: context boxed is sandboxed: a sandboxed context is a leaf and starts no children" {
+		t.Errorf("start a child of a sandboxed context = %v, want ErrChildStart and ErrRefused, class refused, saying it is a leaf", err)
 	}
 	if err := c.Ping(ctx); err != nil {
 		t.Errorf("ping after the refused start: %v", err)

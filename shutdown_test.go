@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -268,11 +267,12 @@ func TestFailedStart(t *testing.T) {
 		ok   func(error) bool
 		text string
 	}{
-		{"exits at once", "/bin/true", peerGone, "child start failed: bad (/bin/true, pid "},
-		{"not a spindle binary", "/bin/cat", peerGone, "child start failed: bad (/bin/cat, pid "},
-		{"never answers", silent, func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }, "read hello reply"},
+		{"exits at once", "/bin/true", peerGone, "child bad (local): lost during start: the child closed its stream before the handshake"},
+		{"not a spindle binary", "/bin/cat", peerGone, "child bad (local): lost during start: the child closed its stream before the handshake"},
+		{"never answers", silent, func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) },
+			"child bad (local): timed out: the child did not answer the handshake within the connect timeout (500ms)"},
 		{"does not exist", "/nonexistent/spindle", func(err error) bool { return errors.Is(err, fs.ErrNotExist) },
-			"child start failed: local: fork/exec /nonexistent/spindle"},
+			"child bad (local): start failed: fork/exec /nonexistent/spindle: no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			testutil.VerifyNone(t)
@@ -283,7 +283,7 @@ func TestFailedStart(t *testing.T) {
 			if err == nil {
 				t.Fatalf("StartLocal with %s = %v, want an error", tc.exe, c)
 			}
-			if !tc.ok(err) || !strings.Contains(err.Error(), tc.text) || !errors.Is(err, spindle.ErrChildStart) {
+			if !tc.ok(err) || err.Error() != tc.text || !errors.Is(err, spindle.ErrChildStart) {
 				t.Errorf("StartLocal with %s: %v", tc.exe, err)
 			}
 			if d := time.Since(start); d > connectTimeout+time.Second {

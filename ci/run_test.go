@@ -543,12 +543,13 @@ jobs:
       - {name: s, module: PROBE, args: [echo, hello]} # not j/s's action: that one would be merged with it
 `)
 	sum := e.run(f, ci.Options{Retries: 1})
-	if s := step(t, sum, "j", "s"); s.Status != ci.Error || s.Kind != "connect" {
-		t.Fatalf("j/s: %s %s: %s", s.Status, s.Kind, s.Error)
+	if s := step(t, sum, "j", "s"); s.Status != ci.Error || s.Kind != "connect" || s.Class != "unreachable" ||
+		s.Error != "hop 1 ssh://nobody@127.0.0.1:1: host unreachable: ssh: connect to host 127.0.0.1 port 1: Connection refused" {
+		t.Fatalf("j/s: %s %s %s: %s", s.Status, s.Kind, s.Class, s.Error)
 	}
 	// The retry that passed keeps nothing of the attempt that could not connect.
-	if s := step(t, sum, "k", "s"); s.Status != ci.Passed || s.Target != "local" || s.Kind != "" || s.Error != "" {
-		t.Fatalf("k/s: %s %q on %s: %q", s.Status, s.Kind, s.Target, s.Error)
+	if s := step(t, sum, "k", "s"); s.Status != ci.Passed || s.Target != "local" || s.Kind != "" || s.Class != "" || s.Error != "" {
+		t.Fatalf("k/s: %s %q %q on %s: %q", s.Status, s.Kind, s.Class, s.Target, s.Error)
 	}
 }
 

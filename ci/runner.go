@@ -96,7 +96,12 @@ type StepResult struct {
 	// Kind is the failure's kind: a task kind of docs/abi.md ("exit",
 	// "timeout", "memory", ...), "output" for fail-if-output, or for
 	// Error "connect", "lost", "module", "workspace".
-	Kind       string         `json:"kind,omitempty"`
+	Kind string `json:"kind,omitempty"`
+	// Class says how the target's contexts failed to start, for Kind
+	// "connect": a spindle.StartClass ("unreachable", "auth", ...). Hint
+	// is the start's obvious fix, when there is one.
+	Class      string         `json:"class,omitempty"`
+	Hint       string         `json:"hint,omitempty"`
 	OutputTree string         `json:"output_tree,omitempty"`
 	Stdout     string         `json:"stdout,omitempty"` // digests in the master's store
 	Stderr     string         `json:"stderr,omitempty"`

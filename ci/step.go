@@ -306,6 +306,7 @@ func (r *runner) execute(ctx context.Context, jr *JobRun, st *Step, a *Action, r
 // that passes keeps nothing of the attempt that failed before it.
 func (res *StepResult) resetAttempt() {
 	res.Status, res.Kind, res.Error, res.ExitCode = "", "", "", 0
+	res.Class, res.Hint = "", ""
 	res.OutputTree, res.Stdout, res.Stderr, res.Report = "", "", "", nil
 	res.Duration = 0
 }
@@ -341,7 +342,12 @@ func (r *runner) attempt(ctx context.Context, jr *JobRun, st *Step, a *Action, t
 	c, err := r.fleet.Get(ctx, t)
 	if err != nil {
 		r.fleet.Forget(t)
-		return infra("connect", err)
+		res = infra("connect", err)
+		var se *spindle.StartError
+		if errors.As(err, &se) {
+			res.Class, res.Hint = string(se.Class), r.mask.String(se.Hint)
+		}
+		return res
 	}
 	r.reportTarget(ctx, tname, c)
 	r.emit(Event{Type: EventStepStarted, Job: jr.Name, Step: st.Name, Target: tname, Attempt: res.Attempts})

@@ -69,6 +69,9 @@ type RemoteError struct {
 	Message string
 	// Context is the ID of the context that produced the message.
 	Context uint32
+	// Start is how a child failed to start, when the message is the failed
+	// reply to a START_CHILD from a context that says so (nil otherwise).
+	Start *wire.StartFailure
 }
 
 func (e *RemoteError) Error() string {
@@ -93,7 +96,7 @@ func ErrorOf(m *wire.Message) error {
 		// Both a RemoteError (ErrBadRequest) and wire.ErrMalformed.
 		return fmt.Errorf("%w: %w", &RemoteError{Code: wire.CodeBadRequest, Message: "undecodable error body", Context: m.Src}, err)
 	}
-	return &RemoteError{Code: body.Code, Message: body.Message, Context: m.Src}
+	return &RemoteError{Code: body.Code, Message: body.Message, Context: m.Src, Start: body.Start}
 }
 
 func errorBody(code wire.Code, text string) []byte {

@@ -94,6 +94,21 @@ func TestErrorOf(t *testing.T) {
 	}
 }
 
+// TestErrorOfStart: a failed START_CHILD's "start" map reaches the
+// RemoteError; every other error body has none.
+func TestErrorOfStart(t *testing.T) {
+	start := &wire.StartFailure{Class: "unreachable", Label: "ssh web1", Detail: "ssh: connect to host web1 port 22: Connection refused"}
+	body, _ := msgpack.Marshal(&wire.ErrorBody{Code: wire.CodeCallFailed, Message: "x", Start: start})
+	var re *routing.RemoteError
+	if err := routing.ErrorOf(&wire.Message{Enc: wire.EncError, Src: 4, Body: body}); !errors.As(err, &re) || re.Start == nil || *re.Start != *start {
+		t.Errorf("ErrorOf(a failed START_CHILD) = %#v, want Start %+v", err, start)
+	}
+	plain, _ := msgpack.Marshal(&wire.ErrorBody{Code: wire.CodeNotFound, Message: "nope"})
+	if err := routing.ErrorOf(&wire.Message{Enc: wire.EncError, Src: 4, Body: plain}); !errors.As(err, &re) || re.Start != nil {
+		t.Errorf("ErrorOf(a plain error body) = %#v, want no Start", err)
+	}
+}
+
 // TestReplyErrorAcrossTheWire: an error a handler replies with matches the
 // same sentinel in the caller, two hops away, with the same code.
 func TestReplyErrorAcrossTheWire(t *testing.T) {

@@ -80,6 +80,8 @@ func validBodies() map[string][]byte {
 			Mounts: []Mount{{Host: "/h", Guest: "/g", ReadOnly: true}}, Channels: []Channel{{Context: 1, Handle: 2}}, Output: &Channel{}}),
 		"task result": mustMarshal(&TaskResult{Output: []byte{1}, Error: &TaskError{Kind: "trap", Message: "x"}}),
 		"error body":  mustMarshal(&ErrorBody{Code: CodeNoRoute, Message: "gone"}),
+		"start error body": mustMarshal(&ErrorBody{Code: CodeCallFailed, Message: "x",
+			Start: &StartFailure{Class: "host_key", Label: "ssh web1", Detail: "Host key verification failed."}}),
 	}
 	return bodies
 }

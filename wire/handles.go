@@ -78,4 +78,18 @@ const (
 type ErrorBody struct {
 	Code    Code   `msgpack:"code"`
 	Message string `msgpack:"msg"`
+	// Start says how a child failed to start, in the failed reply to a
+	// START_CHILD; nil in every other error body. A receiver that does not
+	// know the key ignores it and reads Message.
+	Start *StartFailure `msgpack:"start,omitempty"`
+}
+
+// StartFailure is how a START_CHILD failed, for the parent to show in its
+// own words (see spindle.StartError). Class is one of "auth", "host_key",
+// "unreachable", "timeout", "platform", "refused", "lost", "cancelled",
+// "other"; a receiver treats a class it does not know as "other".
+type StartFailure struct {
+	Class  string `msgpack:"class"`
+	Label  string `msgpack:"label,omitempty"`  // the transport: "ssh web1", "sudo -u root", "local"
+	Detail string `msgpack:"detail,omitempty"` // one line: what the transport said, or why
 }

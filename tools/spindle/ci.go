@@ -402,6 +402,9 @@ func (p *ciPrinter) finished(name string, r *ci.StepResult) {
 		line += ": " + cut(r.Error, maxErrorLine)
 	}
 	fmt.Fprintln(p.out, escapeLine(line))
+	if r.Hint != "" {
+		fmt.Fprintf(p.out, "    hint: %s\n", escapeLine(r.Hint))
+	}
 }
 
 // maxErrorLine bounds the error text of a step's line: the whole of it is

@@ -109,8 +109,9 @@ jobs:
     steps:
       - {name: s, module: PROBE, args: [echo, hi]}
 `)
-	if code, out, _ = runCmd(t, "ci", "--retries", "0", "--cache-dir", cache, "-w", ws, unreachable); code != exitCIInfra {
-		t.Fatalf("unreachable target: exit %d\n%s", code, out)
+	if code, out, _ = runCmd(t, "ci", "--retries", "0", "--cache-dir", cache, "-w", ws, unreachable); code != exitCIInfra ||
+		!strings.Contains(out, ": hop 1 ssh://nobody@127.0.0.1:1: host unreachable: ssh: connect to host 127.0.0.1 port 1: Connection refused\n") {
+		t.Fatalf("unreachable target: exit %d, want %d and the one wording of the failed start\n%s", code, exitCIInfra, out)
 	}
 }
 

@@ -42,7 +42,9 @@ flags:
                       with the hop and its connect timeout; -vvv also each
                       step of the bootstrap (platform, binary cached or sent,
                       handshake), from every context of the tree
-  --json              one JSON object per target per line
+  --json              one JSON object per target per line: {"target", "ok",
+                      "output", "exit_code", "error": {"kind", "class",
+                      "message", "hint"}, "stdout", "stderr", ...}
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
   --mount HOST:GUEST[:ro|:rw]  grant a directory (on the target; read-write
@@ -64,6 +66,12 @@ progress line on stderr when it is a terminal, and a recap line on stderr.
 --json prints one object per target per line: target, ok, output,
 exit_code, error {kind, message}, and the guest's stdout and stderr (the
 first 64 KiB of each; stdout_truncated, stderr_truncated say when cut).
+
+A target that could not be started fails with kind "connect" and a class:
+auth, host_key, unreachable, timeout, platform, refused, lost, cancelled or
+other. Its row reads "hop N TARGET: WHAT: the transport's own line", and a
+hint follows on the next line when there is an obvious fix (an unknown host
+key: how to accept it).
 
 exit status: 0 every target ok; 1 a task failed somewhere (a reactor's
 error, a command's non-zero exit); 3 a target could not be reached or
@@ -387,9 +395,15 @@ type runLine struct {
 	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
 }
 
+// runError is why a target failed. Kind is "connect" when its contexts
+// did not start (Class then says how: a spindle.StartClass, and Hint is
+// its obvious fix when there is one), "routing" when the route to them
+// broke during the task, else the task's kind (docs/abi.md).
 type runError struct {
 	Kind    string `json:"kind"`
+	Class   string `json:"class,omitempty"`
 	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -596,9 +610,10 @@ func (r *recap) add(l runLine) {
 	}
 }
 
-// printLine writes one target's row of the table and the output it
-// collected. Every piece of it but the status came from the target, so all
-// of it is escaped: a row stays one row.
+// printLine writes one target's row of the table, a hint on the next line
+// when its failure has one, and the output it collected. Every piece of it
+// but the status came from the target, so all of it is escaped: a row
+// stays one row.
 func printLine(w io.Writer, l runLine, out string) {
 	status := "ok"
 	detail := ""
@@ -613,8 +628,14 @@ func printLine(w io.Writer, l runLine, out string) {
 	} else {
 		status = "FAILED"
 		detail = l.Error.Kind + ": " + l.Error.Message
+		if l.Error.Kind == "connect" {
+			detail = l.Error.Message // it names the hop and the class itself
+		}
 	}
 	fmt.Fprintf(w, "%-28s %-7s %s\n", escapeLine(l.Target), status, escapeLine(detail))
+	if !l.OK && l.Error.Hint != "" {
+		fmt.Fprintf(w, "    hint: %s\n", escapeLine(l.Error.Hint))
+	}
 	if out != "" {
 		for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 			fmt.Fprintf(w, "    | %s\n", escapeLine(line))
@@ -631,7 +652,13 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 	}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		return fail("connect", err)
+		l = fail("connect", err)
+		l.Error.Class = string(spindle.ClassOther)
+		var se *spindle.StartError
+		if errors.As(err, &se) {
+			l.Error.Class, l.Error.Hint = string(se.Class), se.Hint
+		}
+		return l
 	}
 	res, err := c.Run(ctx, t)
 	var te *spindle.TaskError

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/spindle-hq/spindle/target"
+)
+
+// failingTarget is a target that cannot start, and what spindle run says
+// of it.
+type failingTarget struct {
+	spec, class, message, hint string
+}
+
+// failingTargets are a closed port, a closed port behind a first hop, and
+// a host whose key is not known (the test sshd, with an empty known_hosts).
+func failingTargets(t *testing.T) []failingTarget {
+	s := testutil.StartSSHD(t)
+	unknown := target.Target{{Method: "ssh", Host: s.Addr, Port: s.Port, User: s.User, Identity: s.Key, HostKeyCheck: "yes", Batch: true,
+		SSHOptions: []string{"UserKnownHostsFile=/dev/null", "GlobalKnownHostsFile=/dev/null", "IdentityAgent=none", "CheckHostIP=no"}}}
+	port := strconv.Itoa(s.Port)
+	refused := "hop 1 ssh://nobody@127.0.0.1:1: host unreachable: ssh: connect to host 127.0.0.1 port 1: Connection refused"
+	return []failingTarget{
+		{"ssh://nobody@127.0.0.1:1?timeout=5s", "unreachable", refused, ""},
+		{"local:fail-a/ssh://nobody@127.0.0.1:1?timeout=5s", "unreachable", "hop 2" + strings.TrimPrefix(refused, "hop 1"), ""},
+		{unknown.String(), "host_key",
+			"hop 1 ssh://root@127.0.0.1:" + port + ": host key verification failed: No ED25519 host key is known for [127.0.0.1]:" + port +
+				" and you have requested strict checking.",
+			"the host's key is not known: check its fingerprint, then add it with ssh-keyscan -p " + port +
+				" 127.0.0.1 >> ~/.ssh/known_hosts, or accept a new key on first use with the hop option hostkey=accept-new"},
+	}
+}
+
+// runCLI runs the spindle command (a copy of the test binary, exe) to its
+// end and returns its exit status and stdout lines; no process of it may
+// be left.
+func runCLI(t *testing.T, exe string, args ...string) (int, []string) {
+	t.Helper()
+	cmd, sc, errOut := startCLI(t, exe, args...)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("spindle %q still running after a minute:\n%s", args, errOut.String())
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left := processesOf(exe)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("processes of spindle %q still running after it exited: %v", args, left)
+		}
+	}
+	if t.Failed() {
+		t.Logf("stderr of spindle %q:\n%s", args, errOut.String())
+	}
+	return cmd.ProcessState.ExitCode(), lines
+}
+
+func targetArgs(fts []failingTarget, rest ...string) []string {
+	args := []string{"run"}
+	for _, ft := range fts {
+		args = append(args, "-t", ft.spec)
+	}
+	return append(args, rest...)
+}
+
+// TestRunFailureJSON: each --json line of a target that did not start has
+// kind connect, its class, the one-line message and the hint.
+func TestRunFailureJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts sshd")
+	}
+	testutil.VerifyNone(t)
+	fts := failingTargets(t)
+	exe := cliCopy(t)
+	hello := testutil.BuildWasm(t, "examples/wasm/hello", true)
+	code, lines := runCLI(t, exe, targetArgs(fts, "--json", hello, "hello")...)
+	if code != exitCIInfra {
+		t.Errorf("exit %d, want %d (unreachable)", code, exitCIInfra)
+	}
+	got := map[string]runLine{}
+	for _, line := range lines {
+		var l runLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l.Error == nil {
+			t.Fatalf("line %q: %v, want a failed target's JSON", line, err)
+		}
+		got[l.Target] = l
+	}
+	if len(lines) != len(fts) {
+		t.Errorf("%d lines, want %d:\n%s", len(lines), len(fts), strings.Join(lines, "\n"))
+	}
+	for _, ft := range fts {
+		l, ok := got[ft.spec]
+		if !ok {
+			t.Errorf("no line for %s", ft.spec)
+			continue
+		}
+		want := runError{Kind: "connect", Class: ft.class, Message: ft.message, Hint: ft.hint}
+		if l.OK || *l.Error != want {
+			t.Errorf("%s: ok %v, error %+v\nwant %+v", ft.spec, l.OK, *l.Error, want)
+		}
+		if n := strings.Count(l.Error.Message, "spindle:"); n > 1 {
+			t.Errorf("%s: %q says spindle: %d times", ft.spec, l.Error.Message, n)
+		}
+	}
+}
+
+// TestRunFailureTable: a target that did not start has one row that reads
+// as its one-line message, and its hint, when it has one, on the next line.
+func TestRunFailureTable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts sshd")
+	}
+	testutil.VerifyNone(t)
+	fts := failingTargets(t)
+	exe := cliCopy(t)
+	hello := testutil.BuildWasm(t, "examples/wasm/hello", true)
+	code, lines := runCLI(t, exe, targetArgs(fts, hello, "hello")...)
+	if code != exitCIInfra {
+		t.Errorf("exit %d, want %d (unreachable)", code, exitCIInfra)
+	}
+	want := 0
+	for _, ft := range fts {
+		row := -1
+		for i, line := range lines {
+			if strings.HasPrefix(line, ft.spec+" ") {
+				row = i
+			}
+		}
+		if row < 0 {
+			t.Errorf("no row for %s:\n%s", ft.spec, strings.Join(lines, "\n"))
+			continue
+		}
+		if fields := strings.Fields(lines[row]); len(fields) < 2 || fields[1] != "FAILED" ||
+			strings.TrimSpace(strings.SplitN(lines[row], "FAILED", 2)[1]) != ft.message {
+			t.Errorf("row %q, want %s FAILED %s", lines[row], ft.spec, ft.message)
+		}
+		want++
+		switch {
+		case ft.hint == "" && row+1 < len(lines) && strings.HasPrefix(lines[row+1], "    hint:"):
+			t.Errorf("%s: a hint line %q, want none", ft.spec, lines[row+1])
+		case ft.hint != "":
+			want++
+			if row+1 >= len(lines) || lines[row+1] != "    hint: "+ft.hint {
+				t.Errorf("%s: the line after its row is not its hint:\n%s", ft.spec, strings.Join(lines, "\n"))
+			}
+		}
+	}
+	if len(lines) != want {
+		t.Errorf("%d lines, want %d rows and hints:\n%s", len(lines), want, strings.Join(lines, "\n"))
+	}
+}
