@@ -370,7 +370,7 @@ exec sh -c "$last"
 	var se *spindle.StartError
 	if !errors.Is(err, spindle.ErrAuth) || !errors.As(err, &se) || se.Class != spindle.ClassAuth ||
 		err.Error() != "child sudo.app (sudo -u app): authentication failed: sudo: incorrect password attempt" ||
-		se.Hint != "sudo refused the password given (ChildOptions.Password)" {
+		se.Hint != "sudo refused the password given (spindle run -K; ChildOptions.Password in Go)" {
 		t.Fatalf("wrong password: %v (%+v), want ErrAuth, class auth, the sudo line and a hint", err, se)
 	}
 	b, _ := os.ReadFile(argvLog)

@@ -165,7 +165,7 @@ func TestStartErrorSudoNeedsPassword(t *testing.T) {
 	var se *spindle.StartError
 	if !errors.As(err, &se) || se.Class != spindle.ClassAuth || !errors.Is(err, spindle.ErrAuth) ||
 		err.Error() != "hop 1 sudo://app: authentication failed: sudo: a password is required" ||
-		se.Hint != "sudo wants a password: give it (ChildOptions.Password), or let the user run sudo without one (NOPASSWD in sudoers)" {
+		se.Hint != "sudo wants a password: give it (spindle run -K; ChildOptions.Password or Fleet.SudoPassword in Go), or let the user run sudo without one (NOPASSWD in sudoers)" {
 		t.Fatalf("sudo without its password = %v (%+v), want class auth, the sudo line and the password hint", err, se)
 	}
 }
