@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+// The tests of what spindle run shows of a guest (issue 10): its crashes,
+// its input errors, the files it makes, its output limit. Each runs the
+// test binary as the spindle command, a real process with its own tree.
+
+// runCLI runs the spindle command (this test binary, as cliEnv makes it)
+// with args and returns its exit status, stdout and stderr. The compile
+// cache is shared by the tests, so that each guest compiles once.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "XDG_CACHE_HOME="+filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("spindle %q did not exit in time\nstdout:\n%s\nstderr:\n%s", args, out.String(), errOut.String())
+	case err != nil && !errors.As(err, &exit):
+		t.Fatalf("spindle %q: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+}
+
+// runJSON runs spindle run with --json on one target and decodes its line.
+func runJSON(t *testing.T, args ...string) (int, runLine, string) {
+	t.Helper()
+	code, out, errOut := runCLI(t, append([]string{"run", "--json"}, args...)...)
+	var l runLine
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &l); err != nil {
+		t.Fatalf("spindle run %q = %d: stdout %q is not one JSON line: %v\nstderr:\n%s", args, code, out, err, errOut)
+	}
+	if !l.OK && l.Error == nil {
+		t.Fatalf("spindle run %q: a failed line without an error: %s", args, out)
+	}
+	return code, l, errOut
+}
+
+// show is l as its JSON line, for test messages.
+func show(l runLine) string {
+	b, _ := json.Marshal(l)
+	return string(b)
+}
+
+// TestRunOutputBytes: --output-bytes sets the output limit. A guest that
+// writes 100,000 bytes to stdout runs within 1MiB and is stopped, with
+// kind output_limit, within 64KiB; so is a reactor's output_write.
+func TestRunOutputBytes(t *testing.T) {
+	testutil.VerifyNone(t)
+	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
+	flood := []string{bad, "stdout_flood", "--input", `{"n": 100000}`}
+	code, l, errOut := runJSON(t, append(flood, "--output-bytes", "1MiB")...)
+	if code != 0 || !l.OK {
+		t.Fatalf("stdout_flood of 100000 bytes with --output-bytes 1MiB = %d, %s; want ok\n%s", code, show(l), errOut)
+	}
+	for _, limit := range []string{"64KiB", "64K", "65536"} {
+		code, l, errOut = runJSON(t, append(flood, "--output-bytes", limit)...)
+		if code != 1 || l.OK || l.Error.Kind != "output_limit" || !strings.Contains(l.Error.Message, "65536") {
+			t.Errorf("stdout_flood with --output-bytes %s = %d, %s; want 1, kind output_limit naming 65536 bytes\n%s", limit, code, show(l), errOut)
+		}
+	}
+	code, l, errOut = runJSON(t, bad, "output_flood", "--output-bytes", "2M")
+	if code != 1 || l.OK || l.Error.Kind != "output_limit" || !strings.Contains(l.Error.Message, "2097152") {
+		t.Errorf("output_flood with --output-bytes 2M = %d, %s; want 1, kind output_limit naming 2097152 bytes\n%s", code, show(l), errOut)
+	}
+}
+
+// TestRunOutputBytesUsage: a size that is not one, or out of bounds, is a
+// usage error that says what is wanted.
+func TestRunOutputBytesUsage(t *testing.T) {
+	testutil.VerifyNone(t)
+	for _, v := range []string{"0", "-1", "+5", "1.5MiB", "lots", "MiB", "65MiB", "67108865", "1TiB", "99999999999999999999"} {
+		code, _, errOut := runCLI(t, "run", "--output-bytes", v, "m.wasm")
+		if code != 2 || !strings.Contains(errOut, "--output-bytes") || !strings.Contains(errOut, "from 1 to 64MiB") {
+			t.Errorf("spindle run --output-bytes %s = %d, stderr %q; want 2 and the bounds", v, code, errOut)
+		}
+	}
+	for v, want := range map[string]int64{"1": 1, "64MiB": 64 << 20, "67108864": 64 << 20, "3K": 3 << 10, "5MiB": 5 << 20, "7KiB": 7 << 10} {
+		o, err := parseRunArgs([]string{"--output-bytes", v, "m.wasm"})
+		if err != nil || o.outBytes != want {
+			t.Errorf("parseRunArgs(--output-bytes %s) = %v; want %d", v, err, want)
+		} else if o2, _ := parseRunArgs([]string{"--output-bytes=" + v, "m.wasm"}); o2 == nil || o2.outBytes != want {
+			t.Errorf("parseRunArgs(--output-bytes=%s) = %v; want %d", v, o2, want)
+		}
+	}
+	if o, err := parseRunArgs([]string{"m.wasm"}); err != nil || o.outBytes != 0 {
+		t.Errorf("parseRunArgs without --output-bytes = %v, %v; want 0 (the default)", o, err)
+	}
+}
