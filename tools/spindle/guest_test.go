@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,5 +109,28 @@ func TestRunOutputBytesUsage(t *testing.T) {
 	}
 	if o, err := parseRunArgs([]string{"m.wasm"}); err != nil || o.outBytes != 0 {
 		t.Errorf("parseRunArgs without --output-bytes = %v, %v; want 0 (the default)", o, err)
+	}
+}
+
+// TestRunCreatedModes: what a guest writes into a --mount gets 0644 for a
+// file and 0755 for a directory, less the umask, on the host; the CLI and
+// its child inherit the umask this test sets.
+func TestRunCreatedModes(t *testing.T) {
+	testutil.VerifyNone(t)
+	probe := testutil.BuildWasm(t, "examples/wasm/ciprobe", false)
+	for _, umask := range []int{0o022, 0o027} {
+		dir := t.TempDir()
+		old := syscall.Umask(umask)
+		code, out, errOut := runCLI(t, "run", "-t", "local:modes", "--mount", dir+":/out", probe, "--", "write", "/out/a/b/f.txt", "hi")
+		syscall.Umask(old)
+		if code != 0 {
+			t.Fatalf("umask %03o: spindle run write = %d\n%s\n%s", umask, code, out, errOut)
+		}
+		for name, mode := range map[string]os.FileMode{"a": 0o755, "a/b": 0o755, "a/b/f.txt": 0o644} {
+			fi, err := os.Lstat(filepath.Join(dir, name))
+			if want := mode &^ os.FileMode(umask); err != nil || fi.Mode().Perm() != want {
+				t.Errorf("umask %03o: %s: mode %v, %v; want %04o", umask, name, fi.Mode(), err, want)
+			}
+		}
 	}
 }
