@@ -129,7 +129,12 @@ func TestServe(t *testing.T) {
 		{
 			name: "undecodable input", task: "hello", fn: typed(hello),
 			f:      &fakeABI{task: "hello", input: mustMarshal(t, []string{"not", "a", "map"})},
-			status: 1, wantErr: true, errMsg: "guest: task hello: decode input: ...",
+			status: 1, wantErr: true, errMsg: "guest: task hello: input: want map, got array of 3",
+		},
+		{
+			name: "input field of the wrong type", task: "hello", fn: typed(hello),
+			f:      &fakeABI{task: "hello", input: mustMarshal(t, map[string]any{"name": 3})},
+			status: 1, wantErr: true, errMsg: `guest: task hello: input field "name": want string, got integer 3`,
 		},
 		{
 			name: "truncated input", task: "hello", fn: typed(hello),

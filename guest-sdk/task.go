@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -62,7 +63,10 @@ func (r *registry) names() []string {
 
 // Register makes fn the task called name. Its input is decoded from msgpack
 // into an In (empty input gives the zero In) and its result encoded as
-// msgpack. An error fn returns reaches the caller as an error of kind
+// msgpack. An input that does not fit In fails the call, kind "guest",
+// naming the first field that does not fit, by its msgpack name, with what
+// In wants there and what the input has (`input field "items[2].size":
+// want integer, got string "big"`). An error fn returns reaches the caller as an error of kind
 // "guest" with err.Error() as its message; so does a panic, as
 // "panic: <value>", with the stack logged at error level.
 //
@@ -135,6 +139,9 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		var in In
 		if len(input) > 0 {
 			if err := decode(input, &in); err != nil {
+				if ie := describeInput(input, reflect.TypeFor[In](), err); ie != nil {
+					return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), ie)
+				}
 				return nil, fmt.Errorf("guest: task %s: decode input: %w", ctx.Task(), err)
 			}
 		}

@@ -134,3 +134,28 @@ func TestRunCreatedModes(t *testing.T) {
 		}
 	}
 }
+
+// TestRunInputTypeError: an --input whose field has the wrong type is
+// reported by the guest SDK by field, what it wanted and what it got, not
+// in msgpack's terms; the exit status is a task's failure.
+func TestRunInputTypeError(t *testing.T) {
+	testutil.VerifyNone(t)
+	hello := testutil.BuildWasm(t, "examples/wasm/hello", true)
+	tests := []struct{ input, want string }{
+		{`{"name": 3}`, `input field "name": want string, got integer 3`},
+		{`{"name": ["a"]}`, `input field "name": want string, got array of 1`},
+		{`{"name": 1.5}`, `input field "name": want string, got float 1.5`},
+		{`"just a string"`, `input: want map, got string "just a string"`},
+	}
+	for _, tt := range tests {
+		code, l, errOut := runJSON(t, hello, "hello", "--input", tt.input)
+		if code != 1 || l.OK || l.Error.Kind != "guest" || !strings.Contains(l.Error.Message, tt.want) || strings.Contains(l.Error.Message, "msgpack") {
+			t.Errorf("--input %s = %d, %s; want 1, kind guest with %q and no msgpack internals\n%s", tt.input, code, show(l), tt.want, errOut)
+		}
+	}
+	// The table says the same, on the target's row.
+	code, out, errOut := runCLI(t, "run", hello, "hello", "--input", `{"name": 3}`)
+	if code != 1 || !strings.Contains(out, `FAILED  guest: guest: task hello: input field "name": want string, got integer 3`) {
+		t.Errorf("spindle run hello --input {\"name\": 3} = %d\n%s\n%s", code, out, errOut)
+	}
+}
