@@ -159,3 +159,56 @@ func TestRunInputTypeError(t *testing.T) {
 		t.Errorf("spindle run hello --input {\"name\": 3} = %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestRunGuestCrash: a Go guest that runs out of memory fails with the
+// cause on its row, "runtime: out of memory" and the task's own frame, in
+// one bounded line; the whole traceback goes to stderr, as the guest
+// wrote it.
+func TestRunGuestCrash(t *testing.T) {
+	testutil.VerifyNone(t)
+	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
+	code, out, errOut := runCLI(t, "run", bad, "membomb", "--memory-pages", "512")
+	row := strings.TrimSuffix(out, "\n")
+	want := "FAILED  memory: memory limit of 512 pages reached; stderr: runtime: out of memory: cannot allocate "
+	if code != 1 || !strings.HasPrefix(row, "local") || !strings.Contains(row, want) || strings.Contains(row, "\n") {
+		t.Fatalf("spindle run membomb = %d, stdout %q; want 1 and one row with %q", code, out, want)
+	}
+	for _, w := range []string{" | fatal error: out of memory | in main.membomb at bad/main.go:", "more lines of stderr not shown)"} {
+		if !strings.Contains(row, w) {
+			t.Errorf("row lacks %q:\n%s", w, row)
+		}
+	}
+	if len(row) > 2500 || strings.Contains(row, "gopark") || strings.Contains(row, `\x0a`) {
+		t.Errorf("row is %d bytes, or holds goroutine dumps or escaped newlines:\n%s", len(row), row)
+	}
+	if !strings.Contains(errOut, "runtime: out of memory") || !strings.Contains(errOut, "runtime.gopark") {
+		t.Errorf("stderr lacks the guest's whole traceback:\n%s", errOut)
+	}
+}
+
+// TestRunGuestPanicLog: a panic the SDK recovers is, without -v, one
+// readable ERROR record on stderr, the panic's first line and where it was
+// raised, and its row says the whole value; the stack is at debug level,
+// not shown.
+func TestRunGuestPanicLog(t *testing.T) {
+	testutil.VerifyNone(t)
+	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
+	code, out, errOut := runCLI(t, "run", bad, "panic")
+	if code != 1 || !strings.Contains(out, `FAILED  guest: panic: bad: panicking on purpose`) {
+		t.Fatalf("spindle run panic = %d, stdout %q; want 1 and the panic on its row\n%s", code, out, errOut)
+	}
+	var records []string
+	for _, line := range strings.Split(strings.TrimSpace(errOut), "\n") {
+		if strings.Contains(line, "level=") {
+			records = append(records, line)
+		}
+	}
+	if len(records) != 1 {
+		t.Fatalf("stderr has %d log records, want one:\n%s", len(records), errOut)
+	}
+	r := records[0]
+	if !strings.Contains(r, `level=ERROR msg="panic: bad: panicking on purpose (in main.panicky at bad/main.go:`) ||
+		strings.Contains(r, `\n`) || strings.Contains(r, "second line") || strings.Contains(errOut, "goroutine") {
+		t.Errorf("the panic's record is not one readable line (or the stack is shown):\n%s", errOut)
+	}
+}
