@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 )
@@ -61,7 +62,7 @@ const (
 // write takes p, the next bytes the guest wrote to stderr.
 func (l *stderrLog) write(p []byte) {
 	for len(p) > 0 {
-		i := strings.IndexByte(string(p), '\n')
+		i := bytes.IndexByte(p, '\n')
 		chunk := p
 		if i >= 0 {
 			chunk = p[:i]

@@ -165,3 +165,26 @@ func TestTrapMessage(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStderrLog: whatever a guest writes, and however it splits it, the
+// summary is the same, one line, and within its bounds.
+func FuzzStderrLog(f *testing.F) {
+	for _, s := range []string{goOOM, goStackOOM, goPanic, "a\nb\n", "panic: x\n\ngoroutine 1 [running]:\n\tf.go:1\n(\n"} {
+		f.Add([]byte(s), uint8(7))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, split uint8) {
+		var whole, parts stderrLog
+		whole.write(b)
+		for rest, n := b, int(split)+1; len(rest) > 0; rest = rest[min(n, len(rest)):] {
+			parts.write(rest[:min(n, len(rest))])
+		}
+		s := whole.summary()
+		if got := parts.summary(); got != s {
+			t.Fatalf("summary of split writes = %q, of one write %q", got, s)
+		}
+		body, _, _ := strings.Cut(s, " | (")
+		if strings.Contains(s, "\n") || len(body) > crashBytes {
+			t.Fatalf("summary %q: more than one line or %d bytes", s, crashBytes)
+		}
+	})
+}
