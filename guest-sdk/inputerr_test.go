@@ -62,6 +62,8 @@ func TestDescribeInput(t *testing.T) {
 		{"long string clipped", map[string]any{"ratio": strings.Repeat("x", 100)}, `input field "ratio": want number, got string "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"… (100 bytes)`},
 		{"not a map at all", 42, `input: want map, got integer 42`},
 		{"array of the wrong length", []any{1, 2}, `input: want map, got array of 2`},
+		// A map with other keys than strings is not decoded generically.
+		{"integer keys", map[string]any{"ptr": map[int]string{1: "x"}}, ""},
 		{"first field in declaration order", map[string]any{"ratio": "r", "name": 1}, `input field "name": want string, got integer 1`},
 		// Values that fit are not described, whatever else is wrong.
 		{"fits", map[string]any{"name": "n", "items": []any{map[string]any{"size": 1}}, "ratio": 2, "raw": "anything",
