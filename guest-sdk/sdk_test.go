@@ -129,7 +129,12 @@ func TestServe(t *testing.T) {
 		{
 			name: "undecodable input", task: "hello", fn: typed(hello),
 			f:      &fakeABI{task: "hello", input: mustMarshal(t, []string{"not", "a", "map"})},
-			status: 1, wantErr: true, errMsg: "guest: task hello: decode input: ...",
+			status: 1, wantErr: true, errMsg: "guest: task hello: input: want map, got array of 3",
+		},
+		{
+			name: "input field of the wrong type", task: "hello", fn: typed(hello),
+			f:      &fakeABI{task: "hello", input: mustMarshal(t, map[string]any{"name": 3})},
+			status: 1, wantErr: true, errMsg: `guest: task hello: input field "name": want string, got integer 3`,
 		},
 		{
 			name: "truncated input", task: "hello", fn: typed(hello),
@@ -193,16 +198,38 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// TestPanicLogsStack: a panic is logged as one line at error level, its
+// first line and where it was raised, then in full with the stack at
+// debug level.
 func TestPanicLogsStack(t *testing.T) {
-	f := &fakeABI{task: "boom"}
-	callTask(f, "boom", typed(func(Ctx, struct{}) (struct{}, error) { panic("boom") }))
-	if len(f.logs) != 1 {
-		t.Fatalf("logs = %q, want one line", f.logs)
+	tests := []struct {
+		name  string
+		fn    func()
+		first string // the error record, up to where it happened
+		full  string // the start of the debug record
+	}{
+		{"value", func() { panic("boom") }, "panic: boom (in ", "panic: boom\n"},
+		{"lines", func() { panic("two\nlines") }, "panic: two (in ", "panic: two\nlines\n"},
+		{"runtime error", func() { _ = []int{}[len(os.Args)] }, "panic: runtime error: index out of range [", "panic: runtime error"},
 	}
-	l := f.logs[0]
-	if l.level != int32(slog.LevelError) || !strings.HasPrefix(l.msg, "panic: boom\n") ||
-		!strings.Contains(l.msg, "TestPanicLogsStack") {
-		t.Errorf("log = %d %q, want level 8, \"panic: boom\" and a stack", l.level, l.msg)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeABI{task: "boom"}
+			callTask(f, "boom", typed(func(Ctx, struct{}) (struct{}, error) { tt.fn(); return struct{}{}, nil }))
+			if len(f.logs) != 2 {
+				t.Fatalf("logs = %q, want two records", f.logs)
+			}
+			e, d := f.logs[0], f.logs[1]
+			// The site is the function literal of the table, in this file.
+			if e.level != int32(slog.LevelError) || !strings.HasPrefix(e.msg, tt.first) || strings.Contains(e.msg, "\n") ||
+				!strings.Contains(e.msg, "(in github.com/spindle-hq/spindle/guest-sdk.TestPanicLogsStack.func") ||
+				!strings.Contains(e.msg, " at guest-sdk/sdk_test.go:") || !strings.HasSuffix(e.msg, ")") {
+				t.Errorf("error record = %d %q, want level 8, one line %q... and the panic's site in sdk_test.go", e.level, e.msg, tt.first)
+			}
+			if d.level != int32(slog.LevelDebug) || !strings.HasPrefix(d.msg, tt.full) || !strings.Contains(d.msg, "TestPanicLogsStack") {
+				t.Errorf("debug record = %d %q, want level -4, %q and a stack", d.level, d.msg, tt.full)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -62,7 +64,10 @@ func (r *registry) names() []string {
 
 // Register makes fn the task called name. Its input is decoded from msgpack
 // into an In (empty input gives the zero In) and its result encoded as
-// msgpack. An error fn returns reaches the caller as an error of kind
+// msgpack. An input that does not fit In fails the call, kind "guest",
+// naming the first field that does not fit, by its msgpack name, with what
+// In wants there and what the input has (`input field "items[2].size":
+// want integer, got string "big"`). An error fn returns reaches the caller as an error of kind
 // "guest" with err.Error() as its message; so does a panic, as
 // "panic: <value>", with the stack logged at error level.
 //
@@ -135,6 +140,9 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		var in In
 		if len(input) > 0 {
 			if err := decode(input, &in); err != nil {
+				if ie := describeInput(input, reflect.TypeFor[In](), err); ie != nil {
+					return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), ie)
+				}
 				return nil, fmt.Errorf("guest: task %s: decode input: %w", ctx.Task(), err)
 			}
 		}
@@ -190,16 +198,57 @@ func serve(h abi, r *registry) int32 {
 	return 0
 }
 
-// run calls fn, turning a panic into an error.
+// run calls fn, turning a panic into an error. The panic is logged as
+// one record at error level, its first line and where it happened
+// (`panic: boom (in main.handler at task/main.go:23)`), so that an
+// operator's log shows one readable line; the whole value and the stack
+// follow at debug level.
 func run(c *call, fn taskFunc, input []byte) (out []byte, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			msg := "panic: " + fmt.Sprint(v)
-			Ctx{c}.Error(msg + "\n" + string(debug.Stack()))
+			first, _, _ := strings.Cut(msg, "\n")
+			ctx := Ctx{c}
+			if site := panicSite(); site != "" {
+				first += " (" + site + ")"
+			}
+			ctx.Error(first)
+			ctx.Debug(msg + "\n" + string(debug.Stack()))
 			out, err = nil, errors.New(msg)
 		}
 	}()
 	return fn(Ctx{c}, input)
+}
+
+// panicSite is where the panic being recovered was raised, as "in
+// function at dir/file.go:line": the first frame below runtime.gopanic outside
+// package runtime. Called from the deferred function that recovers.
+func panicSite() string {
+	var pcs [32]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs[:])])
+	panicking := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic":
+			panicking = true
+		case panicking && !strings.HasPrefix(f.Function, "runtime."):
+			return fmt.Sprintf("in %s at %s:%d", f.Function, shortFile(f.File), f.Line)
+		}
+		if !more {
+			return ""
+		}
+	}
+}
+
+// shortFile is the last directory and the name of a source file.
+func shortFile(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i > 0 {
+		if j := strings.LastIndexByte(p[:i], '/'); j >= 0 {
+			return p[j+1:]
+		}
+	}
+	return p
 }
 
 // fail gives msg to error_set and returns the failure status.

@@ -348,10 +348,6 @@ var (
 	errOutputFailed = errors.New("host: output not delivered")
 )
 
-// stderrTail is how much of the guest's last stderr is kept for the message
-// of a trap or an exit: a Go guest prints its panic or fatal error there.
-const stderrTail = 2048
-
 // callState is what the host functions and the stdio writers know of the
 // call they serve. It is owned by the goroutine running the call: the guest
 // runs on it, and so do its host functions and stdio writes.
@@ -384,8 +380,8 @@ type callState struct {
 	sendMessages int64
 	sendOverflow bool
 
-	out  *outputBuffer // nil when stdout and stderr are discarded
-	tail []byte        // the last stderrTail bytes written to stderr
+	out    *outputBuffer // nil when stdout and stderr are discarded
+	stderr stderrLog     // what stderr says of a crash, for the message
 
 	// disk is the budget of the call's writable mounts (nil without
 	// mounts); the WASI listeners read its refusals (wasi.go).
@@ -435,10 +431,7 @@ func (st *callState) log(ctx context.Context, level slog.Level, msg string) {
 // its timeout.
 func (st *callState) writeStdio(stderr bool, p []byte) (int, error) {
 	if stderr {
-		st.tail = append(st.tail, p...)
-		if len(st.tail) > stderrTail {
-			st.tail = append(st.tail[:0], st.tail[len(st.tail)-stderrTail:]...)
-		}
+		st.stderr.write(p)
 	}
 	if st.out == nil {
 		return len(p), nil

@@ -39,6 +39,16 @@
 // (20 ms), and as the call ends (bounded by ExitFlushTimeout, 5 s, and by
 // the ctx of Run). Their relative order is kept within a flush only.
 //
+// The message of a call that traps, runs out of memory or exits keeps what
+// its stderr says of why (stderr.go), on one line: for a Go guest the
+// first lines of the runtime's crash report ("runtime: out of memory:
+// ...", "fatal error: ...", "panic: ...") and the top frames of the first
+// stack, without the goroutine dumps after it; for other guests the first
+// 3 and the last 5 lines. At most 10 lines, 2 KiB, 256 bytes a line, then
+// how many lines were left out; the host keeps no more than that and the
+// line being written (at most 1 KiB) however much is written. The whole of
+// stderr still goes to Call.Output or Call.Stderr.
+//
 // # Files
 //
 // A call without mounts or DevNull has no file system: every path

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -367,4 +368,34 @@ func TestStdinBlocked(t *testing.T) {
 				"the limitation is gone, update Call.Stdin's doc", d, hold)
 		}
 	})
+}
+
+// TestCreatedModes: what a guest makes in a writable mount gets 0644 (a
+// file) or 0755 (a directory), less the umask, although WASI passes no
+// mode and wazero asks for 0600 and 0700. Each umask is the host
+// process's, set for the call.
+func TestCreatedModes(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "gofiles")
+	for _, umask := range []int{0o022, 0o002, 0o027, 0o077} {
+		t.Run(fmt.Sprintf("umask %03o", umask), func(t *testing.T) {
+			out := t.TempDir()
+			call := host.Call{Grants: host.Grants{Mounts: []host.Mount{{HostDir: out, GuestDir: "/out"}}}}
+			old := syscall.Umask(umask)
+			r := files(t, h, m, call, "write:/out/f:3", "mkdir:/out/d", "mkdirall:/out/a/b", "write:/out/a/b/g:1")
+			syscall.Umask(old)
+			for op, got := range r {
+				if strings.TrimSpace(got) != "ok" {
+					t.Errorf("%s -> %q, want ok", op, got)
+				}
+			}
+			for name, mode := range map[string]os.FileMode{"f": 0o644, "a/b/g": 0o644, "d": 0o755, "a": 0o755, "a/b": 0o755} {
+				fi, err := os.Lstat(filepath.Join(out, name))
+				if wantMode := mode &^ os.FileMode(umask); err != nil || fi.Mode().Perm() != wantMode {
+					t.Errorf("%s: mode %v, %v; want %04o", name, fi.Mode(), err, wantMode)
+				}
+			}
+		})
+	}
 }

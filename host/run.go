@@ -180,7 +180,7 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 	case err != nil && strings.Contains(err.Error(), "stack overflow"):
 		return nil, taskErr(KindStackOverflow, "%v", err)
 	case err != nil:
-		return nil, st.withStderr(taskErr(KindTrap, "%v", err))
+		return nil, st.withStderr(taskErr(KindTrap, "%s", trapMessage(err, st.stderr.goCrash())))
 	case status != 0:
 		kind := KindGuest
 		if status == statusNotFound && st.module.export(st.task) == exportDispatch {
@@ -194,11 +194,11 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 	return &Result{Output: st.output, ExitCode: int(status)}, nil
 }
 
-// withStderr appends the guest's last stderr output to te's message: where
-// a Go guest says why it died.
+// withStderr appends what the guest's stderr says of its end to te's
+// message (stderrLog): where a Go guest says why it died.
 func (st *callState) withStderr(te *TaskError) *TaskError {
-	if tail := strings.TrimSpace(string(st.tail)); tail != "" {
-		te.Message += "; stderr: " + tail
+	if s := st.stderr.summary(); s != "" {
+		te.Message += "; stderr: " + s
 	}
 	return te
 }

@@ -52,6 +52,9 @@ flags:
   --clock, --random   grant real clocks, real randomness
   --timeout DURATION  wall-time limit (default 30s)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
+  --output-bytes N    output limit: a reactor's output, and a command's
+                      stdout and stderr together (default 16MiB, at most
+                      64MiB; N in bytes or with a KiB, MiB or GiB suffix)
   --pooled            run on a warm instance (stateless reactor tasks)
 ` + connUsage + `
 Intermediate hops shared by several targets (a bastion) are started once:
@@ -98,6 +101,7 @@ type runOpts struct {
 	random    bool
 	timeout   time.Duration
 	pages     uint32
+	outBytes  int64
 	pooled    bool
 	command   bool // set by checkModule: the module exports _start
 }
@@ -198,6 +202,11 @@ func parseRunArgs(args []string) (*runOpts, error) {
 				default:
 					o.pages = uint32(n)
 				}
+			}
+		case "output-bytes":
+			var v string
+			if v, err = needVal(); err == nil {
+				o.outBytes, err = parseSize("--output-bytes", v, maxOutputBytes)
 			}
 		case "h", "help":
 			return nil, errHelp
@@ -518,7 +527,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			bar.begin(nt.Name)
 			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
-				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages}}
+				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages, OutputBytes: o.outBytes}}
 			var out, errOut *capBuffer
 			switch {
 			case single:

@@ -91,7 +91,7 @@ func TestConnFlagsParse(t *testing.T) {
 func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	cmd := exec.Command(self(t), args...)
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "XDG_CACHE_HOME="+filepath.Join(os.TempDir(), "spindle-test-xdg")) // each guest compiles once
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal: nothing can prompt

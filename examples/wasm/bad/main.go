@@ -29,6 +29,11 @@
 //   - "empty_logs": calls the log import {"n": n} times (default 200 000)
 //     with an empty message, until the host refuses one (the log budget's
 //     per-record cost).
+//   - "panic": panics with a two-line value; the SDK recovers it (kind
+//     guest) and logs it.
+//   - "goroutine_panic": panics in a goroutine of its own, where the SDK
+//     cannot recover it: the Go runtime prints the panic and every
+//     goroutine's stack to stderr and exits with status 2.
 //   - "probe": reports what the sandbox shows: clock, environment, args,
 //     "/", randomness; by default none of it should be the host's.
 //
@@ -72,6 +77,23 @@ func init() {
 	guest.Register("stdout_flood", stdoutFlood)
 	guest.Register("empty_logs", emptyLogs)
 	guest.Register("probe", probe)
+	guest.Register("panic", panicky)
+	guest.Register("goroutine_panic", goroutinePanic)
+}
+
+func panicky(guest.Ctx, struct{}) (struct{}, error) {
+	panic("bad: panicking on purpose\nand a second line")
+}
+
+func goroutinePanic(guest.Ctx, struct{}) (struct{}, error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var m map[string]int
+		m["x"] = 1 // a nil map: "assignment to entry in nil map"
+	}()
+	<-done
+	return struct{}{}, nil
 }
 
 type sendFloodIn struct {

@@ -25,9 +25,17 @@
 // file inside the root. Absolute symlink targets are refused when the guest
 // creates a link (EPERM) and never followed. Relative targets may be
 // created, as POSIX allows, but following one out of the root fails.
-// Permission bits passed by the guest are masked to 0o777: it cannot make
-// setuid, setgid or sticky files. In read-only mode nothing can be
+// Permission bits passed to Chmod are masked to 0o777: the guest cannot
+// make setuid, setgid or sticky files. In read-only mode nothing can be
 // changed (EROFS).
+//
+// Files and directories are made with the modes [FileMode] (0o644) and
+// [DirMode] (0o755), less the host process's umask, whatever mode the
+// caller passes: WASI preview 1 has no mode argument, so the mode wazero
+// passes (0o600, 0o700) is its own choice, not the guest's, and would
+// leave what a task makes in a mount unreadable to everyone but the
+// host's user. 0o644 rather than 0o666: a sandboxed guest does not make
+// group- or world-writable files, whatever the umask.
 //
 // Not guaranteed, and up to the host:
 //   - Hard links, bind mounts and mount points placed inside the directory

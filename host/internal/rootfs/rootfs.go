@@ -73,8 +73,17 @@ func (fsys *FS) Close() error {
 	return fsys.root.Close()
 }
 
-// OpenFile implements sys.FS.OpenFile.
-func (fsys *FS) OpenFile(p string, flag sys.Oflag, perm fs.FileMode) (sys.File, sys.Errno) {
+// The modes of what the guest makes, before the host's umask (see the
+// package doc): what WASI preview 1 cannot say, a guest gets as most
+// programs ask for it.
+const (
+	FileMode fs.FileMode = 0o644
+	DirMode  fs.FileMode = 0o755
+)
+
+// OpenFile implements sys.FS.OpenFile. A file it creates gets FileMode
+// less the umask; perm is ignored.
+func (fsys *FS) OpenFile(p string, flag sys.Oflag, _ fs.FileMode) (sys.File, sys.Errno) {
 	name := rel(p)
 	osFlag, errno := toOSFlag(flag)
 	if errno != 0 {
@@ -127,7 +136,7 @@ func (fsys *FS) OpenFile(p string, flag sys.Oflag, perm fs.FileMode) (sys.File, 
 		fsys.disk.give(charged)
 		return nil, sys.EAGAIN
 	}
-	f, err := fsys.root.OpenFile(name, osFlag, perm.Perm())
+	f, err := fsys.root.OpenFile(name, osFlag, FileMode)
 	if err != nil {
 		fsys.files.release()
 		fsys.disk.give(charged)
@@ -194,13 +203,14 @@ func (fsys *FS) Stat(p string) (wazerosys.Stat_t, sys.Errno) {
 	return wazerosys.NewStat_t(fi), 0
 }
 
-// Mkdir implements sys.FS.Mkdir.
-func (fsys *FS) Mkdir(p string, perm fs.FileMode) sys.Errno {
+// Mkdir implements sys.FS.Mkdir. The directory gets DirMode less the
+// umask; perm is ignored.
+func (fsys *FS) Mkdir(p string, _ fs.FileMode) sys.Errno {
 	if fsys.readOnly {
 		return sys.EROFS
 	}
 	name := rel(p)
-	return fsys.create(name, func() error { return fsys.root.Mkdir(name, perm.Perm()) })
+	return fsys.create(name, func() error { return fsys.root.Mkdir(name, DirMode) })
 }
 
 // Chmod implements sys.FS.Chmod. Only the permission bits (0o777) of perm
