@@ -87,6 +87,9 @@ func checkWorkspace(w *wire.Workspace) error {
 	if w.Stdin != "" && !cleanRel(w.Stdin) {
 		return fmt.Errorf("workspace stdin %q is not a clean relative path", w.Stdin)
 	}
+	if w.OutputBytes < 0 || w.OutputFiles < 0 {
+		return fmt.Errorf("workspace output limits %d bytes, %d files: negative", w.OutputBytes, w.OutputFiles)
+	}
 	for name := range w.Secrets {
 		if !cleanRel(name) || strings.Contains(name, "/") {
 			return fmt.Errorf("secret name %q is not a file name", name)

@@ -2,7 +2,6 @@ package ci
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -89,15 +88,15 @@ const maxCacheEntryBytes = 16 << 10
 // valid reports whether e, read from a file, is an entry Put could have
 // written for key: its digests valid, its target one short line.
 func (e *CacheEntry) valid(key string) bool {
-	return e.Key == key && modules.ValidHash(e.Stdout) && modules.ValidHash(e.Stderr) &&
+	return e.Key == key && modules.ValidHash(key) && modules.ValidHash(e.Stdout) && modules.ValidHash(e.Stderr) &&
 		(e.OutputTree == "" || modules.ValidHash(e.OutputTree)) &&
 		len(e.Target) <= 1024 && !strings.ContainsFunc(e.Target, unicode.IsControl)
 }
 
 // Put records e under e.Key.
 func (c *ActionCache) Put(e *CacheEntry) error {
-	if !modules.ValidHash(e.Key) {
-		return errors.New("ci: action cache: bad key")
+	if !e.valid(e.Key) {
+		return fmt.Errorf("ci: action cache: entry for %.12q is not one Get would take back (digests, target)", e.Key)
 	}
 	c.mu.Lock()
 	c.mem[e.Key] = e

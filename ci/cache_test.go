@@ -61,3 +61,23 @@ func TestActionCacheFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestActionCachePutRefuses: Put refuses what Get would throw away, so a
+// step never reruns silently for want of a cache entry it thought it had.
+func TestActionCachePutRefuses(t *testing.T) {
+	c, err := OpenActionCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := modules.Hash([]byte("out"))
+	for _, e := range []CacheEntry{
+		{Key: "nope", Stdout: out, Stderr: out},
+		{Key: out, Stdout: "x", Stderr: out},
+		{Key: out, Stdout: out, Stderr: out, Target: "local\x1b[2J"},
+		{Key: out, Stdout: out, Stderr: out, Target: strings.Repeat("t", 1025)},
+	} {
+		if err := c.Put(&e); err == nil {
+			t.Errorf("Put(%+v) = nil, want an error", e)
+		}
+	}
+}

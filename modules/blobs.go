@@ -152,6 +152,7 @@ func (s *Service) ensure(ctx context.Context, ws []want, need bool, fn func(h st
 			}
 		}
 	}
+	var again []want
 	for i, f := range waits {
 		select {
 		case <-f.done:
@@ -159,6 +160,10 @@ func (s *Service) ensure(ctx context.Context, ws []want, need bool, fn func(h st
 			return ctx.Err()
 		}
 		waits[i] = nil // let the bytes go once used
+		if errors.Is(f.err, errNotFetched) {
+			again = append(again, want{h: f.h, size: -1}) // a one-round fetch left it: ask again
+			continue
+		}
 		if f.err != nil && !errors.Is(f.err, ErrNotFound) {
 			return f.err
 		}
@@ -166,7 +171,138 @@ func (s *Service) ensure(ctx context.Context, ws []want, need bool, fn func(h st
 			return err
 		}
 	}
+	if len(again) > 0 {
+		return s.ensure(ctx, again, need, fn)
+	}
 	return nil
+}
+
+// errNotFetched ends a flight that a one-round fetch (fetchRound) did not
+// fill: the parent named the blob large, or its reply had no room for it.
+// A caller of ensure that joined that flight asks again.
+var errNotFetched = errors.New("modules: not fetched in this round")
+
+// fetchRound gets what it can of ws from the parent for a GET_BLOBS reply:
+// blobs being fetched already are waited for; the rest are asked for in
+// one GET_BLOBS, whose reply the parent bounds, so one child's request
+// costs the edge above at most one reply, whatever it names. on sees
+// each blob got, each hash missing up the tree (missingBlob) and each the
+// parent named large (largeBlob); a hash the round did not answer is not
+// seen (the asker asks again).
+func (s *Service) fetchRound(ctx context.Context, ws []want, on func(h string, b []byte, kind int)) error {
+	parents := s.r.ParentIDs()
+	if len(parents) == 0 {
+		for _, w := range ws {
+			on(w.h, nil, missingBlob)
+		}
+		return nil
+	}
+	waits := make([]*flight, 0, len(ws))
+	var own []*flight
+	s.mu.Lock()
+	for _, w := range ws {
+		f, mine := s.joinLocked(w.h)
+		waits = append(waits, f)
+		if mine {
+			own = append(own, f)
+		}
+	}
+	s.mu.Unlock()
+	if len(own) > 0 {
+		err := s.r.Broker().Go(func(ctx context.Context) { s.fetchOneRound(ctx, parents[0], own) })
+		if err != nil {
+			for _, f := range own {
+				s.finish(f, nil, fmt.Errorf("modules: fetch: %w", routing.ErrShutdown))
+			}
+		}
+	}
+	seen := 0
+	var firstErr error
+	for _, f := range waits {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		seen++
+		switch {
+		case f.err == nil:
+			on(f.h, f.b, gotBlob)
+		case errors.Is(f.err, ErrNotFound):
+			on(f.h, nil, missingBlob)
+		case errors.Is(f.err, errLargeBlob):
+			on(f.h, nil, largeBlob)
+		default:
+			seen--
+			if f.err != errNotFetched {
+				firstErr = firstErrOf(firstErr, f.err)
+			}
+		}
+	}
+	if seen == 0 {
+		return firstErr // nothing to answer with: say why, if something failed
+	}
+	return nil
+}
+
+// errLargeBlob (an errNotFetched) ends a flight whose blob the parent
+// named too large for a batch.
+var errLargeBlob = fmt.Errorf("%w: too large for a batch", errNotFetched)
+
+// fetchOneRound asks the parent once for the blobs of fs and finishes every
+// flight: with the blob, ErrNotFound, errLargeBlob, or errNotFetched.
+func (s *Service) fetchOneRound(ctx context.Context, parent uint32, fs []*flight) {
+	byHash := make(map[string]*flight, len(fs))
+	hashes := make([]string, len(fs))
+	for i, f := range fs {
+		byHash[f.h], hashes[i] = f, f.h
+	}
+	done := func(h string, b []byte, err error) {
+		if f := byHash[h]; f != nil {
+			delete(byHash, h)
+			s.finish(f, b, err)
+		}
+	}
+	defer func() { // nothing may be left waiting
+		for h := range byHash {
+			done(h, nil, errNotFetched)
+		}
+	}()
+	// A flight started just after another one finished finds the blob.
+	for _, h := range hashes {
+		if b, ok := s.st.Get(h); ok {
+			done(h, b, nil)
+		}
+	}
+	call := func(ctx context.Context, hashes []string) (*wire.Blobs, error) {
+		return s.callBlobs(ctx, parent, wire.HandleGetBlobs, hashes)
+	}
+	pending := make([]string, 0, len(byHash))
+	for _, h := range hashes {
+		if byHash[h] != nil {
+			pending = append(pending, h)
+		}
+	}
+	left, err := exchange(ctx, pending, 1, call, func(h string, b []byte, kind int) {
+		switch kind {
+		case gotBlob:
+			if err := s.st.PutVerified(h, b); err != nil {
+				done(h, nil, err)
+				return
+			}
+			s.noteFetched(0, 1, int64(len(b)))
+			done(h, b, nil)
+		case missingBlob:
+			done(h, nil, fmt.Errorf("%w: no context up the tree from %d has blob %s", ErrNotFound, s.r.ID(), short(h)))
+		case largeBlob:
+			done(h, nil, errLargeBlob)
+		}
+	})
+	for _, h := range left {
+		if err != nil {
+			done(h, nil, fmt.Errorf("%w: %w", errNotFetched, err))
+		}
+	}
 }
 
 // splitBatches cuts ws into batches of at most MaxBatchHashes hashes and,
@@ -200,11 +336,12 @@ const (
 )
 
 // exchange asks for pending (by call) until the replies have named each
-// hash once; on sees each answer. It returns the hashes left unanswered
+// hash once, or for at most rounds replies when rounds > 0; on sees each
+// answer. It returns the hashes left unanswered: by the last round, or
 // when a call fails or a reply breaks the rules (a hash not asked for, one
-// named twice, no progress).
-func exchange(ctx context.Context, pending []string, call func(context.Context, []string) (*wire.Blobs, error), on func(h string, b []byte, kind int)) ([]string, error) {
-	for len(pending) > 0 {
+// named twice, no progress), with the error.
+func exchange(ctx context.Context, pending []string, rounds int, call func(context.Context, []string) (*wire.Blobs, error), on func(h string, b []byte, kind int)) ([]string, error) {
+	for round := 1; len(pending) > 0; round++ {
 		rep, err := call(ctx, pending)
 		if err != nil {
 			return pending, err
@@ -249,6 +386,9 @@ func exchange(ctx context.Context, pending []string, call func(context.Context, 
 			return pending, fmt.Errorf("modules: a reply of %d blobs answered none of %d hashes: %w", len(rep.Blobs), len(pending), routing.ErrBadRequest)
 		}
 		pending = rest()
+		if round == rounds {
+			return pending, nil
+		}
 	}
 	return nil, nil
 }
@@ -292,7 +432,7 @@ func (s *Service) fetchBatches(ctx context.Context, parent uint32, own []want, f
 	}
 	for _, batch := range batches {
 		var large []string
-		left, err := exchange(ctx, hashesOf(batch), call, func(h string, b []byte, kind int) {
+		left, err := exchange(ctx, hashesOf(batch), 0, call, func(h string, b []byte, kind int) {
 			switch kind {
 			case gotBlob:
 				if err := s.st.PutVerified(h, b); err != nil {
@@ -499,49 +639,23 @@ func (s *Service) serveBlobs(ctx context.Context, hashes []string, upward bool) 
 		}
 		return rep, blobs, bytes, nil
 	}
-	// Fetch from the parent no more than this reply can carry: the missing
-	// hashes in parts, each sized by what is left of the reply and the
-	// sizes seen so far, until the reply is full. Those not fetched are
-	// not named (the asker asks again), so one request costs the parent
-	// edge about one reply, however many hashes it names.
-	part := firstUpwardPart
-	answered := len(rep.Blobs) + len(rep.Missing) + len(rep.Large)
-	for len(missing) > 0 && room(BlobOverhead) {
-		n := min(part, len(missing))
-		var got, gotBytes int64
-		err = s.ensure(ctx, missing[:n], true, func(h string, b []byte, err error) error {
-			if err != nil {
-				if room(BlobOverhead) {
-					rep.Missing = append(rep.Missing, h)
-					used += BlobOverhead
-				}
-				return nil
-			}
-			got++
-			gotBytes += int64(len(b))
+	// From the parent, one round: what it sends fits one of its replies,
+	// and what does not fit this one is left out (the asker asks again).
+	err = s.fetchRound(ctx, missing, func(h string, b []byte, kind int) {
+		switch {
+		case kind == gotBlob:
 			add(h, int64(len(b)), b)
-			return nil
-		})
-		if err != nil {
-			return rep, blobs, bytes, err
+		case !room(BlobOverhead):
+		case kind == missingBlob:
+			rep.Missing = append(rep.Missing, h)
+			used += BlobOverhead
+		case kind == largeBlob:
+			rep.Large = append(rep.Large, h)
+			used += BlobOverhead
 		}
-		missing = missing[n:]
-		if named := len(rep.Blobs) + len(rep.Missing) + len(rep.Large); named < answered+n {
-			break // the reply is full: the rest is for the next request
-		}
-		answered += n
-		if got > 0 {
-			part = int(min(max((bound-used)/(gotBytes/got+BlobOverhead), 1), MaxBatchHashes))
-		} else {
-			part = min(2*part, MaxBatchHashes) // none held above either: ask wider
-		}
-	}
-	return rep, blobs, bytes, nil
+	})
+	return rep, blobs, bytes, err
 }
-
-// firstUpwardPart is how many missing hashes of a GET_BLOBS the first
-// fetch from the parent asks for: one, whose size then sizes the next.
-const firstUpwardPart = 1
 
 // Pull copies the blobs of hashes that context from (a descendant) holds
 // into this context's store, pinned: this context is their origin now. It
@@ -574,7 +688,7 @@ func (s *Service) pullWants(ctx context.Context, from uint32, ws []want) error {
 	round := func(hashes []string) []string {
 		var large []string
 		single := len(hashes) == 1
-		left, err := exchange(ctx, hashes, call, func(h string, b []byte, kind int) {
+		left, err := exchange(ctx, hashes, 0, call, func(h string, b []byte, kind int) {
 			switch kind {
 			case gotBlob:
 				if got := Hash(b); got != h {
@@ -598,6 +712,12 @@ func (s *Service) pullWants(ctx context.Context, from uint32, ws []want) error {
 			case largeBlob:
 				if single {
 					firstErr = firstErrOf(firstErr, fmt.Errorf("modules: blob %s in context %d is too large for a message (max %d bytes): %w", short(h), from, s.r.MaxMessageSize(), routing.ErrTooLarge))
+					return
+				}
+				if n := sizes[h]; n >= 0 && n+BlobOverhead <= s.batchBytes() {
+					// Its entry says it fits a batch: a lie, refused before
+					// the blob is pulled alone.
+					firstErr = firstErrOf(firstErr, fmt.Errorf("%w: context %d named blob %s too large for a batch, its entry says %d bytes", ErrBadTree, from, short(h), n))
 					return
 				}
 				large = append(large, h)

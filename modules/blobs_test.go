@@ -178,36 +178,72 @@ func TestGetBlobsBounds(t *testing.T) {
 }
 
 // TestGetBlobsFetchesOneReply: a GET_BLOBS that names many hashes held
-// only further up costs the edge above about one reply, not every blob it
-// names: what does not fit is left for the asker's next request.
+// only further up costs the edge above at most one reply of the parent's,
+// whatever sizes the blobs have and in whatever order: what does not fit
+// is left for the asker's next request, and a blob too large for a batch
+// is named large without being fetched.
 func TestGetBlobsFetchesOneReply(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		sizes []int
+	}{
+		{"all 2 MiB", repeat(40, 2<<20)},
+		{"a tiny one first", append([]int{8}, repeat(30, 2<<20)...)},
+		{"all larger than a batch", repeat(12, 9<<20)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testutil.VerifyNone(t)
+			ns := chain(t)
+			ctx := ctxT(t)
+			var hs []string
+			for i, size := range tt.sizes {
+				hs = append(hs, putBlobs(t, ns[0].svc.Store(), i*10, 1, size)...)
+			}
+			rep, err := getBlobs(ctx, ns[2], 1, wire.GetBlobs{Hashes: hs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			named := len(rep.Blobs) + len(rep.Missing) + len(rep.Large)
+			if named == 0 || len(rep.Missing) != 0 {
+				t.Fatalf("reply of %d blobs, %d missing, %d large for %d hashes", len(rep.Blobs), len(rep.Missing), len(rep.Large), len(hs))
+			}
+			for i, b := range rep.Blobs {
+				if b.Hash != hs[i] || !bytes.Equal(b.Data, blob(i*10, tt.sizes[i])) {
+					t.Fatalf("blob %d of the reply is not the %dth asked for", i, i)
+				}
+			}
+			if st := ns[1].svc.Stats(); st.FetchedBytes > modules.MaxBatchBytes {
+				t.Errorf("the middle context fetched %d blobs (%d bytes) for a reply of %d blobs: more than one reply of its parent's",
+					st.Fetches, st.FetchedBytes, len(rep.Blobs))
+			}
+			if named < len(hs) {
+				rep2, err := getBlobs(ctx, ns[2], 1, wire.GetBlobs{Hashes: hs[named:]})
+				if err != nil || len(rep2.Blobs)+len(rep2.Large) == 0 {
+					t.Fatalf("second GET_BLOBS = %+v, %v", rep2, err)
+				}
+			}
+		})
+	}
+	// The child of the middle context still gets everything, each blob
+	// crossing each edge once.
 	testutil.VerifyNone(t)
 	ns := chain(t)
-	ctx := ctxT(t)
-	const size = 2 << 20
-	hs := putBlobs(t, ns[0].svc.Store(), 0, 40, size) // 80 MiB at the master
-	rep, err := getBlobs(ctx, ns[2], 1, wire.GetBlobs{Hashes: hs})
-	if err != nil {
+	hs := putBlobs(t, ns[0].svc.Store(), 0, 20, 1<<20)
+	hs = append(hs, putBlobs(t, ns[0].svc.Store(), 100, 2, 9<<20)...)
+	if err := ns[3].svc.EnsureAll(ctxT(t), hs); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Blobs) == 0 || len(rep.Blobs)+len(rep.Missing)+len(rep.Large) >= len(hs) {
-		t.Fatalf("reply of %d blobs, %d missing, %d large for %d hashes; want some, not all", len(rep.Blobs), len(rep.Missing), len(rep.Large), len(hs))
+	if b, by := ns[0].svc.ServedTo(ns[1].r.ID()); b != 22 || by != 20<<20+18<<20 {
+		t.Errorf("the master served %d blobs, %d bytes; want each of 22 once", b, by)
 	}
-	for i, b := range rep.Blobs {
-		if b.Hash != hs[i] || !bytes.Equal(b.Data, blob(i, size)) {
-			t.Fatalf("blob %d of the reply is not the %dth asked for", i, i)
-		}
+}
+
+func repeat(n, v int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = v
 	}
-	// The first blob alone, then a part sized to fill the reply: at most
-	// one blob fetched beyond what it carries.
-	if st := ns[1].svc.Stats(); st.Fetches > int64(len(rep.Blobs))+1 || st.FetchedBytes > modules.MaxBatchBytes+size {
-		t.Errorf("the middle context fetched %d blobs (%d bytes) for a reply of %d", st.Fetches, st.FetchedBytes, len(rep.Blobs))
-	}
-	// Asking again for the rest gets the next ones.
-	rep2, err := getBlobs(ctx, ns[2], 1, wire.GetBlobs{Hashes: hs[len(rep.Blobs):]})
-	if err != nil || len(rep2.Blobs) == 0 || rep2.Blobs[0].Hash != hs[len(rep.Blobs)] {
-		t.Fatalf("second GET_BLOBS = %d blobs, %v", len(rep2.Blobs), err)
-	}
+	return out
 }
 
 // TestGetBlobsInflightBound checks a child cannot have more than

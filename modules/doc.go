@@ -54,10 +54,13 @@
 //     sends at most as many to its parent at once;
 //   - a parent fetches upward only what a request names, and nothing when
 //     blobs it holds already fill the reply; it reads no blob that does not
-//     fit (the asker asks again for the rest), and fetches the missing ones
-//     in parts sized by the reply's room (one blob first, then as many as
-//     the sizes seen say fit), stopping when the reply is full: one request
-//     costs the edge above about one reply, however many hashes it names.
+//     fit (the asker asks again for the rest), and asks its parent for the
+//     missing ones in one GET_BLOBS round, whose reply the parent bounds,
+//     naming large what the parent names large without fetching it: one
+//     request costs the edge above at most one reply, however many hashes
+//     it names and whatever their sizes;
+//   - each GET_MODULE, GET_BLOBS or PULL_BLOBS call has BlobCallTimeout
+//     (10 min): a context that stops answering holds a flight that long.
 //
 // Stores: StoreConfig.MaxDiskBytes (4 GiB; each file counted as its size
 // rounded up to 4 KiB, eviction down to 90%) and MaxMemBytes (256 MiB, or
@@ -72,9 +75,12 @@
 // expands anything (a tree may name one directory blob from many places).
 // Collect takes at most CollectLimits (1 GiB, 100000 entries by default),
 // and PullTree holds a descendant's tree to the puller's CollectLimits (its
-// distinct files' declared sizes, its distinct entries plus 4096 for the
-// directories Collect makes on the way), refused before any file moves; a
-// pulled file must have the size its entry declares.
+// distinct files' declared sizes, and apart its distinct directories'; its
+// entries, symlinks included, plus 4096 for the directories Collect makes
+// on the way), refused before any file moves and before the next level of
+// directories does; a pulled blob must have the size its entry declares,
+// and one named too large for a batch while its entry says it fits is
+// refused unpulled.
 // A file of a tree is one blob of at most MaxFileBytes (128 MiB, one
 // message): PutDir and Collect refuse a larger one by name, unread.
 // Merge and the size checks work per distinct directory, memoized.

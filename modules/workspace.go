@@ -21,9 +21,11 @@ import (
 // (which calls fn for each blob of ws it has made available) and returns
 // them by digest, with the files they name, each once, with their sizes.
 // Each directory is fetched once however many entries name it. A tree of
-// more than maxEntries distinct directories and files, or whose distinct
-// files' sizes add up to more than maxBytes, is refused as soon as the
-// walk sees it, before any of its files is fetched.
+// more than maxEntries entries (distinct directories and files, and the
+// symlinks of each distinct directory), or whose distinct files' sizes,
+// or distinct directories' sizes, add up to more than maxBytes, is
+// refused as soon as the walk sees it: before any of its files is fetched,
+// and before the next level of directories is.
 func walkTree(ctx context.Context, root string, maxEntries int, maxBytes int64, get func(ctx context.Context, ws []want, fn func(h string, b []byte) error) error) (map[string]*Dir, []want, error) {
 	if !ValidHash(root) {
 		return nil, nil, fmt.Errorf("%w: %q is not a sha256 hex digest", ErrBadHash, root)
@@ -33,7 +35,8 @@ func walkTree(ctx context.Context, root string, maxEntries int, maxBytes int64, 
 	// bytes encode a directory).
 	seenDir, seenFile := map[string]bool{root: true}, map[string]bool{}
 	var files []want
-	var fileBytes int64
+	var fileBytes, dirBytes int64
+	symlinks := 0
 	level := []want{{h: root, size: -1}}
 	for depth := 0; len(level) > 0; depth++ {
 		// A directory first found this far down lies at least this deep.
@@ -69,17 +72,23 @@ func walkTree(ctx context.Context, root string, maxEntries int, maxBytes int64, 
 				case e.Kind == EntryDir && !seenDir[e.Digest]:
 					seenDir[e.Digest] = true
 					next = append(next, want{h: e.Digest, size: e.Size})
+					dirBytes += e.Size // checked against the blob when it comes
 				case e.Kind == EntryFile && !seenFile[e.Digest]:
 					seenFile[e.Digest] = true
 					files = append(files, want{h: e.Digest, size: e.Size})
 					fileBytes += e.Size // DecodeDir bounds each size: no overflow
+				case e.Kind == EntrySymlink:
+					symlinks++
 				}
 			}
-			if n := len(seenDir) + len(seenFile); n > maxEntries {
-				return nil, nil, fmt.Errorf("%w: more than %d distinct directories and files", ErrBadTree, maxEntries)
+			if n := len(seenDir) + len(seenFile) + symlinks; n > maxEntries {
+				return nil, nil, fmt.Errorf("%w: more than %d distinct directories, files and symlinks", ErrBadTree, maxEntries)
 			}
 			if fileBytes > maxBytes {
 				return nil, nil, fmt.Errorf("%w: its files hold more than %d bytes", ErrBadTree, maxBytes)
+			}
+			if dirBytes > maxBytes {
+				return nil, nil, fmt.Errorf("%w: its directories hold more than %d bytes", ErrBadTree, maxBytes)
 			}
 		}
 		level = next

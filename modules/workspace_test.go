@@ -467,22 +467,46 @@ func TestPullTreeBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// 20 distinct directories of 5000 symlinks each, under one root.
+	var top []modules.Entry
+	for d := range 20 {
+		var ents []modules.Entry
+		for i := range 5000 {
+			ents = append(ents, modules.Entry{Name: fmt.Sprintf("l%05d", i), Kind: modules.EntrySymlink, Target: fmt.Sprint(d)})
+		}
+		b := mustEncode(t, &modules.Dir{Entries: ents})
+		h, err := st.Put(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		top = append(top, modules.Entry{Name: fmt.Sprintf("d%02d", d), Kind: modules.EntryDir, Digest: h, Size: int64(len(b))})
+	}
+	links, err := st.Put(mustEncode(t, &modules.Dir{Entries: top}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What may move before the refusal: the directories of the levels the
+	// walk has seen (the one of 5000 entries is about 380 KB; the 20 of
+	// symlinks 1.4 MB, declared, so within the byte bound), none of the
+	// files, which hold 2 MiB or 19 KB in 5000 blobs.
 	for _, tt := range []struct {
 		name, tree string
 		lim        modules.CollectLimits
 		want       string
+		moved      int64
+		blobs      int64
 	}{
-		{"bytes", big, modules.CollectLimits{MaxBytes: 1 << 20}, "more than 1048576 bytes"},
-		{"entries", many, modules.CollectLimits{MaxFiles: 100}, "distinct directories and files"},
+		{"bytes", big, modules.CollectLimits{MaxBytes: 1 << 20}, "more than 1048576 bytes", 4 << 10, 1},
+		{"entries", many, modules.CollectLimits{MaxFiles: 100}, "distinct directories, files and symlinks", 512 << 10, 2},
+		{"directory bytes", links, modules.CollectLimits{MaxBytes: 1 << 20}, "its directories hold more than 1048576 bytes", 4 << 10, 1},
+		{"symlinks", links, modules.CollectLimits{MaxFiles: 100}, "distinct directories, files and symlinks", 2 << 20, 20},
 	} {
-		before := m.svc.Stats().PulledBytes
+		before, beforeN := m.svc.Stats().PulledBytes, m.svc.Stats().Pulled
 		err := m.svc.PullTree(ctx, c.r.ID(), tt.tree, tt.lim)
 		if !errors.Is(err, modules.ErrBadTree) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: PullTree = %v, want %v saying %q", tt.name, err, modules.ErrBadTree, tt.want)
 		}
-		// Its directories only (the one of 5000 entries is about 380 KB):
-		// none of its files, which hold 2 MiB or 19 KB in 5000 blobs.
-		if moved, n := m.svc.Stats().PulledBytes-before, m.svc.Stats().Pulled; moved > 512<<10 || n > 3 {
+		if moved, n := m.svc.Stats().PulledBytes-before, m.svc.Stats().Pulled-beforeN; moved > tt.moved || n > tt.blobs {
 			t.Errorf("%s: %d bytes in %d blobs pulled before the refusal: more than its directories", tt.name, moved, n)
 		}
 	}
@@ -501,5 +525,29 @@ func TestPullTreeBounds(t *testing.T) {
 	}
 	if err := m.svc.PullTree(ctx, c.r.ID(), lie, modules.CollectLimits{}); !errors.Is(err, modules.ErrBadTree) || !strings.Contains(err.Error(), "its entry says 1") {
 		t.Errorf("PullTree of an understated file = %v, want %v", err, modules.ErrBadTree)
+	}
+	// One that understates it so much it claims to fit a batch: refused when
+	// the context names it large, before it is pulled alone.
+	huge, err := st.Put(blob(8, 9<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := st.Put([]byte("honest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lie, err = st.Put(mustEncode(t, &modules.Dir{Entries: []modules.Entry{
+		{Name: "f", Kind: modules.EntryFile, Digest: huge, Size: 10},
+		{Name: "g", Kind: modules.EntryFile, Digest: small, Size: 6}, // a batch of two: a one-hash pull may take a whole message
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := m.svc.Stats().PulledBytes
+	if err := m.svc.PullTree(ctx, c.r.ID(), lie, modules.CollectLimits{}); !errors.Is(err, modules.ErrBadTree) || !strings.Contains(err.Error(), "its entry says 10 bytes") {
+		t.Errorf("PullTree of a file named large, declared small = %v, want %v", err, modules.ErrBadTree)
+	}
+	if moved := m.svc.Stats().PulledBytes - before; moved > 4<<10 {
+		t.Errorf("%d bytes pulled: the large file came before the refusal", moved)
 	}
 }
