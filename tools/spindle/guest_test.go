@@ -123,11 +123,22 @@ func TestRunInputTypeError(t *testing.T) {
 			t.Errorf("--input %s = %d, %s; want 1, kind guest with %q and no msgpack internals\n%s", tt.input, code, show(l), tt.want, errOut)
 		}
 	}
-	// The table says the same, on the target's row.
+	// The failure line (on stderr: one target) says the same.
 	code, out, errOut := cli(t, "run", hello, "hello", "--input", `{"name": 3}`)
-	if code != 1 || !strings.Contains(out, `FAILED  guest: guest: task hello: input field "name": want string, got integer 3`) {
+	if code != 1 || out != "" || !strings.Contains(errOut, `FAILED  guest: task hello: input field "name": want string, got integer 3`) {
 		t.Errorf("spindle run hello --input {\"name\": 3} = %d\n%s\n%s", code, out, errOut)
 	}
+}
+
+// failureLine is the line of a lone target's failure in spindle run's
+// stderr.
+func failureLine(stderr string) string {
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "local ") && strings.Contains(l, " FAILED ") {
+			return l
+		}
+	}
+	return ""
 }
 
 // TestRunGuestCrash: a Go guest that runs out of memory fails with the
@@ -138,10 +149,10 @@ func TestRunGuestCrash(t *testing.T) {
 	testutil.VerifyNone(t)
 	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
 	code, out, errOut := cli(t, "run", bad, "membomb", "--memory-pages", "512")
-	row := strings.TrimSuffix(out, "\n")
+	row := failureLine(errOut)
 	want := "FAILED  memory: memory limit of 512 pages reached; stderr: runtime: out of memory: cannot allocate "
-	if code != 1 || !strings.HasPrefix(row, "local") || !strings.Contains(row, want) || strings.Contains(row, "\n") {
-		t.Fatalf("spindle run membomb = %d, stdout %q; want 1 and one row with %q", code, out, want)
+	if code != 1 || out != "" || !strings.Contains(row, want) {
+		t.Fatalf("spindle run membomb = %d, stdout %q, failure line %q; want 1, nothing on stdout and one line with %q", code, out, row, want)
 	}
 	for _, w := range []string{" | fatal error: out of memory | in main.membomb at bad/main.go:", "more lines of stderr not shown)"} {
 		if !strings.Contains(row, w) {
@@ -164,7 +175,7 @@ func TestRunGuestPanicLog(t *testing.T) {
 	testutil.VerifyNone(t)
 	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
 	code, out, errOut := cli(t, "run", bad, "panic")
-	if code != 1 || !strings.Contains(out, `FAILED  guest: panic: bad: panicking on purpose`) {
+	if code != 1 || !strings.Contains(failureLine(errOut), `FAILED  guest: panic: bad: panicking on purpose`) {
 		t.Fatalf("spindle run panic = %d, stdout %q; want 1 and the panic on its row\n%s", code, out, errOut)
 	}
 	var records []string

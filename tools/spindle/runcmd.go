@@ -636,7 +636,7 @@ func printLine(w io.Writer, l runLine, out string) {
 		}
 	} else {
 		status = "FAILED"
-		detail = l.Error.Kind + ": " + l.Error.Message
+		detail = l.Error.Kind + ": " + strings.TrimPrefix(l.Error.Message, l.Error.Kind+": ") // "guest: guest: ..." once
 		if l.Error.Kind == "connect" {
 			detail = l.Error.Message // it names the hop and the class itself
 		}
