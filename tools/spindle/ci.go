@@ -163,9 +163,11 @@ func cmdCI(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	o.cn = cn
-	ctx, stop := interruptContext(stderr, "spindle ci")
+	pr := newCIPrinter(stdout, stderr, o)
+	defer pr.finish()
+	ctx, stop := interruptContext(pr.line.Writer(stderr), "spindle ci") // its messages never share the status line's line
 	defer stop()
-	return runCI(ctx, o, stdout, stderr)
+	return runCI(ctx, o, pr, stdout, stderr)
 }
 
 // ciSetup is what a run needs besides the master: the parsed file and the
@@ -268,7 +270,7 @@ func ciCacheDir(m *spindle.Master) string {
 	return filepath.Join(m.CacheDir(), "ci")
 }
 
-func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
+func runCI(ctx context.Context, o *ciOpts, pr *ciPrinter, stdout, stderr io.Writer) int {
 	f, opts, err := ciSetup(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
@@ -287,8 +289,6 @@ func runCI(ctx context.Context, o *ciOpts, stdout, stderr io.Writer) int {
 	case o.conn.verbosity > 0:
 		level, shown = slog.LevelDebug, slog.LevelDebug
 	}
-	pr := newCIPrinter(stdout, stderr, o)
-	defer pr.finish()
 	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(pr.line.Writer(stderr), shown), LogLevel: level, CacheDir: o.cacheDir})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
@@ -379,13 +379,13 @@ func (p *ciPrinter) event(e ci.Event) {
 	case e.Type == ci.EventTarget && !p.o.quiet:
 		p.line.print(func() { fmt.Fprintf(p.out, "target %s: sandbox %s\n", escapeLine(e.Target), escapeLine(e.Line)) })
 	case e.Type == ci.EventStepFinished:
-		p.line.print(func() { p.finished(name, e.Result) })
+		p.line.finish(name, func() { p.finished(name, e.Result) })
 	}
 }
 
-// finished counts and prints a finished step; the line's lock is held.
+// finished counts and prints a finished step; the line's lock is held
+// (it guards done, hits and bad).
 func (p *ciPrinter) finished(name string, r *ci.StepResult) {
-	delete(p.line.running, name)
 	p.done++
 	if r.Cache == ci.CacheHit {
 		p.hits++
@@ -411,8 +411,8 @@ func (p *ciPrinter) finished(name string, r *ci.StepResult) {
 // in --json and the results.
 const maxErrorLine = 1000
 
-// cut returns s cut to at most n bytes at a rune boundary, with "…" when
-// cut.
+// cut returns s cut to at most n bytes at a rune boundary, "…" added
+// when it was cut.
 func cut(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -31,7 +31,7 @@ func TestRunJSONCarriesGuestOutput(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg"))
 	_, cmd, _ := cliModules(t)
 	code, out, errs := runCmd(t, "run", "--json", "-t", "local", "-t", "local:a", cmd, "--", "one", "two")
-	if code != exitCIFailed { // exit 2 on both: a command that exits non-zero failed
+	if code != exitCIFailed { // the command exits 2 (its two arguments) on both: a failure
 		t.Fatalf("spindle run = %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitCIFailed, out, errs)
 	}
 	lines := jsonLines(t, out)

@@ -21,10 +21,13 @@ import (
 //
 // All its methods are safe for concurrent use; the funcs passed to print
 // and update run under its lock, so the state they change is guarded by
-// it too. close stops the redraws and erases the line.
+// it too. A write that blocks (stdout piped to a pager that stopped
+// reading) holds the lock, and log records wait behind it: the tree's own
+// writers to the log are then held up too, as they would be by a blocked
+// stderr. close stops the redraws and erases the line.
 type statusLine struct {
 	w      io.Writer
-	on     bool
+	on     bool // guarded by mu once made
 	label  string
 	counts func() string // under mu: "3/8 done: 2 ok, 1 failed"
 
@@ -66,13 +69,19 @@ func (s *statusLine) tick() {
 	}
 }
 
-// begin and end mark name running, and no longer running.
+// begin marks name running.
 func (s *statusLine) begin(name string) {
 	s.update(func() { s.running[name] = time.Now() })
 }
 
-func (s *statusLine) end(name string) {
-	s.update(func() { delete(s.running, name) })
+// finish marks name no longer running and runs write as print does, in one
+// hold of the lock: the line is never drawn with name still running after
+// its result.
+func (s *statusLine) finish(name string, write func()) {
+	s.print(func() {
+		delete(s.running, name)
+		write()
+	})
 }
 
 // update runs change (if not nil) under the lock and redraws the line.

@@ -67,8 +67,9 @@ stderr. With several targets, one row per target on stdout as soon as it is
 known (what the guest wrote indented below it, the first 64 KiB), a
 progress line on stderr when it is a terminal, and a recap line on stderr.
 --json prints one object per target per line: target, ok, output,
-exit_code, error {kind, message}, and the guest's stdout and stderr (the
-first 64 KiB of each; stdout_truncated, stderr_truncated say when cut).
+exit_code, error {kind, class, message, hint}, and the guest's stdout and
+stderr (the first 64 KiB of each; stdout_truncated, stderr_truncated say
+when cut).
 
 A target that could not be started fails with kind "connect" and a class:
 auth, host_key, unreachable, timeout, platform, refused, lost, cancelled or
@@ -479,17 +480,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if cn == nil {
 		return code
 	}
-	ctx, stop := interruptContext(stderr, "spindle run")
-	defer stop()
 	level := o.conn.runLevel()
 	// The progress line: on a terminal, with several targets. Results,
-	// log records and the recap are written between two of its draws.
-	var tally recap
+	// log records, the interrupt's messages and the recap are written
+	// between two of its draws.
+	var tally recap // guarded by bar's lock
 	bar := newStatusLine(stderr, len(targets) > 1, "run", func() string {
 		return fmt.Sprintf("%d/%d done: %d ok, %d failed, %d unreachable",
 			tally.ok+tally.failed+tally.unreachable, len(targets), tally.ok, tally.failed, tally.unreachable)
 	})
 	defer bar.close()
+	ctx, stop := interruptContext(bar.Writer(stderr), "spindle run")
+	defer stop()
 	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(bar.Writer(forTerminal(stderr)), level), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
@@ -550,8 +552,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			lines[i] = l
 			// Each target's result as soon as it is known, the progress
 			// line erased around it.
-			bar.print(func() {
-				delete(bar.running, nt.Name)
+			bar.finish(nt.Name, func() {
 				tally.add(l)
 				switch {
 				case o.asJSON:
@@ -565,6 +566,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 					}
 				case single: // spindle's own message, not a result
 					flush(guestOut)
+					flush(guestErr)
 					printLine(stderr, l, "")
 				default:
 					printLine(stdout, l, out.summary())
@@ -576,7 +578,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	flush(guestOut)
 	flush(guestErr)
 	bar.close()
-	r := recapOf(lines)
+	r := tally // every target's print has run: wg.Wait orders it after them
 	if len(lines) > 1 {
 		fmt.Fprintf(stderr, "%d targets: %d ok, %d failed, %d unreachable in %s\n",
 			len(lines), r.ok, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond))
@@ -597,17 +599,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // recap counts a run's targets by outcome.
 type recap struct{ ok, failed, unreachable int }
 
-// recapOf classes each target: ok; failed (the task failed or a command
-// exited non-zero); unreachable (its contexts did not start, or the route
-// to them broke).
-func recapOf(lines []runLine) recap {
-	var r recap
-	for _, l := range lines {
-		r.add(l)
-	}
-	return r
-}
-
+// add classes a target: ok; failed (the task failed or a command exited
+// non-zero); unreachable (its contexts did not start, or the route to
+// them broke).
 func (r *recap) add(l runLine) {
 	switch {
 	case !l.OK && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
