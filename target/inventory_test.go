@@ -133,11 +133,25 @@ func TestInventoryErrors(t *testing.T) {
 		{"[]\n", "line 1: header []: empty group name", false},
 		{"# c\n[web:hosts]\n", `line 2: header [web:hosts]: unknown section "hosts"`, false},
 		{"[we b]\n", `line 1: header [we b]: group name "we b"`, false},
-		{"\n\n[g]\nweb[1:3]\n", "line 4: host \"web[1:3]\": host ranges are not supported", false},
+		{"\n\n[g]\nweb[3:1]\n", `line 4: host "web[3:1]": range [3:1]: start 3 is after end 1`, false},
 		{"[g]\nweb1:2222\n", "line 2: host \"web1:2222\": give a port", false},
 		{"[g]\ntarget=ssh://x\n", "line 2: \"target=ssh://x\": a host line starts with the host's name", false},
 		{"[g]\nall\n", `line 2: "all" is reserved`, false},
-		{"[g]\nh1 foo=bar\n", `line 2: host h1: unknown setting "foo"`, false},
+		{"[g]\nh1 foo-bar=1\n", `line 2: host h1: variable name "foo-bar": want letters, digits and "_"`, false},
+		{"[g]\nh1 ansible_host=10.0.0.1\n", `line 2: host h1: ansible_host=: spindle reads no ansible_* variables`, false},
+		{"[g]\nh1 9lives=1\n", `line 2: host h1: variable name "9lives"`, false},
+		{"[g]\nh1 x=1 x=2\n", "line 2: host h1: x= given twice", false},
+		{"[g]\nh1 motd=\"hi there\n", `line 2: "h1 motd=\"hi there": unterminated " quote`, false},
+		{"[g]\nlocal\n", `line 2: "local" is a target`, false},
+		{"[local]\n", `line 1: header [local]: "local" is a target`, false},
+		{"[g]\nh target=ssh://{host}\n", "line 2: host h: target=ssh://{host}: the one placeholder is {name}", false},
+		{"[g]\nh[1:2] name=same\n", "line 2: host h[1:2]: name=same would give every host of the range one context name", false},
+		{"[g]\nh[1:2] target=ssh://x:0{name}\n", `line 2: target=ssh://x:0h1: bad port "0h1"`, true},
+		{"[g]\nh1\n[g:vars]\nx=1\nx=2\n", "line 5: [g:vars]: x= given twice (line 4)", false},
+		{"[all:vars]\nx=1\nx=2\n", "line 3: [all:vars]: x= given twice (line 2)", false},
+		{"[g]\nh1\n[g:vars]\ntarget=local\n", "line 4: [g:vars]: target= is a host's own setting", false},
+		{"[g]\nh1\n[g:vars]\n-x=1\n", `line 4: [g:vars]: variable name "-x"`, false},
+		{"[a]\nh\n[b]\nh\n[a:vars]\nx=1\n[b:vars]\nx=2\n", "line 2: host h: groups a (line 6) and b (line 8) give different x=; set x= on the host", false},
 		{"[g]\nh1 target\n", `line 2: host h1: "target": want KEY=VALUE`, false},
 		{"[g]\nh1 target=local target=local\n", "line 2: host h1: target= given twice", false},
 		{"[g]\nh1 name=\n", "line 2: host h1: name=: empty name", false},
@@ -146,7 +160,7 @@ func TestInventoryErrors(t *testing.T) {
 		{"[g]\nh1\nh1\n", "line 3: host h1 listed twice in [g]", false},
 		{"[g]\nh1 target=local\n[k]\nh1 target=local\n", "line 4: host h1 already has settings (line 2)", false},
 		{"[g]\nh1\n[g:vars]\nvia\n", `line 4: [g:vars]: "via": want KEY=VALUE`, false},
-		{"[g]\nh1\n[g:vars]\nansible_user=x\n", `line 4: [g:vars]: unknown setting "ansible_user" (want via)`, false},
+		{"[g]\nh1\n[g:vars]\nansible_user=x\n", `line 4: [g:vars]: ansible_user=: spindle reads no ansible_* variables`, false},
 		{"[g]\n[g:vars]\nvia=local\nvia=local\n", "line 4: [g:vars]: via= given twice (line 3)", false},
 		{"[all:vars]\nvia=local\nvia=local\n", "line 3: [all:vars]: via= given twice", false},
 		{"[g:vars]\nvia=ssh://x:0\n", `line 2: via=ssh://x:0: bad port "0"`, true},
@@ -235,7 +249,7 @@ h4
 
 func TestLoadInventory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hosts.ini")
-	if err := os.WriteFile(path, []byte("[web]\nweb1 target=ssh://web1\n[web:vars]\nbogus=1\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("[web]\nweb1 target=ssh://web1\n[web:vars]\nbogus-1=1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err := LoadInventory(path)
