@@ -294,3 +294,44 @@ func FuzzParseInventory(f *testing.F) {
 		}
 	})
 }
+
+// TestSampleInventory parses the inventory shipped in examples/, so that
+// it stays valid and means what its comments say.
+func TestSampleInventory(t *testing.T) {
+	inv, err := LoadInventory("../examples/inventory/hosts.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		pattern string
+		want    []string
+	}{
+		{"web", []string{"web01=ssh://ops@bastion.example.com/ssh://deploy@web01.example.com",
+			"web02=ssh://ops@bastion.example.com/ssh://deploy@web02.example.com",
+			"web03=ssh://ops@bastion.example.com/ssh://deploy@web03.example.com",
+			"web04=ssh://ops@bastion.example.com/ssh://deploy@web04.example.com",
+			"web-canary=ssh://ops@bastion.example.com/ssh://deploy@10.0.0.99:2222"}},
+		{"db:&prod:!dbb", []string{"dba=ssh://ops@bastion.example.com/ssh://jump.internal/ssh://dba.internal/sudo://postgres",
+			"dbc=ssh://ops@bastion.example.com/ssh://jump.internal/ssh://dbc.internal/sudo://postgres"}},
+		{"!prod", []string{"bastion=ssh://ops@bastion.example.com", "demo1=local:demo1", "demo2=local:demo2", "demo3=local:demo3"}},
+	}
+	for _, tt := range tests {
+		got, err := inv.Select(tt.pattern)
+		if err != nil || !reflect.DeepEqual(resolved(got), tt.want) {
+			t.Errorf("Select(%q) = %q, %v, want %q", tt.pattern, resolved(got), err, tt.want)
+		}
+	}
+	vars := map[string]map[string]string{
+		"web01":      {"role": "frontend", "port": "8080", "env": "prod", "region": "eu-west-1"},
+		"web-canary": {"role": "canary", "port": "8080", "env": "prod", "region": "eu-west-1"},
+		"dbb":        {"role": "database", "port": "80", "env": "prod", "region": "eu-west-1"},
+		"demo1":      {"GREETING": "hello", "region": "eu-west-1"},
+		"demo3":      {"GREETING": "hey", "region": "eu-west-1"},
+		"bastion":    {"region": "eu-west-1"},
+	}
+	for name, want := range vars {
+		if got, err := inv.Resolve(name); err != nil || !reflect.DeepEqual(got[0].Vars, want) {
+			t.Errorf("%s: Vars = %v, %v, want %v", name, got, err, want)
+		}
+	}
+}
