@@ -275,6 +275,7 @@ func FuzzParseInventory(f *testing.F) {
 	f.Add(testInventory)
 	f.Add(testInventory[:len(testInventory)/2])
 	f.Add("[a:children]\nb\n[b:children]\na\n[a]\nh via=local\n")
+	f.Add("[w]\nweb[01:10:3]-[a:c] target=local:{name} x=\"a b\"\n[w:vars]\ny = 'q'\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		inv, err := ParseInventory(strings.NewReader(s))
 		if err != nil {
@@ -334,4 +335,30 @@ func TestSampleInventory(t *testing.T) {
 			t.Errorf("%s: Vars = %v, %v, want %v", name, got, err, want)
 		}
 	}
+}
+
+func FuzzSelect(f *testing.F) {
+	inv, err := ParseInventory(strings.NewReader(testInventory))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range []string{"web", "web:&prod", "prod:!db", "!db", "web,db", "w*", "all:!web?", "", "::", "web:!", "a[1:2]"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, pattern string) {
+		got, err := inv.Select(pattern)
+		if err != nil {
+			if !errors.Is(err, ErrPattern) && !errors.Is(err, ErrUnknown) {
+				t.Fatalf("Select(%q) = %v, neither ErrPattern nor ErrUnknown", pattern, err)
+			}
+			return
+		}
+		seen := make(map[string]bool)
+		for _, n := range got {
+			if seen[n.Name] {
+				t.Fatalf("Select(%q) = %q: %s twice", pattern, names(got), n.Name)
+			}
+			seen[n.Name] = true
+		}
+	})
 }

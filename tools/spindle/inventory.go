@@ -41,7 +41,13 @@ func selectTargets(o *runOpts) ([]target.Named, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = slices.DeleteFunc(out, func(nt target.Named) bool { return !keep[nt.Name] })
+		// A limit of only exclusions ("!web3") keeps the rest, target
+		// chains too; any other keeps only what it names.
+		chains := !slices.ContainsFunc(strings.FieldsFunc(l, func(r rune) bool { return r == ',' || r == ':' }),
+			func(term string) bool { return term[0] != '!' })
+		out = slices.DeleteFunc(out, func(nt target.Named) bool {
+			return !keep[nt.Name] && !(chains && target.IsChain(nt.Name) && !strings.HasPrefix(l, "@"))
+		})
 	}
 	return out, nil
 }

@@ -43,8 +43,9 @@ flags:
   -i, --inventory F   an inventory file of hosts and groups (an example:
                       examples/inventory/hosts.ini)
   -l, --limit P       keep only the selected targets that the pattern P
-                      also names; @FILE keeps those listed in FILE, one
-                      name a line (a --retry-file); repeatable
+                      also names ("!web3" alone drops web3 and keeps the
+                      rest, target chains too); @FILE keeps those listed
+                      in FILE, one name a line (a --retry-file); repeatable
   --list-hosts        print the selected names and their target chains, one
                       a line (-v: their variables too; --json: JSON lines),
                       and exit without starting anything; no MODULE needed
