@@ -118,6 +118,7 @@ func TestRunInventoryUsage(t *testing.T) {
 		{[]string{"-l", "@x", "m.wasm"}, "--limit narrows what -t selects: give -t too"},
 		{[]string{"-i", good, "-t", "web", "-l", "@/nonexistent/retry", "--list-hosts"}, "--limit @/nonexistent/retry: open /nonexistent/retry: no such file"},
 		{[]string{"-i", good, "-t", "web"}, "no module given"},
+		{[]string{"-i", good, "-t", "web", "-l", "!web", "/nonexistent/m.wasm"}, "no such file"}, // checked though nothing matched
 	} {
 		args := append([]string{"run"}, tt.args...)
 		code, out, errs := cliRun(t, exe, args...)

@@ -414,13 +414,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
 	}
-	if len(targets) == 0 {
-		fmt.Fprintln(stderr, "spindle run: no targets matched; nothing to do")
-		if o.retryFile != "" {
-			writeRetryFile(o.retryFile, nil, stderr)
-		}
-		return 0
-	}
 	wasm, err := os.ReadFile(o.module)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
@@ -434,6 +427,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
+	}
+	if len(targets) == 0 {
+		fmt.Fprintln(stderr, "spindle run: no targets matched; nothing to do")
+		if o.retryFile != "" {
+			writeRetryFile(o.retryFile, nil, stderr)
+		}
+		return 0
 	}
 	var stdinData []byte
 	switch o.stdin {
