@@ -79,45 +79,113 @@
 //
 // # Inventories
 //
-// An inventory is an INI file in the style of Ansible's:
+// An inventory is an INI file in the style of Ansible's (a sample:
+// examples/inventory/hosts.ini):
 //
 //	# a comment; ";" also starts one at the start of a line
 //	db0                                     # a host before any header is in no group
 //	[web]
 //	web1 target=ssh://admin@10.0.0.1
 //	web2 target=ssh://admin@10.0.0.2 name=frontend2
+//	web[03:20] target=ssh://admin@{name}.example.com role=frontend
 //	bastion via=                            # an empty via= cancels the group's
 //	[web:vars]
 //	via=ssh://bastion
+//	port=8080
 //	[db]
 //	db1 target=ssh://db1/sudo://postgres
 //	[prod:children]
 //	web
 //	db
+//	[prod:vars]
+//	port=80
 //	[all:vars]
 //	via=ssh://jump
+//	motd = "hello, world"
 //
-// A host line is the host's name and then KEY=VALUE settings, split on
-// spaces:
+// A host line is the host's name and then KEY=VALUE fields, split on
+// spaces; a double or single quote keeps spaces (and " #") in a value:
+// motd="hello world". Three keys are the host's connection:
 //
 //	target=TARGET   where the host is; without it, ssh://NAME
 //	via=TARGET      hops to go through first: the host's target is via + target
 //	name=NAME       the context name of the target's last hop
 //
+// In these three, {name} stands for the host's name. Every other key is a
+// variable for the host's tasks (how they get them is the caller's
+// choice; spindle run's is in its usage). A variable's name is letters,
+// digits and "_", not starting with a digit, so it can name an environment
+// variable; its value is a string. ansible_* keys are refused: a
+// connection is given with target= and via=.
+//
 // A host may be listed in several groups, but with settings on one line
-// only; elsewhere it is listed by name alone. A host's via is its own via=,
-// else the via= in [GROUP:vars] of the nearest group holding it (its own
-// groups, then the groups listing those as children, and so on; groups at
-// the same distance must agree), else [all:vars]. [GROUP:children] lists
+// only; elsewhere it is listed by name alone. [GROUP:children] lists
 // groups, one a line; cycles among them are harmless. Inline comments
-// start at a "#" after a space. Host and group names are letters, digits,
-// "_", "-" and "."; "all" stands for every host: [all] lists hosts in no
-// group, like the lines before any header, and [all:children] changes
-// nothing. Errors name the line and match ErrInventory; those caused by a
-// target also match ErrInvalid.
+// start at a "#" after a space, outside quotes. Host and group names are
+// letters, digits, "_", "-" and "."; "all" stands for every host: [all]
+// lists hosts in no group, like the lines before any header, and
+// [all:children] changes nothing. "local" is refused as a host or group
+// name: it is a target.
+//
+// # Host ranges
+//
+// A host line's name may hold ranges, each expanding to one host per
+// value, END included:
+//
+//	web[01:50]      web01 ... web50: a START with a leading zero pads every
+//	                value to its width (START and END must then be of one width)
+//	web[1:50]       web1 ... web50
+//	web[1:10:3]     web1 web4 web7 web10: a STEP
+//	db[a:f]         dba ... dbf: single letters, of one case
+//	r[1:2]-[a:b]    r1-a r1-b r2-a r2-b: several ranges, the leftmost slowest
+//
+// The line's settings (target=, via=, name=, variables) apply to each
+// host; name= must then hold {name}. A reversed range, mismatched padding,
+// an empty START or END, a STEP below 1 and a line that expands to more
+// than 10,000 hosts are errors naming the line; an inventory holds at most
+// 100,000 hosts.
+//
+// # Precedence
+//
+// A host's via and each of its variables come from the nearest place that
+// sets them: the host's own line; else [GROUP:vars] of the groups holding
+// it directly; else of the groups listing those as children, and so on
+// outward; else [all:vars]. So a host beats its group, a child group its
+// parent, every group all. Groups at the same distance that set the same
+// key must agree (else the file is refused: set the key on the host);
+// each variable is decided on its own. In [GROUP:vars], via= is the
+// connection, target= and name= are refused (they are a host's own), every
+// other key is a variable; the value is the rest of the line, without
+// quotes that enclose it whole.
+//
+// Errors name the line ("PATH:LINE:" from LoadInventory) and match
+// ErrInventory; those caused by a target also match ErrInvalid.
+//
+// # Patterns
 //
 // Inventory.Resolve takes a host name, a group name or "all" and returns the
-// hosts it stands for, each once, in the order of the file.
+// hosts it stands for, each once, in the order of the file. Inventory.Select
+// takes a pattern, as Ansible's: terms joined by "," or ":" (the same),
+// each a host, a group, "all" or "*", or a glob ("web*", "db?"), prefixed
+// by "&" to intersect or "!" to exclude:
+//
+//	web:db          web's hosts, then db's (each once)
+//	web:&prod       web's hosts that are also in prod
+//	web:!db         web's hosts outside db
+//	!db             every host outside db
+//	web*,!web-canary
+//
+// The plain terms are joined in the order written (file order within a
+// term), then "&" terms keep and "!" terms drop, whatever their place. A
+// term that names nothing is an error (ErrUnknown), as is a malformed
+// pattern (ErrPattern). Since a target chain also holds ":", a caller that
+// takes both tells them apart with IsChain: a string that starts like a
+// hop (local, local:NAME, METHOD://) is a chain, any other a pattern.
+//
+// # Bounds
+//
+// An inventory line is at most 1 MiB, one line expands to at most 10,000
+// hosts and an inventory holds at most 100,000.
 //
 // # Concurrency
 //

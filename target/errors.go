@@ -22,6 +22,10 @@ var (
 	// ErrUnknown is returned by Inventory.Resolve for a name that is
 	// neither a host nor a group of the inventory.
 	ErrUnknown = errors.New("target: unknown host or group")
+
+	// ErrPattern is returned by Inventory.Select for a malformed host
+	// pattern.
+	ErrPattern = errors.New("target: invalid host pattern")
 )
 
 // parseError is a syntax error in a target string. It matches ErrInvalid,

@@ -54,3 +54,37 @@ db
 	// db1 ssh://db1/sudo://postgres
 	// target: unknown host or group "stage" (groups: all, web, db, prod)
 }
+
+func ExampleInventory_Select() {
+	inv, err := target.ParseInventory(strings.NewReader(`
+[web]
+web[01:03] target=ssh://deploy@{name}.example.com
+[web:vars]
+port=8080
+[db]
+db[a:b]
+web03
+[prod:children]
+web
+db
+[prod:vars]
+port=80
+env=prod
+`))
+	if err != nil {
+		panic(err)
+	}
+	hosts, err := inv.Select("prod:!db")
+	if err != nil {
+		panic(err)
+	}
+	for _, h := range hosts {
+		fmt.Println(h.Name, h.Target, h.Vars["port"], h.Vars["env"])
+	}
+	hosts, _ = inv.Select("web:&db")
+	fmt.Println(hosts[0].Name)
+	// Output:
+	// web01 ssh://deploy@web01.example.com 8080 prod
+	// web02 ssh://deploy@web02.example.com 8080 prod
+	// web03
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -18,22 +19,33 @@ type Inventory struct {
 	order  []string // group names in order of first mention
 }
 
-// Named is a resolved inventory host: its inventory name and its full
-// target (via hops first).
+// Named is a resolved inventory host: its inventory name, its full target
+// (via hops first) and its variables, after precedence (nil if it has
+// none). A Named owns its Target and Vars: changing them changes nothing
+// else.
 type Named struct {
 	Name   string
 	Target Target
+	Vars   map[string]string
 }
 
 type invHost struct {
 	name    string
-	line    int      // first mention
-	setLine int      // the line that carries its settings; 0 if none does
-	target  Target   // target=, or nil for ssh://NAME
-	ctxName string   // name=
-	via     *Target  // via=; non-nil but empty for an explicit "via="
-	groups  []string // direct groups, in file order
-	full    Target   // via + target, name= applied
+	line    int               // first mention
+	setLine int               // the line that carries its settings; 0 if none does
+	target  Target            // target=, or nil for ssh://NAME
+	ctxName string            // name=
+	via     *Target           // via=; non-nil but empty for an explicit "via="
+	groups  []string          // direct groups, in file order
+	vars    map[string]string // its own, from its line; shared by a range's hosts
+	full    Target            // via + target, name= applied
+	allVars map[string]string // vars after precedence; nil if none
+}
+
+// varDef is a [GROUP:vars] variable and the line that set it.
+type varDef struct {
+	value string
+	line  int
 }
 
 type invGroup struct {
@@ -46,6 +58,7 @@ type invGroup struct {
 	parents   []string
 	via       *Target
 	viaLine   int
+	vars      map[string]varDef
 }
 
 // LoadInventory reads the inventory file at path (see ParseInventory).
@@ -66,10 +79,11 @@ func ParseInventory(r io.Reader) (*Inventory, error) {
 
 // inventoryParser holds the state of one parse.
 type inventoryParser struct {
-	inv    *Inventory
-	where  string // "line " or "PATH:", before a line number
-	lineNo int
-	allVia *Target
+	inv     *Inventory
+	where   string // "line " or "PATH:", before a line number
+	lineNo  int
+	allVia  *Target
+	allVars map[string]varDef
 }
 
 func (p *inventoryParser) errorf(line int, format string, args ...any) error {
@@ -140,8 +154,16 @@ func stripComment(line string) string {
 	if line == "" || line[0] == '#' || line[0] == ';' {
 		return ""
 	}
+	var quote byte // a quoted value may hold " #"
 	for i := 1; i < len(line); i++ {
-		if line[i] == '#' && (line[i-1] == ' ' || line[i-1] == '\t') {
+		switch c := line[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (line[i-1] == ' ' || line[i-1] == '\t'):
 			return strings.TrimSpace(line[:i])
 		}
 	}
@@ -155,6 +177,9 @@ func (p *inventoryParser) header(line string) (group, kind string, err error) {
 	group, kind, _ = strings.Cut(line[1:len(line)-1], ":")
 	if err := checkWord("group", group); err != nil {
 		return "", "", p.errorf(p.lineNo, "header %s: %s", line, err)
+	}
+	if group == "local" {
+		return "", "", p.errorf(p.lineNo, "header %s: %q is a target (a local context): name the group otherwise", line, group)
 	}
 	switch kind {
 	case "", "vars", "children":
@@ -189,8 +214,6 @@ func checkWord(what, s string) error {
 	for _, r := range s {
 		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("_-.", r)) {
 			switch {
-			case what == "host" && (r == '[' || r == ']'):
-				return fmt.Errorf("host %q: host ranges are not supported", s)
 			case what == "host" && r == ':':
 				return fmt.Errorf("host %q: give a port or address in target=, as web1 target=ssh://web1:2222", s)
 			}
@@ -201,69 +224,148 @@ func checkWord(what, s string) error {
 }
 
 func (p *inventoryParser) hostLine(group, line string) error {
-	fields := strings.Fields(line)
-	name := fields[0]
-	if strings.Contains(name, "=") {
+	fields, err := splitFields(line)
+	if err != nil {
+		return p.errorf(p.lineNo, "%q: %s", line, err)
+	}
+	spec := fields[0]
+	if strings.Contains(spec, "=") {
 		return p.errorf(p.lineNo, "%q: a host line starts with the host's name", line)
 	}
-	if err := checkWord("host", name); err != nil {
+	names, err := expandHosts(spec)
+	if err != nil {
 		return p.errorf(p.lineNo, "%s", err)
 	}
-	if name == "all" {
-		return p.errorf(p.lineNo, "%q is reserved for every host", "all")
-	}
-	h := p.inv.byName[name]
-	if h == nil {
-		h = &invHost{name: name, line: p.lineNo}
-		p.inv.byName[name] = h
-		p.inv.hosts = append(p.inv.hosts, h)
-	}
-	if group != "all" {
-		g := p.inv.groups[group]
-		if slices.Contains(g.hosts, name) {
-			return p.errorf(p.lineNo, "host %s listed twice in [%s]", name, group)
+	for _, name := range names {
+		if err := checkWord("host", name); err != nil {
+			return p.errorf(p.lineNo, "%s", err)
 		}
-		g.hosts = append(g.hosts, name)
-		h.groups = append(h.groups, group)
+		switch name {
+		case "all":
+			return p.errorf(p.lineNo, "%q is reserved for every host", "all")
+		case "local":
+			return p.errorf(p.lineNo, "%q is a target (a local context): name the host otherwise", "local")
+		}
 	}
-	if len(fields) == 1 {
-		return nil
+	set, err := p.settings(spec, fields[1:], len(names) > 1)
+	if err != nil {
+		return err
 	}
-	if h.setLine != 0 {
-		return p.errorf(p.lineNo, "host %s already has settings (line %d); list it elsewhere by name alone", name, h.setLine)
+	for _, name := range names {
+		h := p.inv.byName[name]
+		if h == nil {
+			if len(p.inv.hosts) == maxInventoryHosts {
+				return p.errorf(p.lineNo, "more than %d hosts in the inventory", maxInventoryHosts)
+			}
+			h = &invHost{name: name, line: p.lineNo}
+			p.inv.byName[name] = h
+			p.inv.hosts = append(p.inv.hosts, h)
+		}
+		if group != "all" {
+			g := p.inv.groups[group]
+			if slices.Contains(h.groups, group) { // h.groups is short; g.hosts may not be
+				return p.errorf(p.lineNo, "host %s listed twice in [%s]", name, group)
+			}
+			g.hosts = append(g.hosts, name)
+			h.groups = append(h.groups, group)
+		}
+		if len(fields) == 1 {
+			continue
+		}
+		if h.setLine != 0 {
+			return p.errorf(p.lineNo, "host %s already has settings (line %d); list it elsewhere by name alone", name, h.setLine)
+		}
+		h.setLine = p.lineNo
+		if err := p.apply(h, set); err != nil {
+			return err
+		}
 	}
-	h.setLine = p.lineNo
+	return nil
+}
+
+// hostSettings are the KEY=VALUE fields of one host line, before {name}
+// is filled in.
+type hostSettings struct {
+	target, via, name *string
+	vars              map[string]string // shared by every host of the line
+}
+
+// settings reads a host line's KEY=VALUE fields. spec is the line's host
+// name or range.
+func (p *inventoryParser) settings(spec string, fields []string, isRange bool) (hostSettings, error) {
+	var set hostSettings
 	seen := make(map[string]bool)
-	for _, f := range fields[1:] {
+	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return p.errorf(p.lineNo, "host %s: %q: want KEY=VALUE", name, f)
+			return set, p.errorf(p.lineNo, "host %s: %q: want KEY=VALUE", spec, f)
 		}
 		if seen[k] {
-			return p.errorf(p.lineNo, "host %s: %s= given twice", name, k)
+			return set, p.errorf(p.lineNo, "host %s: %s= given twice", spec, k)
 		}
 		seen[k] = true
 		switch k {
 		case "target":
-			t, err := p.parseTargetAt(k, v)
-			if err != nil {
-				return err
-			}
-			h.target = t
+			set.target = &v
 		case "via":
-			t, err := p.viaValue(v)
-			if err != nil {
-				return err
-			}
-			h.via = &t
+			set.via = &v
 		case "name":
-			if err := checkName(v); err != nil {
-				return p.errorf(p.lineNo, "host %s: name=%s: %s", name, v, err)
+			if isRange && !strings.Contains(v, placeholder) {
+				return set, p.errorf(p.lineNo, "host %s: name=%s would give every host of the range one context name: put %s in it", spec, v, placeholder)
 			}
-			h.ctxName = v
+			set.name = &v
 		default:
-			return p.errorf(p.lineNo, "host %s: unknown setting %q (want target, via or name)", name, k)
+			if err := checkVarName(k); err != nil {
+				return set, p.errorf(p.lineNo, "host %s: %s", spec, err)
+			}
+			if set.vars == nil {
+				set.vars = make(map[string]string)
+			}
+			set.vars[k] = v
 		}
+	}
+	return set, nil
+}
+
+// apply gives host h the settings of its line, {name} filled in.
+func (p *inventoryParser) apply(h *invHost, set hostSettings) error {
+	h.vars = set.vars
+	fill := func(key string, v *string) (string, error) {
+		s, err := fillName(key, *v, h.name)
+		if err != nil {
+			return "", p.errorf(p.lineNo, "host %s: %s", h.name, err)
+		}
+		return s, nil
+	}
+	if set.target != nil {
+		v, err := fill("target", set.target)
+		if err != nil {
+			return err
+		}
+		if h.target, err = p.parseTargetAt("target", v); err != nil {
+			return err
+		}
+	}
+	if set.via != nil {
+		v, err := fill("via", set.via)
+		if err != nil {
+			return err
+		}
+		t, err := p.viaValue(v)
+		if err != nil {
+			return err
+		}
+		h.via = &t
+	}
+	if set.name != nil {
+		v, err := fill("name", set.name)
+		if err != nil {
+			return err
+		}
+		if err := checkName(v); err != nil {
+			return p.errorf(p.lineNo, "host %s: name=%s: %s", h.name, v, err)
+		}
+		h.ctxName = v
 	}
 	return nil
 }
@@ -282,25 +384,45 @@ func (p *inventoryParser) varsLine(group, line string) error {
 	if !ok {
 		return p.errorf(p.lineNo, "[%s:vars]: %q: want KEY=VALUE", group, line)
 	}
-	if k != "via" {
-		return p.errorf(p.lineNo, "[%s:vars]: unknown setting %q (want via)", group, k)
+	var g *invGroup
+	if group != "all" {
+		g = p.inv.groups[group]
 	}
-	t, err := p.viaValue(v)
-	if err != nil {
-		return err
-	}
-	if group == "all" {
-		if p.allVia != nil {
-			return p.errorf(p.lineNo, "[all:vars]: via= given twice")
+	switch k {
+	case "via":
+		t, err := p.viaValue(v)
+		if err != nil {
+			return err
 		}
-		p.allVia = &t
+		if g == nil {
+			if p.allVia != nil {
+				return p.errorf(p.lineNo, "[all:vars]: via= given twice")
+			}
+			p.allVia = &t
+			return nil
+		}
+		if g.via != nil {
+			return p.errorf(p.lineNo, "[%s:vars]: via= given twice (line %d)", group, g.viaLine)
+		}
+		g.via, g.viaLine = &t, p.lineNo
 		return nil
+	case "target", "name":
+		return p.errorf(p.lineNo, "[%s:vars]: %s= is a host's own setting: give it on the host's line", group, k)
 	}
-	g := p.inv.groups[group]
-	if g.via != nil {
-		return p.errorf(p.lineNo, "[%s:vars]: via= given twice (line %d)", group, g.viaLine)
+	if err := checkVarName(k); err != nil {
+		return p.errorf(p.lineNo, "[%s:vars]: %s", group, err)
 	}
-	g.via, g.viaLine = &t, p.lineNo
+	vars := &p.allVars
+	if g != nil {
+		vars = &g.vars
+	}
+	if *vars == nil {
+		*vars = make(map[string]varDef)
+	}
+	if d, ok := (*vars)[k]; ok {
+		return p.errorf(p.lineNo, "[%s:vars]: %s= given twice (line %d)", group, k, d.line)
+	}
+	(*vars)[k] = varDef{value: unquote(v), line: p.lineNo}
 	return nil
 }
 
@@ -330,7 +452,8 @@ func (p *inventoryParser) childLine(group, line string) error {
 	return nil
 }
 
-// finish checks what needs the whole file and computes each host's target.
+// finish checks what needs the whole file and computes each host's target
+// and variables.
 func (p *inventoryParser) finish() error {
 	inv := p.inv
 	for _, name := range inv.order {
@@ -350,7 +473,8 @@ func (p *inventoryParser) finish() error {
 		if target == nil {
 			target = Target{{Method: "ssh", Host: h.name, Batch: true, Name: "ssh." + h.name}}
 		}
-		via, err := p.viaFor(h)
+		levels := p.groupLevels(h)
+		via, err := p.viaFor(h, levels)
 		if err != nil {
 			return err
 		}
@@ -361,42 +485,63 @@ func (p *inventoryParser) finish() error {
 			full[len(full)-1].Name = h.ctxName
 		}
 		h.full = full
+		if h.allVars, err = p.varsFor(h, levels); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// viaFor finds a host's via hops: its own via=, else that of the nearest
-// groups holding it (direct groups, then their parents, and so on), else
-// [all:vars]. Groups at the same distance must agree.
-func (p *inventoryParser) viaFor(h *invHost) (Target, error) {
-	if h.via != nil {
-		return *h.via, nil
-	}
+// groupLevels lists the groups holding h by distance: its own groups, then
+// the groups listing those as children, and so on; each group once, at
+// its nearest distance, in file order within a distance.
+func (p *inventoryParser) groupLevels(h *invHost) [][]*invGroup {
+	var levels [][]*invGroup
 	seen := make(map[string]bool)
-	level := h.groups
-	for len(level) > 0 {
-		var found *invGroup
+	names := h.groups
+	for len(names) > 0 {
+		var level []*invGroup
 		var next []string
-		for _, name := range level {
+		for _, name := range names {
 			if seen[name] {
 				continue
 			}
 			seen[name] = true
 			g := p.inv.groups[name]
-			if g.via != nil {
-				if found != nil && found.via.String() != g.via.String() {
-					return nil, p.errorf(h.line, "host %s: groups %s (line %d) and %s (line %d) give different via=; set via= on the host", h.name, found.name, found.viaLine, g.name, g.viaLine)
-				}
-				if found == nil {
-					found = g
-				}
-			}
+			level = append(level, g)
 			next = append(next, g.parents...)
+		}
+		if len(level) > 0 {
+			levels = append(levels, level)
+		}
+		names = next
+	}
+	return levels
+}
+
+// viaFor finds a host's via hops: its own via=, else that of the nearest
+// groups holding it, else [all:vars]. Groups at the same distance must
+// agree.
+func (p *inventoryParser) viaFor(h *invHost, levels [][]*invGroup) (Target, error) {
+	if h.via != nil {
+		return *h.via, nil
+	}
+	for _, level := range levels {
+		var found *invGroup
+		for _, g := range level {
+			if g.via == nil {
+				continue
+			}
+			if found != nil && found.via.String() != g.via.String() {
+				return nil, p.errorf(h.line, "host %s: groups %s (line %d) and %s (line %d) give different via=; set via= on the host", h.name, found.name, found.viaLine, g.name, g.viaLine)
+			}
+			if found == nil {
+				found = g
+			}
 		}
 		if found != nil {
 			return *found.via, nil
 		}
-		level = next
 	}
 	if p.allVia != nil {
 		return *p.allVia, nil
@@ -404,11 +549,61 @@ func (p *inventoryParser) viaFor(h *invHost) (Target, error) {
 	return nil, nil
 }
 
+// varsFor computes a host's variables by the same rule as via, for each
+// variable on its own: the host's line, else the nearest groups that set
+// it (which must agree), else [all:vars].
+func (p *inventoryParser) varsFor(h *invHost, levels [][]*invGroup) (map[string]string, error) {
+	out := maps.Clone(h.vars)
+	if out == nil {
+		out = make(map[string]string)
+	}
+	for _, level := range levels {
+		found := make(map[string]*invGroup)
+		for _, g := range level {
+			for _, k := range slices.Sorted(maps.Keys(g.vars)) {
+				if _, done := out[k]; done {
+					continue
+				}
+				if f := found[k]; f != nil {
+					if f.vars[k].value != g.vars[k].value {
+						return nil, p.errorf(h.line, "host %s: groups %s (line %d) and %s (line %d) give different %s=; set %s= on the host", h.name, f.name, f.vars[k].line, g.name, g.vars[k].line, k, k)
+					}
+					continue
+				}
+				found[k] = g
+			}
+		}
+		for k, g := range found {
+			out[k] = g.vars[k].value
+		}
+	}
+	for k, d := range p.allVars {
+		if _, done := out[k]; !done {
+			out[k] = d.value
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
 // Resolve returns the hosts a name stands for, in file order, each once: a
 // host itself; a group's hosts, including those of its children, their
 // children and so on (a cycle of groups is harmless); or, for "all", every
-// host. Each Named holds its own copy of the target.
+// host. Each Named holds its own copy of the target and variables. For
+// patterns that combine names, see Select.
 func (inv *Inventory) Resolve(name string) ([]Named, error) {
+	want, ok := inv.members(name)
+	if !ok {
+		return nil, inv.unknown(name)
+	}
+	return inv.inFileOrder(want), nil
+}
+
+// members is the set of hosts name stands for (see Resolve); false if it
+// is neither "all", a host nor a group.
+func (inv *Inventory) members(name string) (map[string]bool, bool) {
 	want := make(map[string]bool)
 	switch {
 	case name == "all":
@@ -434,15 +629,24 @@ func (inv *Inventory) Resolve(name string) ([]Named, error) {
 		}
 		walk(name)
 	default:
-		return nil, fmt.Errorf("%w %q (groups: %s)", ErrUnknown, name, strings.Join(append([]string{"all"}, inv.order...), ", "))
+		return nil, false
 	}
+	return want, true
+}
+
+func (inv *Inventory) unknown(name string) error {
+	return fmt.Errorf("%w %q (groups: %s)", ErrUnknown, name, strings.Join(append([]string{"all"}, inv.order...), ", "))
+}
+
+// inFileOrder returns the hosts of want in file order.
+func (inv *Inventory) inFileOrder(want map[string]bool) []Named {
 	out := make([]Named, 0, len(want))
 	for _, h := range inv.hosts {
 		if want[h.name] {
-			out = append(out, Named{Name: h.name, Target: h.full.clone()})
+			out = append(out, h.named())
 		}
 	}
-	return out, nil
+	return out
 }
 
 // clone copies t deeply enough that changing the copy cannot change t.
@@ -452,4 +656,9 @@ func (t Target) clone() Target {
 		c[i].SSHOptions = slices.Clone(c[i].SSHOptions)
 	}
 	return c
+}
+
+// named is h as a Named, with copies of its target and variables.
+func (h *invHost) named() Named {
+	return Named{Name: h.name, Target: h.full.clone(), Vars: maps.Clone(h.allVars)}
 }

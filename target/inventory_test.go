@@ -133,11 +133,25 @@ func TestInventoryErrors(t *testing.T) {
 		{"[]\n", "line 1: header []: empty group name", false},
 		{"# c\n[web:hosts]\n", `line 2: header [web:hosts]: unknown section "hosts"`, false},
 		{"[we b]\n", `line 1: header [we b]: group name "we b"`, false},
-		{"\n\n[g]\nweb[1:3]\n", "line 4: host \"web[1:3]\": host ranges are not supported", false},
+		{"\n\n[g]\nweb[3:1]\n", `line 4: host "web[3:1]": range [3:1]: start 3 is after end 1`, false},
 		{"[g]\nweb1:2222\n", "line 2: host \"web1:2222\": give a port", false},
 		{"[g]\ntarget=ssh://x\n", "line 2: \"target=ssh://x\": a host line starts with the host's name", false},
 		{"[g]\nall\n", `line 2: "all" is reserved`, false},
-		{"[g]\nh1 foo=bar\n", `line 2: host h1: unknown setting "foo"`, false},
+		{"[g]\nh1 foo-bar=1\n", `line 2: host h1: variable name "foo-bar": want letters, digits and "_"`, false},
+		{"[g]\nh1 ansible_host=10.0.0.1\n", `line 2: host h1: ansible_host=: spindle reads no ansible_* variables`, false},
+		{"[g]\nh1 9lives=1\n", `line 2: host h1: variable name "9lives"`, false},
+		{"[g]\nh1 x=1 x=2\n", "line 2: host h1: x= given twice", false},
+		{"[g]\nh1 motd=\"hi there\n", `line 2: "h1 motd=\"hi there": unterminated " quote`, false},
+		{"[g]\nlocal\n", `line 2: "local" is a target`, false},
+		{"[local]\n", `line 1: header [local]: "local" is a target`, false},
+		{"[g]\nh target=ssh://{host}\n", "line 2: host h: target=ssh://{host}: the one placeholder is {name}", false},
+		{"[g]\nh[1:2] name=same\n", "line 2: host h[1:2]: name=same would give every host of the range one context name", false},
+		{"[g]\nh[1:2] target=ssh://x:0{name}\n", `line 2: target=ssh://x:0h1: bad port "0h1"`, true},
+		{"[g]\nh1\n[g:vars]\nx=1\nx=2\n", "line 5: [g:vars]: x= given twice (line 4)", false},
+		{"[all:vars]\nx=1\nx=2\n", "line 3: [all:vars]: x= given twice (line 2)", false},
+		{"[g]\nh1\n[g:vars]\ntarget=local\n", "line 4: [g:vars]: target= is a host's own setting", false},
+		{"[g]\nh1\n[g:vars]\n-x=1\n", `line 4: [g:vars]: variable name "-x"`, false},
+		{"[a]\nh\n[b]\nh\n[a:vars]\nx=1\n[b:vars]\nx=2\n", "line 2: host h: groups a (line 6) and b (line 8) give different x=; set x= on the host", false},
 		{"[g]\nh1 target\n", `line 2: host h1: "target": want KEY=VALUE`, false},
 		{"[g]\nh1 target=local target=local\n", "line 2: host h1: target= given twice", false},
 		{"[g]\nh1 name=\n", "line 2: host h1: name=: empty name", false},
@@ -146,7 +160,7 @@ func TestInventoryErrors(t *testing.T) {
 		{"[g]\nh1\nh1\n", "line 3: host h1 listed twice in [g]", false},
 		{"[g]\nh1 target=local\n[k]\nh1 target=local\n", "line 4: host h1 already has settings (line 2)", false},
 		{"[g]\nh1\n[g:vars]\nvia\n", `line 4: [g:vars]: "via": want KEY=VALUE`, false},
-		{"[g]\nh1\n[g:vars]\nansible_user=x\n", `line 4: [g:vars]: unknown setting "ansible_user" (want via)`, false},
+		{"[g]\nh1\n[g:vars]\nansible_user=x\n", `line 4: [g:vars]: ansible_user=: spindle reads no ansible_* variables`, false},
 		{"[g]\n[g:vars]\nvia=local\nvia=local\n", "line 4: [g:vars]: via= given twice (line 3)", false},
 		{"[all:vars]\nvia=local\nvia=local\n", "line 3: [all:vars]: via= given twice", false},
 		{"[g:vars]\nvia=ssh://x:0\n", `line 2: via=ssh://x:0: bad port "0"`, true},
@@ -235,7 +249,7 @@ h4
 
 func TestLoadInventory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hosts.ini")
-	if err := os.WriteFile(path, []byte("[web]\nweb1 target=ssh://web1\n[web:vars]\nbogus=1\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("[web]\nweb1 target=ssh://web1\n[web:vars]\nbogus-1=1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err := LoadInventory(path)
@@ -261,6 +275,7 @@ func FuzzParseInventory(f *testing.F) {
 	f.Add(testInventory)
 	f.Add(testInventory[:len(testInventory)/2])
 	f.Add("[a:children]\nb\n[b:children]\na\n[a]\nh via=local\n")
+	f.Add("[w]\nweb[01:10:3]-[a:c] target=local:{name} x=\"a b\"\n[w:vars]\ny = 'q'\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		inv, err := ParseInventory(strings.NewReader(s))
 		if err != nil {
@@ -277,6 +292,73 @@ func FuzzParseInventory(f *testing.F) {
 			if _, err := Parse(n.Target.String()); err != nil && len(n.Target) > 0 {
 				t.Fatalf("host %s: Parse(%q) = %v", n.Name, n.Target.String(), err)
 			}
+		}
+	})
+}
+
+// TestSampleInventory parses the inventory shipped in examples/, so that
+// it stays valid and means what its comments say.
+func TestSampleInventory(t *testing.T) {
+	inv, err := LoadInventory("../examples/inventory/hosts.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		pattern string
+		want    []string
+	}{
+		{"web", []string{"web01=ssh://ops@bastion.example.com/ssh://deploy@web01.example.com",
+			"web02=ssh://ops@bastion.example.com/ssh://deploy@web02.example.com",
+			"web03=ssh://ops@bastion.example.com/ssh://deploy@web03.example.com",
+			"web04=ssh://ops@bastion.example.com/ssh://deploy@web04.example.com",
+			"web-canary=ssh://ops@bastion.example.com/ssh://deploy@10.0.0.99:2222"}},
+		{"db:&prod:!dbb", []string{"dba=ssh://ops@bastion.example.com/ssh://jump.internal/ssh://dba.internal/sudo://postgres",
+			"dbc=ssh://ops@bastion.example.com/ssh://jump.internal/ssh://dbc.internal/sudo://postgres"}},
+		{"!prod", []string{"bastion=ssh://ops@bastion.example.com", "demo1=local:demo1", "demo2=local:demo2", "demo3=local:demo3"}},
+	}
+	for _, tt := range tests {
+		got, err := inv.Select(tt.pattern)
+		if err != nil || !reflect.DeepEqual(resolved(got), tt.want) {
+			t.Errorf("Select(%q) = %q, %v, want %q", tt.pattern, resolved(got), err, tt.want)
+		}
+	}
+	vars := map[string]map[string]string{
+		"web01":      {"role": "frontend", "port": "8080", "env": "prod", "region": "eu-west-1"},
+		"web-canary": {"role": "canary", "port": "8080", "env": "prod", "region": "eu-west-1"},
+		"dbb":        {"role": "database", "port": "80", "env": "prod", "region": "eu-west-1"},
+		"demo1":      {"GREETING": "hello", "region": "eu-west-1"},
+		"demo3":      {"GREETING": "hey", "region": "eu-west-1"},
+		"bastion":    {"region": "eu-west-1"},
+	}
+	for name, want := range vars {
+		if got, err := inv.Resolve(name); err != nil || !reflect.DeepEqual(got[0].Vars, want) {
+			t.Errorf("%s: Vars = %v, %v, want %v", name, got, err, want)
+		}
+	}
+}
+
+func FuzzSelect(f *testing.F) {
+	inv, err := ParseInventory(strings.NewReader(testInventory))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range []string{"web", "web:&prod", "prod:!db", "!db", "web,db", "w*", "all:!web?", "", "::", "web:!", "a[1:2]"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, pattern string) {
+		got, err := inv.Select(pattern)
+		if err != nil {
+			if !errors.Is(err, ErrPattern) && !errors.Is(err, ErrUnknown) {
+				t.Fatalf("Select(%q) = %v, neither ErrPattern nor ErrUnknown", pattern, err)
+			}
+			return
+		}
+		seen := make(map[string]bool)
+		for _, n := range got {
+			if seen[n.Name] {
+				t.Fatalf("Select(%q) = %q: %s twice", pattern, names(got), n.Name)
+			}
+			seen[n.Name] = true
 		}
 	})
 }

@@ -22,17 +22,34 @@ import (
 )
 
 const runUsage = `usage: spindle run [flags] MODULE.wasm [TASK] [-- ARGS...]
+       spindle run -i INVENTORY -t PATTERN --list-hosts
 
 Runs TASK of a reactor module, or a command module with ARGS, in each target.
 
 flags:
-  -t, --target T      where to run; repeatable; default "local". T is a
-                      target chain such as "local", "local:NAME",
-                      "ssh://user@host:port", "ssh://bastion/ssh://web1/sudo://root",
+  -t, --target T      where to run; repeatable, each target run once;
+                      default "local". A T that starts like a hop ("local",
+                      "local:NAME", "local?...", "METHOD://...") is a target
+                      chain: "ssh://user@host:port",
+                      "ssh://bastion/ssh://web1/sudo://root",
                       "docker://container", "kubectl://ns/pod" (see the
-                      target package docs), or a host or group name of the
-                      --inventory
-  -i, --inventory F   an inventory file of hosts and groups
+                      target package docs). Any other T is a host pattern
+                      of the --inventory: a host, a group, "all", a glob
+                      ("web*"), or terms joined by "," or ":", each "&" to
+                      intersect or "!" to exclude: "web:&prod", "web:!db",
+                      "!db" (every host but db's)
+  -i, --inventory F   an inventory file of hosts and groups (an example:
+                      examples/inventory/hosts.ini)
+  -l, --limit P       keep only the selected targets that the pattern P
+                      also names ("!web3" alone drops web3 and keeps the
+                      rest, target chains too); @FILE keeps those listed
+                      in FILE, one name a line (a --retry-file); repeatable
+  --list-hosts        print the selected names and their target chains, one
+                      a line (-v: their variables too; --json: JSON lines),
+                      and exit without starting anything; no MODULE needed
+  --retry-file FILE   after the run, write the names of the targets that
+                      failed or were unreachable to FILE (empty if none),
+                      to rerun them with --limit @FILE
   --parallel N        at most N targets at once (default 20)
   --input JSON        the task's input, as JSON (sent as msgpack); @FILE
                       reads it from a file, - from this process's stdin
@@ -57,6 +74,13 @@ flags:
                       64MiB; N in bytes or with a KiB, MiB or GiB suffix)
   --pooled            run on a warm instance (stateless reactor tasks)
 ` + connUsage + `
+
+An inventory host's variables (KEY=VALUE on its line, [GROUP:vars]) reach
+the task: a command module's environment holds them (--env overrides one);
+a reactor gets each as a field of its --input when that is a JSON object
+(the object's own fields win; --input '{}' passes the variables alone), and
+no other input is changed.
+
 Intermediate hops shared by several targets (a bastion) are started once:
 the fleet is a tree, and the module crosses each edge once.
 
@@ -87,6 +111,9 @@ module, the command's own exit status, as ssh does.
 type runOpts struct {
 	targets   []string
 	inventory string
+	limits    []string
+	listHosts bool
+	retryFile string
 	parallel  int
 	conn      connFlags // --ssh-config, --connect-timeout, --host-key-checking, -K, -v
 	inputRaw  *string
@@ -140,6 +167,15 @@ func parseRunArgs(args []string) (*runOpts, error) {
 			}
 		case "i", "inventory":
 			o.inventory, err = needVal()
+		case "l", "limit":
+			var v string
+			if v, err = needVal(); err == nil {
+				o.limits = append(o.limits, v)
+			}
+		case "list-hosts":
+			o.listHosts = true
+		case "retry-file":
+			o.retryFile, err = needVal()
 		case "parallel":
 			var v string
 			if v, err = needVal(); err == nil {
@@ -220,7 +256,9 @@ func parseRunArgs(args []string) (*runOpts, error) {
 	}
 	switch len(pos) {
 	case 0:
-		return nil, errors.New("no module given")
+		if !o.listHosts {
+			return nil, errors.New("no module given")
+		}
 	case 1:
 		o.module = pos[0]
 	case 2:
@@ -234,6 +272,9 @@ func parseRunArgs(args []string) (*runOpts, error) {
 	if len(o.targets) == 0 {
 		if o.inventory != "" {
 			return nil, fmt.Errorf("--inventory %s: name its hosts or groups with -t (-t all for every host)", o.inventory)
+		}
+		if len(o.limits) > 0 {
+			return nil, errors.New("--limit narrows what -t selects: give -t too")
 		}
 		o.targets = []string{"local"}
 	}
@@ -350,45 +391,6 @@ func parseTimeout(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// resolveTargets expands each -t into named targets: a target chain as it
-// is, or an inventory host or group.
-func resolveTargets(specs []string, inventoryPath string) ([]target.Named, error) {
-	var inv *target.Inventory
-	if inventoryPath != "" {
-		var err error
-		if inv, err = target.LoadInventory(inventoryPath); err != nil {
-			return nil, err
-		}
-	}
-	var out []target.Named
-	seen := map[string]bool{}
-	add := func(nts ...target.Named) {
-		for _, nt := range nts {
-			if !seen[nt.Name] { // -t web -t web1: web1 once
-				seen[nt.Name] = true
-				out = append(out, nt)
-			}
-		}
-	}
-	for _, spec := range specs {
-		t, perr := target.Parse(spec)
-		if perr == nil {
-			add(target.Named{Name: spec, Target: t})
-			continue
-		}
-		if inv != nil && !strings.Contains(spec, ":") {
-			named, err := inv.Resolve(spec)
-			if err != nil {
-				return nil, err
-			}
-			add(named...)
-			continue
-		}
-		return nil, perr
-	}
-	return out, nil
-}
-
 // runLine is one target's outcome in --json mode.
 type runLine struct {
 	Target   string    `json:"target"`
@@ -426,7 +428,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: %v\nsee spindle run -h\n", err)
 		return 2
 	}
+	if o.listHosts {
+		return listHosts(o, stdout, stderr)
+	}
 	var input []byte
+	var inputObj map[string]any // --input, when it is an object: the hosts' variables join it
 	if o.inputRaw != nil {
 		input = []byte(*o.inputRaw)
 	}
@@ -441,12 +447,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v\n", err)
 			return 2
 		}
+		inputObj, _ = v.(map[string]any)
 		if input, err = msgpack.Marshal(v); err != nil {
 			fmt.Fprintf(stderr, "spindle run: --input: %v\n", err)
 			return 2
 		}
 	}
-	targets, err := resolveTargets(o.targets, o.inventory)
+	targets, err := selectTargets(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
@@ -459,6 +466,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := checkModule(o, wasm); err != nil {
 		fmt.Fprintf(stderr, "spindle run: %s: %v\n", o.module, err)
 		return 2
+	}
+	vars, err := varsFor(targets, wasm, o.env, input, inputObj)
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 2
+	}
+	if len(targets) == 0 {
+		fmt.Fprintln(stderr, "spindle run: no targets matched; nothing to do")
+		if o.retryFile != "" {
+			writeRetryFile(o.retryFile, nil, stderr)
+		}
+		return 0
 	}
 	var stdinData []byte
 	switch o.stdin {
@@ -530,6 +549,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages, OutputBytes: o.outBytes}}
+			t.Env, t.Input = vars[i].env, vars[i].input
 			var out, errOut *capBuffer
 			switch {
 			case single:
@@ -582,6 +602,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if len(lines) > 1 {
 		fmt.Fprintf(stderr, "%d targets: %d ok, %d failed, %d unreachable in %s\n",
 			len(lines), r.ok, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond))
+	}
+	if o.retryFile != "" {
+		writeRetryFile(o.retryFile, lines, stderr)
 	}
 	switch {
 	case ctx.Err() != nil:

@@ -254,7 +254,7 @@ remote
 		}
 		names = append(names, l.Target)
 	}
-	slices.Sort(names) // in the order they finished
+	slices.Sort(names) // the lines come in the order the targets finished
 	if got := strings.Join(names, ","); got != "r1,web1,web2" {
 		t.Errorf("targets = %s, want r1,web1,web2", got)
 	}
