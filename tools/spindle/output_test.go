@@ -46,6 +46,12 @@ func TestRunJSONCarriesGuestOutput(t *testing.T) {
 		}
 	}
 
+	// The table's rows say FAILED for a non-zero exit, as the recap counts.
+	code, out, errs = runCmd(t, "run", "-t", "local", "-t", "local:a", cmd, "--", "one", "two")
+	if code != exitCIFailed || strings.Count(out, " FAILED  exit 2\n") != 2 || !strings.Contains(errs, "2 targets: 0 ok, 2 failed") {
+		t.Errorf("table = %d:\n%s\n%s", code, out, errs)
+	}
+
 	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
 	code, out, errs = runCmd(t, "run", "--json", bad, "stdout_flood", "--input", `{"n": 100000}`)
 	if code != 0 {

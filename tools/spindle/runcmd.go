@@ -650,6 +650,9 @@ func printLine(w io.Writer, l runLine, out string) {
 		}
 		if l.ExitCode != nil {
 			detail = strings.TrimSpace(detail + fmt.Sprintf(" exit %d", *l.ExitCode))
+			if *l.ExitCode != 0 {
+				status = "FAILED" // as the recap counts it
+			}
 		}
 	} else {
 		status = "FAILED"
