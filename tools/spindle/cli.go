@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -17,13 +18,14 @@ import (
 
 // usages is each subcommand's usage text, for spindle help.
 var usages = map[string]string{
-	"run":      runUsage,
-	"ci":       ciUsage,
-	"ci bench": ciBenchUsage,
-	"tree":     treeUsage,
-	"bench":    benchUsage,
-	"version":  versionUsage,
-	"help":     helpUsage,
+	"run":        runUsage,
+	"ci":         ciUsage,
+	"ci bench":   ciBenchUsage,
+	"tree":       treeUsage,
+	"bench":      benchUsage,
+	"version":    versionUsage,
+	"help":       helpUsage,
+	"completion": completionUsage,
 }
 
 const helpUsage = `usage: spindle help [COMMAND]
@@ -103,3 +105,65 @@ func errNoArgs(pos []string) error {
 
 // isHelp reports whether err is the flag package's -h.
 func isHelp(err error) bool { return errors.Is(err, flag.ErrHelp) }
+
+const completionUsage = `usage: spindle completion bash
+
+Prints a bash completion script for spindle's commands and flags, taken
+from their usage texts. Load it with
+  source <(spindle completion bash)
+or write it to /etc/bash_completion.d/spindle.
+`
+
+// flagsOf lists the flags a usage text documents, in order: every
+// "-x" and "--name" at the start of one of its indented lines (and after
+// a comma there, as in "-t, --target").
+func flagsOf(text string) []string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		names := f[:1]
+		if strings.HasSuffix(f[0], ",") && len(f) > 1 { // "-t, --target T"
+			names = f[:2]
+		}
+		for _, w := range names {
+			w, _, _ = strings.Cut(strings.TrimSuffix(w, ","), "=")
+			if len(w) > 1 && !slices.Contains(out, w) {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// cmdCompletion prints the bash completion script.
+func cmdCompletion(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help"):
+		fmt.Fprint(stdout, completionUsage)
+		return 0
+	case len(args) != 1 || args[0] != "bash":
+		return usageError(stderr, "completion", fmt.Errorf("%q: bash is the one shell supported", strings.Join(args, " ")))
+	}
+	names := make([]string, 0, len(usages))
+	for n := range usages {
+		if !strings.Contains(n, " ") {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("# bash completion for spindle (spindle completion bash)\n_spindle() {\n")
+	b.WriteString("\tlocal cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} words\n")
+	b.WriteString("\tif [ \"$COMP_CWORD\" -eq 1 ]; then words=\"" + strings.Join(names, " ") + "\"\n")
+	b.WriteString("\telse\n\t\tcase $cmd in\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "\t\t%s) words=%q ;;\n", n, strings.Join(flagsOf(usages[n]), " "))
+	}
+	b.WriteString("\t\tesac\n\t\tcase $cur in -*) ;; *) COMPREPLY=($(compgen -f -- \"$cur\")); return ;; esac\n\tfi\n")
+	b.WriteString("\tCOMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n}\ncomplete -F _spindle spindle\n")
+	fmt.Fprint(stdout, b.String())
+	return 0
+}

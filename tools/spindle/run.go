@@ -22,6 +22,7 @@ commands:
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
   version the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
   help    spindle help COMMAND: the usage of a command (as spindle COMMAND -h)
+  completion  spindle completion bash: a bash completion script
 `
 
 const treeUsage = `usage: spindle tree [--depth N] [--width N] [-v]
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "ci":
 		return cmdCI(args[1:], stdout, stderr)
+	case "completion":
+		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		return cmdHelp(args[1:], stdout, stderr)
 	case "version", "--version":

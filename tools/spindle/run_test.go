@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -177,5 +178,30 @@ func TestVersion(t *testing.T) {
 				t.Errorf("spindle %s lacks %q:\n%s", arg, want, out)
 			}
 		}
+	}
+}
+
+// TestCompletion sources the bash completion script in a real bash and
+// completes a command, a flag of run, and a flag of ci.
+func TestCompletion(t *testing.T) {
+	code, script, errs := runCmd(t, "completion", "bash")
+	if code != 0 {
+		t.Fatalf("spindle completion bash = %d: %s", code, errs)
+	}
+	for _, tt := range []struct{ words, want string }{
+		{"spindle ru", "run"},
+		{"spindle run --output-b", "--output-bytes"},
+		{"spindle ci --no-s", "--no-sandbox"},
+		{"spindle run -K", "-K"},
+	} {
+		words := strings.Fields(tt.words)
+		prog := script + fmt.Sprintf("\nCOMP_WORDS=(%s); COMP_CWORD=%d; _spindle; echo \"${COMPREPLY[*]}\"\n", tt.words, len(words)-1)
+		out, err := exec.Command("bash", "-c", prog).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != tt.want {
+			t.Errorf("completing %q = %q (%v), want %q", tt.words, out, err, tt.want)
+		}
+	}
+	if code, _, _ := runCmd(t, "completion", "zsh"); code != 2 {
+		t.Errorf("spindle completion zsh = %d, want 2", code)
 	}
 }
