@@ -87,12 +87,29 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		if len(rest) == 0 {
 			return pos, nil
 		}
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+		if endedByDashes(fs, args[:len(args)-len(rest)]) {
 			return append(pos, rest...), nil
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// endedByDashes reports whether the parse of done (the arguments fs took)
+// stopped at a "--" that ends the flags, not at one that was a flag's
+// value (--input-raw --).
+func endedByDashes(fs *flag.FlagSet, done []string) bool {
+	n := len(done)
+	if n == 0 || done[n-1] != "--" {
+		return false
+	}
+	if n >= 2 && strings.HasPrefix(done[n-2], "-") && !strings.Contains(done[n-2], "=") {
+		if f := fs.Lookup(strings.TrimLeft(done[n-2], "-")); f != nil {
+			b, ok := f.Value.(interface{ IsBoolFlag() bool })
+			return ok && b.IsBoolFlag() // a bool takes no value: the "--" ended the flags
+		}
+	}
+	return true
 }
 
 // errNoArgs is the error for positional arguments a command takes none of.

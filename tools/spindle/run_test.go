@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -203,5 +204,28 @@ func TestCompletion(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "completion", "zsh"); code != 2 {
 		t.Errorf("spindle completion zsh = %d, want 2", code)
+	}
+}
+
+// TestParseFlags: flags anywhere among the positionals; "--" ends them
+// unless it is a flag's value.
+func TestParseFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		pos, s  string
+		verbose bool
+	}{
+		{[]string{"a", "-s", "x", "b"}, "a b", "x", false},
+		{[]string{"a", "--", "-s", "x"}, "a -s x", "", false},
+		{[]string{"-s", "--", "a", "-v"}, "a", "--", true},
+		{[]string{"-v", "--", "-s"}, "-s", "", true},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		s := fs.String("s", "", "")
+		v := fs.Bool("v", false, "")
+		pos, err := parseFlags(fs, tt.args)
+		if err != nil || strings.Join(pos, " ") != tt.pos || *s != tt.s || *v != tt.verbose {
+			t.Errorf("parseFlags(%q) = %q, -s %q, -v %v, %v; want %q, %q, %v", tt.args, pos, *s, *v, err, tt.pos, tt.s, tt.verbose)
+		}
 	}
 }
