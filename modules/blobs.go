@@ -252,51 +252,23 @@ var errLargeBlob = fmt.Errorf("%w: too large for a batch", errNotFetched)
 // fetchOneRound asks the parent once for the blobs of fs and finishes every
 // flight: with the blob, ErrNotFound, errLargeBlob, or errNotFetched.
 func (s *Service) fetchOneRound(ctx context.Context, parent uint32, fs []*flight) {
-	byHash := make(map[string]*flight, len(fs))
-	hashes := make([]string, len(fs))
-	for i, f := range fs {
-		byHash[f.h], hashes[i] = f, f.h
-	}
-	done := func(h string, b []byte, err error) {
-		if f := byHash[h]; f != nil {
-			delete(byHash, h)
-			s.finish(f, b, err)
-		}
-	}
-	defer func() { // nothing may be left waiting
-		for h := range byHash {
-			done(h, nil, errNotFetched)
-		}
-	}()
+	fl := s.flights(fs)
+	defer fl.abandon(func(string) error { return errNotFetched }) // nothing may be left waiting
 	// A flight started just after another one finished finds the blob.
-	for _, h := range hashes {
-		if b, ok := s.st.Get(h); ok {
-			done(h, b, nil)
+	var pending []string
+	for _, f := range fs {
+		if b, ok := s.st.Get(f.h); ok {
+			fl.done(f.h, b, nil)
+		} else {
+			pending = append(pending, f.h)
 		}
 	}
 	call := func(ctx context.Context, hashes []string) (*wire.Blobs, error) {
 		return s.callBlobs(ctx, parent, wire.HandleGetBlobs, hashes)
 	}
-	pending := make([]string, 0, len(byHash))
-	for _, h := range hashes {
-		if byHash[h] != nil {
-			pending = append(pending, h)
-		}
-	}
+	done := fl.done
 	left, err := exchange(ctx, pending, 1, call, func(h string, b []byte, kind int) {
-		switch kind {
-		case gotBlob:
-			if err := s.st.PutVerified(h, b); err != nil {
-				done(h, nil, err)
-				return
-			}
-			s.noteFetched(0, 1, int64(len(b)))
-			done(h, b, nil)
-		case missingBlob:
-			done(h, nil, fmt.Errorf("%w: no context up the tree from %d has blob %s", ErrNotFound, s.r.ID(), short(h)))
-		case largeBlob:
-			done(h, nil, errLargeBlob)
-		}
+		s.fetched(h, b, kind, done, func(h string) { done(h, nil, errLargeBlob) })
 	})
 	for _, h := range left {
 		if err != nil {
@@ -404,21 +376,11 @@ func hashesOf(ws []want) []string {
 // fetchBatches fetches the blobs of own from the parent and finishes their
 // flights, every one, whatever happens.
 func (s *Service) fetchBatches(ctx context.Context, parent uint32, own []want, fs []*flight) {
-	byHash := make(map[string]*flight, len(own))
-	for i, w := range own {
-		byHash[w.h] = fs[i]
-	}
-	done := func(h string, b []byte, err error) {
-		if f := byHash[h]; f != nil {
-			delete(byHash, h)
-			s.finish(f, b, err)
-		}
-	}
-	defer func() { // nothing may be left waiting
-		for h := range byHash {
-			done(h, nil, fmt.Errorf("modules: fetch %s from context %d: abandoned", short(h), parent))
-		}
-	}()
+	fl := s.flights(fs)
+	done := fl.done
+	defer fl.abandon(func(h string) error { // nothing may be left waiting
+		return fmt.Errorf("modules: fetch %s from context %d: abandoned", short(h), parent)
+	})
 	one := func(h string) {
 		b, err := s.fetchOne(ctx, parent, h)
 		done(h, b, err)
@@ -433,19 +395,7 @@ func (s *Service) fetchBatches(ctx context.Context, parent uint32, own []want, f
 	for _, batch := range batches {
 		var large []string
 		left, err := exchange(ctx, hashesOf(batch), 0, call, func(h string, b []byte, kind int) {
-			switch kind {
-			case gotBlob:
-				if err := s.st.PutVerified(h, b); err != nil {
-					done(h, nil, err)
-					return
-				}
-				s.noteFetched(0, 1, int64(len(b)))
-				done(h, b, nil)
-			case missingBlob:
-				done(h, nil, fmt.Errorf("%w: no context up the tree from %d has blob %s", ErrNotFound, s.r.ID(), short(h)))
-			case largeBlob:
-				large = append(large, h)
-			}
+			s.fetched(h, b, kind, done, func(h string) { large = append(large, h) })
 		})
 		for _, h := range left {
 			done(h, nil, fmt.Errorf("modules: fetch %s from context %d: %w", short(h), parent, err))
@@ -453,6 +403,55 @@ func (s *Service) fetchBatches(ctx context.Context, parent uint32, own []want, f
 		for _, h := range large {
 			one(h)
 		}
+	}
+}
+
+// flightSet is the flights one fetch owns, by hash; each is finished once.
+// It is used by the fetch's own goroutine only.
+type flightSet struct {
+	s      *Service
+	byHash map[string]*flight
+}
+
+func (s *Service) flights(fs []*flight) *flightSet {
+	fl := &flightSet{s: s, byHash: make(map[string]*flight, len(fs))}
+	for _, f := range fs {
+		fl.byHash[f.h] = f
+	}
+	return fl
+}
+
+// done finishes h's flight, if it is still open.
+func (fl *flightSet) done(h string, b []byte, err error) {
+	if f := fl.byHash[h]; f != nil {
+		delete(fl.byHash, h)
+		fl.s.finish(f, b, err)
+	}
+}
+
+// abandon finishes every flight still open with the error why gives.
+func (fl *flightSet) abandon(why func(h string) error) {
+	for h := range fl.byHash {
+		fl.done(h, nil, why(h))
+	}
+}
+
+// fetched takes one answer of the parent to a GET_BLOBS: a blob is stored
+// (verified) and its flight finished, a hash missing up the tree finishes
+// with ErrNotFound, and one named large goes to large.
+func (s *Service) fetched(h string, b []byte, kind int, done func(string, []byte, error), large func(string)) {
+	switch kind {
+	case gotBlob:
+		if err := s.st.PutVerified(h, b); err != nil {
+			done(h, nil, err)
+			return
+		}
+		s.noteFetched(0, 1, int64(len(b)))
+		done(h, b, nil)
+	case missingBlob:
+		done(h, nil, fmt.Errorf("%w: no context up the tree from %d has blob %s", ErrNotFound, s.r.ID(), short(h)))
+	case largeBlob:
+		large(h)
 	}
 }
 
