@@ -3,10 +3,8 @@ package spindle_test
 import (
 	"errors"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,47 +67,12 @@ func TestSSHConfigFile(t *testing.T) {
 	}
 }
 
-// silentServer accepts TCP connections and never says a word; it stops
-// when the test ends.
-func silentServer(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestConnectTimeoutSilentServer: an ssh hop to a server that accepts and
 // never answers ends at about its connect timeout, as the fleet's default
 // or as the hop's own, with an error that says it timed out.
 func TestConnectTimeoutSilentServer(t *testing.T) {
 	testutil.VerifyNone(t)
-	port := silentServer(t)
+	port := testutil.SilentServer(t)
 	ctx := testContext(t)
 	m, _ := newMaster(t, spindle.Config{CacheDir: "-"})
 	fl := spindle.NewFleet(m)

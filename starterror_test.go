@@ -2,12 +2,10 @@ package spindle_test
 
 import (
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,42 +14,6 @@ import (
 	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/target"
 )
-
-// silentListener accepts connections on loopback and never says a word:
-// an sshd that hangs before its banner. It closes, with every connection
-// it accepted, when the test ends.
-func silentListener(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // sshHop is a hop to the test sshd as root with its key and known hosts,
 // batch mode, no agent; known overrides the known_hosts file.
@@ -71,7 +33,7 @@ func TestStartErrorClasses(t *testing.T) {
 	requireRoot(t)
 	testutil.VerifyNone(t)
 	s := testutil.StartSSHD(t)
-	silent := silentListener(t)
+	silent := testutil.SilentServer(t)
 	ctx := testContext(t)
 	m, _ := newMaster(t, spindle.Config{CacheDir: "-"})
 	port := strconv.Itoa(s.Port)

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,33 +215,7 @@ func TestRunSSHFlagsVerbose(t *testing.T) {
 // a server that accepts and never answers, in spindle run and spindle ci.
 func TestConnectTimeoutFlag(t *testing.T) {
 	testutil.VerifyNone(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		l.Close()
-		<-accepted
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	silent := "ssh://nobody@127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	silent := "ssh://nobody@127.0.0.1:" + strconv.Itoa(testutil.SilentServer(t))
 	hello, _, _ := cliModules(t)
 	start := time.Now()
 	code, out, errs := cli(t, "run", "--connect-timeout", "2s", "--host-key-checking", "no", "-t", silent, hello, "hello")
