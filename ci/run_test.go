@@ -84,7 +84,10 @@ func (e *env) job(yaml string) *ci.File {
 
 func (e *env) run(f *ci.File, opts ci.Options) *ci.Summary {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A guard against a hang, not a timing: a run that compiles its
+	// modules afresh in three contexts under -race on a loaded 2-core
+	// machine took up to 120 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	return e.runCtx(ctx, f, opts)
 }
