@@ -286,6 +286,10 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		se.Hint = hintFor(se.Class, se.Detail, spec.req)
 		if inner, ok := err.(*StartError); ok {
 			se.Err = inner.Err
+		} else if exitedEarly.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The deadline was our own cut when the transport exited:
+			// the cause is the stream's end, not a timeout.
+			se.Err = fmt.Errorf("%w: the child exited (%v)", io.ErrUnexpectedEOF, err)
 		}
 		n.log.Info("child start failed", "child", name, "transport", spec.label, "pid", cmd.Process.Pid, "status", c.status, "err", err)
 		return nil, se

@@ -240,7 +240,8 @@ func TestStdoutFloodBounded(t *testing.T) {
 				if i%2 == 1 {
 					on = sib
 				}
-				_, errs[i] = on.Run(ctx, spindle.Task{Module: bad, Task: "stdout_flood", Input: mustPack(t, map[string]int{"n": each}), Stdout: &ws[i]})
+				_, errs[i] = on.Run(ctx, spindle.Task{Module: bad, Task: "stdout_flood", Input: mustPack(t, map[string]int{"n": each}), Stdout: &ws[i],
+					Limits: spindle.Limits{Timeout: 3 * time.Minute}}) // 8 slow writers on 2 cores under -race
 			}()
 		}
 		wg.Wait()
