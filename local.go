@@ -27,6 +27,10 @@ import (
 // broker: its value is the file descriptor of the stream to the parent.
 const childEnv = "SPINDLE_CHILD_FD"
 
+// socketBuffer is the send buffer asked for on each end of a local child's
+// socketpair (the kernel caps it at net.core.wmem_max).
+const socketBuffer = 4 << 20
+
 // childFD is the descriptor number of the socketpair end a local child gets.
 const childFD = 3
 
@@ -164,6 +168,9 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, failed(ClassOther, "socketpair: "+err.Error(), err)
+		}
+		for _, fd := range fds {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
 		}
 		parentEnd := os.NewFile(uintptr(fds[0]), "spindle-parent")
 		childEnd = os.NewFile(uintptr(fds[1]), "spindle-child")

@@ -111,6 +111,7 @@ func (n *node) sink(_ context.Context, _ *CallInfo, args []byte) (any, error) {
 				return
 			}
 			got += int64(len(m.Body))
+			m.Release()
 		}
 		body, _ := msgpack.Marshal(got)
 		_ = n.r.SendTo(ctx, a.Ack, wire.EncMsgpack, body)

@@ -89,19 +89,59 @@ type Stream struct {
 		err  error
 	}
 
-	mu      sync.Mutex
-	writing bool          // guarded by mu: the writer goroutine or a direct Send holds the right to write
-	queue   net.Buffers   // guarded by mu: frames waiting for the writer
-	queued  int           // guarded by mu: bytes in queue plus bytes being written
-	space   chan struct{} // guarded by mu: made by a blocked sender, closed by the writer when it frees space
-	idle    chan struct{} // guarded by mu: made by Flush, closed by the writer when queued reaches 0
-	err     error         // guarded by mu: the first error that killed the stream
-	written uint64        // guarded by mu: bytes the writer has handed to the pipe so far
+	mu       sync.Mutex
+	writing  bool          // guarded by mu: the writer goroutine or a direct Send holds the right to write
+	queue    net.Buffers   // guarded by mu: frames waiting for the writer
+	queued   int           // guarded by mu: bytes in queue plus bytes being written
+	space    chan struct{} // guarded by mu: made by a blocked sender, closed by the writer when it frees space
+	idle     chan struct{} // guarded by mu: made by Flush, closed by the writer when queued reaches 0
+	err      error         // guarded by mu: the first error that killed the stream
+	written  uint64        // guarded by mu: bytes the writer has handed to the pipe so far
+	accepted uint64        // guarded by mu: bytes accepted for writing so far (written, queued or being written)
+	// pooled holds the pooled bodies queued by reference (wire.Message.Detach),
+	// oldest first, each with the value accepted reached once its last byte
+	// was accepted: written passing it means the body is out and its buffer
+	// goes back to the pool. Guarded by mu.
+	pooled []pooledBody
 	// postWatch, when set, fires StallTimeout after a Post found bytes
 	// waiting; postMark is written at that moment. Both guarded by mu.
 	postWatch *Timer
 	postMark  uint64
 	closeErr  sync.Once
+}
+
+// pooledBody is a pooled buffer queued for writing, released once the bytes up
+// to end have been written.
+type pooledBody struct {
+	buf *wire.Buffer
+	end uint64
+}
+
+// acceptLocked counts n bytes accepted for writing, the last of them buf's
+// body if buf is not nil.
+func (s *Stream) acceptLocked(n int, buf *wire.Buffer) {
+	s.accepted += uint64(n)
+	if buf != nil {
+		s.pooled = append(s.pooled, pooledBody{buf: buf, end: s.accepted})
+	}
+}
+
+// wroteLocked counts n more bytes written and releases the pooled bodies
+// that are now wholly out.
+func (s *Stream) wroteLocked(n int) {
+	s.written += uint64(n)
+	i := 0
+	for i < len(s.pooled) && s.pooled[i].end <= s.written {
+		s.pooled[i].buf.Release()
+		s.pooled[i] = pooledBody{}
+		i++
+	}
+	if i > 0 {
+		s.pooled = s.pooled[i:]
+		if len(s.pooled) == 0 {
+			s.pooled = s.pooled[:0:0] // let the array go rather than creep along it
+		}
+	}
 }
 
 func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
@@ -160,17 +200,20 @@ func (s *Stream) Queued() int {
 }
 
 // Send queues m for writing. It takes ownership of m.Body, which must not be
-// changed afterwards. It blocks while the write queue is over its bound, until
+// changed afterwards. A pooled body (see wire.Message.Release) is given back
+// to its pool once written. It blocks while the write queue is over its bound, until
 // there is room, ctx is done, or the stream closes; on a closed stream it
 // returns the stream's terminal error.
 func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 	var frame []byte
 	var body []byte
+	var buf *wire.Buffer
 	if len(m.Body) <= copyLimit {
 		frame = m.AppendFrame(make([]byte, 0, wire.HeaderLen+len(m.Body)))
 	} else {
 		frame = m.AppendHeader(make([]byte, 0, wire.HeaderLen))
 		body = m.Body
+		buf = m.Detach()
 	}
 	n := len(frame) + len(body)
 	var stall *time.Timer
@@ -213,6 +256,7 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		}
 		s.mu.Lock()
 	}
+	s.acceptLocked(n, buf)
 	if s.queued == 0 && !s.writing && s.raw != nil {
 		return s.sendDirectLocked(frame, body)
 	}
@@ -249,6 +293,7 @@ func (s *Stream) Post(m *wire.Message) error {
 	}
 	s.queue = append(s.queue, frame)
 	s.queued += len(frame)
+	s.acceptLocked(len(frame), nil)
 	s.mu.Unlock()
 	s.wakeWriter()
 	return nil
@@ -319,7 +364,7 @@ func (s *Stream) sendDirectLocked(frame, body []byte) error {
 	d.bufs[0], d.bufs[1], d.iov = nil, nil, nil
 	s.mu.Lock()
 	s.writing = false
-	s.written += uint64(n)
+	s.wroteLocked(n)
 	if err != nil {
 		s.mu.Unlock()
 		err = fmt.Errorf("broker: write stream %s: %w", s.cfg.Name, err)
@@ -505,7 +550,7 @@ func (s *Stream) writeLoop() {
 		s.mu.Lock()
 		s.writing = false
 		s.queued -= n
-		s.written += uint64(n)
+		s.wroteLocked(n)
 		if len(s.queue) > 0 {
 			s.wakeWriter()
 		}

@@ -71,6 +71,8 @@ type Message struct {
 	Handle  uint32 // handle in the destination context
 	ReplyTo uint32 // handle for the reply; 0 = none; IsDead marks a dead message
 	Body    []byte
+
+	buf *Buffer // the pooled buffer behind Body, if any (see Release)
 }
 
 // IsDead reports whether m is a dead message (an error notice that must
@@ -143,7 +145,8 @@ func ParseHeader(b []byte, max uint32) (Header, error) {
 
 // ReadMessage reads one frame from r. hdr is scratch space of at least
 // HeaderLen bytes (so a reader loop allocates only bodies). The body length is
-// checked against max before the body is allocated. io.EOF is returned only
+// checked against max before the body is allocated; a body of PoolMin bytes
+// or more comes from the pool (see Message.Release). io.EOF is returned only
 // when r ends cleanly between frames; a frame cut short gives
 // io.ErrUnexpectedEOF.
 func ReadMessage(r io.Reader, hdr []byte, max uint32) (*Message, error) {
@@ -156,9 +159,14 @@ func ReadMessage(r io.Reader, hdr []byte, max uint32) (*Message, error) {
 		return nil, err
 	}
 	m := &Message{Enc: h.Enc, Dst: h.Dst, Src: h.Src, Auth: h.Auth, Handle: h.Handle, ReplyTo: h.ReplyTo}
-	if h.Length > 0 {
+	if h.Length >= PoolMin {
+		m.buf, m.Body = getBuffer(int(h.Length))
+	} else if h.Length > 0 {
 		m.Body = make([]byte, h.Length)
+	}
+	if h.Length > 0 {
 		if _, err := io.ReadFull(r, m.Body); err != nil {
+			m.Release()
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
