@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,6 +65,22 @@ const (
 	// writeChunk bounds one write when much is queued, so a peer that reads
 	// slowly still shows progress to waiting senders (StallTimeout).
 	writeChunk = 1 << 20
+	// While the reader holds more frames than the one it is handing over,
+	// the stream is corked: frames sent meanwhile (typically the replies to
+	// those frames) are queued without waking the writer, and go out
+	// together in one writev when the reader runs dry. A corked frame waits
+	// at most corkHold, and the writer is woken once corkBytes are waiting.
+	corkBytes = 64 << 10
+	corkHold  = 200 * time.Microsecond
+	// burstGap: a small frame sent within this long of the end of the
+	// previous write, with no frame read from the peer in between, is
+	// part of a burst (calls pipelined by one goroutine): it goes to the
+	// writer goroutine, which writes what piles up meanwhile in one writev,
+	// instead of costing a syscall of its own. A frame sent after the
+	// peer's answer (a round trip at a time) or after a pause keeps the
+	// direct path, and so does a large body, whose write costs more than its
+	// syscall.
+	burstGap = 50 * time.Microsecond
 )
 
 // Stream is a framed, bidirectional connection to one peer. All methods are
@@ -103,6 +120,16 @@ type Stream struct {
 	// was accepted: written passing it means the body is out and its buffer
 	// goes back to the pool. Guarded by mu.
 	pooled []pooledBody
+	// corked is set by the reader while it has more frames in hand (see
+	// corkBytes). Guarded by mu. corkTimer, made and owned by the reader,
+	// bounds how long a corked frame waits.
+	corked    bool
+	corkTimer *time.Timer
+	// lastWrite is when the last write ended, and readsAtWrite the frames
+	// read by then (see burstGap). Guarded by mu.
+	lastWrite    time.Time
+	readsAtWrite uint64
+	reads        atomic.Uint64 // frames read so far
 	// postWatch, when set, fires StallTimeout after a Post found bytes
 	// waiting; postMark is written at that moment. Both guarded by mu.
 	postWatch *Timer
@@ -231,6 +258,9 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 			s.space = make(chan struct{})
 		}
 		space := s.space
+		if s.corked {
+			s.wakeWriter() // the room is made by writing what is held
+		}
 		s.mu.Unlock()
 		var stalled <-chan time.Time
 		if s.cfg.StallTimeout > 0 {
@@ -257,7 +287,7 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		s.mu.Lock()
 	}
 	s.acceptLocked(n, buf)
-	if s.queued == 0 && !s.writing && s.raw != nil {
+	if s.queued == 0 && !s.writing && !s.corked && s.raw != nil && !s.burstLocked(body == nil) {
 		return s.sendDirectLocked(frame, body)
 	}
 	s.queue = append(s.queue, frame)
@@ -265,9 +295,49 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 		s.queue = append(s.queue, body)
 	}
 	s.queued += n
+	hold := s.corked && s.queued < corkBytes
 	s.mu.Unlock()
-	s.wakeWriter()
+	if !hold {
+		s.wakeWriter()
+	}
 	return nil
+}
+
+// burstLocked reports whether a frame sent now is part of a burst (see
+// burstGap).
+func (s *Stream) burstLocked(small bool) bool {
+	return small && s.readsAtWrite == s.reads.Load() && time.Since(s.lastWrite) < burstGap
+}
+
+// setCork corks or uncorks the stream (see corkBytes); uncorking hands what
+// is held to the writer. Called by the reader only.
+func (s *Stream) setCork(on bool) {
+	s.mu.Lock()
+	s.corked = on
+	held := !on && len(s.queue) > 0
+	s.mu.Unlock()
+	if on {
+		s.corkTimer.Reset(corkHold)
+		return
+	}
+	s.corkTimer.Stop()
+	if held {
+		s.wakeWriter()
+	}
+}
+
+// corkExpired runs corkHold after the stream was corked: what is held goes
+// to the writer, and the clock restarts while the reader stays corked.
+func (s *Stream) corkExpired() {
+	s.mu.Lock()
+	corked, held := s.corked, len(s.queue) > 0
+	if corked {
+		s.corkTimer.Reset(corkHold)
+	}
+	s.mu.Unlock()
+	if held {
+		s.wakeWriter()
+	}
 }
 
 // Post queues m for writing without waiting for room in the queue, so it
@@ -362,9 +432,11 @@ func (s *Stream) sendDirectLocked(frame, body []byte) error {
 		rest = trimWritten(append(net.Buffers(nil), d.iov...), n)
 	}
 	d.bufs[0], d.bufs[1], d.iov = nil, nil, nil
+	end := time.Now()
 	s.mu.Lock()
 	s.writing = false
 	s.wroteLocked(n)
+	s.lastWrite, s.readsAtWrite = end, s.reads.Load()
 	if err != nil {
 		s.mu.Unlock()
 		err = fmt.Errorf("broker: write stream %s: %w", s.cfg.Name, err)
@@ -445,6 +517,7 @@ func (s *Stream) Flush(ctx context.Context) error {
 	}
 	idle := s.idle
 	s.mu.Unlock()
+	s.wakeWriter() // frames held by a cork go now
 	select {
 	case <-idle:
 		return nil
@@ -488,6 +561,10 @@ func (s *Stream) fail(err error) {
 func (s *Stream) readLoop() {
 	br := bufio.NewReaderSize(s.rwc, readBufferSize)
 	hdr := make([]byte, wire.HeaderLen)
+	s.corkTimer = time.AfterFunc(corkHold, s.corkExpired)
+	s.corkTimer.Stop()
+	defer s.corkTimer.Stop()
+	corked := false
 	var err error
 	for {
 		var m *wire.Message
@@ -495,16 +572,29 @@ func (s *Stream) readLoop() {
 		if err != nil {
 			break
 		}
+		s.reads.Add(1)
 		select {
 		case <-s.done:
 			// Closed (locally, or by a failed write) with frames still
 			// buffered: they are not handed over.
 			err = io.EOF
 		default:
+			more := br.Buffered() >= wire.HeaderLen
+			if more && !corked {
+				s.setCork(true)
+				corked = true
+			}
 			s.cfg.Handler(s, m)
+			if !more && corked {
+				s.setCork(false)
+				corked = false
+			}
 			continue
 		}
 		break
+	}
+	if corked {
+		s.setCork(false)
 	}
 	var de *wire.DecodeError
 	switch {
@@ -547,10 +637,12 @@ func (s *Stream) writeLoop() {
 		bufs := batch // WriteTo consumes its receiver; keep batch to reuse its array
 		_, err := bufs.WriteTo(s.w)
 		clear(batch)
+		end := time.Now()
 		s.mu.Lock()
 		s.writing = false
 		s.queued -= n
 		s.wroteLocked(n)
+		s.lastWrite, s.readsAtWrite = end, s.reads.Load()
 		if len(s.queue) > 0 {
 			s.wakeWriter()
 		}

@@ -72,69 +72,12 @@ func walk(b []byte, stops *[]int) (int, error) {
 			}
 			return 0, fmt.Errorf("%w: truncated at byte %d: %d more values expected", ErrMalformed, pos, open)
 		}
-		c := b[pos]
-		pos++
-		var skip uint64  // payload bytes after the header
-		var items uint64 // values the container being opened holds
-		container, ext := false, false
+		var skip, items uint64 // payload bytes after the header; values the container being opened holds
+		var container, ext bool
 		var err error
-		switch {
-		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3: // fixint, nil, bool
-		case c <= 0x8f: // fixmap
-			items, container = 2*uint64(c&0x0f), true
-		case c <= 0x9f: // fixarray
-			items, container = uint64(c&0x0f), true
-		case c <= 0xbf: // fixstr
-			skip = uint64(c & 0x1f)
-		default:
-			switch c {
-			case 0xc4, 0xd9: // bin8, str8
-				skip, pos, err = length(b, pos, 1)
-			case 0xc5, 0xda: // bin16, str16
-				skip, pos, err = length(b, pos, 2)
-			case 0xc6, 0xdb: // bin32, str32
-				skip, pos, err = length(b, pos, 4)
-			case 0xc7: // ext8: length, type, data
-				skip, pos, err = length(b, pos, 1)
-				ext = true
-			case 0xc8: // ext16
-				skip, pos, err = length(b, pos, 2)
-				ext = true
-			case 0xc9: // ext32
-				skip, pos, err = length(b, pos, 4)
-				ext = true
-			case 0xca: // float32
-				skip = 4
-			case 0xcb: // float64
-				skip = 8
-			case 0xcc, 0xd0: // uint8, int8
-				skip = 1
-			case 0xcd, 0xd1:
-				skip = 2
-			case 0xce, 0xd2:
-				skip = 4
-			case 0xcf, 0xd3:
-				skip = 8
-			case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16: type, data
-				skip, ext = 1<<(c-0xd4), true
-			case 0xdc: // array16
-				items, pos, err = length(b, pos, 2)
-				container = true
-			case 0xdd: // array32
-				items, pos, err = length(b, pos, 4)
-				container = true
-			case 0xde: // map16
-				items, pos, err = length(b, pos, 2)
-				items, container = 2*items, true
-			case 0xdf: // map32
-				items, pos, err = length(b, pos, 4)
-				items, container = 2*items, true
-			default: // 0xc1: never used
-				return 0, fmt.Errorf("%w: reserved code %#02x at byte %d", ErrMalformed, c, pos-1)
-			}
-			if err != nil {
-				return 0, err
-			}
+		skip, items, container, ext, pos, err = valueHeader(b, pos)
+		if err != nil {
+			return 0, err
 		}
 		if ext {
 			// Only the timestamp: see Check.
@@ -188,6 +131,72 @@ func walk(b []byte, stops *[]int) (int, error) {
 	}
 }
 
+// valueHeader reads the header of the msgpack value at b[pos] (pos <
+// len(b)): the payload bytes that follow it (skip: a str's, bin's or ext's
+// data, a number's bytes), the values a map or array holds (items: 2 per map
+// entry), which kind it is, and the position after the header. For an ext,
+// skip counts the data after its type byte, which is at the returned pos.
+func valueHeader(b []byte, pos int) (skip, items uint64, container, ext bool, next int, err error) {
+	c := b[pos]
+	pos++
+	switch {
+	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3: // fixint, nil, bool
+	case c <= 0x8f: // fixmap
+		items, container = 2*uint64(c&0x0f), true
+	case c <= 0x9f: // fixarray
+		items, container = uint64(c&0x0f), true
+	case c <= 0xbf: // fixstr
+		skip = uint64(c & 0x1f)
+	default:
+		switch c {
+		case 0xc4, 0xd9: // bin8, str8
+			skip, pos, err = length(b, pos, 1)
+		case 0xc5, 0xda: // bin16, str16
+			skip, pos, err = length(b, pos, 2)
+		case 0xc6, 0xdb: // bin32, str32
+			skip, pos, err = length(b, pos, 4)
+		case 0xc7: // ext8: length, type, data
+			skip, pos, err = length(b, pos, 1)
+			ext = true
+		case 0xc8: // ext16
+			skip, pos, err = length(b, pos, 2)
+			ext = true
+		case 0xc9: // ext32
+			skip, pos, err = length(b, pos, 4)
+			ext = true
+		case 0xca: // float32
+			skip = 4
+		case 0xcb: // float64
+			skip = 8
+		case 0xcc, 0xd0: // uint8, int8
+			skip = 1
+		case 0xcd, 0xd1:
+			skip = 2
+		case 0xce, 0xd2:
+			skip = 4
+		case 0xcf, 0xd3:
+			skip = 8
+		case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16: type, data
+			skip, ext = 1<<(c-0xd4), true
+		case 0xdc: // array16
+			items, pos, err = length(b, pos, 2)
+			container = true
+		case 0xdd: // array32
+			items, pos, err = length(b, pos, 4)
+			container = true
+		case 0xde: // map16
+			items, pos, err = length(b, pos, 2)
+			items, container = 2*items, true
+		case 0xdf: // map32
+			items, pos, err = length(b, pos, 4)
+			items, container = 2*items, true
+		default: // 0xc1: never used
+			return 0, 0, false, false, pos, fmt.Errorf("%w: reserved code %#02x at byte %d", ErrMalformed, c, pos-1)
+		}
+	}
+	return skip, items, container, ext, pos, err
+}
+
 // length reads an n-byte big-endian length at b[pos:].
 func length(b []byte, pos, n int) (uint64, int, error) {
 	if len(b)-pos < n {
@@ -218,6 +227,9 @@ func Unmarshal(b []byte, v any) (err error) {
 		}
 	}()
 	if times == 0 {
+		if fd, ok := v.(fastDecoder); ok && fd.decodeFast(b) {
+			return nil
+		}
 		err = msgpack.Unmarshal(b, v)
 	} else {
 		// msgpack reads a timestamp where a map is expected as an ext
