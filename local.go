@@ -644,17 +644,28 @@ func exitStatus(err error) string {
 	return err.Error()
 }
 
-// selfRSS returns this process's resident set size in bytes.
-func selfRSS() int64 {
+// selfRSS returns this process's resident set size in bytes, and its peak
+// (the high-water mark since it started); -1 where /proc does not say.
+func selfRSS() (rss, peak int64) {
+	rss, peak = -1, -1
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return -1
+		return rss, peak
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+		if err != nil {
+			continue
+		}
+		if name == "VmRSS" {
+			rss = kb << 10
+		} else {
+			peak = kb << 10
 		}
 	}
-	return -1
+	return rss, peak
 }

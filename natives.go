@@ -45,11 +45,13 @@ type PingResult struct {
 
 // StatsResult is the reply of the built-in "stats" function.
 type StatsResult struct {
-	PID        int   `msgpack:"pid"`
-	UID        int   `msgpack:"uid"`
-	RSSBytes   int64 `msgpack:"rss_bytes"`
-	Goroutines int   `msgpack:"goroutines"`
-	FDs        int   `msgpack:"fds"`
+	PID      int   `msgpack:"pid"`
+	UID      int   `msgpack:"uid"`
+	RSSBytes int64 `msgpack:"rss_bytes"`
+	// PeakRSSBytes is the most RSSBytes has been since the context started.
+	PeakRSSBytes int64 `msgpack:"peak_rss_bytes"`
+	Goroutines   int   `msgpack:"goroutines"`
+	FDs          int   `msgpack:"fds"`
 	// ModuleFetches counts modules this context asked its parent for;
 	// ModuleServed, module bodies it sent to its children.
 	ModuleFetches int64 `msgpack:"module_fetches"`
@@ -82,8 +84,9 @@ func (n *node) builtins() map[string]Func {
 		}},
 		"stats": {Fn: func(context.Context, *CallInfo, []byte) (any, error) {
 			ms := n.mods.Stats()
-			st := StatsResult{PID: os.Getpid(), UID: os.Getuid(), RSSBytes: selfRSS(), Goroutines: runtime.NumGoroutine(), FDs: countFDs(),
+			st := StatsResult{PID: os.Getpid(), UID: os.Getuid(), Goroutines: runtime.NumGoroutine(), FDs: countFDs(),
 				ModuleFetches: ms.Fetches, ModuleServed: ms.Served, Sandbox: n.sandboxSummary()}
+			st.RSSBytes, st.PeakRSSBytes = selfRSS()
 			st.Compiles, st.Instantiations = n.hostStats()
 			return st, nil
 		}},

@@ -50,6 +50,7 @@ type benchResult struct {
 	ThroughputMBs      float64 `json:"throughput_mb_s"`
 	Fanout20Ms         float64 `json:"fanout20_ms"`
 	ChildRSSMB         float64 `json:"child_rss_mb"`
+	BulkPeakRSSMB      float64 `json:"bulk_peak_rss_mb"`
 	LimitPingPongUs    float64 `json:"limit_pingpong_us"`
 	LimitThroughputMBs float64 `json:"limit_throughput_mb_s"`
 	*wasmResult
@@ -66,24 +67,25 @@ type benchRow struct {
 func (r *benchResult) rows() []benchRow {
 	rows := []benchRow{
 		{"spawn_local_ms", "ms", &r.SpawnLocalMs, "<= 5", nil},
-		{"rtt_1hop_us", "µs", &r.RTT1HopUs, "<= 30", &r.LimitPingPongUs},
+		{"rtt_1hop_us", "µs", &r.RTT1HopUs, "<= 1.5 × limit", &r.LimitPingPongUs},
 		{"rtt_1hop_p99_us", "µs", &r.RTT1HopP99Us, "", nil},
-		{"rtt_2hop_us", "µs", &r.RTT2HopUs, "<= 1hop + 25", nil},
+		{"rtt_2hop_us", "µs", &r.RTT2HopUs, "<= 1hop + 1.5 × limit", nil},
 		{"rtt_2hop_p99_us", "µs", &r.RTT2HopP99Us, "", nil},
-		{"rtt_3hop_us", "µs", &r.RTT3HopUs, "<= 2hop + 25", nil},
+		{"rtt_3hop_us", "µs", &r.RTT3HopUs, "<= 2hop + 1.5 × limit", nil},
 		{"rtt_3hop_p99_us", "µs", &r.RTT3HopP99Us, "", nil},
-		{"pipelined_calls_per_s", "/s", &r.PipelinedCallsPerS, ">= 200000", nil},
-		{"throughput_mb_s", "MB/s", &r.ThroughputMBs, ">= 2000", &r.LimitThroughputMBs},
+		{"pipelined_calls_per_s", "/s", &r.PipelinedCallsPerS, ">= 600000", nil},
+		{"throughput_mb_s", "MB/s", &r.ThroughputMBs, ">= 0.5 × limit", &r.LimitThroughputMBs},
 		{"fanout20_ms", "ms", &r.Fanout20Ms, "<= 150", nil},
 		{"child_rss_mb", "MB", &r.ChildRSSMB, "<= 12", nil},
+		{"bulk_peak_rss_mb", "MB", &r.BulkPeakRSSMB, "", nil},
 		{"limit_pingpong_us", "µs", &r.LimitPingPongUs, "(machine)", nil},
 		{"limit_throughput_mb_s", "MB/s", &r.LimitThroughputMBs, "(machine)", nil},
 	}
 	if w := r.wasmResult; w != nil {
 		rows = append(rows,
-			benchRow{"wasm_call_warm_us", "µs", &w.WasmCallWarmUs, "<= 40", nil},
+			benchRow{"wasm_call_warm_us", "µs", &w.WasmCallWarmUs, "<= 1hop + 10", nil},
 			benchRow{"wasm_call_fresh_us", "µs", &w.WasmCallFreshUs, "", nil},
-			benchRow{"wasm_instantiate_go_ms", "ms", &w.WasmInstantiateGoMs, "<= 1 (moonshot)", nil},
+			benchRow{"wasm_instantiate_go_ms", "ms", &w.WasmInstantiateGoMs, "<= 0.5", nil},
 			benchRow{"compile_cold_ms", "ms", &w.CompileColdMs, "", nil},
 			benchRow{"compile_cached_ms", "ms", &w.CompileCachedMs, "<= 50", nil})
 	}
@@ -144,13 +146,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(stdout, "%-24s %12s %-6s %-14s %s\n", "figure", "value", "unit", "target", "vs machine limit")
+	fmt.Fprintf(stdout, "%-24s %12s %-6s %-22s %s\n", "figure", "value", "unit", "target", "vs machine limit")
 	for _, row := range res.rows() {
 		ratio := ""
 		if row.limit != nil && *row.limit > 0 {
 			ratio = fmt.Sprintf("%.2fx limit", *row.value / *row.limit)
 		}
-		fmt.Fprintf(stdout, "%-24s %12.1f %-6s %-14s %s\n", row.name, *row.value, row.unit, row.target, ratio)
+		fmt.Fprintf(stdout, "%-24s %12.1f %-6s %-22s %s\n", row.name, *row.value, row.unit, row.target, ratio)
 	}
 	return 0
 }
@@ -240,6 +242,11 @@ func runBench(scale int, wasmDir string, sshOpts spindle.ChildOptions) (*benchRe
 		return nil, fmt.Errorf("throughput: %w", err)
 	}
 	res.ThroughputMBs = round1(tput / 1e6)
+	var bulk spindle.StatsResult
+	if err := c1.Call(ctx, "stats", nil, &bulk); err != nil {
+		return nil, err
+	}
+	res.BulkPeakRSSMB = round1(float64(bulk.PeakRSSBytes) / 1e6)
 
 	// An idle child: started, called once (as Mitogen's figure is taken).
 	idle, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "idle"})

@@ -159,7 +159,7 @@ func TestBenchJSON(t *testing.T) {
 	}
 	for _, key := range []string{"spawn_local_ms", "rtt_1hop_us", "rtt_2hop_us", "rtt_3hop_us", "rtt_1hop_p99_us",
 		"rtt_2hop_p99_us", "rtt_3hop_p99_us", "pipelined_calls_per_s", "throughput_mb_s", "fanout20_ms",
-		"child_rss_mb", "limit_pingpong_us", "limit_throughput_mb_s",
+		"child_rss_mb", "bulk_peak_rss_mb", "limit_pingpong_us", "limit_throughput_mb_s",
 		"wasm_call_warm_us", "wasm_call_fresh_us", "wasm_instantiate_go_ms", "compile_cold_ms", "compile_cached_ms"} {
 		v, ok := got[key].(float64)
 		if !ok || v <= 0 {
