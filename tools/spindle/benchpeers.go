@@ -143,7 +143,9 @@ func (r mitogenRun) run(ctx context.Context) (map[string]json.RawMessage, error)
 	}
 	cmd := exec.Command(r.Python, append([]string{script}, r.Args...)...)
 	cmd.Dir = dir
-	cmd.Stdin = nil
+	// A context that outlives the script keeps its output pipes open: wait
+	// for them briefly, then kill the group (below) all the same.
+	cmd.WaitDelay = 2 * time.Second
 	cmd.Stdout = &limitedBuffer{buf: &out, max: 1 << 20}
 	cmd.Stderr = io.MultiWriter(&limitedBuffer{buf: &errb, max: 64 << 10}, progress)
 	// Pdeathsig: if spindle itself dies, the script dies, and its
@@ -161,6 +163,9 @@ func (r mitogenRun) run(ctx context.Context) (map[string]json.RawMessage, error)
 	var werr error
 	select {
 	case werr = <-waited:
+		if errors.Is(werr, exec.ErrWaitDelay) {
+			werr = nil // it exited 0; only its pipes were held open
+		}
 	case <-ctx.Done():
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-waited
