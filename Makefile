@@ -5,7 +5,7 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test testdeps short check bench fuzz clean help toolbox toolbox-relock ci-demo
+.PHONY: build demo test testdeps short check bench bench-peers fuzz clean help toolbox toolbox-relock ci-demo
 
 build: ## build bin/spindle, and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -o bin/spindle ./tools/spindle
@@ -47,6 +47,9 @@ check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod (the toolbox mod
 bench: build wasm-go ## build, then run the benchmarks: ./bin/spindle bench
 	./bin/spindle bench
 
+bench-peers: build wasm-go ## the benchmarks beside Mitogen's same operations, with the ratios (needs python3-mitogen): ./bin/spindle bench --peers
+	./bin/spindle bench --peers
+
 fuzz: ## fuzz the frame decoder for 30s
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 30s ./wire/
 
@@ -70,7 +73,7 @@ clean: ## remove bin/
 	rm -rf bin
 
 help: ## list the targets
-	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 # The wasm examples (examples/wasm/README.md): Go reactors, the Go command
 # and the C reactors. WASM_CFLAGS match testutil.CFlags: freestanding, so

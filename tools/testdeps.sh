@@ -21,6 +21,8 @@
 #                                   and clang's builtins library that they link
 #   make, gcc, libc6-dev            make itself, and cgo for the race detector
 #   git, ca-certificates            make check, and the Go module proxy
+#   python3-mitogen                 spindle bench --peers runs the same figures
+#                                   through Mitogen (tools/spindle/benchpeers.go)
 # The ssh, sudo and namespace tests also need root: sshd changes user on
 # login, and the tests add the user spindle-test.
 set -euo pipefail
@@ -41,6 +43,7 @@ deps=(
 	libc6-dev:/usr/include/stdio.h
 	git:/usr/bin/git
 	ca-certificates:/etc/ssl/certs/ca-certificates.crt
+	python3-mitogen:/usr/lib/python3/dist-packages/mitogen/__init__.py
 )
 
 # SPINDLE_TESTDEPS_ROOT is prefixed to every file above: for the script's

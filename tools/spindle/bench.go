@@ -18,7 +18,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-const benchUsage = `usage: spindle bench [--json] [--quick] [--ssh [USER@]HOST[:PORT]] [--ssh-identity FILE] [--ssh-opt K=V] [--wasm DIR]
+const benchUsage = `usage: spindle bench [--json] [--quick] [--peers] [--ssh [USER@]HOST[:PORT]] [--ssh-identity FILE] [--ssh-opt K=V] [--wasm DIR]
 
 Measures spawn, round trips over 1, 2 and 3 hops, pipelined calls, bulk
 throughput, fan-out, child memory and wasm calls, beside this machine's own
@@ -26,8 +26,15 @@ limits measured in the same run (a pipe ping-pong and a pipe copy): quote
 the ratios, not the times.
 
 flags:
-  --json              one JSON object of numbers instead of a table
+  --json              one JSON object of numbers instead of a table (with
+                      --peers, a "peers" object beside them)
   --quick             fewer iterations (for tests; noisier figures)
+  --peers             also run the same operations through Mitogen, after
+                      Spindle's, and print both side by side with the ratio
+                      and issue 11's goal (5x on every row, 30x on start-up);
+                      needs a python that imports mitogen: $SPINDLE_BENCH_PYTHON
+                      alone when set, else python3 on PATH, then
+                      /usr/bin/python3 (apt-get install python3-mitogen)
   --ssh DEST          an sshd for the ssh figures, measured when it accepts
                       connections (default 127.0.0.1:22)
   --ssh-identity F    ssh private key for --ssh
@@ -55,6 +62,7 @@ type benchResult struct {
 	LimitThroughputMBs float64 `json:"limit_throughput_mb_s"`
 	*wasmResult
 	*sshResult
+	Peers *peersResult `json:"peers,omitempty"` // --peers only
 }
 
 type benchRow struct {
@@ -109,6 +117,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	var sshOptions multiFlag
 	fs.Var(&sshOptions, "ssh-opt", "extra ssh -o K=V for -ssh (repeatable)")
 	wasmDir := fs.String("wasm", "bin/wasm", "where make wasm put the example modules (hello.wasm is used); \"\" skips the wasm figures")
+	peers := fs.Bool("peers", false, "also run the same operations through Mitogen and print both side by side")
 	pos, err := parseFlags(fs, args)
 	if err == nil {
 		err = errNoArgs(pos)
@@ -124,6 +133,19 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	if *quick {
 		scale = 10
 	}
+	// With --peers, find Mitogen before minutes of Spindle's figures, and
+	// let Ctrl-C stop the run (the Mitogen script's process group is
+	// killed); without it, nothing changes.
+	ctx := context.Background()
+	var py peerPython
+	if *peers {
+		var stop func()
+		ctx, stop = interruptContext(stderr, "spindle bench")
+		defer stop()
+		if py, err = findMitogen(ctx); err != nil {
+			return usageError(stderr, "bench", err)
+		}
+	}
 	sshOpts, sshAddr, err := sshBenchOpts(*sshDest, *sshIdentity, sshOptions)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle bench: %v\n", err)
@@ -133,9 +155,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle bench: no sshd at %s: ssh figures skipped\n", sshAddr)
 		sshOpts.Method = ""
 	}
-	res, err := runBench(scale, *wasmDir, sshOpts)
+	res, err := runBench(ctx, scale, *wasmDir, sshOpts)
+	if err == nil && *peers {
+		res.Peers, err = benchPeers(ctx, py, scale, res, nil)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle bench: %v\n", err)
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
 		return 1
 	}
 	if *asJSON {
@@ -154,6 +182,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%-24s %12.1f %-6s %-22s %s\n", row.name, *row.value, row.unit, row.target, ratio)
 	}
+	if res.Peers != nil {
+		printPeers(stdout, res.Peers, res)
+	}
 	return 0
 }
 
@@ -161,9 +192,9 @@ func us(d time.Duration) float64 { return round1(float64(d) / float64(time.Micro
 func ms(d time.Duration) float64 { return round1(float64(d) / float64(time.Millisecond)) }
 func round1(f float64) float64   { return math.Round(f*10) / 10 }
 
-func runBench(scale int, wasmDir string, sshOpts spindle.ChildOptions) (*benchResult, error) {
+func runBench(ctx context.Context, scale int, wasmDir string, sshOpts spindle.ChildOptions) (*benchResult, error) {
 	res := &benchResult{}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 
 	// The machine's limits first, while nothing else runs.
