@@ -107,9 +107,9 @@ func (b *baseline) withEntries(es []entry) string {
 }
 
 // tolerance is how many allocs/op above its baseline a benchmark may be
-// and still pass: 1, or 10% of the baseline when that is more. The counts
-// are integers (total allocations / iterations, rounded down), and one
-// benchmark that hands work between goroutines can land either side of a
+// and still pass: 1, or 10% of the baseline rounded up when that is more.
+// The counts are integers (total allocations / iterations, rounded down),
+// and one benchmark that hands work between goroutines can land either side of a
 // boundary (a write batched or not, a sync.Pool emptied by a GC mid-run),
 // so ±1 is noise; 10% lets the larger counts (a call, a task) absorb the
 // same kind of noise without hiding a new allocation on the small ones.
