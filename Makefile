@@ -5,7 +5,7 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test testdeps short check bench bench-peers fuzz clean help toolbox toolbox-relock ci-demo
+.PHONY: build demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo
 
 build: ## build bin/spindle, and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -o bin/spindle ./tools/spindle
@@ -28,13 +28,14 @@ testdeps: ## install what make test needs (root, apt-get), or say the one comman
 short: ## the quick tests only (-short), with the race detector
 	$(GO) test -short -race ./...
 
-check: ## gofmt, vet, staticcheck, make test, and a tidy go.mod (the toolbox module's too)
+check: ## gofmt, vet, staticcheck, make test, make bench-allocs, and a tidy go.mod (the toolbox module's too)
 	@out="$$($(GOFMT) -l .)"; if [ -n "$$out" ]; then \
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./guest-sdk/... ./examples/wasm/...
 	$(STATICCHECK) ./...
 	$(MAKE) test
+	$(MAKE) bench-allocs
 	$(GO) mod tidy
 	@if [ -n "$$(git status --porcelain go.mod go.sum)" ]; then \
 		echo "go.mod/go.sum are not tidy (or not committed):"; \
@@ -49,6 +50,13 @@ bench: build wasm-go ## build, then run the benchmarks: ./bin/spindle bench
 
 bench-peers: build wasm-go ## the benchmarks beside Mitogen's same operations, with the ratios (needs python3-mitogen): ./bin/spindle bench --peers
 	./bin/spindle bench --peers
+
+# The hot paths' allocations per operation (go test -bench at fixed
+# iteration counts) against docs/bench-allocs.txt; times are printed, never
+# compared. After a change that adds or removes allocations on purpose:
+# $(GO) run ./tools/benchallocs -update, and commit the file.
+bench-allocs: ## check the hot-path benchmarks' allocs/op against docs/bench-allocs.txt (not times; about 10 s)
+	$(GO) run ./tools/benchallocs -go $(GO)
 
 fuzz: ## fuzz the frame decoder for 30s
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 30s ./wire/

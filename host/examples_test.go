@@ -22,7 +22,7 @@ import (
 // one), run on the Host.
 
 // example compiles examples/wasm/<name> on h.
-func example(t *testing.T, h *host.Host, name string) *host.Module {
+func example(t testing.TB, h *host.Host, name string) *host.Module {
 	t.Helper()
 	dir := "examples/wasm/" + name
 	var path string
@@ -45,7 +45,7 @@ func example(t *testing.T, h *host.Host, name string) *host.Module {
 	return m
 }
 
-func pack(t *testing.T, v any) []byte {
+func pack(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := msgpack.Marshal(v)
 	if err != nil {

@@ -584,14 +584,14 @@ func BenchmarkHandoff(b *testing.B) {
 	}()
 	ctx := context.Background()
 	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
+	i := 0
+	for b.Loop() {
+		i++
 		ping.Put(i)
 		if _, err := pong.Get(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.StopTimer()
 	ping.Close()
 	<-done
 }
@@ -601,7 +601,9 @@ func BenchmarkPutGet(b *testing.B) {
 	var l Latch[int]
 	ctx := context.Background()
 	b.ReportAllocs()
-	for i := range b.N {
+	i := 0
+	for b.Loop() {
+		i++
 		l.Put(i)
 		if _, err := l.Get(ctx); err != nil {
 			b.Fatal(err)

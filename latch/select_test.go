@@ -675,7 +675,9 @@ func BenchmarkSelectGet(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
-	for i := range b.N {
+	i := 0
+	for b.Loop() {
+		i++
 		l.Put(i)
 		if _, err := s.Get(ctx); err != nil {
 			b.Fatal(err)
