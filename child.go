@@ -1,6 +1,7 @@
 package spindle
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -48,18 +50,46 @@ func MaybeRunChild(extra map[string]Func) {
 		return
 	}
 	os.Unsetenv(childEnv)
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd < 0 {
-		fmt.Fprintf(os.Stderr, "spindle: bad %s=%q\n", childEnv, v)
+	rwc, err := parentStream(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "spindle: bad %s=%q: %v\n", childEnv, v, err)
 		os.Exit(2)
 	}
-	f := os.NewFile(uintptr(fd), "spindle-parent")
-	var rwc io.ReadWriteCloser = f
-	if c, err := net.FileConn(f); err == nil {
-		f.Close()
-		rwc = c
-	}
 	os.Exit(runChild(rwc, extra))
+}
+
+// parentStream opens the stream a local parent passed: "R,W", a descriptor
+// to read from and one to write to (see childFDs), or "FD", one end of a
+// socketpair.
+func parentStream(v string) (io.ReadWriteCloser, error) {
+	words := strings.Split(v, ",")
+	if len(words) > 2 {
+		return nil, errors.New(`want "FD" or "R,W"`)
+	}
+	var fds []int
+	for _, s := range words {
+		fd, err := strconv.Atoi(s)
+		if err != nil || fd < 0 {
+			return nil, fmt.Errorf("not a descriptor: %q", s)
+		}
+		fds = append(fds, fd)
+	}
+	for _, fd := range fds {
+		// exec hands descriptors over in blocking mode: make them pollable.
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return nil, err
+		}
+	}
+	if len(fds) == 2 {
+		return &pipeConn{r: os.NewFile(uintptr(fds[0]), "parent-in"), w: os.NewFile(uintptr(fds[1]), "parent-out")}, nil
+	}
+	f := os.NewFile(uintptr(fds[0]), "spindle-parent")
+	c, err := net.FileConn(f)
+	if err != nil {
+		return f, nil
+	}
+	f.Close()
+	return c, nil
 }
 
 // runChild serves one child context over rwc until it shuts down, and

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -27,12 +26,19 @@ import (
 // broker: its value is the file descriptor of the stream to the parent.
 const childEnv = "SPINDLE_CHILD_FD"
 
-// socketBuffer is the send buffer asked for on each end of a local child's
-// socketpair (the kernel caps it at net.core.wmem_max).
-const socketBuffer = 4 << 20
+// childFDs are the descriptors a local child gets its stream on, "read,write":
+// one end of a socketpair its parent writes to, and the write end of a pipe
+// back. The way up is a pipe because a round trip over pipes costs about half
+// what one over a socket does (docs/RATIONALE.md: a socket's reader wakes the
+// writer's poller at every read, a pipe's only when it was full). The way
+// down stays a socket because its buffer can be 4 MiB where a pipe holds at
+// most fs.pipe-max-size (1 MiB), and bulk data mostly flows down.
+const childFDs = "3,4"
 
-// childFD is the descriptor number of the socketpair end a local child gets.
-const childFD = 3
+const (
+	socketBuffer = 4 << 20 // SO_SNDBUF asked for on the way down (capped at net.core.wmem_max)
+	pipeBuffer   = 1 << 20 // the capacity asked for on the way up (capped at fs.pipe-max-size)
+)
 
 // Reaping after a child's stream closes: SIGTERM if it has not exited after
 // reapTermAfter, SIGKILL after reapKillAfter.
@@ -162,25 +168,21 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 		name = "local." + strconv.FormatUint(uint64(id), 10)
 	}
 	var conn deadlineConn
-	var childEnd *os.File
+	var childEnds []*os.File         // a local child's ends of its pipes
 	var remoteIn, remoteOut *os.File // the transport's stdin (read end) and stdout (write end)
 	if spec.argv == nil {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		down, err := socketPair()
 		if err != nil {
 			return nil, failed(ClassOther, "socketpair: "+err.Error(), err)
 		}
-		for _, fd := range fds {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
-		}
-		parentEnd := os.NewFile(uintptr(fds[0]), "spindle-parent")
-		childEnd = os.NewFile(uintptr(fds[1]), "spindle-child")
-		c, err := net.FileConn(parentEnd) // dups: a pollable net.Conn that supports writev
-		parentEnd.Close()
+		up, err := pipePair()
 		if err != nil {
-			childEnd.Close()
-			return nil, failed(ClassOther, err.Error(), err)
+			down[0].Close()
+			down[1].Close()
+			return nil, failed(ClassOther, "pipe: "+err.Error(), err)
 		}
-		conn = c
+		childEnds = []*os.File{down[1], up[1]}
+		conn = &pipeConn{r: up[0], w: down[0]}
 	} else {
 		inR, inW, err := os.Pipe()
 		if err != nil {
@@ -197,7 +199,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		for _, f := range []*os.File{childEnd, remoteIn, remoteOut} {
+		for _, f := range append([]*os.File{remoteIn, remoteOut}, childEnds...) {
 			if f != nil {
 				f.Close()
 			}
@@ -208,13 +210,13 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	var cmd *exec.Cmd
 	if spec.argv == nil {
 		cmd = exec.Command(n.exe)
-		cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(childFD))
+		cmd.Env = append(os.Environ(), childEnv+"="+childFDs)
 		if spec.cred != nil {
 			// The user's own home and cache, not ours.
 			cmd.Env = append(cmd.Env, "HOME="+spec.home, "XDG_CACHE_HOME=")
 		}
 		cmd.Stdout, cmd.Stderr = errW, errW
-		cmd.ExtraFiles = []*os.File{childEnd}
+		cmd.ExtraFiles = childEnds
 	} else {
 		cmd = exec.Command(spec.argv[0], spec.argv[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = remoteIn, remoteOut, errW
@@ -226,7 +228,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 	}
 	n.log.Debug("starting child", "child", name, "via", n.name, "cmd", spec.commandLine(n.exe), "connect_timeout", connectTO)
 	err = cmd.Start()
-	for _, f := range []*os.File{childEnd, remoteIn, remoteOut, errW} {
+	for _, f := range append([]*os.File{remoteIn, remoteOut, errW}, childEnds...) {
 		if f != nil {
 			f.Close()
 		}
@@ -340,7 +342,7 @@ func (n *node) startChild(ctx context.Context, spec childSpec) (*childProc, erro
 func (spec childSpec) commandLine(exe string) string {
 	argv, env := spec.argv, ""
 	if argv == nil {
-		argv, env = []string{exe}, childEnv+"="+strconv.Itoa(childFD)+" "
+		argv, env = []string{exe}, childEnv+"="+childFDs+" "
 	}
 	words := make([]string, len(argv))
 	for i, a := range argv {
@@ -668,4 +670,38 @@ func selfRSS() (rss, peak int64) {
 		}
 	}
 	return rss, peak
+}
+
+// socketPair returns the two ends of a stream socketpair, the first
+// pollable with a send buffer of socketBuffer (a smaller one, where the kernel
+// refuses, is only slower), the second for a child.
+func socketPair() ([2]*os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return [2]*os.File{}, err
+	}
+	for _, fd := range fds {
+		// The reader's buffer counts too: the kernel holds the bytes in
+		// flight against both.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return [2]*os.File{}, err
+	}
+	return [2]*os.File{os.NewFile(uintptr(fds[0]), "spindle-down"), os.NewFile(uintptr(fds[1]), "spindle-child-down")}, nil
+}
+
+// pipePair returns a pipe's read and write ends, asking for pipeBuffer of
+// capacity (a smaller one, where the kernel refuses, is only slower).
+func pipePair() ([2]*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return [2]*os.File{}, err
+	}
+	if rc, err := w.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeBuffer) })
+	}
+	return [2]*os.File{r, w}, nil
 }

@@ -50,8 +50,20 @@ type deadlineConn interface {
 // of a transport's stdout and the write end of its stdin; in a child started
 // by the bootstrap script, its own stdin and stdout.
 type pipeConn struct {
-	r, w *os.File
+	r, w half
 }
+
+// half is one direction of a pipeConn: an *os.File (a pipe's end, or a
+// socket's used one way).
+type half interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// SyscallConn gives the write end's descriptor, so the broker writes to it
+// with writev (see broker.Broker.NewStream).
+func (p *pipeConn) SyscallConn() (syscall.RawConn, error) { return p.w.SyscallConn() }
 
 func (p *pipeConn) Read(b []byte) (int, error)  { return p.r.Read(b) }
 func (p *pipeConn) Write(b []byte) (int, error) { return p.w.Write(b) }

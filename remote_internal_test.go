@@ -147,7 +147,7 @@ func TestCommandLine(t *testing.T) {
 	if got, want := masked.commandLine(""), "ssh -o 'X=***' web1"; got != want {
 		t.Errorf("commandLine with a secret in argv = %q, want %q", got, want)
 	}
-	if got, want := (childSpec{}).commandLine("/opt/my spindle"), childEnv+"=3 '/opt/my spindle'"; got != want {
+	if got, want := (childSpec{}).commandLine("/opt/my spindle"), childEnv+"=3,4 '/opt/my spindle'"; got != want {
 		t.Errorf("commandLine(local) = %q, want %q", got, want)
 	}
 }

@@ -113,6 +113,13 @@ func (b *Broker) OnExit(fn func()) {
 // NewStream starts serving rwc as a stream. The broker owns the stream (and
 // through it rwc) from then on, even when NewStream fails: on error rwc has
 // been closed.
+//
+// When rwc is a syscall.Conn (a socket's net.Conn, an *os.File, or a pair
+// of pipes that gives the write end's), the stream writes with writev on the
+// descriptor its SyscallConn returns, which must be the one rwc writes to
+// and be in non-blocking mode (as Go's pollable files and sockets are):
+// a small frame then goes out from the sender's goroutine with one
+// non-blocking writev, without a hand-off to the writer goroutine.
 func (b *Broker) NewStream(rwc io.ReadWriteCloser, cfg StreamConfig) (*Stream, error) {
 	if cfg.Handler == nil {
 		rwc.Close()

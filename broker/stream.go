@@ -97,7 +97,7 @@ type Stream struct {
 	ctx    context.Context // done when the stream closes or the broker's lifetime ends
 	cancel context.CancelFunc
 
-	raw      syscall.RawConn // for direct non-blocking writes; nil unless rwc is a net.Conn with an fd
+	raw      syscall.RawConn // for writev and direct non-blocking writes; nil unless rwc is a syscall.Conn
 	directFn func(uintptr) bool
 	direct   struct { // owned by whoever holds the writing token on the fast path
 		bufs [2][]byte
@@ -121,9 +121,11 @@ type Stream struct {
 	// goes back to the pool. Guarded by mu.
 	pooled []pooledBody
 	// corked is set by the reader while it has more frames in hand (see
-	// corkBytes). Guarded by mu. corkTimer, made and owned by the reader,
-	// bounds how long a corked frame waits.
+	// corkBytes). corkTimer, made by the reader before it first corks,
+	// bounds how long a held frame waits: the first frame held arms it
+	// (corkArmed). Guarded by mu.
 	corked    bool
+	corkArmed bool
 	corkTimer *time.Timer
 	// lastWrite is when the last write ended, and readsAtWrite the frames
 	// read by then (see burstGap). Guarded by mu.
@@ -186,12 +188,48 @@ func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
 	s.ctx, s.cancel = context.WithCancel(b.life)
 	if c, ok := rwc.(net.Conn); ok {
 		s.w = c
-		if sc, ok := c.(syscall.Conn); ok {
-			s.raw, _ = sc.SyscallConn()
+	}
+	if sc, ok := rwc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
 			s.directFn = s.directWrite
 		}
 	}
 	return s
+}
+
+// maxIOV is the most buffers one writev takes (IOV_MAX on Linux).
+const maxIOV = 1024
+
+// writeBuffers writes all of bufs to the raw descriptor, in writevs of at
+// most maxIOV buffers, waiting for the descriptor to take more as needed.
+// It changes the slices in bufs.
+func (s *Stream) writeBuffers(bufs net.Buffers) error {
+	var werr error
+	err := s.raw.Write(func(fd uintptr) bool {
+		for len(bufs) > 0 {
+			iov := bufs
+			if len(iov) > maxIOV {
+				iov = iov[:maxIOV]
+			}
+			n, err := unix.Writev(int(fd), iov)
+			switch err {
+			case nil:
+				bufs = trimWritten(bufs, n)
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false // wait until the descriptor is writable
+			default:
+				werr = err
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return err
 }
 
 // Name returns the configured name.
@@ -296,6 +334,10 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 	}
 	s.queued += n
 	hold := s.corked && s.queued < corkBytes
+	if hold && !s.corkArmed {
+		s.corkArmed = true
+		s.corkTimer.Reset(corkHold)
+	}
 	s.mu.Unlock()
 	if !hold {
 		s.wakeWriter()
@@ -315,25 +357,22 @@ func (s *Stream) setCork(on bool) {
 	s.mu.Lock()
 	s.corked = on
 	held := !on && len(s.queue) > 0
-	s.mu.Unlock()
-	if on {
-		s.corkTimer.Reset(corkHold)
-		return
+	if !on && s.corkArmed {
+		s.corkArmed = false
+		s.corkTimer.Stop()
 	}
-	s.corkTimer.Stop()
+	s.mu.Unlock()
 	if held {
 		s.wakeWriter()
 	}
 }
 
-// corkExpired runs corkHold after the stream was corked: what is held goes
-// to the writer, and the clock restarts while the reader stays corked.
+// corkExpired runs corkHold after a frame was first held: what is held goes
+// to the writer, and the next frame held arms the clock again.
 func (s *Stream) corkExpired() {
 	s.mu.Lock()
-	corked, held := s.corked, len(s.queue) > 0
-	if corked {
-		s.corkTimer.Reset(corkHold)
-	}
+	s.corkArmed = false
+	held := len(s.queue) > 0
 	s.mu.Unlock()
 	if held {
 		s.wakeWriter()
@@ -634,8 +673,13 @@ func (s *Stream) writeLoop() {
 		for _, b := range batch {
 			n += len(b)
 		}
-		bufs := batch // WriteTo consumes its receiver; keep batch to reuse its array
-		_, err := bufs.WriteTo(s.w)
+		bufs := batch // both writes consume bufs; keep batch to reuse its array
+		var err error
+		if s.raw != nil {
+			err = s.writeBuffers(bufs)
+		} else {
+			_, err = bufs.WriteTo(s.w)
+		}
 		clear(batch)
 		end := time.Now()
 		s.mu.Lock()
