@@ -13,8 +13,10 @@ import (
 )
 
 // limitEnv selects a hidden helper mode used by `spindle bench` to measure
-// the machine's limits with raw blocking syscalls on a socketpair (fd 3):
-// "pingpong" echoes every byte; "sink" reads until EOF-free total, then acks.
+// the machine's limits with raw blocking syscalls on the transport a local
+// child gets (see spindle's childFDs): it reads a socketpair's end (fd 3) and
+// writes a pipe's (fd 4). "pingpong" echoes every byte; "sink" reads total
+// bytes, then acks.
 const limitEnv = "SPINDLE_BENCH_LIMIT"
 
 // maybeRunLimitHelper serves a limit helper mode and exits, if asked to.
@@ -23,16 +25,16 @@ func maybeRunLimitHelper() {
 	if mode == "" {
 		return
 	}
-	const fd = 3
+	const in, out = 3, 4
 	buf := make([]byte, 1<<20)
 	switch mode {
 	case "pingpong":
 		for {
-			n, err := unix.Read(fd, buf[:1])
+			n, err := unix.Read(in, buf[:1])
 			if n <= 0 || err != nil {
 				os.Exit(0)
 			}
-			if _, err := unix.Write(fd, buf[:1]); err != nil {
+			if _, err := unix.Write(out, buf[:1]); err != nil {
 				os.Exit(0)
 			}
 		}
@@ -40,56 +42,77 @@ func maybeRunLimitHelper() {
 		total, _ := strconv.ParseInt(os.Getenv(limitEnv+"_BYTES"), 10, 64)
 		var got int64
 		for got < total {
-			n, err := unix.Read(fd, buf)
+			n, err := unix.Read(in, buf)
 			if n <= 0 || err != nil {
 				os.Exit(1)
 			}
 			got += int64(n)
 		}
-		_, _ = unix.Write(fd, buf[:1])
+		_, _ = unix.Write(out, buf[:1])
 		os.Exit(0)
 	}
 	fmt.Fprintf(os.Stderr, "spindle: unknown %s=%q\n", limitEnv, mode)
 	os.Exit(2)
 }
 
-// limitPeer is a helper process at the other end of a blocking socketpair.
+// limitPeer is a helper process at the other end of a blocking socketpair
+// (down: we write wfd) and a pipe (up: we read rfd), sized as a local
+// child's are.
 type limitPeer struct {
-	fd  int
-	cmd *exec.Cmd
+	wfd, rfd int
+	cmd      *exec.Cmd
 }
 
 func startLimitPeer(mode string, env ...string) (*limitPeer, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	down, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	child := os.NewFile(uintptr(fds[1]), "limit-child")
-	defer child.Close()
+	var up [2]int
+	if err := unix.Pipe2(up[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(down[0])
+		unix.Close(down[1])
+		return nil, err
+	}
+	for _, fd := range down {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	}
+	_, _ = unix.FcntlInt(uintptr(up[1]), unix.F_SETPIPE_SZ, 1<<20)
+	childIn, childOut := os.NewFile(uintptr(down[1]), "limit-child-in"), os.NewFile(uintptr(up[1]), "limit-child-out")
+	defer childIn.Close()
+	defer childOut.Close()
+	p := &limitPeer{wfd: down[0], rfd: up[0]}
 	exe, err := os.Executable()
 	if err != nil {
-		unix.Close(fds[0])
+		p.closeFDs()
 		return nil, err
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(append(os.Environ(), limitEnv+"="+mode), env...)
-	cmd.ExtraFiles = []*os.File{child}
+	cmd.ExtraFiles = []*os.File{childIn, childOut}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		unix.Close(fds[0])
+		p.closeFDs()
 		return nil, err
 	}
-	return &limitPeer{fd: fds[0], cmd: cmd}, nil
+	p.cmd = cmd
+	return p, nil
+}
+
+func (p *limitPeer) closeFDs() {
+	unix.Close(p.wfd)
+	unix.Close(p.rfd)
 }
 
 func (p *limitPeer) close() {
-	unix.Close(p.fd)
+	p.closeFDs()
 	_ = p.cmd.Wait()
 }
 
 // limitPingPong returns the round-trip times of 1-byte ping-pongs between
-// two processes over a socketpair, blocking syscalls, no runtime in the way.
+// two processes over a local child's transport, blocking syscalls, no runtime
+// in the way.
 func limitPingPong(n int) ([]time.Duration, error) {
 	p, err := startLimitPeer("pingpong")
 	if err != nil {
@@ -100,10 +123,10 @@ func limitPingPong(n int) ([]time.Duration, error) {
 	out := make([]time.Duration, 0, n)
 	for i := 0; i < n+n/10; i++ {
 		t0 := time.Now()
-		if _, err := unix.Write(p.fd, b); err != nil {
+		if _, err := unix.Write(p.wfd, b); err != nil {
 			return nil, err
 		}
-		if _, err := unix.Read(p.fd, b); err != nil {
+		if _, err := unix.Read(p.rfd, b); err != nil {
 			return nil, err
 		}
 		if i >= n/10 { // the first tenth warms up
@@ -124,13 +147,13 @@ func limitThroughput(total int64) (float64, error) {
 	buf := make([]byte, 1<<20)
 	t0 := time.Now()
 	for sent := int64(0); sent < total; {
-		n, err := unix.Write(p.fd, buf)
+		n, err := unix.Write(p.wfd, buf)
 		if err != nil {
 			return 0, err
 		}
 		sent += int64(n)
 	}
-	if _, err := unix.Read(p.fd, buf[:1]); err != nil {
+	if _, err := unix.Read(p.rfd, buf[:1]); err != nil {
 		return 0, err
 	}
 	return float64(total) / time.Since(t0).Seconds(), nil
