@@ -98,6 +98,11 @@ type Stream struct {
 	cancel context.CancelFunc
 
 	raw      syscall.RawConn // for writev and direct non-blocking writes; nil unless rwc is a syscall.Conn
+	writevFn func(uintptr) bool
+	wb       struct { // owned by the writer goroutine (writeBuffers)
+		bufs net.Buffers
+		err  error
+	}
 	directFn func(uintptr) bool
 	direct   struct { // owned by whoever holds the writing token on the fast path
 		bufs [2][]byte
@@ -193,6 +198,7 @@ func newStream(b *Broker, rwc io.ReadWriteCloser, cfg StreamConfig) *Stream {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
 			s.directFn = s.directWrite
+			s.writevFn = s.writev
 		}
 	}
 	return s
@@ -204,32 +210,38 @@ const maxIOV = 1024
 // writeBuffers writes all of bufs to the raw descriptor, in writevs of at
 // most maxIOV buffers, waiting for the descriptor to take more as needed.
 // It changes the slices in bufs.
+// Called by the writer goroutine only; its state is in s.wb, and the
+// callback a method value made once, so a write allocates nothing.
 func (s *Stream) writeBuffers(bufs net.Buffers) error {
-	var werr error
-	err := s.raw.Write(func(fd uintptr) bool {
-		for len(bufs) > 0 {
-			iov := bufs
-			if len(iov) > maxIOV {
-				iov = iov[:maxIOV]
-			}
-			n, err := unix.Writev(int(fd), iov)
-			switch err {
-			case nil:
-				bufs = trimWritten(bufs, n)
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false // wait until the descriptor is writable
-			default:
-				werr = err
-				return true
-			}
-		}
-		return true
-	})
+	s.wb.bufs, s.wb.err = bufs, nil
+	err := s.raw.Write(s.writevFn)
 	if err == nil {
-		err = werr
+		err = s.wb.err
 	}
+	s.wb.bufs, s.wb.err = nil, nil
 	return err
+}
+
+// writev is writeBuffers' RawConn callback.
+func (s *Stream) writev(fd uintptr) bool {
+	for len(s.wb.bufs) > 0 {
+		iov := s.wb.bufs
+		if len(iov) > maxIOV {
+			iov = iov[:maxIOV]
+		}
+		n, err := unix.Writev(int(fd), iov)
+		switch err {
+		case nil:
+			s.wb.bufs = trimWritten(s.wb.bufs, n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false // wait until the descriptor is writable
+		default:
+			s.wb.err = err
+			return true
+		}
+	}
+	return true
 }
 
 // Name returns the configured name.
