@@ -162,7 +162,7 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 }
 
 func readHello(rwc io.ReadWriteCloser) (*wire.Hello, error) {
-	if c, ok := rwc.(net.Conn); ok {
+	if c, ok := rwc.(interface{ SetReadDeadline(time.Time) error }); ok {
 		_ = c.SetReadDeadline(time.Now().Add(helloTimeout))
 		defer c.SetReadDeadline(time.Time{})
 	}

@@ -67,6 +67,10 @@ func (p *pipeConn) SyscallConn() (syscall.RawConn, error) { return p.w.SyscallCo
 
 func (p *pipeConn) Read(b []byte) (int, error)  { return p.r.Read(b) }
 func (p *pipeConn) Write(b []byte) (int, error) { return p.w.Write(b) }
+
+// SetReadDeadline sets the read end's deadline.
+func (p *pipeConn) SetReadDeadline(t time.Time) error { return p.r.SetDeadline(t) }
+
 func (p *pipeConn) Close() error {
 	err := p.w.Close()
 	if err2 := p.r.Close(); err == nil {
