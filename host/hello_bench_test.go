@@ -1,0 +1,44 @@
+package host_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// BenchmarkHello calls the hello example (a typed task of the guest SDK)
+// as `spindle bench` does, in process: warm (pooled) and fresh. The
+// difference from BenchmarkCallWarm's goreactor is the SDK's path: its
+// msgpack decode of the input and encode of the output, its dispatch.
+func BenchmarkHello(b *testing.B) {
+	wasm, err := os.ReadFile(testutil.BuildWasm(b, "examples/wasm/hello", true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := newHost(b, host.Config{})
+	m, err := h.Compile(context.Background(), "example/hello", wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	input, _ := msgpack.Marshal(map[string]string{"name": "bench"})
+	for _, pooled := range []bool{true, false} {
+		name := map[bool]string{true: "warm", false: "fresh"}[pooled]
+		b.Run(name, func(b *testing.B) {
+			call := host.Call{Task: "hello", Input: input, Pooled: pooled}
+			if _, err := h.Run(context.Background(), m, call); err != nil { // warm up
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h.Run(context.Background(), m, call); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
