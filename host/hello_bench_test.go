@@ -41,4 +41,3 @@ func BenchmarkHello(b *testing.B) {
 		})
 	}
 }
-
