@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle/host"
 	"github.com/spindle-hq/spindle/internal/testutil"
@@ -38,6 +39,40 @@ func BenchmarkHello(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkInstancePhasesGuests splits a fresh instance into its phases
+// (see BenchmarkInstancePhases) for a Go reactor without the SDK
+// (goreactor) and with it (the hello example): what _initialize costs of
+// the Go runtime itself and what of the SDK's packages' init.
+func BenchmarkInstancePhasesGuests(b *testing.B) {
+	h := newHost(b, host.Config{})
+	wasm, err := os.ReadFile(testutil.BuildWasm(b, "examples/wasm/hello", true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	hello, err := h.Compile(context.Background(), "example/hello", wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		m    *host.Module
+	}{{"goreactor", compile(b, h, "goreactor")}, {"hello", hello}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var inst, init time.Duration
+			for b.Loop() {
+				i, n, _, err := host.Phases(context.Background(), h, tc.m, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inst, init = inst+i, init+n
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(inst.Microseconds())/n, "instantiate-µs")
+			b.ReportMetric(float64(init.Microseconds())/n, "initialize-µs")
 		})
 	}
 }
