@@ -33,9 +33,11 @@ type instance struct {
 	// else nil.
 	depth api.MutableGlobal
 	// stop is the stop flag of tick (guard.go) in a counted module, else
-	// nil; watching counts the call's watcher that may set it (call).
+	// nil; watching counts the call's watcher that may set it, stopNow
+	// (made once per instance), in call.
 	stop     api.MutableGlobal
 	watching sync.WaitGroup
+	stopNow  func()
 }
 
 // instantiate makes a new instance of m for the call st. A pooled instance
@@ -71,6 +73,10 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	if m.counted {
 		inst.depth, _ = mod.ExportedGlobal(depthExport).(api.MutableGlobal)
 		inst.stop, _ = mod.ExportedGlobal(stopExport).(api.MutableGlobal)
+		inst.stopNow = func() {
+			inst.stop.Set(1)
+			inst.watching.Done()
+		}
 	}
 	inst.setStack(st.limits)
 	if m.kind == Reactor && m.initialize {
@@ -217,10 +223,7 @@ func (inst *instance) call(ctx context.Context, name string) error {
 	}
 	inst.stop.Set(0)
 	inst.watching.Add(1)
-	unwatch := context.AfterFunc(ctx, func() {
-		inst.stop.Set(1)
-		inst.watching.Done()
-	})
+	unwatch := context.AfterFunc(ctx, inst.stopNow)
 	err := f.CallWithStack(ctx, inst.stack)
 	if unwatch() {
 		inst.watching.Done()
