@@ -207,7 +207,8 @@
 // straight-line runs between two ticks (one function body or loop body
 // each, at most ModuleLimits.FunctionBytes), where wazero's checks, on
 // loop headers only, left calls of functions without loops unchecked. A
-// module without a memory is given an empty one for memory.grow.
+// module without a memory is given an empty one for memory.grow, so that
+// it is refused, as before, for not exporting one.
 //
 // # Lifecycle
 //
