@@ -259,7 +259,10 @@ func (inst *instance) close(ctx context.Context) {
 		// closed by the guest's goroutine at its next check; a guest
 		// that returned first never makes it, and Close does nothing
 		// on a closed module. Calling any export with a done ctx makes
-		// wazero close them and return at once.
+		// wazero close them and return at once. The Host's runtime no
+		// longer runs with that watchdog (guard's ticks stop guests: see
+		// Termination in doc.go), so this is for a module closed some
+		// other way (proc_exit), where the call returns at once too.
 		for _, f := range inst.fns {
 			done, cancel := context.WithCancel(context.Background())
 			cancel()
