@@ -54,6 +54,7 @@ type node struct {
 
 func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger, extra map[string]Func, cacheDir string) (*node, error) {
 	n := &node{name: name, b: b, r: r, log: log, cacheDir: cacheDir, children: make(map[uint32]*childProc)}
+	n.tasks.idle = make(chan func(context.Context))
 	n.funcs = n.builtins()
 	maps.Copy(n.funcs, extra)
 	b.OnShutdown(n.shutdownChildren)

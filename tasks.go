@@ -415,6 +415,46 @@ type taskState struct {
 	// named (RunTask.ID), for CANCEL_TASK; guarded by mu.
 	running map[runKey]*taskCancel
 	ids     atomic.Uint64 // the RunTask.IDs of this context's own calls
+	// idle takes a task for a worker goroutine that has finished one and
+	// waits for the next (goTask); unbuffered, so that a send succeeds
+	// only when a worker is there to take it.
+	idle chan func(context.Context)
+}
+
+// workerIdle is how long a task's goroutine waits for another task before
+// it exits. A warm wasm call goes deep into wazero and grows its
+// goroutine's stack to some tens of KiB; a new goroutine per task copied
+// that stack up from 8 KiB on every call (runtime.morestack, copystack: 5%
+// of a child's CPU in a warm-call loop).
+const workerIdle = time.Second
+
+// goTask runs fn on a goroutine owned by the broker: an idle worker's if
+// one waits, else a new one, which then waits workerIdle for the next
+// task. It fails once the broker is stopping, as Broker.Go does.
+func (n *node) goTask(fn func(context.Context)) error {
+	if n.b.Context().Err() == nil {
+		select {
+		case n.tasks.idle <- fn:
+			return nil
+		default:
+		}
+	}
+	return n.b.Go(func(ctx context.Context) {
+		fn(ctx)
+		t := time.NewTimer(workerIdle)
+		defer t.Stop()
+		for {
+			select {
+			case fn := <-n.tasks.idle:
+				fn(ctx)
+				t.Reset(workerIdle)
+			case <-t.C:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
 }
 
 // runKey names a task in progress: its caller and the ID it gave.
@@ -546,7 +586,7 @@ func (n *node) onRunTask(m *wire.Message, _ *broker.Stream) {
 	// the same stream finds it.
 	k := runKey{src: m.Src, id: req.ID}
 	tc := n.tasks.track(k)
-	err := n.b.Go(func(ctx context.Context) {
+	err := n.goTask(func(ctx context.Context) {
 		if tc != nil {
 			defer n.tasks.untrack(k, tc)
 			var cancel context.CancelCauseFunc
@@ -656,8 +696,13 @@ func (n *node) runCall(ctx context.Context, req *wire.RunTask, h *host.Host, mod
 		out = &outputStream{r: n.r, dst: routing.Sender{Context: req.Output.Context, Handle: req.Output.Handle}}
 		call.Output = out.write
 	}
-	taskLog := n.log.With("task", req.Task, "module", req.Module[:min(12, len(req.Module))])
-	call.Log = func(level slog.Level, msg string) { taskLog.Log(ctx, level, msg) }
+	var taskLog *slog.Logger // made at the first record: most calls log nothing
+	call.Log = func(level slog.Level, msg string) {
+		if taskLog == nil {
+			taskLog = n.log.With("task", req.Task, "module", req.Module[:min(12, len(req.Module))])
+		}
+		taskLog.Log(ctx, level, msg)
+	}
 	call.Send = func(ctx context.Context, ch host.Channel, raw bool, data []byte) error {
 		enc := wire.EncMsgpack
 		if raw {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -98,7 +99,9 @@ func RegisterRaw(name string, fn func(ctx Ctx, in []byte) ([]byte, error)) {
 // would take them from sync.Pools, which every GC empties, and allocate a
 // reader, a buffer and the output on each call. Both are reset before each
 // use, which leaves them as Unmarshal and Marshal would (no options, no
-// dictionary), so the encoding is the same. The output is written to the
+// dictionary), so the encoding is the same. Types the flat-struct codec
+// takes (codec.go) skip msgpack's reflection altogether, and fall back to
+// it for an input the codec cannot decode exactly. The output is written to the
 // host before the next call of the task reuses the buffer. A call that
 // finds them in use (calls of one task overlapping, which spindle_call
 // never does) falls back to Unmarshal and Marshal.
@@ -109,8 +112,17 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		dec = msgpack.NewDecoder(&rd)
 		buf bytes.Buffer
 		enc = msgpack.NewEncoder(&buf)
+		// The flat-struct plans (codec.go), nil for types the fast path
+		// does not take.
+		inPlan  = planFlat(reflect.TypeFor[In]())
+		outPlan = planFlat(reflect.TypeFor[Out]())
+		out     []byte // outPlan's buffer; guarded by mu
 	)
 	decode := func(input []byte, in *In) error {
+		if inPlan != nil && inPlan.decode(input, unsafe.Pointer(in)) {
+			return nil
+		}
+		*in = *new(In) // the fast path may have set some fields
 		if !mu.TryLock() {
 			return msgpack.Unmarshal(input, in)
 		}
@@ -121,17 +133,27 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		rd.Reset(nil) // keep no reference to the input
 		return err
 	}
-	encode := func(out *Out) ([]byte, error) {
+	encode := func(v *Out) ([]byte, error) {
 		if !mu.TryLock() {
-			return msgpack.Marshal(out)
+			if outPlan != nil {
+				return outPlan.encode(nil, unsafe.Pointer(v)), nil
+			}
+			return msgpack.Marshal(v)
 		}
 		defer mu.Unlock()
+		if outPlan != nil {
+			if cap(out) > maxKeptOutput {
+				out = nil
+			}
+			out = outPlan.encode(out[:0], unsafe.Pointer(v))
+			return out, nil
+		}
 		if buf.Cap() > maxKeptOutput {
 			buf = bytes.Buffer{} // do not keep a large output's buffer alive
 		}
 		buf.Reset()
 		enc.Reset(&buf)
-		if err := enc.Encode(out); err != nil {
+		if err := enc.Encode(v); err != nil {
 			return nil, err
 		}
 		return buf.Bytes(), nil

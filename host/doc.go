@@ -131,7 +131,7 @@
 // RSS, 1<<20 imports 310 MiB, 2<<20 element entries (2 MiB) 128 MiB.
 // A module that names a function or global index past the ones it
 // declares (in code, constant expressions, exports, the start section or
-// element segments), exports the name "spindle$stack", or repeats a
+// element segments), exports the name "spindle$stack" or "spindle$stop", or repeats a
 // section is refused the same way: guard's rewrite makes such indexes
 // valid (the moved bodies, the stack counter), so it checks them itself
 // before rewriting (guard.go).
@@ -175,16 +175,40 @@
 // called Run, and so do the callbacks it triggers: Call.Log and Call.Send.
 // Call.Output (or the writes to Call.Stdout and Call.Stderr) is called
 // from Run's goroutine or a timer's, one call at a time, never after Run
-// returns. wazero stops a running guest at
-// its next loop iteration or call once the call's ctx ends
-// (WithCloseOnContextDone), so neither a looping guest nor a GC waiting on
-// one holds the process; a callback that blocks, or a Call.Stdin read, does
+// returns. A running guest stops within a bounded number of loop
+// iterations and calls once the call's ctx ends, and leaves its code for
+// the host at least every tickFuel of them, so neither a looping guest nor
+// a GC waiting on one holds the process (see Termination below); a callback that blocks, or a Call.Stdin read, does
 // hold its call until it returns (Call.Output is given a ctx that ends
 // with the call for that reason, and a Stdin with a read deadline has it
 // set when the call ends: see Files).
 //
 // The Host's locks (Host.mu, each Module's pool, the pool of memory
 // buffers) are never held together, nor while a guest runs.
+//
+// # Termination
+//
+// Go cannot preempt a goroutine running wasm compiled code: a guest that
+// never leaves its code would hold its call past every deadline and, at
+// the next stop-the-world of the GC, the whole process. wazero's own
+// remedy, WithCloseOnContextDone, leaves the guest for Go at every loop
+// header, about 33 ns each; Go's wasm backend puts a loop at the head of
+// most functions, so that made Go guests' code about 3x slower (a warm
+// call of the hello example: 56 -> 18 µs without it; docs/RATIONALE.md).
+// The Host does without it. guard (guard.go) inserts a tick at every
+// function's entry and at the head of every loop iteration: an inline
+// decrement of a fuel global which, every tickFuel (1000) ticks, leaves
+// the guest for the host through memory.grow(0), a point where the Go
+// runtime can stop the goroutine, and traps if the stop global is set.
+// A call sets the stop flag from a watcher on its ctx (context.AfterFunc)
+// and waits for the watcher before it returns. So a guest stops within
+// tickFuel ticks of its ctx ending (kind timeout or cancelled, as
+// before), and the longest stretch of guest code with no exit is tickFuel
+// straight-line runs between two ticks (one function body or loop body
+// each, at most ModuleLimits.FunctionBytes), where wazero's checks, on
+// loop headers only, left calls of functions without loops unchecked. A
+// module without a memory is given an empty one for memory.grow, so that
+// it is refused, as before, for not exporting one.
 //
 // # Lifecycle
 //

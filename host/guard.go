@@ -38,6 +38,13 @@ import (
 //     through its wrapper, so the counter is balanced whenever no call is
 //     running.
 //
+//   - Termination. Every wrapper, and the head of every loop iteration,
+//     runs a tick (see tick and "Termination" in doc.go): one unit of a
+//     fuel global spent, and every tickFuel units an exit to the host and
+//     a trap if the stop global, exported as stopExport, is set. The
+//     fuel and stop globals follow the counter; a module without a memory
+//     gets an empty one, for tick's memory.grow.
+//
 //   - Compile time. wazero's compiler is quadratic in the basic blocks of
 //     one function (60,000 nested blocks took 10 s), and it cannot be
 //     stopped inside a function. guard counts each function's control
@@ -57,8 +64,8 @@ import (
 // data segments (global.get, ref.func), in exports, in the start section
 // and in element segments' function indexes. wazero refuses such a module
 // too, in its own numbering; after the rewrite it could not tell. guard
-// also refuses an export named depthExport, which would collide with the
-// counter's (errReserved), and a section out of order or repeated
+// also refuses an export named depthExport or stopExport, which would
+// collide with the host's (errReserved), and a section out of order or repeated
 // (errMalformed), so that the sections guard reads are the ones wazero
 // compiles. The rewrite adds no type, table, memory, element or data
 // segment, so every other index keeps its range and stays wazero's to
@@ -79,6 +86,8 @@ const (
 	freeTableBytes = 1 << 20
 	// depthExport is the export name of the stack budget counter.
 	depthExport = "spindle$stack"
+	// stopExport is the export name of tick's stop flag.
+	stopExport = "spindle$stop"
 
 	sectionCustom = 0
 	sectionType   = 1
@@ -343,11 +352,12 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	}
 	var work int64
 	frames := make([]uint32, len(bodies))
+	loops := make([][]int, len(bodies))
 	for i, body := range bodies {
 		if int64(len(body)) > lim.FunctionBytes {
 			return g, fmt.Errorf("%w: function %d has %d bytes of code, the bound is %d (ModuleLimits.FunctionBytes)", errGuard, importedFuncs+uint32(i), len(body), lim.FunctionBytes)
 		}
-		locals, blocks, err := scanBody(body, lim, sp)
+		locals, blocks, err := scanBodyLoops(body, lim, sp, &loops[i])
 		if err != nil {
 			return g, fmt.Errorf("function %d: %w", importedFuncs+uint32(i), err)
 		}
@@ -366,6 +376,9 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 		return g, nil
 	}
 	depth := importGlobals + definedGlobal // the counter's index
+	fuel, stop := depth+1, depth+2         // the preemption globals (tick)
+	var tk []byte
+	tk = tick(tk, fuel, stop)
 
 	// Function section: the wrappers keep the old indexes, the bodies
 	// follow with the same types.
@@ -382,37 +395,62 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	code := appendULEB(make([]byte, 0, size), 2*n)
 	var w []byte
 	for i, t := range funcTypes {
-		w = wrapper(w[:0], typeParams[t], depth, importedFuncs+n+uint32(i), frames[i])
+		w = wrapper(w[:0], typeParams[t], depth, importedFuncs+n+uint32(i), frames[i], tk)
 		code = appendULEB(code, uint32(len(w)))
 		code = append(code, w...)
 	}
-	for _, body := range bodies {
+	var ticked []byte
+	for i, body := range bodies {
+		if len(loops[i]) > 0 {
+			// A tick at the head of every loop iteration.
+			ticked = ticked[:0]
+			at := 0
+			for _, o := range loops[i] {
+				ticked = append(append(ticked, body[at:o]...), tk...)
+				at = o
+			}
+			body = append(ticked, body[at:]...)
+			ticked = body
+		}
 		code = appendULEB(code, uint32(len(body)))
 		code = append(code, body...)
 	}
 	sections[ci].body = code
 
-	// The counter: a mutable i32 global, exported.
+	// A memory for tick's memory.grow, if the module has none.
+	if i := find(sectionMemory); i < 0 {
+		sections = insertSection(sections, sectionSpan{sectionMemory, []byte{1, 1, 0, 0}})
+	} else if len(sections[i].body) > 0 && sections[i].body[0] == 0 {
+		sections[i].body = []byte{1, 1, 0, 0}
+	}
+
+	// The counter: a mutable i32 global, exported; then tick's fuel and
+	// stop flag, the flag exported.
 	global := appendSLEB([]byte{0x7f, 1, opI32Const}, budget)
 	global = append(global, opEnd)
+	global = appendSLEB(append(global, 0x7f, 1, opI32Const), tickFuel)
+	global = append(global, opEnd, 0x7f, 1, opI32Const, 0, opEnd)
 	if i := find(sectionGlobal); i >= 0 {
-		b := appendULEB(nil, definedGlobal+1)
+		b := appendULEB(nil, definedGlobal+3)
 		_, k := readULEB(sections[i].body)
 		b = append(b, sections[i].body[k:]...)
 		sections[i].body = append(b, global...)
 	} else {
-		sections = insertSection(sections, sectionSpan{sectionGlobal, append([]byte{1}, global...)})
+		sections = insertSection(sections, sectionSpan{sectionGlobal, append([]byte{3}, global...)})
 	}
 	export := append(appendULEB(nil, uint32(len(depthExport))), depthExport...)
 	export = append(export, 3)
 	export = appendULEB(export, depth)
+	export = append(appendULEB(export, uint32(len(stopExport))), stopExport...)
+	export = append(export, 3)
+	export = appendULEB(export, stop)
 	if i := find(sectionExport); i >= 0 {
 		cnt, k := readULEB(sections[i].body)
-		b := appendULEB(nil, cnt+1)
+		b := appendULEB(nil, cnt+2)
 		b = append(b, sections[i].body[k:]...)
 		sections[i].body = append(b, export...)
 	} else {
-		sections = insertSection(sections, sectionSpan{sectionExport, append([]byte{1}, export...)})
+		sections = insertSection(sections, sectionSpan{sectionExport, append([]byte{2}, export...)})
 	}
 	sections = renameBodies(sections, importedFuncs, n)
 	g.counted = true
@@ -431,8 +469,9 @@ func frameBytes(params uint32, locals int64) uint32 {
 
 // wrapper appends to b the body of the wrapper of function body (at index
 // target), whose type has params parameters.
-func wrapper(b []byte, params, depth, target, frame uint32) []byte {
+func wrapper(b []byte, params, depth, target, frame uint32, tk []byte) []byte {
 	b = append(b, 0) // no locals
+	b = append(b, tk...)
 	b = append(b, 0x23)
 	b = appendULEB(b, depth)
 	b = append(b, opI32Const)
@@ -455,6 +494,33 @@ func wrapper(b []byte, params, depth, target, frame uint32) []byte {
 	b = append(b, 0x6a, 0x24) // i32.add, global.set
 	b = appendULEB(b, depth)
 	return append(b, opEnd)
+}
+
+// tickFuel is how many ticks pass between two of tick's exits to the host.
+const tickFuel = 1000
+
+// tick appends the code run at every function's entry (in its wrapper)
+// and at the head of every loop iteration: it spends one unit of the fuel
+// global and, when that is gone, refills it, leaves the guest for the host
+// with memory.grow(0) — a point where the Go runtime can stop the guest's
+// goroutine for a GC — and traps if the host has set the stop global (the
+// call's ctx ended). See "Termination" in doc.go.
+func tick(b []byte, fuel, stop uint32) []byte {
+	b = append(b, 0x23) // global.get fuel
+	b = appendULEB(b, fuel)
+	b = append(b, opI32Const, 1, 0x6b, 0x24) // i32.const 1, i32.sub, global.set
+	b = appendULEB(b, fuel)
+	b = append(b, 0x23)
+	b = appendULEB(b, fuel)
+	b = append(b, opI32Const, 0, 0x4c, 0x04, 0x40) // i32.const 0, i32.le_s, if
+	b = append(b, opI32Const)
+	b = appendSLEB(b, tickFuel)
+	b = append(b, 0x24) // global.set fuel
+	b = appendULEB(b, fuel)
+	b = append(b, opI32Const, 0, 0x40, 0, 0x1a) // i32.const 0, memory.grow 0, drop
+	b = append(b, 0x23)                         // global.get stop
+	b = appendULEB(b, stop)
+	return append(b, 0x04, 0x40, 0x00, opEnd, opEnd) // if, unreachable, end; end
 }
 
 // boundTables gives each table of a table section a maximum, so that all
@@ -542,6 +608,13 @@ func splitBodies(body []byte) ([][]byte, error) {
 // number of locals and of control instructions, errGuard past a bound, or
 // errIndex for a function or global index outside sp.
 func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, err error) {
+	return scanBodyLoops(body, lim, sp, nil)
+}
+
+// scanBodyLoops is scanBody that also appends to *loops, if loops is not
+// nil, the offset in body just past each loop's block type: where a loop's
+// every iteration starts.
+func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (locals, blocks int64, err error) {
 	r := &reader{b: body}
 	groups := r.u32()
 	for i := uint32(0); i < groups && !r.bad; i++ {
@@ -560,6 +633,9 @@ func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, er
 		case op == 0x03: // loop: counts twice, it costs wazero about 3x a block
 			blocks += 2
 			blockType(r)
+			if loops != nil && !r.bad {
+				*loops = append(*loops, len(body)-len(r.b))
+			}
 		case op == 0x05: // else
 			blocks++
 		case op == 0x0c: // br

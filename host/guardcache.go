@@ -23,7 +23,7 @@ import (
 
 // guardVersion names the format of guard's output: bump it whenever guard
 // or coalesceData would write different bytes for the same module.
-const guardVersion = 2
+const guardVersion = 3
 
 const guardMagic = "spindle-guarded\x00"
 
@@ -31,7 +31,7 @@ const guardMagic = "spindle-guarded\x00"
 // budget, below dir.
 func guardFile(dir string, wasm []byte, lim ModuleLimits, budget int32) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%d %+v %d\n", guardVersion, lim, budget)
+	fmt.Fprintf(h, "%d %+v %d %d\n", guardVersion, lim, budget, tickFuel)
 	h.Write(wasm)
 	return filepath.Join(dir, fmt.Sprintf("guarded-v%d", guardVersion), hex.EncodeToString(h.Sum(nil)))
 }

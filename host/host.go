@@ -89,11 +89,11 @@ type compileEntry struct {
 }
 
 // New starts a Host: one wazero runtime with the compiler engine (where
-// supported), guests stopped when their call's ctx ends
-// (WithCloseOnContextDone), the compilation cache, WASI and the spindle
+// supported), guests stopped when their call's ctx ends (by guard's ticks:
+// see Termination in the package doc), the compilation cache, WASI and the spindle
 // host module. ctx is used only while New runs.
 func New(ctx context.Context, cfg Config) (*Host, error) {
-	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
+	rc := wazero.NewRuntimeConfig()
 	var cache wazero.CompilationCache
 	if cfg.CacheDir != "" {
 		var err error

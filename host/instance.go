@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/spindle-hq/spindle/host/internal/rootfs"
@@ -31,6 +32,12 @@ type instance struct {
 	// depth is the stack budget counter of a counted module (guard.go),
 	// else nil.
 	depth api.MutableGlobal
+	// stop is the stop flag of tick (guard.go) in a counted module, else
+	// nil; watching counts the call's watcher that may set it, stopNow
+	// (made once per instance), in call.
+	stop     api.MutableGlobal
+	watching sync.WaitGroup
+	stopNow  func()
 }
 
 // instantiate makes a new instance of m for the call st. A pooled instance
@@ -65,6 +72,11 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	inst.mod = mod
 	if m.counted {
 		inst.depth, _ = mod.ExportedGlobal(depthExport).(api.MutableGlobal)
+		inst.stop, _ = mod.ExportedGlobal(stopExport).(api.MutableGlobal)
+		inst.stopNow = func() {
+			inst.stop.Set(1)
+			inst.watching.Done()
+		}
 	}
 	inst.setStack(st.limits)
 	if m.kind == Reactor && m.initialize {
@@ -199,10 +211,25 @@ func (inst *instance) fn(name string) api.Function {
 }
 
 // call calls the export name, which must exist, leaving its result, if
-// any, in inst.stack[0].
+// any, in inst.stack[0]. When ctx ends, the guest traps at its next tick
+// (guard.go): a watcher sets the stop flag, and call returns only once
+// the watcher has returned, so that no flag set for this call outlives
+// it.
 func (inst *instance) call(ctx context.Context, name string) error {
 	inst.stack[0] = 0
-	return inst.fn(name).CallWithStack(ctx, inst.stack)
+	f := inst.fn(name)
+	if inst.stop == nil {
+		return f.CallWithStack(ctx, inst.stack)
+	}
+	inst.stop.Set(0)
+	inst.watching.Add(1)
+	unwatch := context.AfterFunc(ctx, inst.stopNow)
+	err := f.CallWithStack(ctx, inst.stack)
+	if unwatch() {
+		inst.watching.Done()
+	}
+	inst.watching.Wait()
+	return err
 }
 
 // setStack sets the stack budget counter for a call under limits.
@@ -232,7 +259,10 @@ func (inst *instance) close(ctx context.Context) {
 		// closed by the guest's goroutine at its next check; a guest
 		// that returned first never makes it, and Close does nothing
 		// on a closed module. Calling any export with a done ctx makes
-		// wazero close them and return at once.
+		// wazero close them and return at once. The Host's runtime no
+		// longer runs with that watchdog (guard's ticks stop guests: see
+		// Termination in doc.go), so this is for a module closed some
+		// other way (proc_exit), where the call returns at once too.
 		for _, f := range inst.fns {
 			done, cancel := context.WithCancel(context.Background())
 			cancel()

@@ -128,8 +128,8 @@ func (h *Host) warm(m *Module, limits Limits) *instance {
 // classify turns how a call ended into its Result or *TaskError. inst is
 // nil if the instance could not be made; err is what wazero returned.
 func (st *callState) classify(ctx context.Context, inst *instance, err error, command bool) (*Result, *TaskError) {
-	var exit *sys.ExitError
-	exited := errors.As(err, &exit)
+	exit := exitError(err)
+	exited := exit != nil
 	status := int32(0)
 	if inst != nil && err == nil {
 		status = int32(inst.stack[0])
@@ -142,7 +142,6 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 	if inst != nil {
 		refused = inst.mem.refused
 	}
-	var ie *instantiateError
 	switch {
 	case st.outputOverflow:
 		return nil, taskErr(KindOutputLimit, "output passed %d bytes", st.limits.OutputBytes)
@@ -161,8 +160,8 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 		default:
 			return nil, taskErr(KindCancelled, "%v", cause)
 		}
-	case errors.As(err, &ie):
-		return nil, taskErr(KindInvalidModule, "instantiate module %s: %v", st.module.hash, ie.err)
+	case err != nil && instantiateFailure(err) != nil:
+		return nil, taskErr(KindInvalidModule, "instantiate module %s: %v", st.module.hash, instantiateFailure(err).err)
 	case failed && refused:
 		return nil, st.withStderr(taskErr(KindMemory, "memory limit of %d pages reached", st.limits.MemoryPages))
 	case command && exited:
@@ -192,6 +191,29 @@ func (st *callState) classify(ctx context.Context, inst *instance, err error, co
 		return nil, taskErr(kind, "task returned status %d", status)
 	}
 	return &Result{Output: st.output, ExitCode: int(status)}, nil
+}
+
+// exitError returns err's *sys.ExitError, or nil. A function of its own
+// so that a call without an error allocates nothing for errors.As's
+// target.
+func exitError(err error) *sys.ExitError {
+	if err == nil {
+		return nil
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return exit
+	}
+	return nil
+}
+
+// instantiateFailure returns err's *instantiateError, or nil.
+func instantiateFailure(err error) *instantiateError {
+	var ie *instantiateError
+	if errors.As(err, &ie) {
+		return ie
+	}
+	return nil
 }
 
 // withStderr appends what the guest's stderr says of its end to te's

@@ -1,0 +1,78 @@
+package host_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// BenchmarkHello calls the hello example (a typed task of the guest SDK)
+// as `spindle bench` does, in process: warm (pooled) and fresh. The
+// difference from BenchmarkCallWarm's goreactor is the SDK's path: its
+// msgpack decode of the input and encode of the output, its dispatch.
+func BenchmarkHello(b *testing.B) {
+	wasm, err := os.ReadFile(testutil.BuildWasm(b, "examples/wasm/hello", true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := newHost(b, host.Config{})
+	m, err := h.Compile(context.Background(), "example/hello", wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	input, _ := msgpack.Marshal(map[string]string{"name": "bench"})
+	for _, pooled := range []bool{true, false} {
+		name := map[bool]string{true: "warm", false: "fresh"}[pooled]
+		b.Run(name, func(b *testing.B) {
+			call := host.Call{Task: "hello", Input: input, Pooled: pooled}
+			if _, err := h.Run(context.Background(), m, call); err != nil { // warm up
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h.Run(context.Background(), m, call); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkInstancePhasesGuests splits a fresh instance into its phases
+// (see BenchmarkInstancePhases) for a Go reactor without the SDK
+// (goreactor) and with it (the hello example): what _initialize costs of
+// the Go runtime itself and what of the SDK's packages' init.
+func BenchmarkInstancePhasesGuests(b *testing.B) {
+	h := newHost(b, host.Config{})
+	wasm, err := os.ReadFile(testutil.BuildWasm(b, "examples/wasm/hello", true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	hello, err := h.Compile(context.Background(), "example/hello", wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		m    *host.Module
+	}{{"goreactor", compile(b, h, "goreactor")}, {"hello", hello}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var inst, init time.Duration
+			for b.Loop() {
+				i, n, _, err := host.Phases(context.Background(), h, tc.m, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inst, init = inst+i, init+n
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(inst.Microseconds())/n, "instantiate-µs")
+			b.ReportMetric(float64(init.Microseconds())/n, "initialize-µs")
+		})
+	}
+}
