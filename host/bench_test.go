@@ -70,15 +70,7 @@ func BenchmarkCallWarm(b *testing.B) {
 		b.Run(tc.guest+"/"+tc.task, func(b *testing.B) {
 			m := compile(b, h, tc.guest)
 			call := host.Call{Task: tc.task, Input: in, Pooled: true}
-			if _, err := h.Run(context.Background(), m, call); err != nil { // warm up
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := h.Run(context.Background(), m, call); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchCalls(b, h, m, call)
 		})
 	}
 }
@@ -91,15 +83,7 @@ func BenchmarkCallWarmExample(b *testing.B) {
 	h := newHost(b, host.Config{})
 	m := example(b, h, "hello")
 	call := host.Call{Task: "hello", Input: pack(b, map[string]any{"name": "world"}), Pooled: true}
-	if _, err := h.Run(context.Background(), m, call); err != nil { // warm up
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := h.Run(context.Background(), m, call); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchCalls(b, h, m, call)
 }
 
 // BenchmarkCallFresh is a call on a fresh instance: instantiate,
@@ -148,5 +132,19 @@ func BenchmarkInstancePhases(b *testing.B) {
 			b.ReportMetric(float64(init.Microseconds())/n, "initialize-µs")
 			b.ReportMetric(float64(closing.Microseconds())/n, "close-µs")
 		})
+	}
+}
+
+// benchCalls runs call on m once to warm up, then once per iteration.
+func benchCalls(b *testing.B, h *host.Host, m *host.Module, call host.Call) {
+	b.Helper()
+	if _, err := h.Run(context.Background(), m, call); err != nil { // warm up
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := h.Run(context.Background(), m, call); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -30,15 +30,7 @@ func BenchmarkHello(b *testing.B) {
 		name := map[bool]string{true: "warm", false: "fresh"}[pooled]
 		b.Run(name, func(b *testing.B) {
 			call := host.Call{Task: "hello", Input: input, Pooled: pooled}
-			if _, err := h.Run(context.Background(), m, call); err != nil { // warm up
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := h.Run(context.Background(), m, call); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchCalls(b, h, m, call)
 		})
 	}
 }
