@@ -27,7 +27,8 @@ import (
 //     hundreds of MiB before it reports a stack overflow, outside any
 //     limit. guard renames each function's body to a new index and puts a
 //     wrapper at the old index, so that every call, export, table element
-//     and start function goes through it unchanged (a module that names a
+//     and start function goes through it unchanged (the start function as
+//     an export, startExport, that the host calls; a module that names a
 //     body's new index or the counter is refused: see below): the wrapper
 //     subtracts the body's frame estimate (frameBytes) from a counter
 //     global, traps if it went below zero, calls the body and adds the
@@ -88,6 +89,12 @@ const (
 	depthExport = "spindle$stack"
 	// stopExport is the export name of tick's stop flag.
 	stopExport = "spindle$stop"
+	// startExport is the export name guard gives a module's start
+	// function, which it takes out of the start section: wazero would run it
+	// inside InstantiateModule, before the host can watch the call's ctx
+	// and set the stop flag, so a start function that loops could not be
+	// stopped. The host calls it right after instantiating, as a call.
+	startExport = "spindle$start"
 
 	sectionCustom = 0
 	sectionType   = 1
@@ -444,13 +451,25 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	export = append(appendULEB(export, uint32(len(stopExport))), stopExport...)
 	export = append(export, 3)
 	export = appendULEB(export, stop)
+	added := uint32(2)
+	if i := find(sectionStart); i >= 0 {
+		// The start function becomes an export the host calls (see
+		// startExport); its index is the wrapper's, so it ticks.
+		fn, _ := readULEB(sections[i].body)
+		export = append(appendULEB(export, uint32(len(startExport))), startExport...)
+		export = append(export, 0)
+		export = appendULEB(export, fn)
+		added++
+		sections = append(sections[:i], sections[i+1:]...)
+	}
 	if i := find(sectionExport); i >= 0 {
 		cnt, k := readULEB(sections[i].body)
-		b := appendULEB(nil, cnt+2)
+		b := appendULEB(nil, cnt+added)
 		b = append(b, sections[i].body[k:]...)
 		sections[i].body = append(b, export...)
 	} else {
-		sections = insertSection(sections, sectionSpan{sectionExport, append([]byte{2}, export...)})
+		b := appendULEB(nil, added)
+		sections = insertSection(sections, sectionSpan{sectionExport, append(b, export...)})
 	}
 	sections = renameBodies(sections, importedFuncs, n)
 	g.counted = true
@@ -764,8 +783,12 @@ func miscOp(r *reader) {
 	}
 }
 
+// simdOp reads a SIMD instruction after its 0xfd prefix. Its sub-opcode is
+// one byte, as wazero reads it (not the LEB128 number the spec has): guard
+// must see the instructions wazero compiles, or a module could hide a loop
+// or an index from it behind bytes the two read differently.
 func simdOp(r *reader) {
-	switch sub := r.u32(); {
+	switch sub := uint32(r.byte()); {
 	case sub <= 11 || sub == 92 || sub == 93:
 		memarg(r)
 	case sub == 12 || sub == 13:
@@ -775,14 +798,13 @@ func simdOp(r *reader) {
 	case sub >= 84 && sub <= 91:
 		memarg(r)
 		r.skip(1)
-	case sub <= 0x113:
-	default:
-		r.bad = true
 	}
 }
 
+// atomicOp reads an atomic instruction after its 0xfe prefix: its
+// sub-opcode is one byte, as wazero reads it (see simdOp).
 func atomicOp(r *reader) {
-	if sub := r.u32(); sub == 3 {
+	if sub := r.byte(); sub == 3 {
 		r.skip(1) // atomic.fence
 		return
 	}

@@ -192,7 +192,7 @@ func checkIndexes(sections []sectionSpan, sp space, lim ModuleLimits) error {
 				kind, idx := r.byte(), r.u32()
 				switch {
 				case r.bad:
-				case name == depthExport || name == stopExport:
+				case name == depthExport || name == stopExport || name == startExport:
 					err = fmt.Errorf("export %q: %w", name, errReserved)
 				case kind == 0:
 					err = sp.function(where{kind: "export", i: -1, name: name, sub1: ": function"}, idx)

@@ -79,6 +79,13 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 		}
 	}
 	inst.setStack(st.limits)
+	if m.counted && mod.ExportedFunction(startExport) != nil {
+		// The module's start function (see startExport), under the
+		// call's ctx like any call.
+		if err := inst.call(ctx, startExport); err != nil {
+			return inst, err
+		}
+	}
 	if m.kind == Reactor && m.initialize {
 		if err := inst.call(ctx, exportInitialize); err != nil {
 			return inst, err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/internal/testutil"
 )
 
 // TestLoopingGuestLetsGCRun: a guest spinning in a loop leaves its code
@@ -63,5 +64,103 @@ func TestMemorylessGuestRefused(t *testing.T) {
 	_, err := h.Compile(context.Background(), "memoryless-spin", wasm)
 	if host.KindOf(err) != host.KindInvalidModule || !strings.Contains(err.Error(), "does not export its memory") {
 		t.Fatalf("Compile = %v, want kind %s for the missing memory", err, host.KindInvalidModule)
+	}
+}
+
+// runStopped runs task of wasm with a short timeout and fails t unless the
+// call ends with KindTimeout soon after it. A guest that escaped its ticks
+// would hold the call (and, at the next GC, the whole process), so the
+// call runs on its own goroutine and the wait is bounded.
+func runStopped(t *testing.T, name string, wasm []byte, task string) {
+	t.Helper()
+	h := newHost(t, host.Config{})
+	m, err := h.Compile(context.Background(), name, wasm)
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	const timeout = 500 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Run(context.Background(), m, host.Call{Task: task, Limits: host.Limits{Timeout: timeout}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if host.KindOf(err) != host.KindTimeout {
+			t.Fatalf("Run = %v, want kind %s", err, host.KindTimeout)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("a looping guest was not stopped %v after its %v timeout", 20*time.Second, timeout)
+	}
+	// Run returning is not enough: a guest still spinning on its thread
+	// would hold the next GC, and with it the process.
+	gc := make(chan struct{})
+	go func() {
+		runtime.GC()
+		close(gc)
+	}()
+	select {
+	case <-gc:
+	case <-time.After(20 * time.Second):
+		t.Fatal("runtime.GC does not finish after the call ended: the guest is still running")
+	}
+}
+
+// A SIMD prefix whose sub-opcode is written as a two-byte LEB128 number is
+// read by wazero as one byte and the next instruction: guard must read it
+// the same way, or the loop after it is hidden from its ticks.
+func TestSIMDPrefixCannotHideALoop(t *testing.T) {
+	var m testutil.WasmModule
+	task := m.Type(nil, []byte{testutil.WasmI32})
+	m.Memory(1, -1)
+	code := append([]byte{0xfd, 0x0c}, make([]byte, 16)...) // v128.const 0
+	code = append(code,
+		0xfd, 0x80, 0x02, // wazero: i16x8.abs, then block
+		0x40,       //   [] -> []
+		0x03, 0x40, // loop
+		0x0c, 0x00, // br 0
+		0x0b, 0x0b, // end end
+		0x1a,       // drop the vector
+		0x41, 0x00) // i32.const 0
+	f := m.Func(task, nil, code)
+	m.Export("task", 0, f)
+	runStopped(t, "simd-hidden-loop", m.Bytes(), "task")
+}
+
+// A start function runs when a module is instantiated: one that loops
+// ends at the call's timeout like any guest code.
+func TestLoopingStartFunctionStopped(t *testing.T) {
+	var m testutil.WasmModule
+	void := m.Type(nil, nil)
+	task := m.Type(nil, []byte{testutil.WasmI32})
+	m.Memory(1, -1)
+	spin := m.Func(void, nil, []byte{0x03, 0x40, 0x0c, 0x00, 0x0b}) // loop br 0 end
+	m.Start(spin)
+	f := m.Func(task, nil, []byte{0x41, 0x00})
+	m.Export("task", 0, f)
+	runStopped(t, "looping-start", m.Bytes(), "task")
+}
+
+// A start function that returns still runs first, once per instance.
+func TestStartFunctionRuns(t *testing.T) {
+	var m testutil.WasmModule
+	void := m.Type(nil, nil)
+	task := m.Type(nil, []byte{testutil.WasmI32})
+	m.Memory(1, -1)
+	g := m.GlobalInit(testutil.WasmI32, true, []byte{0x41, 0x00})
+	set := m.Func(void, nil, []byte{0x41, 0x07, 0x24, byte(g)}) // global.set g 7
+	m.Start(set)
+	// global.get g; i32.const 7; i32.ne; if unreachable end; i32.const 0
+	check := m.Func(task, nil, []byte{0x23, byte(g), 0x41, 0x07, 0x47, 0x04, 0x40, 0x00, 0x0b, 0x41, 0x00})
+	m.Export("task", 0, check)
+	h := newHost(t, host.Config{})
+	mod, err := h.Compile(context.Background(), "start-sets", m.Bytes())
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	for _, pooled := range []bool{false, true} {
+		if _, err := h.Run(context.Background(), mod, host.Call{Task: "task", Pooled: pooled}); err != nil {
+			t.Fatalf("Run (pooled %v) = %v: the start function did not run before the task", pooled, err)
+		}
 	}
 }

@@ -1,0 +1,34 @@
+package host
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+// guard reads a SIMD sub-opcode as one byte, as wazero does: a 2-byte
+// LEB128 one (fd 80 02) is i16x8.abs and then a block to wazero, and the
+// loop inside that block gets its tick. Read as a number, the block and
+// loop would be taken for immediates and the loop left without one
+// (TestSIMDPrefixCannotHideALoop runs it).
+func TestGuardReadsSIMDOpcodeAsWazeroDoes(t *testing.T) {
+	var m testutil.WasmModule
+	task := m.Type(nil, []byte{testutil.WasmI32})
+	m.Memory(1, -1)
+	code := append([]byte{0xfd, 0x0c}, make([]byte, 16)...) // v128.const 0
+	code = append(code, 0xfd, 0x80, 0x02, 0x40, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, 0x1a, 0x41, 0x00)
+	m.Export("task", 0, m.Func(task, nil, code))
+	g, err := guard(m.Bytes(), ModuleLimits{}.orDefaults(), 1<<20)
+	if err != nil {
+		t.Fatalf("guard: %v", err)
+	}
+	i := bytes.Index(g.wasm, []byte{0xfd, 0x80, 0x02, 0x40, 0x03, 0x40})
+	if i < 0 {
+		t.Fatal("the guarded module lost the SIMD instruction and the loop")
+	}
+	loop := g.wasm[i+6:]
+	if tk := tick(nil, 0, 0); len(loop) == 0 || loop[0] != tk[0] || bytes.HasPrefix(loop, []byte{0x0c, 0x00}) {
+		t.Fatalf("the loop after the SIMD instruction has no tick: % x", loop[:min(len(loop), 12)])
+	}
+}
