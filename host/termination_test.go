@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,7 +94,13 @@ func runStopped(t *testing.T, name string, wasm []byte, task string) {
 		t.Fatalf("a looping guest was not stopped %v after its %v timeout", 20*time.Second, timeout)
 	}
 	// Run returning is not enough: a guest still spinning on its thread
-	// would hold the next GC, and with it the process.
+	// would burn a CPU for good and hold the next GC, and with it the
+	// process. Over a second, such a guest would use most of a CPU.
+	before := cpuTime(t)
+	time.Sleep(time.Second)
+	if spent := cpuTime(t) - before; spent > 500*time.Millisecond {
+		t.Errorf("the process used %v of CPU in the second after the call ended: the guest is still running", spent)
+	}
 	gc := make(chan struct{})
 	go func() {
 		runtime.GC()
@@ -108,7 +115,10 @@ func runStopped(t *testing.T, name string, wasm []byte, task string) {
 
 // A SIMD prefix whose sub-opcode is written as a two-byte LEB128 number is
 // read by wazero as one byte and the next instruction: guard must read it
-// the same way, or the loop after it is hidden from its ticks.
+// the same way, or the loop after it is hidden from its ticks. This runs
+// the module end to end; TestGuardReadsSIMDOpcodeAsWazeroDoes checks the
+// tick is where it must be (on this wazero the module did not spin even
+// without it, but a review saw it freeze a process).
 func TestSIMDPrefixCannotHideALoop(t *testing.T) {
 	var m testutil.WasmModule
 	task := m.Type(nil, []byte{testutil.WasmI32})
@@ -163,4 +173,13 @@ func TestStartFunctionRuns(t *testing.T) {
 			t.Fatalf("Run (pooled %v) = %v: the start function did not run before the task", pooled, err)
 		}
 	}
+}
+
+// cpuTime is the CPU time this process has used so far.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
