@@ -160,10 +160,11 @@ func (s *Stream) acceptLocked(n int, buf *wire.Buffer) {
 	}
 }
 
-// wroteLocked counts n more bytes written and releases the pooled bodies
-// that are now wholly out.
+// wroteLocked counts n more bytes written at the end of a write, notes when
+// (see burstGap) and releases the pooled bodies that are now wholly out.
 func (s *Stream) wroteLocked(n int) {
 	s.written += uint64(n)
+	s.lastWrite, s.readsAtWrite = time.Now(), s.reads.Load()
 	i := 0
 	for i < len(s.pooled) && s.pooled[i].end <= s.written {
 		s.pooled[i].buf.Release()
@@ -483,11 +484,9 @@ func (s *Stream) sendDirectLocked(frame, body []byte) error {
 		rest = trimWritten(append(net.Buffers(nil), d.iov...), n)
 	}
 	d.bufs[0], d.bufs[1], d.iov = nil, nil, nil
-	end := time.Now()
 	s.mu.Lock()
 	s.writing = false
 	s.wroteLocked(n)
-	s.lastWrite, s.readsAtWrite = end, s.reads.Load()
 	if err != nil {
 		s.mu.Unlock()
 		err = fmt.Errorf("broker: write stream %s: %w", s.cfg.Name, err)
@@ -693,12 +692,10 @@ func (s *Stream) writeLoop() {
 			_, err = bufs.WriteTo(s.w)
 		}
 		clear(batch)
-		end := time.Now()
 		s.mu.Lock()
 		s.writing = false
 		s.queued -= n
 		s.wroteLocked(n)
-		s.lastWrite, s.readsAtWrite = end, s.reads.Load()
 		if len(s.queue) > 0 {
 			s.wakeWriter()
 		}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -90,9 +89,9 @@ func probePython(ctx context.Context, python string) (peerPython, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	const probe = "import sys, mitogen; print('%d.%d.%d' % sys.version_info[:3], '.'.join(map(str, mitogen.__version__)))"
-	var out, errb bytes.Buffer
+	out, errb := newCapBuffer(4096), newCapBuffer(4096)
 	cmd := exec.CommandContext(ctx, python, "-c", probe)
-	cmd.Stdout, cmd.Stderr = &limitedBuffer{buf: &out, max: 4096}, &limitedBuffer{buf: &errb, max: 4096}
+	cmd.Stdout, cmd.Stderr = out, errb
 	if err := cmd.Run(); err != nil {
 		if last := lastLine(errb.String()); last != "" {
 			return peerPython{}, errors.New(last)
@@ -136,7 +135,7 @@ func (r mitogenRun) run(ctx context.Context) (map[string]json.RawMessage, error)
 	if err := os.WriteFile(script, mitogenBenchScript, 0o600); err != nil {
 		return nil, err
 	}
-	var out, errb bytes.Buffer
+	out, errb := newCapBuffer(1<<20), newCapBuffer(64<<10)
 	progress := r.Progress
 	if progress == nil {
 		progress = io.Discard
@@ -146,8 +145,8 @@ func (r mitogenRun) run(ctx context.Context) (map[string]json.RawMessage, error)
 	// A context that outlives the script keeps its output pipes open: wait
 	// for them briefly, then kill the group (below) all the same.
 	cmd.WaitDelay = 2 * time.Second
-	cmd.Stdout = &limitedBuffer{buf: &out, max: 1 << 20}
-	cmd.Stderr = io.MultiWriter(&limitedBuffer{buf: &errb, max: 64 << 10}, progress)
+	cmd.Stdout = out
+	cmd.Stderr = io.MultiWriter(errb, progress)
 	// Pdeathsig: if spindle itself dies, the script dies, and its
 	// children with it (their parent's stream closes).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -183,7 +182,7 @@ func (r mitogenRun) run(ctx context.Context) (map[string]json.RawMessage, error)
 		return nil, fmt.Errorf("mitogen bench (%s): %v: %s", r.Python, werr, strings.TrimSpace(tail(errb.String(), 2000)))
 	}
 	var figs map[string]json.RawMessage
-	if err := json.Unmarshal(out.Bytes(), &figs); err != nil {
+	if err := json.Unmarshal([]byte(out.String()), &figs); err != nil {
 		return nil, fmt.Errorf("mitogen bench printed %q: %w", tail(out.String(), 200), err)
 	}
 	return figs, nil
@@ -330,24 +329,6 @@ func printPeers(w io.Writer, p *peersResult, res *benchResult) {
 			p.Ratio[row.key], fmt.Sprintf(">= %gx", row.goal), yes)
 	}
 	fmt.Fprintf(w, "goals met: %d of %d\n", met, len(peerRows))
-}
-
-// limitedBuffer keeps the first max bytes written to it and drops the
-// rest (a script that floods its output cannot grow us without bound).
-// Safe for concurrent use.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	buf *bytes.Buffer // guarded by mu
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
 }
 
 func lastLine(s string) string {

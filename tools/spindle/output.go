@@ -39,6 +39,12 @@ func (b *capBuffer) text() (string, bool) {
 	return string(b.buf), b.dropped > 0
 }
 
+// String returns what was kept.
+func (b *capBuffer) String() string {
+	s, _ := b.text()
+	return s
+}
+
 // summary is the kept text, ended by a line saying how much was dropped.
 func (b *capBuffer) summary() string {
 	b.mu.Lock()
