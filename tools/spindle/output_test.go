@@ -44,6 +44,11 @@ func TestRunJSONCarriesGuestOutput(t *testing.T) {
 			l.Stderr != "cmd: done\n" || l.StdoutTruncated || l.StderrTruncated {
 			t.Errorf("%s: %+v", name, l)
 		}
+		// A non-zero exit is not ok, in the line as in the recap, so
+		// jq 'select(.ok|not)' finds every failure.
+		if l.OK || l.Error == nil || l.Error.Kind != "exit" || l.Error.Message != "exit status 2" {
+			t.Errorf("%s: ok %v, error %+v; want not ok, kind exit", name, l.OK, l.Error)
+		}
 	}
 
 	// The table's rows say FAILED for a non-zero exit, as the recap counts.

@@ -93,7 +93,8 @@ progress line on stderr when it is a terminal, and a recap line on stderr.
 --json prints one object per target per line: target, ok, output,
 exit_code, error {kind, class, message, hint}, and the guest's stdout and
 stderr (the first 64 KiB of each; stdout_truncated, stderr_truncated say
-when cut).
+when cut). ok is false for every target the recap does not count ok: a
+command that exits non-zero has exit_code and error kind "exit".
 
 A target that could not be started fails with kind "connect" and a class:
 auth, host_key, unreachable, timeout, platform, refused, lost, cancelled or
@@ -410,7 +411,8 @@ type runLine struct {
 // runError is why a target failed. Kind is "connect" when its contexts
 // did not start (Class then says how: a spindle.StartClass, and Hint is
 // its obvious fix when there is one), "routing" when the route to them
-// broke during the task, else the task's kind (docs/abi.md).
+// broke during the task, "exit" when a command ran and exited non-zero,
+// else the task's kind (docs/abi.md).
 type runError struct {
 	Kind    string `json:"kind"`
 	Class   string `json:"class,omitempty"`
@@ -578,7 +580,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				case o.asJSON:
 					b, _ := json.Marshal(l)
 					fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
-				case single && l.OK:
+				case single && (l.OK || l.ExitCode != nil): // a command's status is its own, as with ssh
 					flush(guestOut)
 					if l.Output != nil {
 						b, _ := json.MarshalIndent(l.Output, "", "  ")
@@ -609,7 +611,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case ctx.Err() != nil:
 		return exitInterrupted
-	case single && lines[0].OK && lines[0].ExitCode != nil:
+	case single && lines[0].ExitCode != nil:
 		return *lines[0].ExitCode // like ssh: the command's own status
 	case r.failed > 0:
 		return exitCIFailed
@@ -629,7 +631,7 @@ func (r *recap) add(l runLine) {
 	switch {
 	case !l.OK && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
 		r.unreachable++
-	case !l.OK || (l.ExitCode != nil && *l.ExitCode != 0):
+	case !l.OK:
 		r.failed++
 	default:
 		r.ok++
@@ -643,18 +645,18 @@ func (r *recap) add(l runLine) {
 func printLine(w io.Writer, l runLine, out string) {
 	status := "ok"
 	detail := ""
-	if l.OK {
+	switch {
+	case l.ExitCode != nil: // a command that ran: its status is the detail
+		detail = fmt.Sprintf("exit %d", *l.ExitCode)
+		if !l.OK {
+			status = "FAILED"
+		}
+	case l.OK:
 		if l.Output != nil {
 			b, _ := json.Marshal(l.Output)
 			detail = string(b)
 		}
-		if l.ExitCode != nil {
-			detail = strings.TrimSpace(detail + fmt.Sprintf(" exit %d", *l.ExitCode))
-			if *l.ExitCode != 0 {
-				status = "FAILED" // as the recap counts it
-			}
-		}
-	} else {
+	default:
 		status = "FAILED"
 		detail = l.Error.Kind + ": " + strings.TrimPrefix(l.Error.Message, l.Error.Kind+": ") // "guest: guest: ..." once
 		if l.Error.Kind == "connect" {
@@ -662,7 +664,7 @@ func printLine(w io.Writer, l runLine, out string) {
 		}
 	}
 	fmt.Fprintf(w, "%-28s %-7s %s\n", escapeLine(l.Target), status, escapeLine(detail))
-	if !l.OK && l.Error.Hint != "" {
+	if l.Error != nil && l.Error.Hint != "" {
 		fmt.Fprintf(w, "    hint: %s\n", escapeLine(l.Error.Hint))
 	}
 	if out != "" {
@@ -704,6 +706,10 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 	if res.Command {
 		code := res.ExitCode
 		l.ExitCode = &code
+		if code != 0 { // failed, as the recap, the row and the retry file count it
+			l.OK = false
+			l.Error = &runError{Kind: "exit", Message: fmt.Sprintf("exit status %d", code)}
+		}
 	}
 	return l
 }
