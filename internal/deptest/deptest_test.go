@@ -35,6 +35,7 @@ var importRules = map[string][]string{
 	"ci":                   {".", "wire", "host", "modules", "target", "ci/mask", "ci/report"},
 	"ci/mask":              nil,
 	"ci/report":            nil,
+	"ci/gotest":            {".", "ci", "target"},
 	"tools/spindle":        {anything},
 	"internal/testutil":    nil,
 	"internal/deptest":     nil,

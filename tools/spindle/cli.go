@@ -21,6 +21,7 @@ var usages = map[string]string{
 	"run":        runUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
+	"exec":       execUsage,
 	"tree":       treeUsage,
 	"bench":      benchUsage,
 	"version":    versionUsage,
@@ -30,7 +31,7 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, ci, ci bench, tree, bench, version), or
+Prints the usage of COMMAND (run, ci, ci bench, exec, tree, bench, version), or
 the list of commands.
 `
 

@@ -16,5 +16,8 @@ import (
 func main() {
 	maybeRunLimitHelper()
 	spindle.MaybeRunChild(nil)
+	if isExecName(os.Args[0]) {
+		os.Exit(cmdExecAsGo(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

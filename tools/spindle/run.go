@@ -18,6 +18,7 @@ const usage = `usage: spindle <command> [flags]
 commands:
   run     run a wasm task in one or more contexts (spindle run -h)
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
+  exec    run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
   version the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "ci":
 		return cmdCI(args[1:], stdout, stderr)
+	case "exec":
+		return cmdExec(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

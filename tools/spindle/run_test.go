@@ -21,6 +21,7 @@ func TestMain(m *testing.M) {
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	maybeRunLimitHelper()
 	spindle.MaybeRunChild(nil) // first: the CLI's children inherit cliEnv
+	maybeRunExecName()
 	maybeRunCLI()
 	testutil.VerifyTestMain(m)
 }

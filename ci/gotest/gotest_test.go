@@ -1,0 +1,55 @@
+package gotest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseTestFlags(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		timeout time.Duration
+		count   bool
+		err     string
+	}{
+		{[]string{"-test.paniconexit0", "-test.timeout=10m0s"}, 10 * time.Minute, false, ""},
+		{[]string{"-test.timeout", "1s", "-test.count=1"}, time.Second, true, ""},
+		{[]string{"-test.coverprofile=/tmp/c.out"}, 0, false, "names a path on this machine"},
+		{[]string{"--", "-test.coverprofile=x"}, 0, false, ""}, // the test's own argument
+		{[]string{"-test.timeout=soon"}, 0, false, "not a duration"},
+	} {
+		tf, err := parseTestFlags(c.args)
+		if (err == nil) != (c.err == "") || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("parseTestFlags(%q) error %v, want %q", c.args, err, c.err)
+			continue
+		}
+		if err == nil && (tf.timeout != c.timeout || tf.count != c.count) {
+			t.Errorf("parseTestFlags(%q) = %+v, want timeout %v count %v", c.args, tf, c.timeout, c.count)
+		}
+	}
+}
+
+// TestPickSlot: a slot held by one run is not taken by another while a
+// free one remains; with all held, the hash's choice is taken.
+func TestPickSlot(t *testing.T) {
+	dir := t.TempDir()
+	ts := []namedTarget{{Name: "a"}, {Name: "b"}}
+	i, rel1 := pickSlot(dir, ts, "/pkg")
+	j, rel2 := pickSlot(dir, ts, "/pkg")
+	if i == j {
+		t.Fatalf("two runs took slot %d", i)
+	}
+	k, rel3 := pickSlot(dir, ts, "/pkg")
+	if k != i {
+		t.Errorf("all busy: slot %d, want the hash's %d", k, i)
+	}
+	rel3()
+	rel1()
+	if l, rel := pickSlot(dir, ts, "/pkg"); l != i {
+		t.Errorf("after release: slot %d, want %d", l, i)
+	} else {
+		rel()
+	}
+	rel2()
+}

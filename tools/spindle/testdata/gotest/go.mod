@@ -1,0 +1,3 @@
+module example.com/spindletest
+
+go 1.26
