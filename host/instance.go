@@ -145,7 +145,9 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 		cfg = cfg.WithRandSource(rand.Reader)
 	}
 	var preopens []preopen
-	if len(g.Mounts) > 0 || g.DevNull {
+	// A command always has a file system, if only the empty root: a path
+	// outside every mount is then ENOENT, as tools expect, not EBADF.
+	if len(g.Mounts) > 0 || g.DevNull || m.kind == Command {
 		fsc := wazero.NewFSConfig()
 		// One bound of open files and one disk budget for all the call's
 		// mounts.
