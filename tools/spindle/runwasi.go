@@ -89,4 +89,3 @@ func commandDefaults(o *runOpts, environ []string) {
 		}
 	}
 }
-

@@ -41,6 +41,12 @@ func locateSuite() (string, error) {
 		if p, ok := try(origin); ok {
 			return p, nil
 		}
+		// The origin may itself be a worktree of the main checkout.
+		if common := gitOutput("-C", origin, "rev-parse", "--path-format=absolute", "--git-common-dir"); common != "" {
+			if p, ok := try(filepath.Dir(common)); ok {
+				return p, nil
+			}
+		}
 	}
 	return "", fmt.Errorf("no wasi-testsuite found (tried %s): it is kept at %s beside the checkout; point at one with SUITE=DIR (make) or -suite DIR",
 		strings.Join(tried, ", "), suiteBeside)
