@@ -5,7 +5,7 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo
+.PHONY: build demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
 
 build: ## build bin/spindle, and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -o bin/spindle ./tools/spindle
@@ -57,6 +57,16 @@ bench-peers: build wasm-go ## the benchmarks beside Mitogen's same operations, w
 # $(GO) run ./tools/benchallocs -update, and commit the file.
 bench-allocs: ## check the hot-path benchmarks' allocs/op against docs/bench-allocs.txt (not times; about 10 s)
 	$(GO) run ./tools/benchallocs -go $(GO)
+
+# The WebAssembly/wasi-testsuite's wasip1 tests (prebuilt, pinned: see its
+# PROVENANCE.md) through bin/spindle run, with the suite runner's semantics
+# (tools/wasitest). SUITE=DIR points at another checkout; by default it is
+# ../shared/wasi-testsuite beside this checkout (or beside the main checkout
+# of a worktree, or the origin of a local clone). Known failures, each with
+# its reason: tools/wasitest/known-failures.txt.
+SUITE ?=
+wasi-testsuite: build ## run the wasi-testsuite's wasip1 tests through bin/spindle run (SUITE=DIR; default ../shared/wasi-testsuite)
+	$(GO) run ./tools/wasitest -spindle bin/spindle $(if $(SUITE),-suite $(SUITE))
 
 fuzz: ## fuzz the frame decoder for 30s
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 30s ./wire/

@@ -386,6 +386,14 @@ type callState struct {
 	// disk is the budget of the call's writable mounts (nil without
 	// mounts); the WASI listeners read its refusals (wasi.go).
 	disk *rootfs.Disk
+
+	// fds is the descriptor table of the instance the call runs on
+	// (fdtable.go); sleep and walltime are the call's clock when it has
+	// Grants.Clock, else nil (the fake clock): for the WASI functions this
+	// module implements itself (wasip1.go).
+	fds      *fdTable
+	sleep    func(ns int64)
+	walltime func() int64
 }
 
 type stateKey struct{}

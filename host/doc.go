@@ -51,9 +51,9 @@
 //
 // # Files
 //
-// A call without mounts or DevNull has no file system: every path
-// operation fails with EBADF, as no preopened directory holds it. With any,
-// the guest sees its mounts (package rootfs: nothing outside each
+// A reactor call without mounts or DevNull has no file system: every path
+// operation fails with EBADF, as no preopened directory holds it. A command
+// always has one, and a call with any grant of files: the guest sees its mounts (package rootfs: nothing outside each
 // directory), /dev with null alone if Grants.DevNull, and, unless a mount
 // is at "/", an empty read-only directory there (rootfs.NewEmpty): a path
 // outside every mount is ENOENT (fs.ErrNotExist in a Go guest) and making

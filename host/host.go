@@ -11,7 +11,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // Config configures a Host. The zero value is valid: no on-disk cache, logs
@@ -112,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	// The listeners tell a guest past its disk budget ENOSPC (wasi.go).
 	wasiCtx := experimental.WithFunctionListenerFactory(ctx, wasiListeners{})
-	if _, err := wasi_snapshot_preview1.Instantiate(wasiCtx, rt); err != nil {
+	if err := instantiateWASI(wasiCtx, rt); err != nil {
 		return fail(fmt.Errorf("host: instantiate WASI: %w", err))
 	}
 	if err := instantiateABI(ctx, rt); err != nil {

@@ -26,6 +26,9 @@ type instance struct {
 	stdout stdio
 	stderr stdio
 	mounts []*rootfs.FS // closed after mod
+	// fds is the guest's descriptor table (fdtable.go), made with the
+	// instance and bound to each call that runs on it.
+	fds *fdTable
 	// release undoes what the grants set up beyond the mounts (see
 	// interruptStdin); called after mod is closed. Nil if nothing.
 	release func()
@@ -56,13 +59,16 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 		stderr: stdio{st: st, stderr: true},
 	}
 	cfg := h.moduleConfig.WithStdout(&inst.stdout).WithStderr(&inst.stderr)
+	var preopens []preopen
 	if !pooled {
 		var err error
-		if cfg, err = inst.grant(ctx, cfg, m, call, st); err != nil {
+		if cfg, preopens, err = inst.grant(ctx, cfg, m, call, st); err != nil {
 			inst.closeGrants()
 			return nil, err
 		}
 	}
+	inst.fds = newFDTable(preopens)
+	st.fds = inst.fds
 	mod, err := h.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.mem), m.compiled, cfg)
 	if err != nil {
 		inst.closeGrants()
@@ -102,8 +108,9 @@ func (e *instantiateError) Error() string { return e.err.Error() }
 func (e *instantiateError) Unwrap() error { return e.err }
 
 // grant adds call's grants (and a command's args and stdin) to cfg, for
-// the call st. ctx is the call's.
-func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Module, call *Call, st *callState) (wazero.ModuleConfig, error) {
+// the call st, and returns the directories it mounts in the order wazero
+// numbers them. ctx is the call's.
+func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Module, call *Call, st *callState) (wazero.ModuleConfig, []preopen, error) {
 	g := &call.Grants
 	if m.kind == Command {
 		name := call.Task
@@ -121,7 +128,7 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 	}
 	if g.Clock {
 		done := ctx.Done()
-		cfg = cfg.WithSysWalltime().WithSysNanotime().WithNanosleep(func(ns int64) {
+		st.sleep = func(ns int64) {
 			// time.Sleep would hold a sleeping guest past its
 			// timeout: wazero checks the ctx only in guest code.
 			t := time.NewTimer(time.Duration(ns))
@@ -130,12 +137,17 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 			case <-t.C:
 			case <-done:
 			}
-		})
+		}
+		st.walltime = func() int64 { return time.Now().UnixNano() }
+		cfg = cfg.WithSysWalltime().WithSysNanotime().WithNanosleep(st.sleep)
 	}
 	if g.Random {
 		cfg = cfg.WithRandSource(rand.Reader)
 	}
-	if len(g.Mounts) > 0 || g.DevNull {
+	var preopens []preopen
+	// A command always has a file system, if only the empty root: a path
+	// outside every mount is then ENOENT, as tools expect, not EBADF.
+	if len(g.Mounts) > 0 || g.DevNull || m.kind == Command {
 		fsc := wazero.NewFSConfig()
 		// One bound of open files and one disk budget for all the call's
 		// mounts.
@@ -145,10 +157,11 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 		for _, mt := range g.Mounts {
 			fsys, err := rootfs.NewShared(mt.HostDir, mt.ReadOnly, files, st.disk)
 			if err != nil {
-				return nil, wrapInvalid(err)
+				return nil, nil, wrapInvalid(err)
 			}
 			inst.mounts = append(inst.mounts, fsys)
 			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(fsys, mt.GuestDir)
+			preopens = append(preopens, preopen{mt.GuestDir, fsys})
 			atRoot = atRoot || mt.GuestDir == "/"
 		}
 		// The virtual mounts hold no host descriptors: they have a bound
@@ -156,17 +169,21 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 		// guest's files in its real mounts only, as it did before them.
 		virtual := rootfs.NewFiles(rootfs.DefaultMaxOpenFiles)
 		if g.DevNull {
-			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(rootfs.NewDev(virtual), devDir)
+			dev := rootfs.NewDev(virtual)
+			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(dev, devDir)
+			preopens = append(preopens, preopen{devDir, dev})
 		}
 		if !atRoot {
 			// Without it, a guest's libc finds no preopen for a path
 			// outside the mounts and the host no file descriptor: EBADF
 			// for what should not be there.
-			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(rootfs.NewEmpty(virtual), "/")
+			empty := rootfs.NewEmpty(virtual)
+			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(empty, "/")
+			preopens = append(preopens, preopen{"/", empty})
 		}
 		cfg = cfg.WithFSConfig(fsc)
 	}
-	return cfg, nil
+	return cfg, preopens, nil
 }
 
 // devDir is where Grants.DevNull mounts its directory.
@@ -255,6 +272,9 @@ func (inst *instance) stackSpent() bool {
 func (inst *instance) bind(st *callState) {
 	inst.stdout.st = st
 	inst.stderr.st = st
+	if st != nil {
+		st.fds = inst.fds
+	}
 }
 
 // close closes the instance and then its grants' mounts. ctx is not the call's,

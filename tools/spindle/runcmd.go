@@ -64,9 +64,14 @@ flags:
                       "message", "hint"}, "stdout", "stderr", ...}
   --stdin FILE        a command's stdin ("-" for this process's stdin)
   --env K=V           an environment variable for the task; repeatable
+  --env-inherit       a command gets this process's environment (--env wins)
   --mount HOST:GUEST[:ro|:rw]  grant a directory (on the target; read-write
                       unless :ro); repeatable, each guest path once
-  --clock, --random   grant real clocks, real randomness
+  --dir HOST          grant HOST read-write at the same absolute path (HOST
+                      may hold ':'); --dir HOST::GUEST[:ro] at GUEST
+  --clock, --random   grant real clocks, real randomness (default: a FAKE
+                      clock from 2022-01-01 whose sleeps return at once,
+                      and deterministic random bytes)
   --timeout DURATION  wall-time limit (default 30s)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
   --output-bytes N    output limit: a reactor's output, and a command's
@@ -102,6 +107,7 @@ other. Its row reads "hop N TARGET: WHAT: the transport's own line", and a
 hint follows on the next line when there is an obvious fix (an unknown host
 key: how to accept it).
 
+` + wasiUsage + `
 exit status: 0 every target ok; 1 a task failed somewhere (a reactor's
 error, a command's non-zero exit); 3 a target could not be reached or
 started (and no task failed); 2 bad usage, module or input; 130
@@ -133,6 +139,9 @@ type runOpts struct {
 	outBytes  int64
 	pooled    bool
 	command   bool // set by checkModule: the module exports _start
+	// envInherit and devNull: see runwasi.go.
+	envInherit bool
+	devNull    bool
 }
 
 func parseRunArgs(args []string) (*runOpts, error) {
@@ -211,14 +220,19 @@ func parseRunArgs(args []string) (*runOpts, error) {
 			if v, err = needVal(); err == nil {
 				var m spindle.Mount
 				if m, err = parseMount(v); err == nil {
-					for _, prev := range o.mounts {
-						if prev.Guest == m.Guest {
-							return nil, fmt.Errorf("--mount %q: guest path %s is already mounted (from %s)", v, m.Guest, prev.Host)
-						}
-					}
-					o.mounts = append(o.mounts, m)
+					err = o.addMount("--mount", v, m)
 				}
 			}
+		case "dir":
+			var v string
+			if v, err = needVal(); err == nil {
+				var m spindle.Mount
+				if m, err = parseDir(v); err == nil {
+					err = o.addMount("--dir", v, m)
+				}
+			}
+		case "env-inherit":
+			o.envInherit = true
 		case "clock":
 			o.clock = true
 		case "random":
@@ -471,6 +485,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: %s: %v\n", o.module, err)
 		return 2
 	}
+	if o.command {
+		commandDefaults(o, os.Environ())
+	}
 	vars, err := varsFor(targets, wasm, o.env, input, inputObj)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
@@ -551,7 +568,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			defer func() { <-sem }()
 			bar.begin(nt.Name)
 			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
-				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled,
+				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled, DevNull: o.devNull,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages, OutputBytes: o.outBytes}}
 			t.Env, t.Input = vars[i].env, vars[i].input
 			var out, errOut *capBuffer

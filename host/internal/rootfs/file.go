@@ -323,8 +323,9 @@ func (f *file) charged(osf *os.File, buf []byte, off int64, write func([]byte) (
 }
 
 // Pwrite implements sys.File.Pwrite, within the Disk budget as Write is.
-// It fails with ENOTSUP on a file in append mode, where os.File refuses
-// WriteAt (Linux would append).
+// On a file in append mode it does what pwrite(2) does on Linux: it
+// appends, whatever off, and leaves the file offset alone (os.File refuses
+// WriteAt there; off Linux it fails with ENOTSUP).
 func (f *file) Pwrite(buf []byte, off int64) (int, sys.Errno) {
 	osf, errno := f.current()
 	switch {
@@ -334,12 +335,13 @@ func (f *file) Pwrite(buf []byte, off int64) (int, sys.Errno) {
 		return 0, sys.EISDIR
 	case off < 0:
 		return 0, sys.EINVAL
-	case f.IsAppend():
-		return 0, sys.ENOTSUP
 	case len(buf) == 0:
 		return 0, 0
 	case !f.writable:
 		return 0, sys.EBADF
+	case f.IsAppend():
+		// An append: at the end, so no hole to charge.
+		return f.charged(osf, buf, -1, func(p []byte) (int, error) { return pwriteAppend(osf, p, off) })
 	}
 	return f.charged(osf, buf, off, func(p []byte) (int, error) { return osf.WriteAt(p, off) })
 }

@@ -75,3 +75,44 @@ func datasync(f *os.File) error {
 	}
 	return serr
 }
+
+// pwriteAppend is pwrite(2) on f, which is in append mode: Linux writes at
+// the end, whatever off, and leaves the file offset alone.
+func pwriteAppend(f *os.File, p []byte, off int64) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		n, werr = unix.Pwrite(int(fd), p, off)
+		return werr != unix.EAGAIN
+	}); err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, werr
+}
+
+// lutimens sets the times of name in the directory dir, not following
+// name if it is a symlink; name is one path component.
+func lutimens(dir *os.File, name string, atim, mtim int64) sys.Errno {
+	times := []unix.Timespec{toTimespec(atim), toTimespec(mtim)}
+	rc, err := dir.SyscallConn()
+	if err != nil {
+		return sys.UnwrapOSError(err)
+	}
+	var uerr error
+	if err := rc.Control(func(fd uintptr) {
+		uerr = unix.UtimesNanoAt(int(fd), name, times, unix.AT_SYMLINK_NOFOLLOW)
+	}); err != nil {
+		return sys.UnwrapOSError(err)
+	}
+	if uerr != nil {
+		return sys.UnwrapOSError(uerr)
+	}
+	return 0
+}

@@ -20,3 +20,10 @@ func futimens(*os.File, int64, int64) sys.Errno { return sys.ENOSYS }
 
 // datasync falls back to a full Sync.
 func datasync(f *os.File) error { return f.Sync() }
+
+// pwriteAppend is not implemented off Linux, where pwrite on an append-mode
+// file may not append.
+func pwriteAppend(*os.File, []byte, int64) (int, error) { return 0, sys.ENOTSUP }
+
+// lutimens is not implemented off Linux.
+func lutimens(*os.File, string, int64, int64) sys.Errno { return sys.ENOSYS }

@@ -367,6 +367,30 @@ func (fsys *FS) Utimens(p string, atim, mtim int64) sys.Errno {
 	return fsys.errno(fsys.root.Chtimes(rel(p), toTime(atim), toTime(mtim)))
 }
 
+// Lutimens is Utimens without following p if it is a symlink: it sets the
+// times of the link itself (WASI's path_filestat_set_times without
+// LOOKUP_SYMLINK_FOLLOW, which sys.FS has no method for). p's parent is
+// resolved inside the root; its last component is not followed.
+func (fsys *FS) Lutimens(p string, atim, mtim int64) sys.Errno {
+	if fsys.readOnly {
+		return sys.EROFS
+	}
+	name := rel(strings.TrimRight(p, "/"))
+	dir, base := path.Split(name)
+	if base == "." || base == ".." {
+		return fsys.Utimens(p, atim, mtim) // a directory, never a symlink
+	}
+	if dir == "" {
+		dir = "."
+	}
+	d, err := fsys.root.OpenFile(dir, os.O_RDONLY|dirOpenFlags, 0)
+	if err != nil {
+		return fsys.errno(err)
+	}
+	defer d.Close()
+	return lutimens(d, base, atim, mtim)
+}
+
 // toTime converts nanoseconds since the epoch to a time.Time. UTIME_OMIT
 // becomes the zero time.Time, which os.Root.Chtimes leaves unchanged.
 func toTime(nanos int64) time.Time {
