@@ -630,6 +630,11 @@ func taskFailure(kind string, err error) *wire.TaskResult {
 }
 
 func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult {
+	if len(req.Exec) > 0 {
+		if err := n.execAllowed(req); err != nil {
+			return taskFailure("invalid_call", err)
+		}
+	}
 	code, err := n.mods.Ensure(ctx, req.Module)
 	if err != nil {
 		if errors.Is(err, modules.ErrNotFound) {
@@ -665,9 +670,6 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		call.Grants.Channels = append(call.Grants.Channels, host.Channel{Context: ch.Context, Handle: ch.Handle})
 	}
 	if len(req.Exec) > 0 {
-		if err := n.execAllowed(req); err != nil {
-			return taskFailure("invalid_call", err)
-		}
 		call.Grants.Exec = hostExecGrants(req.Exec)
 	}
 	if req.Workspace != nil {
