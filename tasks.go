@@ -52,6 +52,10 @@ type Task struct {
 	// builds from content-addressed trees (see Workspace); Mounts must
 	// then be empty.
 	Workspace *Workspace
+	// Exec grants host programs the task may run (docs/abi.md, exec;
+	// docs/SECURITY.md, "The exec grant"); none by default. Not with a
+	// Workspace, nor in a sandboxed context.
+	Exec []ExecGrant
 }
 
 // Mount grants a task a directory of the machine it runs on.
@@ -147,6 +151,7 @@ func (c *Context) Preload(ctx context.Context, module string) error {
 // slows the task rather than growing the master (see OutputQueueBytes).
 func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	n := c.m.n
+	var err error
 	req := wire.RunTask{
 		Module: t.Module, Task: t.Task, Input: t.Input, Args: t.Args, Stdin: t.Stdin, Env: t.Env,
 		Clock: t.Clock, Random: t.Random, Pooled: t.Pooled, DevNull: t.DevNull,
@@ -171,6 +176,9 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	for _, s := range t.Channels {
 		req.Channels = append(req.Channels, wire.Channel{Context: s.Context, Handle: s.Handle})
 	}
+	if req.Exec, err = execGrantsWire(t.Exec, req.Workspace != nil); err != nil {
+		return nil, fmt.Errorf("spindle: run on %s: %w", c, err)
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		d := time.Until(dl)
 		if d <= 0 {
@@ -180,7 +188,6 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	}
 	var out *outputSink
 	if t.Stdout != nil || t.Stderr != nil {
-		var err error
 		if out, err = newOutputSink(ctx, n.r, c.id, t.Stdout, t.Stderr); err != nil {
 			return nil, err
 		}
@@ -623,6 +630,11 @@ func taskFailure(kind string, err error) *wire.TaskResult {
 }
 
 func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult {
+	if len(req.Exec) > 0 {
+		if err := n.execAllowed(req); err != nil {
+			return taskFailure("invalid_call", err)
+		}
+	}
 	code, err := n.mods.Ensure(ctx, req.Module)
 	if err != nil {
 		if errors.Is(err, modules.ErrNotFound) {
@@ -656,6 +668,9 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 	}
 	for _, ch := range req.Channels {
 		call.Grants.Channels = append(call.Grants.Channels, host.Channel{Context: ch.Context, Handle: ch.Handle})
+	}
+	if len(req.Exec) > 0 {
+		call.Grants.Exec = hostExecGrants(req.Exec)
 	}
 	if req.Workspace != nil {
 		if len(req.Mounts) > 0 {

@@ -18,6 +18,7 @@ type abi interface {
 	errorSet(b []byte) int32
 	log(level int32, b []byte) int32
 	send(sender, data []byte, flags uint32) int32
+	exec(req, res []byte) int32
 }
 
 // The host functions' return codes (docs/abi.md).

@@ -21,6 +21,8 @@ type fakeABI struct {
 	outputLimit int       // bytes; 0: none
 	logBudget   int       // bytes; 0: none
 	granted     []Channel // the channels send accepts
+	// execFn answers exec; nil: every exec is denied, as with no grant.
+	execFn func(req []byte, res []byte) int32
 
 	mu      sync.Mutex
 	output  []byte     // guarded by mu
@@ -98,3 +100,15 @@ func (f *fakeABI) send(sender, data []byte, flags uint32) int32 {
 	f.sends = append(f.sends, fakeSend{ch, slices.Clone(data), flags&sendRaw != 0})
 	return 0
 }
+
+func (f *fakeABI) exec(req, res []byte) int32 {
+	if f.execFn != nil {
+		return f.execFn(req, res)
+	}
+	b, _ := msgpack.Marshal(&execResultWire{Exit: -1, Denied: true, Error: "the caller granted no programs (fake host)"})
+	return int32(copy(res, b))
+}
+
+// defaultABI is the ABI of code outside a task call: off wasm, a fake
+// that grants nothing.
+func defaultABI() abi { return &fakeABI{} }

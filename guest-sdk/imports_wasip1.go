@@ -31,6 +31,9 @@ func spindleLog(level int32, ptr unsafe.Pointer, len int32) int32
 //go:wasmimport spindle send
 func spindleSend(senderPtr unsafe.Pointer, senderLen int32, dataPtr unsafe.Pointer, dataLen int32, flags uint32) int32
 
+//go:wasmimport spindle exec
+func spindleExec(reqPtr unsafe.Pointer, reqLen int32, resPtr unsafe.Pointer, resCap int32) int32
+
 // wasmABI is abi over the real imports.
 type wasmABI struct{}
 
@@ -51,6 +54,13 @@ func (wasmABI) log(level int32, b []byte) int32 {
 func (wasmABI) send(sender, data []byte, flags uint32) int32 {
 	return spindleSend(ptr(sender), int32(len(sender)), ptr(data), int32(len(data)), flags)
 }
+
+func (wasmABI) exec(req, res []byte) int32 {
+	return spindleExec(ptr(req), int32(len(req)), ptr(res), int32(len(res)))
+}
+
+// defaultABI is the ABI of code outside a task call (a command's main).
+func defaultABI() abi { return wasmABI{} }
 
 // writeBarrier is the runtime's write barrier switch, on while the GC is
 // marking (from the start of a cycle to its mark termination). The runtime

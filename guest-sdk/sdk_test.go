@@ -298,6 +298,7 @@ func (sendCode) taskName([]byte) int32              { return 0 }
 func (sendCode) inputLen() int32                    { return 0 }
 func (sendCode) inputRead([]byte) int32             { return 0 }
 func (sendCode) outputWrite([]byte) int32           { return 0 }
+func (sendCode) exec([]byte, []byte) int32          { return codeFailed }
 func (sendCode) errorSet([]byte) int32              { return 0 }
 func (sendCode) log(int32, []byte) int32            { return 0 }
 func (s sendCode) send(_, _ []byte, _ uint32) int32 { return int32(s) }

@@ -51,6 +51,7 @@ var abiFuncs = []abiFunc{
 	{"error_set", []string{"ptr", "len"}, abiErrorSet},
 	{"log", []string{"level", "ptr", "len"}, abiLog},
 	{"send", []string{"sender_ptr", "sender_len", "data_ptr", "data_len", "flags"}, abiSend},
+	{"exec", []string{"req_ptr", "req_len", "res_ptr", "res_cap"}, abiExec}, // exec.go
 }
 
 // abiSignatures maps each host function to its parameter types; every one

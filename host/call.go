@@ -231,11 +231,14 @@ type Grants struct {
 	Env map[string]string
 	// Channels are the channels the guest may send to.
 	Channels []Channel
+	// Exec are the host programs the guest may run with exec (see
+	// ExecGrant and docs/abi.md); none by default.
+	Exec []ExecGrant
 }
 
 // empty reports whether g grants nothing.
 func (g *Grants) empty() bool {
-	return len(g.Mounts) == 0 && !g.DevNull && !g.Clock && !g.Random && len(g.Env) == 0 && len(g.Channels) == 0
+	return len(g.Mounts) == 0 && !g.DevNull && !g.Clock && !g.Random && len(g.Env) == 0 && len(g.Channels) == 0 && len(g.Exec) == 0
 }
 
 // Call describes one run of a module.
@@ -316,6 +319,9 @@ func (c *Call) check(m *Module) error {
 			return fmt.Errorf("%w: argument %q holds NUL", ErrInvalidCall, a)
 		}
 	}
+	if err := checkExec(c.Grants.Exec); err != nil {
+		return err
+	}
 	for _, mt := range c.Grants.Mounts {
 		if !path.IsAbs(mt.GuestDir) || path.Clean(mt.GuestDir) != mt.GuestDir {
 			return fmt.Errorf("%w: mount guest directory %q is not a clean absolute path", ErrInvalidCall, mt.GuestDir)
@@ -379,6 +385,9 @@ type callState struct {
 	sendBytes    int64
 	sendMessages int64
 	sendOverflow bool
+
+	execGrants []ExecGrant // Grants.Exec
+	execRuns   int         // exec calls so far, at most MaxExecRuns
 
 	out    *outputBuffer // nil when stdout and stderr are discarded
 	stderr stderrLog     // what stderr says of a crash, for the message

@@ -82,3 +82,6 @@ func WazeroCompile(ctx context.Context, wasm []byte) error {
 	_, err := rt.CompileModule(ctx, wasm)
 	return err
 }
+
+// GrantAllows reports whether g permits args (argv[1:]).
+func GrantAllows(g *ExecGrant, args []string) bool { return g.allows(args) }

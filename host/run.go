@@ -42,6 +42,8 @@ func (h *Host) Run(ctx context.Context, m *Module, call Call) (*Result, error) {
 		logFn:    call.Log,
 		send:     call.Send,
 		channels: call.Grants.Channels,
+
+		execGrants: call.Grants.Exec,
 	}
 	if err := h.enter(st); err != nil {
 		return nil, err

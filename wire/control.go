@@ -179,6 +179,21 @@ type RunTask struct {
 	// Workspace, if set, runs a command as a CI action: the context builds
 	// its file view itself (see Workspace) and Mounts must be empty.
 	Workspace *Workspace `msgpack:"workspace,omitempty"`
+	// Exec are the host programs the task may run (host.ExecGrant),
+	// checked by the context that runs it; none by default.
+	Exec []ExecGrant `msgpack:"exec,omitempty"`
+}
+
+// ExecGrant grants a task one host program: its absolute Path, patterns
+// for its arguments, its whole environment, working directory, time limit
+// per run and output bound (see host.ExecGrant).
+type ExecGrant struct {
+	Path        string            `msgpack:"path"`
+	Args        []string          `msgpack:"args,omitempty"`
+	Env         map[string]string `msgpack:"env,omitempty"`
+	Dir         string            `msgpack:"dir,omitempty"`
+	TimeoutNs   int64             `msgpack:"timeout_ns,omitempty"`
+	OutputBytes int64             `msgpack:"output_bytes,omitempty"`
 }
 
 // Workspace is the file view of an action (a CI step): the input tree,

@@ -1,0 +1,41 @@
+package testutil
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ProcessGroup returns the processes of the machine whose process group
+// is pgid, whoever their parent is (an orphan reparented to init
+// included), zombies too. It returns nil if /proc cannot be read.
+func ProcessGroup(pgid int) []Proc {
+	names, err := readDirNames("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []Proc
+	for _, name := range names {
+		if _, err := strconv.Atoi(name); err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + name + "/stat")
+		if err != nil {
+			continue
+		}
+		end := bytes.LastIndexByte(data, ')')
+		if end < 0 {
+			continue
+		}
+		// After "(comm)": state ppid pgrp ...
+		f := strings.Fields(string(data[end+1:]))
+		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		if p, _, _, err := parseStat(data); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
