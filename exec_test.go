@@ -104,4 +104,3 @@ func TestExecThroughTree(t *testing.T) {
 		}
 	})
 }
-
