@@ -19,6 +19,7 @@ import (
 // usages is each subcommand's usage text, for spindle help.
 var usages = map[string]string{
 	"run":        runUsage,
+	"sh":         shUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"tree":       treeUsage,
@@ -30,7 +31,7 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, ci, ci bench, tree, bench, version), or
+Prints the usage of COMMAND (run, sh, ci, ci bench, tree, bench, version), or
 the list of commands.
 `
 

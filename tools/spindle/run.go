@@ -17,6 +17,7 @@ const usage = `usage: spindle <command> [flags]
 
 commands:
   run     run a wasm task in one or more contexts (spindle run -h)
+  sh      run one program on targets, granted exactly that argv (spindle sh -h)
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "ci":
 		return cmdCI(args[1:], stdout, stderr)
+	case "sh":
+		return cmdSh(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
