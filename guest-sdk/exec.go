@@ -123,9 +123,9 @@ func execWith(h abi, argv []string, opts ExecOptions) (*ExecResult, error) {
 	}
 	switch {
 	case w.Denied:
-		return nil, fmt.Errorf("exec %w: %s", ErrDenied, w.Error)
+		return nil, fmt.Errorf("%w: exec %s", ErrDenied, w.Error)
 	case w.NotFound:
-		return nil, fmt.Errorf("exec %w: %s", ErrNotInstalled, w.Error)
+		return nil, fmt.Errorf("%w: exec %s", ErrNotInstalled, w.Error)
 	case w.Pid == 0 && w.Error != "":
 		return nil, fmt.Errorf("exec %s: %w: %s", argv[0], ErrFailed, w.Error)
 	}

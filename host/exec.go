@@ -259,12 +259,13 @@ func encodeExecResult(res *execResult, n int) []byte {
 func (st *callState) exec(ctx context.Context, req *execRequest) *execResult {
 	g, path, err := st.findExec(req.Argv)
 	if err != nil {
-		st.log(ctx, slog.LevelWarn, "exec denied: "+err.Error())
 		res := &execResult{Exit: -1, Error: err.Error()}
 		if g == nil {
 			res.Denied = true
+			st.log(ctx, slog.LevelWarn, "exec denied: "+err.Error())
 		} else {
 			res.NotFound = true
+			st.log(ctx, slog.LevelInfo, "exec not run: "+err.Error())
 		}
 		return res
 	}

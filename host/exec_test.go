@@ -77,7 +77,7 @@ func TestExecGrants(t *testing.T) {
 		wantLog    string // in the log
 	}{
 		{name: "nothing granted", args: []string{"--", "/bin/echo", "hi"}, wantCode: 126,
-			wantStderr: `sh: exec guest: not granted: "/bin/echo" "hi": the caller granted no programs (no exec grant: Task.Exec)`,
+			wantStderr: `sh: guest: not granted: exec "/bin/echo" "hi": the caller granted no programs (no exec grant: Task.Exec)`,
 			wantLog:    "WARN exec denied"},
 		{name: "other program", grants: []host.ExecGrant{echo}, args: []string{"--", "/bin/cat", "/etc/shadow"}, wantCode: 126,
 			wantStderr: `program not granted (the exec grant holds /bin/echo)`},

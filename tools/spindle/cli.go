@@ -19,6 +19,7 @@ import (
 // usages is each subcommand's usage text, for spindle help.
 var usages = map[string]string{
 	"run":        runUsage,
+	"sh":         shUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
@@ -31,7 +32,7 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, ci, ci bench, exec, tree, bench, version), or
+Prints the usage of COMMAND (run, sh, ci, ci bench, exec, tree, bench, version), or
 the list of commands.
 `
 

@@ -17,6 +17,7 @@ const usage = `usage: spindle <command> [flags]
 
 commands:
   run     run a wasm task in one or more contexts (spindle run -h)
+  sh      run one program on targets, granted exactly that argv (spindle sh -h)
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   exec    run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCI(args[1:], stdout, stderr)
 	case "exec":
 		return cmdExec(args[1:], stdout, stderr)
+	case "sh":
+		return cmdSh(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
