@@ -89,6 +89,14 @@ func TestPlatformAndClassify(t *testing.T) {
 		{[]string{"ssh: connect to host 127.0.0.1 port 1: Connection refused"}, ClassUnreachable, "ssh: connect to host 127.0.0.1 port 1: Connection refused"},
 		{[]string{"Connection timed out during banner exchange", "Connection to 127.0.0.1 port 2 timed out"}, ClassTimeout, "Connection timed out during banner exchange"},
 		{[]string{"sudo: a password is required"}, ClassAuth, "sudo: a password is required"},
+		// What the real engines say (container_test.go runs them).
+		{[]string{`Error: no container with name or ID "db" found: no such container`}, ClassUnreachable,
+			`Error: no container with name or ID "db" found: no such container`},
+		{[]string{"Error: can only create exec sessions on running containers: container state improper"}, ClassUnreachable,
+			"Error: can only create exec sessions on running containers: container state improper"},
+		{[]string{"Error response from daemon: Container 0123abcd is not running"}, ClassUnreachable,
+			"Error response from daemon: Container 0123abcd is not running"},
+		{[]string{"Error response from daemon: No such container: db"}, ClassUnreachable, "Error response from daemon: No such container: db"},
 		{[]string{"sudo: unknown user x", "sudo: error initializing audit plugin sudoers_audit"}, ClassRefused, "sudo: unknown user x"},
 	} {
 		if class, line, ok := classify(tt.out); !ok || class != tt.class || line != tt.line {

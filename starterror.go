@@ -270,7 +270,12 @@ var failureSigns = []struct {
 	{ClassTimeout, []string{"Connection timed out", "Operation timed out"}},
 	{ClassUnreachable, []string{"Connection refused", "No route to host", "Could not resolve hostname",
 		"Name or service not known", "Network is unreachable", "Connection reset by peer", "Connection closed by",
-		"No such container", "is not running", "Cannot connect to the Docker daemon", "(NotFound)"}},
+		// docker's and podman's words for a container that is not there or
+		// not running (podman 4.3: "no container with name or ID "x" found:
+		// no such container", "can only create exec sessions on running
+		// containers: container state improper").
+		"No such container", "no such container", "is not running", "can only create exec sessions on running containers",
+		"Cannot connect to the Docker daemon", "(NotFound)"}},
 	{ClassRefused, []string{"unknown user"}},
 }
 

@@ -18,7 +18,8 @@
 #                                        the cache, its socket at
 #                                        /run/spindle-dockerd/docker.sock)
 #                                        when no engine answers docker info;
-#                                        start prints DOCKER_HOST=...
+#                                        start prints DOCKER_HOST=... (and
+#                                        "started" when it started it)
 #
 # ENGINE is podman or docker. On failure each prints one line, "ctrimage:
 # ENGINE cannot run a container here: <the engine's own error>", and exits 1.
@@ -194,7 +195,7 @@ dockerd_start() {
 	local i
 	for i in $(seq 60); do
 		if DOCKER_HOST="$sock" timeout 5 docker info >/dev/null 2>&1; then
-			echo "DOCKER_HOST=$sock"
+			echo "DOCKER_HOST=$sock started"
 			return 0
 		fi
 		if ! kill -0 $! 2>/dev/null; then

@@ -21,6 +21,9 @@
 #                                   and clang's builtins library that they link
 #   make, gcc, libc6-dev            make itself, and cgo for the race detector
 #   git, ca-certificates            make check, and the Go module proxy
+#   podman, runc, busybox-static,   the container tests (container_test.go) run a real
+#   docker.io                       engine, rootful, on a busybox image built with
+#                                   tools/ctrimage.sh (runc: crun refuses hybrid cgroups)
 #   python3-mitogen                 spindle bench --peers runs the same figures
 #                                   through Mitogen (tools/spindle/benchpeers.go)
 # The ssh, sudo and namespace tests also need root: sshd changes user on
@@ -44,6 +47,10 @@ deps=(
 	git:/usr/bin/git
 	ca-certificates:/etc/ssl/certs/ca-certificates.crt
 	python3-mitogen:/usr/lib/python3/dist-packages/mitogen/__init__.py
+	podman:/usr/bin/podman
+	runc:/usr/bin/runc
+	busybox-static:/bin/busybox
+	docker.io:/usr/sbin/dockerd
 )
 
 # SPINDLE_TESTDEPS_ROOT is prefixed to every file above: for the script's

@@ -89,6 +89,7 @@ func VerifyTestMain(m *testing.M) {
 		}
 	}
 	CleanupWasm()
+	StopEngines()
 	os.Exit(code)
 }
 

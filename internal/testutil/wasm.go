@@ -94,6 +94,22 @@ func BuildC(t testing.TB, dir string) string {
 	})
 }
 
+// BuildBroker builds the spindle command (tools/spindle) as a static
+// linux binary of this machine's architecture (CGO_ENABLED=0), as make
+// build builds bin/spindle-linux-*, and returns its path: the broker to
+// give Config.Executable where the test binary cannot run (it is linked
+// against libc, for the race detector; a busybox container has none).
+// Caching and failure are as for BuildWasm.
+func BuildBroker(t testing.TB) string {
+	t.Helper()
+	return buildWasm(t, wasmKey{"tools/spindle", "native"}, func(src, out string) *exec.Cmd {
+		cmd := exec.Command("go", "build", "-o", out, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		return cmd
+	})
+}
+
 // CleanupWasm removes the modules built by BuildWasm and BuildC in this
 // process; a later call builds again. Call it from TestMain after m.Run:
 //
@@ -164,7 +180,11 @@ func wasmEntry(key wasmKey) (r *wasmResult, first bool, err error) {
 		r.src = filepath.Join(wasmCache.root, r.src)
 	}
 	name := strings.ReplaceAll(strings.Trim(filepath.ToSlash(key.dir), "/"), "/", "_")
-	r.out = filepath.Join(wasmCache.dir, name+"."+key.kind+".wasm")
+	ext := ".wasm"
+	if key.kind == "native" {
+		ext = "" // BuildBroker's
+	}
+	r.out = filepath.Join(wasmCache.dir, name+"."+key.kind+ext)
 	wasmCache.builds[key] = r
 	return r, true, nil
 }
