@@ -5,10 +5,17 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
+.PHONY: build batteries demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
 
-build: ## build bin/spindle, and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
-	$(GO) build -o bin/spindle ./tools/spindle
+# The batteries (tools/batteries/NAME): wasm commands shipped beside
+# bin/spindle in bin/batteries/, run by its thin verbs (spindle sh). build
+# pins each by its sha256 in bin/spindle (main.batteryPins), so a spindle
+# refuses a battery it was not built with.
+BATTERIES := sh
+
+build: batteries ## build bin/spindle (its batteries pinned), and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
+	$(GO) build -ldflags "-X main.batteryPins=$$(cd bin/batteries && for b in $(BATTERIES); do \
+		printf '%s=%s,' $$b $$(sha256sum $$b.wasm | cut -d' ' -f1); done)" -o bin/spindle ./tools/spindle
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o bin/spindle-linux-amd64 ./tools/spindle
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o bin/spindle-linux-arm64 ./tools/spindle
 
@@ -92,6 +99,11 @@ clean: ## remove bin/
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+batteries: ## build the batteries (tools/batteries/*) into bin/batteries/NAME.wasm
+	@mkdir -p bin/batteries
+	@set -e; for b in $(BATTERIES); do echo "battery: $$b"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -o bin/batteries/$$b.wasm ./tools/batteries/$$b; done
 
 # The wasm examples (examples/wasm/README.md): Go reactors, the Go command
 # and the C reactors. WASM_CFLAGS match testutil.CFlags: freestanding, so
