@@ -3,7 +3,6 @@ package spindle_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,18 +162,15 @@ func startFails(t *testing.T, ctx context.Context, m *spindle.Master, engine, na
 // loopback sshd), so the ssh context runs podman exec itself, and runs a
 // task there; then the contexts' shutdown leaves no process in it.
 //
-// Not yet passing on the Firecracker CI machines: podman exec from the ssh
-// session fails there with runc's "nsexec-1: failed to setns into pid
-// namespace: Invalid argument" (the session's PID namespace is not an
-// ancestor of the container's; not yet understood), so it runs only with
-// SPINDLE_CONTAINER_SSH=1.
+// The sshd stays in the test's PID namespace (StartSSHDHostPID), as a
+// real one does: from the new PID namespace StartSSHD puts it in, runc
+// cannot setns into the container's ("nsexec-1: failed to setns into pid
+// namespace: Invalid argument": setns needs the target namespace to be
+// the caller's own or a descendant of it).
 func TestContainerChains(t *testing.T) {
 	testutil.VerifyNone(t)
 	testutil.RequireEngine(t, "podman")
-	if os.Getenv("SPINDLE_CONTAINER_SSH") != "1" {
-		t.Skip("ssh://host/podman://ctr: runc cannot setns into the container's PID namespace from the sshd session here (EINVAL); set SPINDLE_CONTAINER_SSH=1 to run it")
-	}
-	s := testutil.StartSSHD(t)
+	s := testutil.StartSSHDHostPID(t)
 	cleanBinaryCache(t, "/root")
 	name := "spindle-test-chain"
 	ctr := testutil.StartContainer(t, "podman", name)
