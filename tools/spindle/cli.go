@@ -23,6 +23,7 @@ var usages = map[string]string{
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
+	"toolexec":   toolexecUsage,
 	"tree":       treeUsage,
 	"bench":      benchUsage,
 	"version":    versionUsage,
@@ -32,7 +33,7 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, ci, ci bench, exec, tree, bench, version), or
+Prints the usage of COMMAND (run, sh, ci, ci bench, exec, toolexec, tree, bench, version), or
 the list of commands.
 `
 
