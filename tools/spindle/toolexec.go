@@ -208,10 +208,6 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 		fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", inv.Tool, err)
 		return code
 	}
-	wasm, err := loadTool(toolsDir(o.tools), inv)
-	if err != nil {
-		return fail(exitUsage, err)
-	}
 	var chains []target.Target
 	for _, s := range o.targets {
 		t, err := target.Parse(s)
@@ -222,6 +218,10 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 			return fail(exitUsage, err)
 		}
 		chains = append(chains, t)
+	}
+	wasm, err := loadTool(toolsDir(o.tools), inv)
+	if err != nil {
+		return fail(exitUsage, err)
 	}
 	cn := &conn{flags: &o.conn}
 	shown := slog.LevelWarn
