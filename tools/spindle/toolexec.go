@@ -35,6 +35,13 @@ byte for byte. Any other tool go runs (cgo, vet, buildid, pack, cover) runs
 natively, as without -toolexec. The go command stays the planner: its
 build cache decides what runs.
 
+The first run of a build starts a server (spindle toolexec --serve, in a
+session of its own) that keeps one master, a context per target and the
+compiled tools resident: each later run is a fresh instance of a tool
+compiled once, not a reload. It serves only its own user, through a
+socket under $TMPDIR/spindle-toolexec-UID/, and exits after --idle with no
+run; a rebuilt spindle, other --tools or other targets get their own.
+
 The targets must be contexts of this machine (local:NAME, sudo://USER and
 chains of them): the tool's files are granted as mounts, not shipped. The
 wasm sandbox and its mounts are the boundary: the contexts run without the
@@ -50,6 +57,10 @@ flags:
                      binary)
   --memory SIZE      each run's memory (default 2GiB, at most 4GiB)
   --timeout D        each run's time limit (default 10m)
+  --idle D           how long the server waits for another run before it
+                     exits (default 30s)
+  --no-server        run the tool from this process, starting its context
+                     and loading the tool again (slow; for debugging)
   -v, --verbose      say on stderr each run's tool, target and time
 ` + connUsage + `
 exit status: the tool's; 2 bad usage, missing or mismatched tools (said on
@@ -68,16 +79,19 @@ const (
 )
 
 type toolexecOpts struct {
-	targets []string
-	tools   string
-	memory  int64
-	timeout time.Duration
-	conn    connFlags
-	argv    []string
+	targets  []string
+	tools    string
+	memory   int64
+	timeout  time.Duration
+	idle     time.Duration
+	noServer bool
+	serve    bool
+	conn     connFlags
+	argv     []string
 }
 
 func parseToolexecArgs(args []string) (*toolexecOpts, error) {
-	o := &toolexecOpts{memory: toolDefaultMemory, timeout: toolDefaultTimeout}
+	o := &toolexecOpts{memory: toolDefaultMemory, timeout: toolDefaultTimeout, idle: toolDefaultIdle}
 	fs := flag.NewFlagSet("toolexec", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -87,13 +101,19 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	fs.StringVar(&o.tools, "tools", "", "")
 	fs.Func("memory", "", func(v string) (err error) { o.memory, err = parseSize("--memory", v, toolMaxMemory); return err })
 	fs.Func("timeout", "", func(v string) (err error) { o.timeout, err = parseTimeout(v); return err })
+	fs.DurationVar(&o.idle, "idle", o.idle, "")
+	fs.BoolVar(&o.noServer, "no-server", false, "")
+	fs.BoolVar(&o.serve, "serve", false, "")
 	o.conn.register(fs)
 	// The tool's own flags follow its path: parsing stops there.
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	o.argv = fs.Args()
-	if len(o.argv) == 0 {
+	if o.idle <= 0 {
+		return nil, fmt.Errorf("--idle %v: must be positive", o.idle)
+	}
+	if len(o.argv) == 0 && !o.serve {
 		return nil, errors.New("no tool named (go build -toolexec passes the tool's path and its arguments)")
 	}
 	if len(o.targets) == 0 {
@@ -113,6 +133,9 @@ func cmdToolexec(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		return usageError(stderr, "toolexec", err)
+	}
+	if o.serve {
+		return serveTools(o, stderr)
 	}
 	cwd, err := os.Getwd()
 	if err != nil {
@@ -219,9 +242,13 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 		}
 		chains = append(chains, t)
 	}
-	wasm, err := loadTool(toolsDir(o.tools), inv)
+	dir := toolsDir(o.tools)
+	wasm, err := loadTool(dir, inv)
 	if err != nil {
 		return fail(exitUsage, err)
+	}
+	if !o.noServer {
+		return runToolViaServer(ctx, o, dir, inv, stdout, stderr)
 	}
 	cn := &conn{flags: &o.conn}
 	shown := slog.LevelWarn
@@ -284,4 +311,28 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s in %s, exit %d\n", inv.Tool, o.targets[first], round(time.Since(began)), res.ExitCode)
 	}
 	return res.ExitCode
+}
+
+// runToolViaServer runs inv on the toolexec server (toolexecd.go).
+func runToolViaServer(ctx context.Context, o *toolexecOpts, dir string, inv *gotool.Invocation, stdout, stderr io.Writer) int {
+	began := time.Now()
+	req := &toolRequest{Tool: inv.Tool, Args: inv.Args, Env: inv.Env, Mounts: inv.Mounts,
+		Key: inv.Work + "\x00" + strings.Join(inv.Args, "\x00"), Memory: o.memory, Timeout: o.timeout}
+	rep, err := runViaServer(ctx, o, dir, req, stdout, stderr)
+	switch {
+	case ctx.Err() != nil:
+		return exitInterrupted
+	case err != nil:
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", inv.Tool, err)
+		return exitCIInfra
+	case rep.Class == "task":
+		fmt.Fprintf(stderr, "spindle toolexec: %s: stopped on %s: %s: %s\n", inv.Tool, rep.Target, rep.Kind, rep.Error)
+	case rep.Error != "":
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %s\n", inv.Tool, rep.Error)
+	}
+	if o.conn.verbosity > 0 {
+		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s in %s (%s in the server), exit %d\n",
+			inv.Tool, rep.Target, round(time.Since(began)), round(time.Duration(rep.Elapsed)), rep.Exit)
+	}
+	return rep.Exit
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle/internal/testutil"
 )
@@ -71,12 +72,23 @@ func TestToolexecBuild(t *testing.T) {
 	// minutes to compile cmd/compile's 49 MB.
 	spindleBin := testutil.BuildBroker(t)
 	wasm := filepath.Join(dir, "wasm")
-	out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --tools "+tools+" -t local:tx-a -t local:tx-b")
+	targets := []string{"local:tx-a", "local:tx-b"}
+	paths, err := serverPaths(spindleBin, tools, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" -t "+targets[0]+" -t "+targets[1])
 	for _, tool := range []string{"compile", "asm", "link"} {
 		if !strings.Contains(out, "spindle toolexec: "+tool+" ran on local:tx-") {
 			t.Errorf("go build -toolexec ran no %s through spindle:\n%s", tool, out)
 		}
 	}
+	// One server ran them all, and exits once idle: nothing is left.
+	log, err := os.ReadFile(paths.log)
+	if err != nil || strings.Count(string(log), "msg=serving") != 1 {
+		t.Errorf("the server's log %s (%v), want one start:\n%s", paths.log, err, log)
+	}
+	waitServerGone(t, paths)
 	if runtime.GOARCH != "amd64" {
 		t.Logf("on %s p has no assembly", runtime.GOARCH)
 	}
@@ -135,5 +147,24 @@ func TestToolexecErrors(t *testing.T) {
 	cmd.Env = append(os.Environ(), cliEnv+"=1")
 	if out, err := cmd.Output(); err != nil || string(out) != "native -V=full\n" {
 		t.Errorf("spindle toolexec /bin/echo = %q (%v), want echo's output", out, err)
+	}
+}
+
+// waitServerGone waits for the toolexec server of paths to exit (its pid
+// file and socket removed, its process gone), or fails t after 30 s.
+func waitServerGone(t *testing.T, paths toolServerPaths) {
+	t.Helper()
+	b, _ := os.ReadFile(paths.pid)
+	pid := strings.TrimSpace(string(b))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, errPid := os.Stat(paths.pid)
+		_, errSock := os.Stat(paths.sock)
+		_, errProc := os.Stat("/proc/" + pid)
+		if os.IsNotExist(errPid) && os.IsNotExist(errSock) && (pid == "" || os.IsNotExist(errProc)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the toolexec server (pid %q) is still there 30 s after the build", pid)
+		}
 	}
 }
