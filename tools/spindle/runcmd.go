@@ -62,7 +62,11 @@ flags:
   --json              one JSON object per target per line: {"target", "ok",
                       "output", "exit_code", "error": {"kind", "class",
                       "message", "hint"}, "stdout", "stderr", ...}
-  --stdin FILE        a command's stdin ("-" for this process's stdin)
+  --stdin FILE        a command's stdin ("-" for this process's stdin),
+                      streamed as the guest reads it: the guest starts at
+                      once, sees each piece as it comes and EOF when it
+                      ends; with several targets "-" (or a pipe) is read
+                      whole first, at most 64 MiB, and each gets a copy
   --env K=V           an environment variable for the task; repeatable
   --env-inherit       a command gets this process's environment (--env wins)
   --mount HOST:GUEST[:ro|:rw]  grant a directory (on the target; read-write
@@ -500,18 +504,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	var stdinData []byte
-	switch o.stdin {
-	case "":
-	case "-":
-		stdinData, err = io.ReadAll(os.Stdin)
-	default:
-		stdinData, err = os.ReadFile(o.stdin)
-	}
+	stdinOf, closeStdin, err := stdinFor(o.stdin, len(targets))
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
 		return 2
 	}
+	defer closeStdin()
 	var chains []target.Target
 	for _, nt := range targets {
 		chains = append(chains, nt.Target)
@@ -567,7 +565,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			bar.begin(nt.Name)
-			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
+			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinOf(), Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled, DevNull: o.devNull,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages, OutputBytes: o.outBytes}}
 			t.Env, t.Input = vars[i].env, vars[i].input
