@@ -182,14 +182,14 @@ func TestStdinFlowControl(t *testing.T) {
 	probe := probeModule(t, m)
 	a := startLocal(t, ctx, m, "a")
 	src := &lineSource{}
-	const bound = 2 << 20 // 256 KiB of stdin window, 64 KiB of scanner, 160 KiB of output in flight, and slack
+	const bound = 1 << 20 // 256 KiB of stdin window, 64 KiB of scanner, 160 KiB of output in flight, and slack
 	var worst atomic.Int64
 	var lines atomic.Int64
 	pr, pw := io.Pipe()
 	check := make(chan error, 1)
 	go func() {
 		// The slow consumer of the guest's output: it checks the bound at
-		// each line and stops the run after 8 MiB of stdin.
+		// each line and stops the run after 2 MiB of stdin.
 		defer pr.Close()
 		buf := make([]byte, 17)
 		for {
@@ -213,7 +213,7 @@ func TestStdinFlowControl(t *testing.T) {
 				check <- fmt.Errorf("after line %d the source was read %d bytes ahead of the guest, bound %d", k, ahead, bound)
 				return
 			}
-			if 16*(k+1) >= 8<<20 {
+			if 16*(k+1) >= 2<<20 {
 				check <- nil
 				return
 			}
