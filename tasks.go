@@ -413,9 +413,17 @@ type RunOutcome struct {
 }
 
 // RunAll runs the same task in every context at once and returns one
-// outcome per context, in the order given.
+// outcome per context, in the order given. A Task with a Stdin is refused
+// for more than one context (each outcome fails): one reader cannot be
+// every context's stdin; Run each with a reader of its own.
 func RunAll(ctx context.Context, cs []*Context, t Task) []RunOutcome {
 	out := make([]RunOutcome, len(cs))
+	if t.Stdin != nil && len(cs) > 1 {
+		for i, c := range cs {
+			out[i] = RunOutcome{Context: c, Err: fmt.Errorf("spindle: run on %s: RunAll with a Stdin: give each context's Run a reader of its own", c)}
+		}
+		return out
+	}
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
