@@ -61,6 +61,9 @@ func (s *stdinSource) put(m *wire.Message, in *broker.Stream) {
 	if m.IsDead() {
 		return // the context went away: Run's call fails as well
 	}
+	// The body means nothing: a queued request costs its header only,
+	// whatever a hostile context puts in it.
+	m.Release()
 	select {
 	case s.q <- m:
 	default:

@@ -336,3 +336,61 @@ func TestStdinContextDies(t *testing.T) {
 		t.Fatalf("Run on the other context = %+v, %v", r.res, r.err)
 	}
 }
+
+// TestHostileStdinFloodBounded: a compromised child (the real child
+// process, through its test-only "send" function) floods the stdin source
+// of the Run it serves with read requests of 1 MiB bodies while the
+// caller's stdin has nothing: the master queues at most wire.StdinQueue of
+// them, bodies dropped, and refuses the rest; the Run ends when stdin
+// does, and a sibling still serves.
+func TestHostileStdinFloodBounded(t *testing.T) {
+	testutil.VerifyNone(t)
+	ctx := taskContext(t)
+	m, _ := newMaster(t, spindle.Config{CacheDir: sharedCache()})
+	probe := probeModule(t, m)
+	c := startLocal(t, ctx, m, "flooder")
+	sib := startLocal(t, ctx, m, "sibling")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	src := &countingReader{r: pr}
+	out := newWatchWriter()
+	done := runAsync(ctx, c, spindle.Task{Module: probe, Args: []string{"echo", "reading", ";", "stdinsum"}, Stdin: src, Stdout: out})
+	if !out.waitFor("reading\n", 30*time.Second) {
+		t.Fatalf("the guest did not start: %q", out.String())
+	}
+	for src.reads.Load() == 0 { // the guest's first request has reached the pump
+		time.Sleep(time.Millisecond)
+	}
+	h := m.LastStdinHandle()
+	before := heapInuse()
+	const requests, size = 40, 1 << 20
+	for range requests {
+		if err := c.Call(ctx, "send", map[string]any{"dst": 0, "handle": h, "size": size}, nil); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	if err := c.Ping(ctx); err != nil { // every request has reached the master
+		t.Fatal(err)
+	}
+	// The queue is full: one more request is refused at once.
+	err := c.Call(ctx, "send", map[string]any{"dst": 0, "handle": h, "size": 1, "reply": true}, nil)
+	if err == nil || !strings.Contains(err.Error(), "stdin read queue full") {
+		t.Errorf("a stdin request past the queue = %v, want it refused (queue full)", err)
+	}
+	grew := int64(heapInuse()) - int64(before)
+	t.Logf("%d hostile stdin requests of %d KiB: master heap %+d KiB", requests, size>>10, grew>>10)
+	if grew > 4<<20 {
+		t.Errorf("master heap grew by %d KiB under a stdin request flood, want the queue's few headers", grew>>10)
+	}
+	pw.Close()
+	select {
+	case r := <-done:
+		t.Logf("the flooder's Run: %+v, %v (its stdin was eaten by its own requests)", r.res, r.err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the flooder's Run did not end at its stdin's EOF")
+	}
+	res, err := sib.Run(ctx, spindle.Task{Module: probe, Args: []string{"stdinsum"}, Stdin: strings.NewReader("abc")})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("sibling after a stdin flood = %+v, %v", res, err)
+	}
+}

@@ -211,6 +211,7 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 			return nil, err
 		}
 		defer in.close()
+		n.lastStdin.Store(in.handle)
 		req.Stdin = &wire.Channel{Context: n.r.ID(), Handle: in.handle}
 	}
 	body, err := msgpack.Marshal(&req)
