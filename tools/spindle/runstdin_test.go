@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"fmt"
@@ -147,4 +148,52 @@ func TestRunStdinTargets(t *testing.T) {
 			t.Fatalf("spindle run --stdin %s = %d, want both targets to print %s:\n%s\nstderr: %s", stdin, code, want, out.String(), errOut.String())
 		}
 	}
+}
+
+// TestRunStdinInterrupt: Ctrl-C while a command two hops down waits to
+// read a stdin that never comes exits 130 and leaves no process of the
+// tree, though spindle itself is then inside a read of its stdin.
+func TestRunStdinInterrupt(t *testing.T) {
+	testutil.VerifyNone(t)
+	exe := cliCopy(t)
+	probe := testutil.BuildWasm(t, "examples/wasm/ciprobe", false)
+	cmd := exec.Command(exe, "run", "-t", "local:sig-x/local:sig-y", "--stdin", "-", probe, "--", "echo", "started", ";", "lines")
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errOut := &bytes.Buffer{}
+	cmd.Stderr = errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	watchdog := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer watchdog.Stop()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || sc.Text() != "started" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the task did not start: %q %v\n%s", sc.Text(), sc.Err(), errOut.String())
+	}
+	if _, err := io.WriteString(in, "one\n"); err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Scan() || sc.Text() != "> one" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no echo: %q %v\n%s", sc.Text(), sc.Err(), errOut.String())
+	}
+	// The guest now waits in a read of stdin, and so does spindle.
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+	}
+	waitExit(t, cmd, exe, errOut)
 }
