@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -127,8 +129,8 @@ func TestRunStdinNotRead(t *testing.T) {
 }
 
 // TestRunStdinTargets: with several targets, a regular --stdin FILE is
-// streamed to each from its start, and "-" is read whole and copied to
-// each.
+// streamed to each from its start, "-" is shared as it comes when they all
+// run at once, and read whole and copied to each when not (--parallel 1).
 func TestRunStdinTargets(t *testing.T) {
 	testutil.VerifyNone(t)
 	probe := testutil.BuildWasm(t, "examples/wasm/ciprobe", false)
@@ -138,14 +140,16 @@ func TestRunStdinTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf(`"stdout":"%d %x\n"`, len(data), sha256.Sum256(data))
-	for _, stdin := range []string{file, "-"} {
-		cmd, in, out, errOut := startStdinCLI(t, "run", "-t", "local:x", "-t", "local:y", "--json", "--stdin", stdin, probe, "--", "stdinsum")
+	for _, tc := range []struct{ stdin, parallel string }{{file, "2"}, {"-", "2"}, {"-", "1"}} {
+		stdin := tc.stdin
+		cmd, in, out, errOut := startStdinCLI(t, "run", "-t", "local:x", "-t", "local:y", "--parallel", tc.parallel,
+			"--json", "--stdin", stdin, probe, "--", "stdinsum")
 		if stdin == "-" {
 			in.Write(data)
 		}
 		in.Close()
 		if code := waitStdinCLI(t, cmd, time.Minute); code != 0 || strings.Count(out.String(), want) != 2 {
-			t.Fatalf("spindle run --stdin %s = %d, want both targets to print %s:\n%s\nstderr: %s", stdin, code, want, out.String(), errOut.String())
+			t.Fatalf("spindle run --parallel "+tc.parallel+" --stdin %s = %d, want both targets to print %s:\n%s\nstderr: %s", stdin, code, want, out.String(), errOut.String())
 		}
 	}
 }
@@ -196,4 +200,89 @@ func TestRunStdinInterrupt(t *testing.T) {
 	for sc.Scan() {
 	}
 	waitExit(t, cmd, exe, errOut)
+}
+
+// TestStdinFan: readers of one shared source, started together, each read
+// all of it, the same bytes; one that never reads holds the others at most
+// max bytes ahead of it until it closes; a Read waiting for room ends when
+// its reader closes.
+func TestStdinFan(t *testing.T) {
+	testutil.VerifyNone(t)
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	want := sha256.Sum256(data)
+	const n = 8
+	f := newStdinFan(bytes.NewReader(data), n, 256<<10)
+	var wg sync.WaitGroup
+	sums := make([][32]byte, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i := range n {
+		r := &fanReader{f: f}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			<-start
+			h := sha256.New()
+			// Small reads, of a different size each, to mix the pace.
+			_, errs[i] = io.CopyBuffer(h, struct{ io.Reader }{r}, make([]byte, 1000+i*3000))
+			copy(sums[i][:], h.Sum(nil))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || sums[i] != want {
+			t.Errorf("reader %d: %v, sum %x, want %x", i, errs[i], sums[i][:4], want[:4])
+		}
+	}
+
+	// A reader that never reads: the other stops at the bound.
+	const max = 256 << 10
+	f = newStdinFan(bytes.NewReader(data), 2, max)
+	idle, fast := &fanReader{f: f}, &fanReader{f: f}
+	var got atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		n, err := io.Copy(io.Discard, struct{ io.Reader }{fast})
+		got.Store(n)
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("the fast reader read everything (%d bytes, %v) while another had read nothing", got.Load(), err)
+	default:
+	}
+	f.mu.Lock()
+	kept := f.kept
+	f.mu.Unlock()
+	if kept > max+64<<10+pieceOverhead {
+		t.Errorf("%d bytes kept for a reader that never reads, bound %d", kept, max)
+	}
+	idle.Close()
+	if err := <-done; err != nil || got.Load() != int64(len(data)) {
+		t.Errorf("after the idle reader closed: %d bytes, %v; want all %d", got.Load(), err, len(data))
+	}
+	fast.Close()
+
+	// A Read waiting for room ends at its reader's Close.
+	f = newStdinFan(bytes.NewReader(data), 2, 1)
+	a, b := &fanReader{f: f}, &fanReader{f: f}
+	b.Read(make([]byte, 10)) // b joins and takes the first piece
+	b.Read(make([]byte, 1<<20))
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := b.Read(make([]byte, 10)) // room only when a reads
+		blocked <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	b.Close()
+	if err := <-blocked; !errors.Is(err, os.ErrClosed) {
+		t.Errorf("a Read waiting for room, its reader closed: %v, want os.ErrClosed", err)
+	}
+	a.Close()
 }
