@@ -20,6 +20,8 @@ import (
 var usages = map[string]string{
 	"run":        runUsage,
 	"sh":         shUsage,
+	"facts":      factsUsage,
+	"stat":       statUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
@@ -32,7 +34,7 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, ci, ci bench, exec, tree, bench, version), or
+Prints the usage of COMMAND (run, sh, facts, stat, ci, ci bench, exec, tree, bench, version), or
 the list of commands.
 `
 

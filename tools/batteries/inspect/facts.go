@@ -575,7 +575,9 @@ func parseRoutes(b []byte) []route4 {
 		if err1 != nil || err2 != nil || err3 != nil || flags&rtfGateway != 0 || mask == 0 {
 			continue
 		}
-		le := func(v uint64) netip.Addr { return netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}) }
+		le := func(v uint64) netip.Addr {
+			return netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)})
+		}
 		bits := 0
 		for m := uint32(mask); m != 0; m &= m - 1 {
 			bits++
