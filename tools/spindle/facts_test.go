@@ -320,11 +320,22 @@ func TestInspectSSH(t *testing.T) {
 		t.Fatalf("spindle stat over ssh = %d\n%s\n%s", code, out, errs)
 	}
 
-	private := filepath.Join(dir, "private")
-	if err := os.Mkdir(private, 0o700); err != nil {
+	// t.TempDir's own parent is 0700: the unprivileged user needs a
+	// directory it can reach.
+	open, err := os.MkdirTemp("", "spindle-stat-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	t.Cleanup(func() { os.RemoveAll(open) })
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(open, "f")
+	if err := os.WriteFile(file, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(open, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errs = cli(t, "stat", "--ssh-config", s.SSHConfig, "-t", hostT, "--become-user", s.Unpriv, "--json", filepath.Join(private, "x"), file)
@@ -332,7 +343,7 @@ func TestInspectSSH(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &l); err != nil || code != exitCIFailed {
 		t.Fatalf("spindle stat --become-user %s = %d, %q: %v\n%s", s.Unpriv, code, out, err, errs)
 	}
-	if l.Status != "failed" || len(l.Files) != 2 || !strings.Contains(l.Files[0].Error, "permission denied") || l.Files[1].SHA256 != hex.EncodeToString(sum[:]) {
+	if l.Status != "failed" || len(l.Files) != 2 || l.Files[0].Error != "its parent directory "+private+" cannot be opened: permission denied" || l.Files[1].SHA256 != hex.EncodeToString(sum[:]) {
 		t.Errorf("stat of a path below a directory %s cannot read = %+v, want that path's error and the other file hashed", s.Unpriv, l)
 	}
 

@@ -136,28 +136,31 @@ func (o *statOpts) plan(paths []string) statPlan {
 	return pl
 }
 
-// unmountable is the directory a failed stat task could not mount, and
-// whether it is not there (ENOENT, ENOTDIR) rather than unreadable,
+// unmountable is the directory a failed stat task could not mount, why,
+// and whether it is not there (ENOENT, ENOTDIR) rather than unreadable,
 // from the context's "open root" error.
-func unmountable(e *runError) (dir string, absent, ok bool) {
+func unmountable(e *runError) (dir, why string, absent, ok bool) {
 	if e == nil || e.Kind != "invalid_call" {
-		return "", false, false
+		return "", "", false, false
 	}
 	_, rest, found := strings.Cut(e.Message, `rootfs: open root "`)
 	if !found {
-		return "", false, false
+		return "", "", false, false
 	}
 	end := strings.Index(rest, `": `)
 	if end < 0 {
-		return "", false, false
+		return "", "", false, false
 	}
 	dir, err := strconv.Unquote(`"` + rest[:end] + `"`)
 	if err != nil {
-		return "", false, false
+		return "", "", false, false
 	}
-	why := rest[end+3:]
-	absent = strings.HasSuffix(why, "no such file or directory") || strings.HasSuffix(why, "not a directory")
-	return dir, absent, true
+	why = rest[end+3:]
+	if i := strings.LastIndex(why, ": "); i >= 0 {
+		why = why[i+2:] // "open DIR: permission denied"
+	}
+	absent = why == "no such file or directory" || why == "not a directory"
+	return dir, why, absent, true
 }
 
 // statTarget stats o.paths on one target. A parent directory that cannot
@@ -188,7 +191,7 @@ func (o *statOpts) statTarget(ctx context.Context, fl *spindle.Fleet, hash strin
 		}
 		var res inspect.StatResult
 		status, e := runBattery(ctx, fl, nt, t, &res)
-		if dir, absent, ok := unmountable(e); ok && status == "failed" {
+		if dir, why, absent, ok := unmountable(e); ok && status == "failed" {
 			hit := false
 			for j, i := range left {
 				if pl.dirOf[j] != dir {
@@ -197,7 +200,7 @@ func (o *statOpts) statTarget(ctx context.Context, fl *spindle.Fleet, hash strin
 				hit, done[i] = true, true
 				files[i] = inspect.FileStat{Path: o.paths[i]}
 				if !absent {
-					files[i].Error = "its parent directory: " + e.Message
+					files[i].Error = fmt.Sprintf("its parent directory %s cannot be opened: %s", dir, why)
 				}
 			}
 			if hit {
