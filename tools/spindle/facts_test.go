@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -352,4 +353,84 @@ func TestInspectSSH(t *testing.T) {
 		!strings.Contains(out, "ok=0 changed=0 unreachable=1 failed=0") {
 		t.Errorf("spindle facts to a closed port = %d\n%s\n%s", code, out, errs)
 	}
+}
+
+// want is how many targets -t fleet or -t hNN selects.
+func want(args []string) int {
+	if slices.Contains(args, "fleet") {
+		return 30
+	}
+	return 1
+}
+
+// TestFactsFleetTime measures spindle facts over 30 inventory hosts on
+// the loopback sshd (each its own ssh_config alias of it, so each its own
+// connection and context) at --parallel 20, with the real bin/spindle,
+// against "ssh HOST uname -a" for each host in a loop: the floor. A
+// measurement, not an assertion: it runs only with SPINDLE_MEASURE=1
+// (after make build), and prints its figures.
+func TestFactsFleetTime(t *testing.T) {
+	if os.Getenv("SPINDLE_MEASURE") != "1" || os.Geteuid() != 0 {
+		t.Skip("a measurement: SPINDLE_MEASURE=1, as root, after make build")
+	}
+	bin, err := filepath.Abs("../../bin/spindle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no bin/spindle (make build): %v", err)
+	}
+	testutil.VerifyNone(t)
+	s := testutil.StartSSHD(t)
+	cfgText, err := os.ReadFile(s.SSHConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aliases []string
+	var inv strings.Builder
+	inv.WriteString("[fleet]\n")
+	for i := 1; i <= 30; i++ {
+		a := fmt.Sprintf("h%02d", i)
+		aliases = append(aliases, a)
+		fmt.Fprintf(&inv, "%s target=ssh://%s\n", a, a)
+	}
+	all := strings.Join(aliases, " ")
+	cfg := strings.Replace(string(cfgText), "Host "+testutil.SSHHost+" ", "Host "+testutil.SSHHost+" "+all+" ", 1)
+	cfg = strings.Replace(cfg, "Host "+testutil.SSHHost+"\n", "Host "+testutil.SSHHost+" "+all+"\n", 1)
+	dir := t.TempDir()
+	cfgPath, invPath := filepath.Join(dir, "ssh_config"), filepath.Join(dir, "hosts.ini")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(invPath, []byte(inv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t0 := time.Now()
+	for _, a := range aliases {
+		if out, err := exec.Command("ssh", "-F", cfgPath, a, "uname", "-a").CombinedOutput(); err != nil {
+			t.Fatalf("ssh %s uname -a: %v\n%s", a, err, out)
+		}
+	}
+	floor := time.Since(t0)
+
+	one := func(args ...string) time.Duration {
+		t0 := time.Now()
+		cmd := exec.Command(bin, append([]string{"facts", "-i", invPath, "--ssh-config", cfgPath, "--parallel", "20", "--json"}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("spindle facts: %v\n%s", err, errb.String())
+		}
+		d := time.Since(t0)
+		if n := len(factsLines(t, out.String())); n != want(args) {
+			t.Fatalf("spindle facts printed %d targets", n)
+		}
+		return d
+	}
+	first := one("-t", "fleet") // the broker binary and the module may need to be shipped and compiled
+	warm := one("-t", "fleet")
+	single := one("-t", "h01")
+	t.Logf("30 hosts on the loopback sshd: ssh HOST uname -a in a loop %v (%v each); spindle facts --parallel 20: first run %v, warm %v (%.2fx the floor); one host alone %v",
+		floor.Round(time.Millisecond), (floor / 30).Round(time.Millisecond), first.Round(time.Millisecond), warm.Round(time.Millisecond), float64(warm)/float64(floor), single.Round(time.Millisecond))
 }
