@@ -165,6 +165,28 @@ func TestFactsLocal(t *testing.T) {
 	if !strings.Contains(errs, "1 targets: 1 ok, 0 failed, 0 unreachable in ") {
 		t.Errorf("stderr lacks the summary:\n%s", errs)
 	}
+
+	// Granted /proc alone, the battery still answers: what it cannot
+	// read is empty and listed, with why.
+	wasm := testutil.BuildWasm(t, "tools/batteries/facts", true)
+	code, out, errs = cli(t, "run", "-t", "local", "--mount", "/proc:/proc:ro", wasm, "facts", "--json")
+	var rl struct {
+		OK     bool          `json:"ok"`
+		Output inspect.Facts `json:"output"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &rl); err != nil || code != 0 || !rl.OK {
+		t.Fatalf("spindle run facts with /proc only = %d, %q: %v\n%s", code, out, err, errs)
+	}
+	missing := map[string]string{}
+	for _, mf := range rl.Output.Missing {
+		missing[mf.Field] = mf.Reason
+	}
+	if rl.Output.Hostname != m.hostname || rl.Output.Kernel.Release != m.release || rl.Output.OS.ID != "" || rl.Output.Users != nil ||
+		!strings.Contains(missing["os"], "/etc/os-release") || !strings.Contains(missing["users"], "/etc/passwd") ||
+		!strings.Contains(missing["interfaces"], "/sys/class/net") || missing["hostname"] != "" {
+		t.Errorf("facts with /proc only: hostname %q, kernel %q, os %+v, missing %q; want /proc's facts and /etc's and /sys's listed missing",
+			rl.Output.Hostname, rl.Output.Kernel.Release, rl.Output.OS, missing)
+	}
 }
 
 // TestStatLocal: spindle stat of a file (its sha256 as the test computes
