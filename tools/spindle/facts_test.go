@@ -329,6 +329,14 @@ func TestInspectSSH(t *testing.T) {
 		checkFacts(t, l, m)
 	}
 
+	code, out, errs = cli(t, "facts", "--ssh-config", s.SSHConfig, "-t", hostT+"/local:leaf", "--become-user", s.Unpriv, "--json")
+	if code != 0 {
+		t.Fatalf("spindle facts --become-user %s = %d\n%s\n%s", s.Unpriv, code, out, errs)
+	}
+	for _, l := range factsLines(t, out) {
+		checkFacts(t, l, m)
+	}
+
 	dir := t.TempDir()
 	content := []byte("read over ssh\n")
 	file := filepath.Join(dir, "f")
