@@ -270,6 +270,7 @@ func TestStatLocal(t *testing.T) {
 // TestInspectUsage: bad flags and arguments of spindle facts and spindle
 // stat are one line and exit 2, before anything starts.
 func TestInspectUsage(t *testing.T) {
+	testutil.VerifyNone(t)
 	for _, tt := range []struct {
 		args []string
 		want string
