@@ -61,7 +61,7 @@ func parseFactsArgs(args []string) (*inspectOpts, error) {
 	if err := errNoArgs(pos); err != nil {
 		return nil, err
 	}
-	if err := o.check("facts"); err != nil {
+	if err := o.check(); err != nil {
 		return nil, err
 	}
 	return o, nil

@@ -67,10 +67,10 @@ func (o *inspectOpts) register(fs *flag.FlagSet) {
 }
 
 // check validates the flags after parsing and fills in the defaults.
-func (o *inspectOpts) check(cmd string) error {
+func (o *inspectOpts) check() error {
 	switch {
 	case len(o.targets) == 0:
-		return fmt.Errorf("name the targets with -t (-t local for this machine, -t all for every host of the --inventory)")
+		return errors.New("name the targets with -t (-t local for this machine, -t all for every host of the --inventory)")
 	case o.parallel < 1:
 		return fmt.Errorf("--parallel %d: must be at least 1", o.parallel)
 	}

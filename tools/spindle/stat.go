@@ -87,7 +87,7 @@ func parseStatArgs(args []string) (*statOpts, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := o.check("stat"); err != nil {
+	if err := o.check(); err != nil {
 		return nil, err
 	}
 	switch {
