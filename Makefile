@@ -11,7 +11,10 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # bin/spindle in bin/batteries/, run by its thin verbs (spindle sh). build
 # pins each by its sha256 in bin/spindle (main.batteryPins), so a spindle
 # refuses a battery it was not built with.
-BATTERIES := sh
+BATTERIES := sh facts stat
+# The batteries that are reactors (guest-sdk tasks, -buildmode=c-shared);
+# the others are WASI commands.
+BATTERY_REACTORS := facts stat
 
 build: batteries ## build bin/spindle (its batteries pinned), and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -ldflags "-X main.batteryPins=$$(cd bin/batteries && for b in $(BATTERIES); do \
@@ -102,8 +105,10 @@ help: ## list the targets
 
 batteries: ## build the batteries (tools/batteries/*) into bin/batteries/NAME.wasm
 	@mkdir -p bin/batteries
-	@set -e; for b in $(BATTERIES); do echo "battery: $$b"; \
-		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -o bin/batteries/$$b.wasm ./tools/batteries/$$b; done
+	@set -e; for b in $(BATTERIES); do mode=; kind=command; \
+		case " $(BATTERY_REACTORS) " in *" $$b "*) mode=-buildmode=c-shared; kind=reactor;; esac; \
+		echo "battery: $$b ($$kind)"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath $$mode -o bin/batteries/$$b.wasm ./tools/batteries/$$b; done
 
 # The Go toolchain as wasm, for spindle toolexec (go build -toolexec): this
 # Go's compile, asm and link built for wasip1 from its GOROOT, and VERSION,

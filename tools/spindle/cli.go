@@ -20,6 +20,8 @@ import (
 var usages = map[string]string{
 	"run":        runUsage,
 	"sh":         shUsage,
+	"facts":      factsUsage,
+	"stat":       statUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
@@ -33,7 +35,8 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, ci, ci bench, exec, toolexec, tree, bench, version), or
+Prints the usage of COMMAND (run, sh, facts, stat, ci, ci bench, exec, toolexec,
+tree, bench, version), or
 the list of commands.
 `
 

@@ -18,6 +18,8 @@ const usage = `usage: spindle <command> [flags]
 commands:
   run     run a wasm task in one or more contexts (spindle run -h)
   sh      run one program on targets, granted exactly that argv (spindle sh -h)
+  facts   gather targets' facts: hostname, OS, kernel, CPUs, memory, disks, network (spindle facts -h)
+  stat    stat and hash paths on targets, read-only (spindle stat -h)
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   exec    run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
   toolexec run go build's compile, asm and link as wasm in the sandbox: go build -toolexec (spindle toolexec -h)
@@ -61,6 +63,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdToolexec(args[1:], stdout, stderr)
 	case "sh":
 		return cmdSh(args[1:], stdout, stderr)
+	case "facts":
+		return cmdFacts(args[1:], stdout, stderr)
+	case "stat":
+		return cmdStat(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
