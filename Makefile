@@ -30,7 +30,7 @@ demo: build wasm-go ## build, then start a local tree and run the example wasm t
 	./bin/spindle run -t local:a -t local:b bin/wasm/bad.wasm loop --timeout 300ms || echo "(a looping guest is stopped at its time limit: exit status $$?)"
 
 test: testdeps ## all tests, with the race detector (as root: installs what they need first)
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 testdeps: ## install what make test needs (root, apt-get), or say the one command to run
 	@tools/testdeps.sh ensure
