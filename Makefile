@@ -11,7 +11,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # bin/spindle in bin/batteries/, run by its thin verbs (spindle sh). build
 # pins each by its sha256 in bin/spindle (main.batteryPins), so a spindle
 # refuses a battery it was not built with.
-BATTERIES := sh
+BATTERIES := sh copy
 
 build: batteries ## build bin/spindle (its batteries pinned), and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -ldflags "-X main.batteryPins=$$(cd bin/batteries && for b in $(BATTERIES); do \

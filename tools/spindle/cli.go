@@ -20,6 +20,7 @@ import (
 var usages = map[string]string{
 	"run":        runUsage,
 	"sh":         shUsage,
+	"copy":       copyUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
@@ -32,7 +33,7 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, ci, ci bench, exec, tree, bench, version), or
+Prints the usage of COMMAND (run, sh, copy, ci, ci bench, exec, tree, bench, version), or
 the list of commands.
 `
 

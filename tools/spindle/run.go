@@ -18,6 +18,7 @@ const usage = `usage: spindle <command> [flags]
 commands:
   run     run a wasm task in one or more contexts (spindle run -h)
   sh      run one program on targets, granted exactly that argv (spindle sh -h)
+  copy    copy a local file or tree to targets, writing only what differs (spindle copy -h)
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   exec    run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
@@ -58,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdExec(args[1:], stdout, stderr)
 	case "sh":
 		return cmdSh(args[1:], stdout, stderr)
+	case "copy":
+		return cmdCopy(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
