@@ -98,7 +98,7 @@ DEST not absolute, a bad --mode); 130 interrupted.
 const (
 	copySrc   = "/src"
 	copyDest  = "/dest"
-	copyDestX = "/destx"
+	copyDestX = "/xdest"
 )
 
 // copyEntryBytes is what the target's file view charges each entry the

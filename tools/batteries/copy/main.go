@@ -10,7 +10,7 @@
 // It sees the source at /src (a tree the context made from the master's
 // store, read-only), the destination's parent directory at /dest
 // (read-write) and, when the plan keeps exec bits, the same directory at
-// /destx, where the caller granted the files it makes mode 0755 (/dest
+// /xdest, where the caller granted the files it makes mode 0755 (/dest
 // gives 0644, or the caller's --mode). It cannot set a mode or an owner
 // itself (WASI preview 1 has neither): the mounts' grants do.
 //
@@ -59,7 +59,7 @@ type plan struct {
 	DestBase string  `json:"dest_base"`
 	DestDir  bool    `json:"dest_dir"` // DEST ended with "/": a directory
 	Entries  []entry `json:"entries"`
-	KeepExec bool    `json:"keep_exec"` // exec files are made through /destx
+	KeepExec bool    `json:"keep_exec"` // exec files are made through /xdest
 }
 
 type report struct {
@@ -72,7 +72,7 @@ type report struct {
 const (
 	srcDir  = "/src"
 	destDir = "/dest"
-	execDir = "/destx"
+	execDir = "/xdest"
 )
 
 func main() {
@@ -227,7 +227,9 @@ func (c *copier) file(src, dst string, e entry) error {
 	dir, base := path.Split(dst)
 	via := dir
 	if c.keepExec && e.Exec {
-		via = execDir + strings.TrimPrefix(dir, destDir) // the same directory, where new files are 0755
+		// The same directory, where new files are 0755. Not /destx: a Go
+		// guest matches preopens by string prefix.
+		via = execDir + strings.TrimPrefix(dir, destDir)
 	}
 	in, err := os.Open(src)
 	if err != nil {
