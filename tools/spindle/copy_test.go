@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle/internal/testutil"
 )
@@ -326,12 +327,16 @@ func TestCopySSH(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const size = 8 << 20
+	size, leaves := int64(8<<20), []string{"a", "b", "c"}
+	if os.Getenv("SPINDLE_COPY_MEASURE") != "" {
+		// Issue 13's measure: 100 MB to 10 targets behind one host.
+		size, leaves = 100_000_000, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	}
 	src := filepath.Join(dir, "payload.bin")
-	writeFile(t, src, randBytes(t, size), 0o644) // fresh bytes: no store holds them yet
+	writeFile(t, src, randBytes(t, int(size)), 0o644) // fresh bytes: no store holds them yet
 	hostT := "ssh://" + testutil.SSHHost
 	var args []string
-	for _, leaf := range []string{"a", "b", "c"} {
+	for _, leaf := range leaves {
 		d := filepath.Join(dir, leaf)
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -342,7 +347,9 @@ func TestCopySSH(t *testing.T) {
 	dest := filepath.Join(dir, "a")
 	run := func() (map[string]copyLine, map[string]copyEdge, int64) {
 		t.Helper()
+		began := time.Now()
 		code, out, errs := cli(t, append([]string{"copy", "--ssh-config", s.SSHConfig, src, dest, "--json", "--edges"}, args...)...)
+		t.Logf("spindle copy of %d bytes to %d targets behind %s: exit %d in %v", size, len(leaves), hostT, code, time.Since(began).Round(time.Millisecond))
 		if code != 0 {
 			t.Fatalf("spindle copy over ssh = %d\n%s\n%s", code, out, errs)
 		}
@@ -362,8 +369,8 @@ func TestCopySSH(t *testing.T) {
 			changed++
 		}
 	}
-	if len(lines) != 3 || changed == 0 {
-		t.Fatalf("first run: %+v, want three rows, at least one changed", lines)
+	if len(lines) != len(leaves) || changed == 0 {
+		t.Fatalf("first run: %+v, want %d rows, at least one changed", lines, len(leaves))
 	}
 	sameFile(t, src, filepath.Join(dest, "payload.bin"))
 	first := edges[hostT]
@@ -373,7 +380,7 @@ func TestCopySSH(t *testing.T) {
 		t.Errorf("master -> %s: host received %d bytes, the master sent %d; want the %d-byte file once (plus at most the %d-byte battery)",
 			hostT, first.Bytes, sent, size, battery)
 	}
-	for _, leaf := range []string{"a", "b", "c"} {
+	for _, leaf := range leaves {
 		e, ok := edges[hostT+"/local:"+leaf]
 		if !ok || e.From != hostT || e.Bytes > first.Bytes {
 			t.Errorf("edge to local:%s = %+v, %v; want from %s, at most what the host received", leaf, e, ok, hostT)
