@@ -29,7 +29,8 @@ only what differs: a file whose bytes DEST already holds is left alone
 (its mode and owner too), so a second run writes nothing and reports ok.
 Each file is written to a temporary file beside it (.NAME.spindle-*) and
 renamed over the old one: a reader sees the old file or the new one,
-never a part, and a failed copy leaves no temporary file behind.
+never a part, and a failed copy leaves no temporary file behind (one
+stopped at its --timeout may: the battery is killed mid-write).
 
 SRC is stored by content in this spindle's store and sent down the tree
 as blobs: each crosses each edge of the tree once, however many targets
@@ -454,7 +455,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			bar.begin(nt.Name)
-			l, c := copyOn(ctx, fl, nt, task)
+			l, c := copyOn(ctx, fl, nt, task, cs.destHost)
 			if l.Error != nil {
 				l.Error.Message = cn.mask(l.Error.Message)
 			}
@@ -495,7 +496,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 
 // copyOn runs the battery on nt and returns its outcome, and its context
 // (nil if it did not start), still running for --edges.
-func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task) (copyLine, *spindle.Context) {
+func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task, destHost string) (copyLine, *spindle.Context) {
 	l := copyLine{Target: nt.Name, Status: "failed"}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
@@ -511,6 +512,12 @@ func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.T
 	res, err := c.Run(ctx, t)
 	var te *spindle.TaskError
 	switch {
+	case errors.As(err, &te) && te.Kind == "invalid_call" && strings.Contains(te.Message, fmt.Sprintf("open root %q", destHost)):
+		// The context could not open DEST's parent to mount it: say so
+		// in the operator's terms.
+		reason := te.Message[strings.LastIndex(te.Message, ": ")+2:]
+		l.Error = &runError{Kind: "dest", Message: fmt.Sprintf("%s (DEST's parent directory): %s", destHost, reason)}
+		return l, c
 	case errors.As(err, &te):
 		l.Error = &runError{Kind: te.Kind, Message: te.Message}
 		return l, c

@@ -232,7 +232,8 @@ func TestCopyLocal(t *testing.T) {
 	}{
 		{[]string{src, dest}, got + "/big.bin is a directory: a file cannot replace it"},
 		{[]string{filepath.Join(src, "a.txt"), dir + "/nodir/"}, dir + "/nodir: no such directory"},
-		{[]string{src, dir + "/no/such/dir"}, "no such file or directory"},
+		{[]string{src, dir + "/no/such/dir"}, "dest: " + dir + "/no/such (DEST's parent directory): no such file or directory"},
+		{[]string{src, got + "/a.txt/x"}, "dest: " + got + "/a.txt (DEST's parent directory): not a directory"},
 	} {
 		code, out, errs = cli(t, append([]string{"copy", "-t", "local"}, tt.args...)...)
 		if code != exitCIFailed || !strings.Contains(out, "local | FAILED! => ") || !strings.Contains(out, tt.want) {
