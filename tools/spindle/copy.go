@@ -37,8 +37,8 @@ as blobs: each crosses each edge of the tree once, however many targets
 sit behind an intermediate (ssh://bastion/local:a, .../local:b), and
 every hop keeps a copy. On each target the copy battery (a wasm module
 shipped with spindle, bin/batteries/copy.wasm, pinned by its hash) sees
-SRC read-only and DEST's parent directory read-write, nothing else; it
-compares, writes and renames. It cannot set modes or owners (WASI has no
+SRC read-only and, read-write, DEST when it is a directory there, else
+DEST's parent directory; nothing else. It compares, writes and renames. It cannot set modes or owners (WASI has no
 call for them): the target's context gives what it makes the --mode,
 --owner and --group that spindle grants on that directory, and nothing
 else.
@@ -55,8 +55,10 @@ and directories already in DEST and not in SRC are left alone: copy
 removes nothing, and a directory where a file goes (or a file where a
 directory goes) fails that target. A symlink SRC is followed; symlinks
 inside a tree are copied as symlinks (relative targets only: an absolute
-one is refused before anything is sent), and a symlink at DEST is
-replaced, never written through. Empty directories and entries named
+one is refused before anything is sent); a symlink where a file or a
+symlink goes is replaced, never written through, and a symlink where a
+directory goes fails, but a DEST that is a symlink to a directory is
+that directory (as for cp). Empty directories and entries named
 .git are not copied; other special files (sockets, devices) are skipped.
 A file is at most 128 MiB.
 
@@ -311,30 +313,58 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// task is the battery's call on one target.
-func (cs *copySource) task(o *copyOpts, module string) (spindle.Task, error) {
-	plan, err := json.Marshal(&cs.plan)
-	if err != nil {
-		return spindle.Task{}, err
+// copyTry is one way to run the battery on a target: with DEST itself
+// mounted (when it is a directory there), else with its parent.
+type copyTry struct {
+	task     spindle.Task
+	destHost string // the directory mounted at /dest
+}
+
+// tries are the battery's calls on one target, in order: DEST itself
+// mounted as the directory it may be, so that the battery sees no more
+// than DEST when DEST is a directory; then DEST's parent, for a DEST that
+// is not one (a file to make or replace, a directory to make). A context
+// that cannot open the first's directory gets the second.
+func (cs *copySource) tries(o *copyOpts, module string) ([]copyTry, error) {
+	var out []copyTry
+	if cs.plan.DestBase != "" {
+		p := cs.plan
+		dest := path.Join(cs.destHost, p.DestBase)
+		p.DestBase, p.DestDir = "", true
+		t, err := cs.task(o, module, p, dest)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, copyTry{t, dest})
 	}
+	t, err := cs.task(o, module, cs.plan, cs.destHost)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, copyTry{t, cs.destHost}), nil
+}
+
+// task is the battery's call with the plan p and destHost at /dest.
+func (cs *copySource) task(o *copyOpts, module string, p copyPlan, destHost string) (spindle.Task, error) {
 	mode := o.mode
 	keepExec := mode == 0 && cs.hasExec
 	if mode == 0 {
 		mode = 0o644
 	}
-	dest := spindle.Mount{Host: cs.destHost, Guest: copyDest, FileMode: mode, DirMode: 0o755, Owner: o.owner, Group: o.group}
+	dest := spindle.Mount{Host: destHost, Guest: copyDest, FileMode: mode, DirMode: 0o755, Owner: o.owner, Group: o.group}
 	mounts := []spindle.Mount{{Tree: cs.tree, Guest: copySrc}, dest}
 	if keepExec {
 		x := dest
 		x.Guest, x.FileMode = copyDestX, 0o755
 		mounts = append(mounts, x)
-		cs.plan.KeepExec = true
-		if plan, err = json.Marshal(&cs.plan); err != nil {
-			return spindle.Task{}, err
-		}
+		p.KeepExec = true
 	}
-	entries := int64(len(cs.plan.Entries)) + 1
-	return spindle.Task{Module: module, Args: []string{"--show", cs.destHost}, Stdin: plan, Mounts: mounts,
+	plan, err := json.Marshal(&p)
+	if err != nil {
+		return spindle.Task{}, err
+	}
+	entries := int64(len(p.Entries)) + 1
+	return spindle.Task{Module: module, Args: []string{"--show", destHost}, Stdin: plan, Mounts: mounts,
 		Limits: spindle.Limits{Timeout: o.timeout,
 			// What the battery may write: each file once, and the
 			// entries it makes (a temporary file and its rename, each
@@ -436,7 +466,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle copy: %v\n", err)
 		return exitUsage
 	}
-	task, err := cs.task(o, hash)
+	tries, err := cs.tries(o, hash)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle copy: %v\n", err)
 		return 1
@@ -455,7 +485,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			bar.begin(nt.Name)
-			l, c := copyOn(ctx, fl, nt, task, cs.destHost)
+			l, c := copyOn(ctx, fl, nt, tries)
 			if l.Error != nil {
 				l.Error.Message = cn.mask(l.Error.Message)
 			}
@@ -496,7 +526,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 
 // copyOn runs the battery on nt and returns its outcome, and its context
 // (nil if it did not start), still running for --edges.
-func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task, destHost string) (copyLine, *spindle.Context) {
+func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, tries []copyTry) (copyLine, *spindle.Context) {
 	l := copyLine{Target: nt.Name, Status: "failed"}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
@@ -507,16 +537,28 @@ func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.T
 		}
 		return l, nil
 	}
-	out, errs := newCapBuffer(maxCopyReport), newCapBuffer(64<<10)
-	t.Stdout, t.Stderr = out, errs
-	res, err := c.Run(ctx, t)
-	var te *spindle.TaskError
+	var (
+		out, errs *capBuffer
+		res       *spindle.TaskResult
+		te        *spindle.TaskError
+		try       copyTry
+	)
+	for i := range tries {
+		try = tries[i]
+		out, errs = newCapBuffer(maxCopyReport), newCapBuffer(64<<10)
+		t := try.task
+		t.Stdout, t.Stderr = out, errs
+		res, err = c.Run(ctx, t)
+		if !errors.As(err, &te) || te.Kind != "invalid_call" || !strings.Contains(te.Message, fmt.Sprintf("open root %q", try.destHost)) {
+			break
+		}
+	}
 	switch {
-	case errors.As(err, &te) && te.Kind == "invalid_call" && strings.Contains(te.Message, fmt.Sprintf("open root %q", destHost)):
+	case errors.As(err, &te) && te.Kind == "invalid_call" && strings.Contains(te.Message, fmt.Sprintf("open root %q", try.destHost)):
 		// The context could not open DEST's parent to mount it: say so
 		// in the operator's terms.
 		reason := te.Message[strings.LastIndex(te.Message, ": ")+2:]
-		l.Error = &runError{Kind: "dest", Message: fmt.Sprintf("%s (DEST's parent directory): %s", destHost, reason)}
+		l.Error = &runError{Kind: "dest", Message: fmt.Sprintf("%s (DEST's parent directory): %s", try.destHost, reason)}
 		return l, c
 	case errors.As(err, &te):
 		l.Error = &runError{Kind: te.Kind, Message: te.Message}

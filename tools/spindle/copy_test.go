@@ -211,11 +211,29 @@ func TestCopyLocal(t *testing.T) {
 	if id := idOf(t, conf); id.mode != 0o666 || id.uid != 65534 {
 		t.Errorf("app.conf: mode %v, uid %d; want 0666 exactly and uid 65534", id.mode, id.uid)
 	}
-	// DEST an existing directory: DEST/NAME.
+	// DEST an existing directory: DEST/NAME; a DEST that is a symlink to
+	// one is that directory.
 	code, out, errs = cli(t, "copy", filepath.Join(src, "a.txt"), "-t", "local", dest)
 	if code != 0 || !strings.Contains(out, "CHANGED => "+dest+"/a.txt") {
 		t.Errorf("copy of a file into a directory = %d\n%s\n%s", code, out, errs)
 	}
+	if err := os.Symlink(dest, filepath.Join(dir, "destlink")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli(t, "copy", filepath.Join(src, "sub/run.sh"), "-t", "local", filepath.Join(dir, "destlink"))
+	if code != 0 || !strings.Contains(out, "CHANGED => "+dir+"/destlink/run.sh") {
+		t.Errorf("copy of a file to a symlink to a directory = %d\n%s\n%s", code, out, errs)
+	}
+	sameFile(t, filepath.Join(src, "sub/run.sh"), filepath.Join(dest, "run.sh"))
+	// A symlink where a file goes is replaced, not written through.
+	if err := os.Symlink("a.txt", filepath.Join(dest, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli(t, "copy", filepath.Join(src, "big.bin"), "-t", "local", filepath.Join(dest, "ln"))
+	if fi, err := os.Lstat(filepath.Join(dest, "ln")); code != 0 || err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("copy over a symlink = %d (%v, %v)\n%s\n%s", code, fi, err, out, errs)
+	}
+	sameFile(t, filepath.Join(src, "a.txt"), filepath.Join(dest, "a.txt"))
 
 	// Failures: a directory where a file goes; a missing directory for
 	// DEST/; a missing parent. Each fails its target, exit 1, and leaves

@@ -8,8 +8,8 @@
 //	copy --show DIR < PLAN
 //
 // It sees the source at /src (a tree the context made from the master's
-// store, read-only), the destination's parent directory at /dest
-// (read-write) and, when the plan keeps exec bits, the same directory at
+// store, read-only), the destination at /dest when it is a directory
+// (the plan's dest_base is then ""), else its parent (read-write), and, when the plan keeps exec bits, the same directory at
 // /xdest, where the caller granted the files it makes mode 0755 (/dest
 // gives 0644, or the caller's --mode). It cannot set a mode or an owner
 // itself (WASI preview 1 has neither): the mounts' grants do.
