@@ -138,7 +138,7 @@ func TestCopyLocal(t *testing.T) {
 	}
 
 	// A directory SRC into an existing directory: DEST/site.
-	code, out, errs := cli(t, "copy", src, "-t", "local:a", dest)
+	code, out, errs := slowCLI(t, "copy", src, "-t", "local:a", dest) // the first compiles the battery
 	if code != 0 || !strings.Contains(out, "local:a | CHANGED => "+dest+"/site (6 written, ") {
 		t.Fatalf("spindle copy = %d\n%s\n%s", code, out, errs)
 	}
@@ -325,6 +325,25 @@ func TestCopyUsage(t *testing.T) {
 	}
 }
 
+// slowCLI is cli with a longer wait: the first run on a machine compiles
+// the battery in each context that runs it, and this test binary's
+// contexts are built with -race, which makes wazero's compiler several
+// times slower (over two minutes for two at once on a loaded 2-core
+// machine).
+func slowCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(self(t), args...)
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "XDG_CACHE_HOME="+filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal: nothing can prompt
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCLI(t, cmd, 6*time.Minute)
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
 // TestCopySSH: spindle copy over the loopback sshd to three targets
 // behind one intermediate: the file crosses the master -> host edge once
 // (counted by the contexts' blob stores, modules.Stats), a second run
@@ -367,7 +386,7 @@ func TestCopySSH(t *testing.T) {
 	run := func() (map[string]copyLine, map[string]copyEdge, int64) {
 		t.Helper()
 		began := time.Now()
-		code, out, errs := cli(t, append([]string{"copy", "--ssh-config", s.SSHConfig, src, dest, "--json", "--edges"}, args...)...)
+		code, out, errs := slowCLI(t, append([]string{"copy", "--ssh-config", s.SSHConfig, src, dest, "--json", "--edges"}, args...)...)
 		t.Logf("spindle copy of %d bytes to %d targets behind %s: exit %d in %v", size, len(leaves), hostT, code, time.Since(began).Round(time.Millisecond))
 		if code != 0 {
 			t.Fatalf("spindle copy over ssh = %d\n%s\n%s", code, out, errs)
@@ -421,7 +440,7 @@ func TestCopySSH(t *testing.T) {
 	}
 
 	// A user who cannot write DEST: a clear failure, nothing left.
-	code, out, errs := cli(t, "copy", "--ssh-config", s.SSHConfig, src, "-t", hostT+"/local:leaf", "--become-user", s.Unpriv, filepath.Join(dir, "b/x.bin"))
+	code, out, errs := slowCLI(t, "copy", "--ssh-config", s.SSHConfig, src, "-t", hostT+"/local:leaf", "--become-user", s.Unpriv, filepath.Join(dir, "b/x.bin"))
 	if code != exitCIFailed || !strings.Contains(strings.ToLower(out), "| failed! => copy: write "+strings.ToLower(dir)+"/b/x.bin: permission denied") {
 		t.Errorf("copy as %s to a root-owned directory = %d\n%s\n%s", s.Unpriv, code, out, errs)
 	}
