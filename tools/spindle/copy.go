@@ -83,7 +83,10 @@ flags:
                       "bytes", "error": {...}}
   --edges             after the recap, the bytes of blobs (the battery and
                       SRC) each context received from its parent, one line
-                      per edge of the tree (a JSON object each with --json)
+                      per edge of the tree (a JSON object each with --json);
+                      a context that found them in the on-disk store it
+                      shares with its machine's other contexts of the same
+                      user received nothing
   -v, --verbose       show the tree's log records
 ` + connUsage + `
 output: per target, "NAME | CHANGED => DEST" and the paths written, or
