@@ -259,6 +259,15 @@ func TestCopyLocal(t *testing.T) {
 		}
 	}
 	noTemps(t, dir)
+	// The contexts made SRC as files in their work root for each call
+	// and removed them after: none is left.
+	run, _ := os.ReadFile(filepath.Join(src, "sub/run.sh"))
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), "spindle-work-"+strconv.Itoa(os.Getuid()), "tree-*", "sub", "run.sh"))
+	for _, p := range left {
+		if b, err := os.ReadFile(p); err == nil && bytes.Equal(b, run) {
+			t.Errorf("a tree mount was left in the work root: %s", filepath.Dir(filepath.Dir(p)))
+		}
+	}
 }
 
 // TestCopyDiskFull: a write that fails half way (a full file system)
@@ -443,6 +452,12 @@ func TestCopySSH(t *testing.T) {
 	code, out, errs := slowCLI(t, "copy", "--ssh-config", s.SSHConfig, src, "-t", hostT+"/local:leaf", "--become-user", s.Unpriv, filepath.Join(dir, "b/x.bin"))
 	if code != exitCIFailed || !strings.Contains(strings.ToLower(out), "| failed! => copy: write "+strings.ToLower(dir)+"/b/x.bin: permission denied") {
 		t.Errorf("copy as %s to a root-owned directory = %d\n%s\n%s", s.Unpriv, code, out, errs)
+	}
+	// An owner a context not running as root cannot give: refused
+	// before the battery runs.
+	code, out, errs = slowCLI(t, "copy", "--ssh-config", s.SSHConfig, src, "-t", hostT+"/local:leaf", "--become-user", s.Unpriv, "--owner", "root", filepath.Join(dir, "b/x.bin"))
+	if code != exitCIFailed || !strings.Contains(out, "only root may give files away") {
+		t.Errorf("copy as %s with --owner root = %d\n%s\n%s", s.Unpriv, code, out, errs)
 	}
 	noTemps(t, dir)
 }
