@@ -20,10 +20,13 @@ import (
 var usages = map[string]string{
 	"run":        runUsage,
 	"sh":         shUsage,
+	"facts":      factsUsage,
+	"stat":       statUsage,
 	"copy":       copyUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
+	"toolexec":   toolexecUsage,
 	"tree":       treeUsage,
 	"bench":      benchUsage,
 	"version":    versionUsage,
@@ -33,7 +36,8 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, copy, ci, ci bench, exec, tree, bench, version), or
+Prints the usage of COMMAND (run, sh, facts, stat, copy, ci, ci bench, exec, toolexec,
+tree, bench, version), or
 the list of commands.
 `
 

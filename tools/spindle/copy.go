@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -320,6 +321,7 @@ func unwrapPath(err error) error {
 // mounted (when it is a directory there), else with its parent.
 type copyTry struct {
 	task     spindle.Task
+	plan     []byte // the battery's stdin: a Run reads a reader of its own
 	destHost string // the directory mounted at /dest
 }
 
@@ -334,21 +336,22 @@ func (cs *copySource) tries(o *copyOpts, module string) ([]copyTry, error) {
 		p := cs.plan
 		dest := path.Join(cs.destHost, p.DestBase)
 		p.DestBase, p.DestDir = "", true
-		t, err := cs.task(o, module, p, dest)
+		t, plan, err := cs.task(o, module, p, dest)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, copyTry{t, dest})
+		out = append(out, copyTry{t, plan, dest})
 	}
-	t, err := cs.task(o, module, cs.plan, cs.destHost)
+	t, plan, err := cs.task(o, module, cs.plan, cs.destHost)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, copyTry{t, cs.destHost}), nil
+	return append(out, copyTry{t, plan, cs.destHost}), nil
 }
 
-// task is the battery's call with the plan p and destHost at /dest.
-func (cs *copySource) task(o *copyOpts, module string, p copyPlan, destHost string) (spindle.Task, error) {
+// task is the battery's call with the plan p (returned encoded, for its
+// stdin) and destHost at /dest.
+func (cs *copySource) task(o *copyOpts, module string, p copyPlan, destHost string) (spindle.Task, []byte, error) {
 	mode := o.mode
 	keepExec := mode == 0 && cs.hasExec
 	if mode == 0 {
@@ -364,15 +367,15 @@ func (cs *copySource) task(o *copyOpts, module string, p copyPlan, destHost stri
 	}
 	plan, err := json.Marshal(&p)
 	if err != nil {
-		return spindle.Task{}, err
+		return spindle.Task{}, nil, err
 	}
 	entries := int64(len(p.Entries)) + 1
-	return spindle.Task{Module: module, Args: []string{"--show", destHost}, Stdin: plan, Mounts: mounts,
+	return spindle.Task{Module: module, Args: []string{"--show", destHost}, Mounts: mounts,
 		Limits: spindle.Limits{Timeout: o.timeout,
 			// What the battery may write: each file once, and the
 			// entries it makes (a temporary file and its rename, each
 			// directory, each symlink), twice over for slack.
-			DiskBytes: cs.bytes + 2*entries*copyEntryBytes + 1<<20}}, nil
+			DiskBytes: cs.bytes + 2*entries*copyEntryBytes + 1<<20}}, plan, nil
 }
 
 // copyLine is one target's outcome (a line of --json).
@@ -550,7 +553,7 @@ func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, tries []cop
 		try = tries[i]
 		out, errs = newCapBuffer(maxCopyReport), newCapBuffer(64<<10)
 		t := try.task
-		t.Stdout, t.Stderr = out, errs
+		t.Stdin, t.Stdout, t.Stderr = bytes.NewReader(try.plan), out, errs
 		res, err = c.Run(ctx, t)
 		if !errors.As(err, &te) || te.Kind != "invalid_call" || !strings.Contains(te.Message, fmt.Sprintf("open root %q", try.destHost)) {
 			break

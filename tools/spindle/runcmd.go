@@ -62,7 +62,13 @@ flags:
   --json              one JSON object per target per line: {"target", "ok",
                       "output", "exit_code", "error": {"kind", "class",
                       "message", "hint"}, "stdout", "stderr", ...}
-  --stdin FILE        a command's stdin ("-" for this process's stdin)
+  --stdin FILE        a command's stdin ("-" for this process's stdin),
+                      streamed as the guest reads it: the guest starts at
+                      once, sees each piece as it comes and EOF when it
+                      ends; several targets share "-" (or a pipe), each
+                      seeing the same bytes, the fastest at most 64 MiB
+                      ahead of the slowest (read whole first, at most
+                      64 MiB, if there are more targets than --parallel)
   --env K=V           an environment variable for the task; repeatable
   --env-inherit       a command gets this process's environment (--env wins)
   --mount HOST:GUEST[:ro|:rw]  grant a directory (on the target; read-write
@@ -500,18 +506,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	var stdinData []byte
-	switch o.stdin {
-	case "":
-	case "-":
-		stdinData, err = io.ReadAll(os.Stdin)
-	default:
-		stdinData, err = os.ReadFile(o.stdin)
-	}
+	stdins, closeStdin, err := stdinFor(o.stdin, len(targets), o.parallel)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
 		return 2
 	}
+	defer closeStdin()
 	var chains []target.Target
 	for _, nt := range targets {
 		chains = append(chains, nt.Target)
@@ -567,7 +567,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			bar.begin(nt.Name)
-			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
+			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdins[i], Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled, DevNull: o.devNull,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages, OutputBytes: o.outBytes}}
 			t.Env, t.Input = vars[i].env, vars[i].input
@@ -583,6 +583,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				t.Stdout, t.Stderr = out, out
 			}
 			l := runOn(ctx, fl, nt, t)
+			if c, ok := stdins[i].(io.Closer); ok {
+				c.Close() // the other targets' stdin no longer waits for this one
+			}
 			if o.asJSON {
 				l.Stdout, l.StdoutTruncated = out.text()
 				l.Stderr, l.StderrTruncated = errOut.text()
