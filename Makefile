@@ -8,10 +8,10 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 .PHONY: build batteries gotools demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
 
 # The batteries (tools/batteries/NAME): wasm commands shipped beside
-# bin/spindle in bin/batteries/, run by its thin verbs (spindle sh). build
-# pins each by its sha256 in bin/spindle (main.batteryPins), so a spindle
-# refuses a battery it was not built with.
-BATTERIES := sh facts stat
+# bin/spindle in bin/batteries/, run by its thin verbs (spindle sh, facts,
+# stat, copy). build pins each by its sha256 in bin/spindle
+# (main.batteryPins), so a spindle refuses a battery it was not built with.
+BATTERIES := sh facts stat copy
 # The batteries that are reactors (guest-sdk tasks, -buildmode=c-shared);
 # the others are WASI commands.
 BATTERY_REACTORS := facts stat

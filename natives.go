@@ -56,6 +56,12 @@ type StatsResult struct {
 	// ModuleServed, module bodies it sent to its children.
 	ModuleFetches int64 `msgpack:"module_fetches"`
 	ModuleServed  int64 `msgpack:"module_served"`
+	// FetchedBytes counts the bytes of blobs (modules, files and
+	// directories of trees) this context received from its parent: what
+	// crossed the edge above it (modules.Stats.FetchedBytes); ServedBytes,
+	// those it sent to its children, all edges below it together.
+	FetchedBytes int64 `msgpack:"fetched_bytes"`
+	ServedBytes  int64 `msgpack:"served_bytes"`
 	// Compiles counts wasm modules this context compiled (0 until it runs
 	// a task); Instantiations, the instances it made.
 	Compiles       int64 `msgpack:"compiles"`
@@ -85,7 +91,8 @@ func (n *node) builtins() map[string]Func {
 		"stats": {Fn: func(context.Context, *CallInfo, []byte) (any, error) {
 			ms := n.mods.Stats()
 			st := StatsResult{PID: os.Getpid(), UID: os.Getuid(), Goroutines: runtime.NumGoroutine(), FDs: countFDs(),
-				ModuleFetches: ms.Fetches, ModuleServed: ms.Served, Sandbox: n.sandboxSummary()}
+				ModuleFetches: ms.Fetches, ModuleServed: ms.Served,
+				FetchedBytes: ms.FetchedBytes, ServedBytes: ms.ServedBytes, Sandbox: n.sandboxSummary()}
 			st.RSSBytes, st.PeakRSSBytes = selfRSS()
 			st.Compiles, st.Instantiations = n.hostStats()
 			return st, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -70,6 +71,23 @@ type Mount struct {
 	Host     string // directory on the target machine
 	Guest    string // where the task sees it, e.g. "/data"
 	ReadOnly bool
+	// Tree, instead of Host, is the digest of a tree in the master's
+	// store (modules.Store.PutDir): the context fetches what it lacks,
+	// each blob crossing each edge of the tree once, makes it as files in
+	// a private directory of its work directory, mounts that read-only
+	// and removes it when the call ends. Host must then be empty.
+	Tree string
+	// FileMode and DirMode, when not zero, are the exact permission bits
+	// (at most 0o777, not less the umask) of the files and directories
+	// the task makes in this writable mount; by default 0o644 and 0o755
+	// less the umask (WASI preview 1 has no mode argument).
+	FileMode, DirMode fs.FileMode
+	// Owner and Group, when set (a name, or a number), own what the task
+	// makes in this writable mount: the context looks them up on its
+	// machine and lchowns each new file, directory and symlink, which
+	// needs root there unless they are its own. WASI has no chown: this
+	// is the only way a task gets one, and only for what it makes here.
+	Owner, Group string
 }
 
 // Limits bounds one task call; zero fields mean the defaults of package
@@ -181,7 +199,11 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 		}
 	}
 	for _, mt := range t.Mounts {
-		req.Mounts = append(req.Mounts, wire.Mount{Host: mt.Host, Guest: mt.Guest, ReadOnly: mt.ReadOnly})
+		if err := checkMount(mt.Host, mt.Tree, mt.ReadOnly, uint32(mt.FileMode), uint32(mt.DirMode), mt.Owner, mt.Group); err != nil {
+			return nil, fmt.Errorf("spindle: run on %s: mount %s: %w", c, mt.Guest, err)
+		}
+		req.Mounts = append(req.Mounts, wire.Mount{Host: mt.Host, Guest: mt.Guest, ReadOnly: mt.ReadOnly, Tree: mt.Tree,
+			FileMode: uint32(mt.FileMode), DirMode: uint32(mt.DirMode), Owner: mt.Owner, Group: mt.Group})
 	}
 	for _, s := range t.Channels {
 		req.Channels = append(req.Channels, wire.Channel{Context: s.Context, Handle: s.Handle})
@@ -695,8 +717,21 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		defer in.close()
 		call.Stdin = in
 	}
+	var trees []string // materialized Tree mounts, removed when the call ends
+	defer func() {
+		for _, d := range trees {
+			_ = modules.RemoveTree(d)
+		}
+	}()
 	for _, mt := range req.Mounts {
-		call.Grants.Mounts = append(call.Grants.Mounts, host.Mount{HostDir: mt.Host, GuestDir: mt.Guest, ReadOnly: mt.ReadOnly})
+		hm, tree, err := n.hostMount(ctx, mt)
+		if tree != "" {
+			trees = append(trees, tree)
+		}
+		if err != nil {
+			return taskFailure("invalid_call", fmt.Errorf("mount %s: %w", mt.Guest, err))
+		}
+		call.Grants.Mounts = append(call.Grants.Mounts, hm)
 	}
 	for _, ch := range req.Channels {
 		call.Grants.Channels = append(call.Grants.Channels, host.Channel{Context: ch.Context, Handle: ch.Handle})

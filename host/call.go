@@ -200,7 +200,15 @@ type Mount struct {
 	HostDir  string
 	GuestDir string // absolute, e.g. "/data"
 	ReadOnly bool
+	// Made grants what the files, directories and symlinks the guest
+	// makes in a writable mount get: an exact mode, an owner (WASI
+	// preview 1 has no mode argument and no chown). The zero value: 0o644
+	// and 0o755 less the umask, owned by the host process's user.
+	Made Made
 }
+
+// Made is what a mount's new entries get; see Mount.Made.
+type Made = rootfs.Made
 
 // Channel names a channel a guest may send to: the sender of docs/abi.md
 // `send`, decoded from msgpack.

@@ -159,6 +159,7 @@ func (inst *instance) grant(ctx context.Context, cfg wazero.ModuleConfig, m *Mod
 			if err != nil {
 				return nil, nil, wrapInvalid(err)
 			}
+			fsys.SetMade(mt.Made)
 			inst.mounts = append(inst.mounts, fsys)
 			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(fsys, mt.GuestDir)
 			preopens = append(preopens, preopen{mt.GuestDir, fsys})

@@ -137,6 +137,16 @@ type Mount struct {
 	Host     string `msgpack:"host"`
 	Guest    string `msgpack:"guest"`
 	ReadOnly bool   `msgpack:"ro"`
+	// Tree, instead of Host, is the digest of a tree the context makes as
+	// files (fetching what it lacks) and mounts read-only.
+	Tree string `msgpack:"tree,omitempty"`
+	// FileMode and DirMode (permission bits) and Owner and Group (names
+	// or numbers, looked up on the context) are what the guest's new
+	// entries in a writable mount get.
+	FileMode uint32 `msgpack:"file_mode,omitempty"`
+	DirMode  uint32 `msgpack:"dir_mode,omitempty"`
+	Owner    string `msgpack:"owner,omitempty"`
+	Group    string `msgpack:"group,omitempty"`
 }
 
 // Limits bounds one task call; zero fields mean the context's defaults.

@@ -22,6 +22,7 @@ var usages = map[string]string{
 	"sh":         shUsage,
 	"facts":      factsUsage,
 	"stat":       statUsage,
+	"copy":       copyUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
@@ -35,7 +36,7 @@ var usages = map[string]string{
 
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, facts, stat, ci, ci bench, exec, toolexec,
+Prints the usage of COMMAND (run, sh, facts, stat, copy, ci, ci bench, exec, toolexec,
 tree, bench, version), or
 the list of commands.
 `

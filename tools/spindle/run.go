@@ -20,6 +20,7 @@ commands:
   sh      run one program on targets, granted exactly that argv (spindle sh -h)
   facts   gather targets' facts: hostname, OS, kernel, CPUs, memory, disks, network (spindle facts -h)
   stat    stat and hash paths on targets, read-only (spindle stat -h)
+  copy    copy a local file or tree to targets, writing only what differs (spindle copy -h)
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   exec    run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
   toolexec run go build's compile, asm and link as wasm in the sandbox: go build -toolexec (spindle toolexec -h)
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdFacts(args[1:], stdout, stderr)
 	case "stat":
 		return cmdStat(args[1:], stdout, stderr)
+	case "copy":
+		return cmdCopy(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -27,6 +27,10 @@ type FS struct {
 	files    *Files // counts the files open through this FS; never nil
 	disk     *Disk  // spent by the writes and creates through this FS; never nil
 
+	// made is what the guest's new files and directories get (SetMade);
+	// set before the FS is used, read-only after.
+	made Made
+
 	// escapeErr is the error value os.Root returns for a path that leaves
 	// the root. It is unexported in package os, so New captures it by
 	// asking the root for "..".
@@ -81,8 +85,54 @@ const (
 	DirMode  fs.FileMode = 0o755
 )
 
+// Made is what a mount's caller grants the files, directories and
+// symlinks the guest makes in it, where WASI preview 1 gives the guest no
+// say (it has no mode argument and no chown): the zero value keeps
+// FileMode and DirMode less the umask and the host process's owner.
+type Made struct {
+	// FileMode and DirMode, when not zero, are the exact permission bits
+	// (0o777 at most, not less the umask) of each file and each directory
+	// the guest makes.
+	FileMode, DirMode fs.FileMode
+	// Chown gives each file, directory and symlink the guest makes the
+	// user UID and the group GID (-1 keeps that one as it is).
+	Chown    bool
+	UID, GID int
+}
+
+// SetMade sets what the guest's new files, directories and symlinks get.
+// Call it before the FS is mounted; it is not safe to call concurrently
+// with anything else.
+func (fsys *FS) SetMade(m Made) { fsys.made = m }
+
+// applyMade gives what the guest just made at name the granted mode and
+// owner: f is its open file, or nil (then name, not followed, is taken).
+// It fails only if the grant cannot be honoured, and then the new entry
+// is removed, so that nothing is left with the wrong mode or owner.
+func (fsys *FS) applyMade(name string, f *os.File, mode fs.FileMode) error {
+	var err error
+	if mode != 0 {
+		if f != nil {
+			err = f.Chmod(mode)
+		} else {
+			err = fsys.root.Chmod(name, mode)
+		}
+	}
+	if err == nil && fsys.made.Chown {
+		if f != nil {
+			err = f.Chown(fsys.made.UID, fsys.made.GID)
+		} else {
+			err = fsys.root.Lchown(name, fsys.made.UID, fsys.made.GID)
+		}
+	}
+	if err != nil {
+		_ = fsys.root.Remove(name)
+	}
+	return err
+}
+
 // OpenFile implements sys.FS.OpenFile. A file it creates gets FileMode
-// less the umask; perm is ignored.
+// less the umask (or the Made mode and owner); perm is ignored.
 func (fsys *FS) OpenFile(p string, flag sys.Oflag, _ fs.FileMode) (sys.File, sys.Errno) {
 	name := rel(p)
 	osFlag, errno := toOSFlag(flag)
@@ -122,11 +172,13 @@ func (fsys *FS) OpenFile(p string, flag sys.Oflag, _ fs.FileMode) (sys.File, sys
 		}
 	}
 	var charged int64
+	created := false
 	if !fsys.readOnly && flag&sys.O_CREAT != 0 {
 		// Without O_EXCL, an open creates only what is not there. Stat
 		// follows a symlink, as the open will, so that a dangling one
 		// cannot make files for nothing.
 		if flag&sys.O_EXCL != 0 || !fsys.exists(name) {
+			created = true
 			if charged, errno = fsys.chargeEntry(name); errno != 0 {
 				return nil, errno
 			}
@@ -141,6 +193,14 @@ func (fsys *FS) OpenFile(p string, flag sys.Oflag, _ fs.FileMode) (sys.File, sys
 		fsys.files.release()
 		fsys.disk.give(charged)
 		return nil, fsys.errno(err)
+	}
+	if created && (fsys.made.FileMode != 0 || fsys.made.Chown) {
+		if err := fsys.applyMade(name, f, fsys.made.FileMode); err != nil {
+			f.Close()
+			fsys.files.release()
+			fsys.disk.give(charged)
+			return nil, fsys.errno(err)
+		}
 	}
 	if flag&sys.O_TRUNC != 0 {
 		fsys.disk.truncated()
@@ -210,7 +270,15 @@ func (fsys *FS) Mkdir(p string, _ fs.FileMode) sys.Errno {
 		return sys.EROFS
 	}
 	name := rel(p)
-	return fsys.create(name, func() error { return fsys.root.Mkdir(name, DirMode) })
+	return fsys.create(name, func() error {
+		if err := fsys.root.Mkdir(name, DirMode); err != nil {
+			return err
+		}
+		if fsys.made.DirMode != 0 || fsys.made.Chown {
+			return fsys.applyMade(name, nil, fsys.made.DirMode)
+		}
+		return nil
+	})
 }
 
 // Chmod implements sys.FS.Chmod. Only the permission bits (0o777) of perm
@@ -345,7 +413,15 @@ func (fsys *FS) Symlink(target, linkName string) sys.Errno {
 		return sys.EPERM
 	}
 	name := rel(linkName)
-	return fsys.create(name, func() error { return fsys.root.Symlink(target, name) })
+	return fsys.create(name, func() error {
+		if err := fsys.root.Symlink(target, name); err != nil {
+			return err
+		}
+		if fsys.made.Chown {
+			return fsys.applyMade(name, nil, 0)
+		}
+		return nil
+	})
 }
 
 // Readlink implements sys.FS.Readlink. The target is returned as stored,

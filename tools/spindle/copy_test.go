@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+// copyBattery builds the copy battery into a directory and points spindle
+// at it (SPINDLE_BATTERIES); it returns the module's size.
+func copyBattery(t *testing.T) int64 {
+	t.Helper()
+	wasm, err := os.ReadFile(testutil.BuildWasm(t, "tools/batteries/copy", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "copy.wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(batteriesEnv, dir)
+	return int64(len(wasm))
+}
+
+// fileID is what says whether a file was written again: a rename puts a
+// new inode there, and a write in place moves the mtime.
+type fileID struct {
+	ino   uint64
+	mtime int64
+	mode  fs.FileMode
+	uid   uint32
+}
+
+func idOf(t *testing.T, p string) fileID {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return fileID{ino: st.Ino, mtime: fi.ModTime().UnixNano(), mode: fi.Mode(), uid: st.Uid}
+}
+
+// noTemps fails the test if a temporary file of the battery is left
+// anywhere under dir.
+func noTemps(t *testing.T, dir string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), ".spindle-") {
+			t.Errorf("temporary file left: %s", p)
+		}
+		return nil
+	})
+}
+
+func writeFile(t *testing.T, p string, b []byte, mode fs.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func sameFile(t *testing.T, a, b string) {
+	t.Helper()
+	x, err1 := os.ReadFile(a)
+	y, err2 := os.ReadFile(b)
+	if err1 != nil || err2 != nil || !bytes.Equal(x, y) {
+		t.Errorf("%s and %s differ (%v, %v)", a, b, err1, err2)
+	}
+}
+
+// copyJSON parses spindle copy --json's lines: the targets' and the
+// edges'.
+func copyJSON(t *testing.T, out string) (lines map[string]copyLine, edges map[string]copyEdge) {
+	t.Helper()
+	lines, edges = map[string]copyLine{}, map[string]copyEdge{}
+	for _, s := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasPrefix(s, `{"from"`) {
+			var e copyEdge
+			if err := json.Unmarshal([]byte(s), &e); err != nil {
+				t.Fatalf("edge line %q: %v", s, err)
+			}
+			edges[e.To] = e
+			continue
+		}
+		var l copyLine
+		if err := json.Unmarshal([]byte(s), &l); err != nil {
+			t.Fatalf("line %q: %v", s, err)
+		}
+		lines[l.Target] = l
+	}
+	return lines, edges
+}
+
+// TestCopyLocal: spindle copy of a tree and of a file to local children:
+// what lands where, modes, symlinks, a second run that writes nothing, a
+// change that rewrites one file only, and failures that leave no
+// temporary file.
+func TestCopyLocal(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "site"), filepath.Join(dir, "dest")
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("hello\n"), 0o600)
+	writeFile(t, filepath.Join(src, "sub/run.sh"), []byte("#!/bin/sh\necho hi\n"), 0o700)
+	writeFile(t, filepath.Join(src, "big.bin"), randBytes(t, 1<<20), 0o644)
+	if err := os.Symlink("a.txt", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// A directory SRC into an existing directory: DEST/site.
+	code, out, errs := slowCLI(t, "copy", src, "-t", "local:a", dest) // the first compiles the battery
+	if code != 0 || !strings.Contains(out, "local:a | CHANGED => "+dest+"/site (6 written, ") {
+		t.Fatalf("spindle copy = %d\n%s\n%s", code, out, errs)
+	}
+	got := filepath.Join(dest, "site")
+	for _, f := range []string{"a.txt", "sub/run.sh", "big.bin"} {
+		sameFile(t, filepath.Join(src, f), filepath.Join(got, f))
+	}
+	if m := idOf(t, filepath.Join(got, "a.txt")).mode; m != 0o644 {
+		t.Errorf("a.txt has mode %v, want 0644 (no --mode: 0644, or 0755 for an executable)", m)
+	}
+	if m := idOf(t, filepath.Join(got, "sub/run.sh")).mode; m != 0o755 {
+		t.Errorf("sub/run.sh has mode %v, want 0755 (executable in SRC)", m)
+	}
+	if l, err := os.Readlink(filepath.Join(got, "link")); err != nil || l != "a.txt" {
+		t.Errorf("link = %q, %v; want a symlink to a.txt", l, err)
+	}
+	before := map[string]fileID{}
+	for _, f := range []string{"a.txt", "sub/run.sh", "big.bin", "link"} {
+		before[f] = idOf(t, filepath.Join(got, f))
+	}
+
+	// The second run writes nothing, on two targets at once.
+	code, out, errs = cli(t, "copy", src, "-t", "local:a", "-t", "local:b", dest, "--json")
+	lines, _ := copyJSON(t, out)
+	if code != 0 || len(lines) != 2 || lines["local:a"].Status != "ok" || lines["local:b"].Status != "ok" ||
+		lines["local:a"].Unchanged != 4 || len(lines["local:a"].Changed) != 0 {
+		t.Fatalf("second spindle copy = %d, want both ok with 4 unchanged\n%s\n%s", code, out, errs)
+	}
+	for f, id := range before {
+		if now := idOf(t, filepath.Join(got, f)); now != id {
+			t.Errorf("%s was touched by an unchanged run: %+v, was %+v", f, now, id)
+		}
+	}
+	code, out, _ = cli(t, "copy", src, "-t", "local:a", dest)
+	if code != 0 || !strings.Contains(out, "local:a | OK => "+got+" (4 unchanged)") ||
+		!strings.Contains(out, "local:a              : ok=1 changed=0 unreachable=0 failed=0") {
+		t.Errorf("unchanged run's rows:\n%s", out)
+	}
+
+	// One file changed: it alone is written, by a rename (a new inode).
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("hello again\n"), 0o600)
+	code, out, errs = cli(t, "copy", src, "-t", "local:a", dest, "--json")
+	lines, _ = copyJSON(t, out)
+	if l := lines["local:a"]; code != 0 || l.Status != "changed" || len(l.Changed) != 1 || l.Changed[0] != got+"/a.txt" ||
+		l.Bytes != int64(len("hello again\n")) {
+		t.Fatalf("copy of one changed file = %d, %+v\n%s", code, l, errs)
+	}
+	sameFile(t, filepath.Join(src, "a.txt"), filepath.Join(got, "a.txt"))
+	if idOf(t, filepath.Join(got, "a.txt")).ino == before["a.txt"].ino {
+		t.Error("a.txt was written in place, not renamed over")
+	}
+	if idOf(t, filepath.Join(got, "big.bin")) != before["big.bin"] {
+		t.Error("big.bin was written though it had not changed")
+	}
+	noTemps(t, dest)
+
+	// SRC/ puts the contents in DEST, made if missing; a file SRC to a
+	// new path is that file; --mode is exact (not less the umask), and
+	// --owner and --group apply to what is written.
+	code, out, errs = cli(t, "copy", src+"/", "-t", "local", filepath.Join(dir, "flat"))
+	if code != 0 {
+		t.Fatalf("copy SRC/ = %d\n%s\n%s", code, out, errs)
+	}
+	sameFile(t, filepath.Join(src, "sub/run.sh"), filepath.Join(dir, "flat/sub/run.sh"))
+	conf := filepath.Join(dest, "app.conf")
+	code, out, errs = cli(t, "copy", filepath.Join(src, "a.txt"), "-t", "local", conf, "--mode", "0666", "--owner", "65534", "--group", "65534")
+	if code != 0 || !strings.Contains(out, "local | CHANGED => "+conf+" (1 written") {
+		t.Fatalf("copy of a file = %d\n%s\n%s", code, out, errs)
+	}
+	if id := idOf(t, conf); id.mode != 0o666 || id.uid != 65534 {
+		t.Errorf("app.conf: mode %v, uid %d; want 0666 exactly and uid 65534", id.mode, id.uid)
+	}
+	// DEST an existing directory: DEST/NAME; a DEST that is a symlink to
+	// one is that directory.
+	code, out, errs = cli(t, "copy", filepath.Join(src, "a.txt"), "-t", "local", dest)
+	if code != 0 || !strings.Contains(out, "CHANGED => "+dest+"/a.txt") {
+		t.Errorf("copy of a file into a directory = %d\n%s\n%s", code, out, errs)
+	}
+	if err := os.Symlink(dest, filepath.Join(dir, "destlink")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli(t, "copy", filepath.Join(src, "sub/run.sh"), "-t", "local", filepath.Join(dir, "destlink"))
+	if code != 0 || !strings.Contains(out, "CHANGED => "+dir+"/destlink/run.sh") {
+		t.Errorf("copy of a file to a symlink to a directory = %d\n%s\n%s", code, out, errs)
+	}
+	sameFile(t, filepath.Join(src, "sub/run.sh"), filepath.Join(dest, "run.sh"))
+	// A symlink where a file goes is replaced, not written through.
+	if err := os.Symlink("a.txt", filepath.Join(dest, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli(t, "copy", filepath.Join(src, "big.bin"), "-t", "local", filepath.Join(dest, "ln"))
+	if fi, err := os.Lstat(filepath.Join(dest, "ln")); code != 0 || err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("copy over a symlink = %d (%v, %v)\n%s\n%s", code, fi, err, out, errs)
+	}
+	sameFile(t, filepath.Join(src, "a.txt"), filepath.Join(dest, "a.txt"))
+
+	// Failures: a directory where a file goes; a missing directory for
+	// DEST/; a missing parent. Each fails its target, exit 1, and leaves
+	// no temporary file.
+	if err := os.Remove(filepath.Join(got, "big.bin")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(got, "big.bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{src, dest}, got + "/big.bin is a directory: a file cannot replace it"},
+		{[]string{filepath.Join(src, "a.txt"), dir + "/nodir/"}, dir + "/nodir: no such directory"},
+		{[]string{src, dir + "/no/such/dir"}, "dest: " + dir + "/no/such (DEST's parent directory): no such file or directory"},
+		{[]string{src, got + "/a.txt/x"}, "dest: " + got + "/a.txt (DEST's parent directory): not a directory"},
+	} {
+		code, out, errs = cli(t, append([]string{"copy", "-t", "local"}, tt.args...)...)
+		if code != exitCIFailed || !strings.Contains(out, "local | FAILED! => ") || !strings.Contains(out, tt.want) {
+			t.Errorf("spindle copy %q = %d, want %d and %q\n%s\n%s", tt.args, code, exitCIFailed, tt.want, out, errs)
+		}
+	}
+	noTemps(t, dir)
+	// The contexts made SRC as files in their work root for each call
+	// and removed them after: none is left.
+	run, _ := os.ReadFile(filepath.Join(src, "sub/run.sh"))
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), "spindle-work-"+strconv.Itoa(os.Getuid()), "tree-*", "sub", "run.sh"))
+	for _, p := range left {
+		if b, err := os.ReadFile(p); err == nil && bytes.Equal(b, run) {
+			t.Errorf("a tree mount was left in the work root: %s", filepath.Dir(filepath.Dir(p)))
+		}
+	}
+}
+
+// TestCopyDiskFull: a write that fails half way (a full file system)
+// fails the target and leaves neither a temporary file nor a changed
+// DEST.
+func TestCopyDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", small).Run() })
+	writeFile(t, filepath.Join(small, "f"), []byte("old"), 0o644)
+	src := filepath.Join(dir, "f")
+	writeFile(t, src, randBytes(t, 2<<20), 0o644)
+	code, out, errs := cli(t, "copy", src, "-t", "local", filepath.Join(small, "f"))
+	if code != exitCIFailed || !strings.Contains(out, "local | FAILED! => copy: write "+small+"/f: ") {
+		t.Fatalf("copy to a full file system = %d\n%s\n%s", code, out, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(small, "f")); err != nil || string(b) != "old" {
+		t.Errorf("DEST after a failed copy = %q, %v; want the old file", b, err)
+	}
+	noTemps(t, small)
+}
+
+// TestCopyUsage: bad usage is exit 2 with a clear message, before
+// anything connects.
+func TestCopyUsage(t *testing.T) {
+	copyBattery(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "tree/f"), []byte("x"), 0o644)
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "tree/abs")); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "made")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{filepath.Join(dir, "missing"), "-t", "local", dest}, "missing: no such file or directory"},
+		{[]string{filepath.Join(dir, "tree/f"), "-t", "local", "tmp/x"}, `DEST "tmp/x": want an absolute path`},
+		{[]string{filepath.Join(dir, "tree/f"), dest}, "name the targets with -t"},
+		{[]string{filepath.Join(dir, "tree/f"), "-t", "local"}, "want SRC and DEST"},
+		{[]string{filepath.Join(dir, "tree/f"), "-t", "local", dest, "--mode", "4755"}, `--mode "4755": want permission bits`},
+		{[]string{filepath.Join(dir, "tree/f"), "-t", "local", dest, "--mode", "rw"}, `--mode "rw"`},
+		{[]string{filepath.Join(dir, "tree/f"), "-t", "local", dest, "--owner", "a:b"}, `--owner "a:b"`},
+		{[]string{filepath.Join(dir, "tree"), "-t", "local", dest}, "abs is a symlink to the absolute path /etc/passwd"},
+	} {
+		code, _, errs := runCmd(t, append([]string{"copy"}, tt.args...)...)
+		if code != exitUsage || !strings.Contains(errs, tt.want) {
+			t.Errorf("spindle copy %q = %d, %q; want %d and %q", tt.args, code, errs, exitUsage, tt.want)
+		}
+	}
+	if _, err := os.Lstat(dest); err == nil {
+		t.Error("a refused copy made DEST")
+	}
+}
+
+// slowCLI is cli with a longer wait: the first run on a machine compiles
+// the battery in each context that runs it, and this test binary's
+// contexts are built with -race, which makes wazero's compiler several
+// times slower (over two minutes for two at once on a loaded 2-core
+// machine).
+func slowCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(self(t), args...)
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "XDG_CACHE_HOME="+filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal: nothing can prompt
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitCLI(t, cmd, 6*time.Minute)
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// TestCopySSH: spindle copy over the loopback sshd to three targets
+// behind one intermediate: the file crosses the master -> host edge once
+// (counted by the contexts' blob stores, modules.Stats), a second run
+// writes nothing and sends no content, and --become-user to a user that
+// cannot write DEST fails clearly, leaving nothing behind.
+func TestCopySSH(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: three ssh trees and a compile of the battery as another user")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for sshd; CI runs as root")
+	}
+	testutil.VerifyNone(t)
+	s := sshCLI(t)
+	battery := copyBattery(t)
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // the unprivileged user must reach DEST to be refused by it
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size, leaves := int64(8<<20), []string{"a", "b", "c"}
+	if os.Getenv("SPINDLE_COPY_MEASURE") != "" {
+		// Issue 13's measure: 100 MB to 10 targets behind one host.
+		size, leaves = 100_000_000, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	}
+	src := filepath.Join(dir, "payload.bin")
+	writeFile(t, src, randBytes(t, int(size)), 0o644) // fresh bytes: no store holds them yet
+	hostT := "ssh://" + testutil.SSHHost
+	var args []string
+	for _, leaf := range leaves {
+		d := filepath.Join(dir, leaf)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-t", hostT+"/local:"+leaf)
+	}
+	// One DEST for all three: each is its own context, on this machine.
+	dest := filepath.Join(dir, "a")
+	run := func() (map[string]copyLine, map[string]copyEdge, int64) {
+		t.Helper()
+		began := time.Now()
+		code, out, errs := slowCLI(t, append([]string{"copy", "--ssh-config", s.SSHConfig, src, dest, "--json", "--edges"}, args...)...)
+		t.Logf("spindle copy of %d bytes to %d targets behind %s: exit %d in %v", size, len(leaves), hostT, code, time.Since(began).Round(time.Millisecond))
+		if code != 0 {
+			t.Fatalf("spindle copy over ssh = %d\n%s\n%s", code, out, errs)
+		}
+		m := regexp.MustCompile(`; (\d+) bytes of blobs sent from here`).FindStringSubmatch(errs)
+		if m == nil {
+			t.Fatalf("stderr lacks the bytes sent:\n%s", errs)
+		}
+		sent, _ := strconv.ParseInt(m[1], 10, 64)
+		lines, edges := copyJSON(t, out)
+		t.Logf("sent %d bytes from the master; edges %+v", sent, edges)
+		return lines, edges, sent
+	}
+	lines, edges, sent := run()
+	changed := 0
+	for _, l := range lines {
+		if l.Status == "changed" {
+			changed++
+		}
+	}
+	if len(lines) != len(leaves) || changed == 0 {
+		t.Fatalf("first run: %+v, want %d rows, at least one changed", lines, len(leaves))
+	}
+	sameFile(t, src, filepath.Join(dest, "payload.bin"))
+	first := edges[hostT]
+	// The edge above the host carried the file once: its bytes, the
+	// battery's (unless the host's store had it) and a directory blob.
+	if first.Bytes < size || first.Bytes > size+battery+64<<10 || sent != first.Bytes {
+		t.Errorf("master -> %s: host received %d bytes, the master sent %d; want the %d-byte file once (plus at most the %d-byte battery)",
+			hostT, first.Bytes, sent, size, battery)
+	}
+	for _, leaf := range leaves {
+		e, ok := edges[hostT+"/local:"+leaf]
+		if !ok || e.From != hostT || e.Bytes > first.Bytes {
+			t.Errorf("edge to local:%s = %+v, %v; want from %s, at most what the host received", leaf, e, ok, hostT)
+		}
+	}
+	id := idOf(t, filepath.Join(dest, "payload.bin"))
+
+	lines, _, sent = run()
+	for name, l := range lines {
+		if l.Status != "ok" || l.Unchanged != 1 {
+			t.Errorf("second run on %s: %+v, want ok, 1 unchanged", name, l)
+		}
+	}
+	if sent >= size {
+		t.Errorf("second run sent %d bytes from the master, want less than the %d-byte file (every hop keeps its copy)", sent, size)
+	}
+	if now := idOf(t, filepath.Join(dest, "payload.bin")); now != id {
+		t.Errorf("second run touched payload.bin: %+v, was %+v", now, id)
+	}
+
+	// A user who cannot write DEST: a clear failure, nothing left.
+	code, out, errs := slowCLI(t, "copy", "--ssh-config", s.SSHConfig, src, "-t", hostT+"/local:leaf", "--become-user", s.Unpriv, filepath.Join(dir, "b/x.bin"))
+	if code != exitCIFailed || !strings.Contains(strings.ToLower(out), "| failed! => copy: write "+strings.ToLower(dir)+"/b/x.bin: permission denied") {
+		t.Errorf("copy as %s to a root-owned directory = %d\n%s\n%s", s.Unpriv, code, out, errs)
+	}
+	// An owner a context not running as root cannot give: refused
+	// before the battery runs.
+	code, out, errs = slowCLI(t, "copy", "--ssh-config", s.SSHConfig, src, "-t", hostT+"/local:leaf", "--become-user", s.Unpriv, "--owner", "root", filepath.Join(dir, "b/x.bin"))
+	if code != exitCIFailed || !strings.Contains(out, "only root may give files away") {
+		t.Errorf("copy as %s with --owner root = %d\n%s\n%s", s.Unpriv, code, out, errs)
+	}
+	noTemps(t, dir)
+}
