@@ -97,7 +97,7 @@ func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitCLI(t, cmd, 2*time.Minute)
+	waitCLI(t, cmd, 6*time.Minute) // a battery's first compile under -race on a loaded machine takes minutes
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }
 
