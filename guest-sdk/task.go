@@ -158,9 +158,15 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		}
 		return buf.Bytes(), nil
 	}
+	structIn := takesMapOnly(reflect.TypeFor[In]())
 	return func(ctx Ctx, input []byte) ([]byte, error) {
 		var in In
 		if len(input) > 0 {
+			if structIn && isArrayCode(input[0]) {
+				// msgpack would fill the struct's fields from the array by
+				// position: ["a"] would read as {"path": "a"}.
+				return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), notAMap(input))
+			}
 			if err := decode(input, &in); err != nil {
 				if ie := describeInput(input, reflect.TypeFor[In](), err); ie != nil {
 					return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), ie)

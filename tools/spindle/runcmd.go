@@ -51,8 +51,15 @@ flags:
                       failed or were unreachable to FILE (empty if none),
                       to rerun them with --limit @FILE
   --parallel N        at most N targets at once (default 20)
-  --input JSON        the task's input, as JSON (sent as msgpack); @FILE
-                      reads it from a file, - from this process's stdin
+  --input JSON        the task's input (sent as msgpack): the argument is
+                      inline JSON text, except "-" (read this process's
+                      stdin) and @FILE (read the file FILE); JSON never
+                      starts with @, and no other argument is read as a
+                      path. The SDK's typed tasks take a JSON object; any
+                      other value (an array, a string) is refused as
+                      "input: want map, got array of 1", the words of
+                      every type error ('input field "name": want string,
+                      got integer 3')
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
   -v, --verbose       show the tree's log records (task logs included) on stderr;
                       -vv also each transport's command line (ssh, sudo, ...)
@@ -376,6 +383,18 @@ func readInputFlag(v, stdinFlag string) (string, error) {
 	return string(b), nil
 }
 
+// fileHint is what an --input that is not JSON gets when it names a file:
+// that @ reads one.
+func fileHint(v string) string {
+	if v == "-" || strings.HasPrefix(v, "@") {
+		return ""
+	}
+	if fi, err := os.Stat(v); err == nil && !fi.IsDir() {
+		return fmt.Sprintf(" (to read the file %s, write --input @%s)", v, v)
+	}
+	return ""
+}
+
 // maxMemoryPages is wasm32's whole address space in 64 KiB pages.
 const maxMemoryPages = 65536
 
@@ -462,7 +481,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		v, err := jsonToMsgpackValue(text)
 		if err != nil {
-			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v\n", err)
+			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v%s\n", err, fileHint(o.input))
 			return 2
 		}
 		inputObj, _ = v.(map[string]any)
