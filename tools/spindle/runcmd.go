@@ -93,6 +93,14 @@ a reactor gets each as a field of its --input when that is a JSON object
 (the object's own fields win; --input '{}' passes the variables alone), and
 no other input is changed.
 
+Before any context starts, the master checks the input: the flags, the
+targets, the module (wasm, a reactor or a command as the call needs,
+its memory exported as "memory", the TASK among its exports; a
+guest-SDK reactor's tasks are learnt by calling it once here, with no
+task name and no grants, which compiles it into the cache its local
+contexts share), and, when every target runs on this machine, that
+each --mount and --dir host directory exists. A mistake is exit 2.
+
 Intermediate hops shared by several targets (a bastion) are started once:
 the fleet is a tree, and the module crosses each edge once.
 
@@ -139,6 +147,7 @@ type runOpts struct {
 	stdin     string
 	env       map[string]string
 	mounts    []spindle.Mount
+	mountArgs []string // the flag and value each of mounts came from: "--dir /srv"
 	clock     bool
 	random    bool
 	timeout   time.Duration
@@ -316,6 +325,9 @@ var errHelp = errors.New("help")
 func checkModule(o *runOpts, wasm []byte) error {
 	info, err := host.Describe(wasm)
 	if err != nil {
+		return err
+	}
+	if err := info.CheckMemory(); err != nil {
 		return err
 	}
 	o.command = info.Kind == host.Command
@@ -507,6 +519,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if o.command {
 		commandDefaults(o, os.Environ())
 	}
+	if err := checkMounts(o, targets); err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 2
+	}
 	vars, err := varsFor(targets, wasm, o.env, input, inputObj)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
@@ -557,6 +573,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer m.Close()
+	if err := checkTask(ctx, o, m.CacheDir(), wasm); err != nil {
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "spindle run: %s: %v\n", o.module, err)
+		return 2
+	}
 	hash, err := m.AddModule(wasm)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
