@@ -120,12 +120,16 @@ A target that could not be started fails with kind "connect" and a class:
 auth, host_key, unreachable, timeout, platform, refused, lost, cancelled or
 other. Its row reads "hop N TARGET: WHAT: the transport's own line", and a
 hint follows on the next line when there is an obvious fix (an unknown host
-key: how to accept it).
+key: how to accept it). A target whose context went away during its task
+(the machine or the process stopped) fails with kind "lost" (class lost);
+one that Ctrl-C stopped before it finished, kind "interrupted" (class
+cancelled; its row says STOPPED). The recap counts them apart: "4
+targets: 1 ok, 0 failed, 1 unreachable, 1 lost, 1 interrupted".
 
 ` + wasiUsage + `
 exit status: 0 every target ok; 1 a task failed somewhere (a reactor's
 error, a command's non-zero exit); 3 a target could not be reached or
-started (and no task failed); 2 bad usage, module or input; 130
+started, or was lost during its task (and no task failed); 2 bad usage, module or input; 130
 interrupted (a second Ctrl-C quits at once). With one target and a command
 module, the command's own exit status, as ssh does.
 `
@@ -457,8 +461,9 @@ type runLine struct {
 
 // runError is why a target failed. Kind is "connect" when its contexts
 // did not start (Class then says how: a spindle.StartClass, and Hint is
-// its obvious fix when there is one), "routing" when the route to them
-// broke during the task, "exit" when a command ran and exited non-zero,
+// its obvious fix when there is one), "lost" (class lost) when its
+// context went away during the task, "interrupted" (class cancelled) when
+// the run was interrupted first, "exit" when a command ran and exited non-zero,
 // else the task's kind (docs/abi.md).
 type runError struct {
 	Kind    string `json:"kind"`
@@ -561,8 +566,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// between two of its draws.
 	var tally recap // guarded by bar's lock
 	bar := newStatusLine(stderr, len(targets) > 1, "run", func() string {
-		return fmt.Sprintf("%d/%d done: %d ok, %d failed, %d unreachable",
-			tally.ok+tally.failed+tally.unreachable, len(targets), tally.ok, tally.failed, tally.unreachable)
+		return fmt.Sprintf("%d/%d done: %s", tally.done(), len(targets), tally.counts())
 	})
 	defer bar.close()
 	ctx, stop := interruptContext(bar.Writer(stderr), "spindle run")
@@ -663,8 +667,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	bar.close()
 	r := tally // every target's print has run: wg.Wait orders it after them
 	if len(lines) > 1 {
-		fmt.Fprintf(stderr, "%d targets: %d ok, %d failed, %d unreachable in %s\n",
-			len(lines), r.ok, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond))
+		fmt.Fprintf(stderr, "%d targets: %s in %s\n", len(lines), r.counts(), time.Since(began).Round(time.Millisecond))
 	}
 	if o.retryFile != "" {
 		writeRetryFile(o.retryFile, lines, stderr)
@@ -676,27 +679,53 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return *lines[0].ExitCode // like ssh: the command's own status
 	case r.failed > 0:
 		return exitCIFailed
-	case r.unreachable > 0:
+	case r.unreachable > 0 || r.lost > 0:
 		return exitCIInfra
 	}
 	return 0
 }
 
 // recap counts a run's targets by outcome.
-type recap struct{ ok, failed, unreachable int }
+type recap struct{ ok, failed, unreachable, lost, interrupted int }
+
+// The kinds of runError that are not a task's: see runOn.
+const (
+	kindConnect     = "connect"     // its contexts did not start
+	kindLost        = "lost"        // its context went away during the task
+	kindInterrupted = "interrupted" // the run was interrupted before it finished
+)
 
 // add classes a target: ok; failed (the task failed or a command exited
-// non-zero); unreachable (its contexts did not start, or the route to
-// them broke).
+// non-zero); unreachable (its contexts did not start); lost (its context
+// went away during the task); interrupted (Ctrl-C came first).
 func (r *recap) add(l runLine) {
 	switch {
-	case !l.OK && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
-		r.unreachable++
-	case !l.OK:
-		r.failed++
-	default:
+	case l.OK:
 		r.ok++
+	case l.Error.Kind == kindConnect:
+		r.unreachable++
+	case l.Error.Kind == kindLost:
+		r.lost++
+	case l.Error.Kind == kindInterrupted:
+		r.interrupted++
+	default:
+		r.failed++
 	}
+}
+
+func (r *recap) done() int { return r.ok + r.failed + r.unreachable + r.lost + r.interrupted }
+
+// counts is the recap's "3 ok, 0 failed, 1 unreachable", with the lost
+// and interrupted targets when there are any.
+func (r *recap) counts() string {
+	s := fmt.Sprintf("%d ok, %d failed, %d unreachable", r.ok, r.failed, r.unreachable)
+	if r.lost > 0 {
+		s += fmt.Sprintf(", %d lost", r.lost)
+	}
+	if r.interrupted > 0 {
+		s += fmt.Sprintf(", %d interrupted", r.interrupted)
+	}
+	return s
 }
 
 // printLine writes one target's row of the table, a hint on the next line
@@ -719,8 +748,11 @@ func printLine(w io.Writer, l runLine, out string) {
 		}
 	default:
 		status = "FAILED"
+		if l.Error.Kind == kindInterrupted {
+			status = "STOPPED"
+		}
 		detail = l.Error.Kind + ": " + strings.TrimPrefix(l.Error.Message, l.Error.Kind+": ") // "guest: guest: ..." once
-		if l.Error.Kind == "connect" {
+		if l.Error.Kind == kindConnect {
 			detail = l.Error.Message // it names the hop and the class itself
 		}
 	}
@@ -742,9 +774,18 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 		l.Error = &runError{Kind: kind, Message: err.Error()}
 		return l
 	}
+	// ctx ends only when the run is interrupted: whatever failed then,
+	// start or task, failed for that reason.
+	interrupted := func() runLine {
+		l.Error = &runError{Kind: kindInterrupted, Class: string(spindle.ClassCancelled), Message: "the run was interrupted before this target finished"}
+		return l
+	}
 	c, err := fl.Start(ctx, nt.Target)
+	if err != nil && ctx.Err() != nil {
+		return interrupted()
+	}
 	if err != nil {
-		l = fail("connect", err)
+		l = fail(kindConnect, err)
 		l.Error.Class = string(spindle.ClassOther)
 		var se *spindle.StartError
 		if errors.As(err, &se) {
@@ -755,10 +796,16 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 	res, err := c.Run(ctx, t)
 	var te *spindle.TaskError
 	switch {
+	case err != nil && ctx.Err() != nil:
+		return interrupted()
 	case errors.As(err, &te):
 		return fail(te.Kind, errors.New(te.Message))
 	case err != nil:
-		return fail("routing", err)
+		// The route to the context broke, or it died: the one cause
+		// spindle.Context.Run gives without a TaskError.
+		l.Error = &runError{Kind: kindLost, Class: string(spindle.ClassLost), Message: "its context went away during the task",
+			Hint: "the machine or the context's process may have stopped; -vv logs how its stream ended"}
+		return l
 	}
 	l.OK = true
 	if len(res.Output) > 0 {

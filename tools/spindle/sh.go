@@ -309,7 +309,7 @@ func shLineOf(l runLine, out *capBuffer) shLine {
 			s.Status = "failed"
 			s.Error = &runError{Kind: "exit", Message: shExitMessage(*l.ExitCode)}
 		}
-	case l.Error != nil && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
+	case l.Error != nil && (l.Error.Kind == kindConnect || l.Error.Kind == kindLost || l.Error.Kind == kindInterrupted):
 		s.Status, s.Error = "unreachable", l.Error
 	default:
 		s.Status, s.Error = "failed", l.Error
