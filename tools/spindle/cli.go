@@ -30,11 +30,26 @@ var usages = map[string]string{
 	"completion": completionUsage,
 }
 
+// helpUsage is spindle help's usage; usageOf fills in the commands.
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, ci, ci bench, exec, tree, bench, version), or
-the list of commands.
+Prints the usage of COMMAND, or the list of commands. COMMAND is one of:
+%s.
 `
+
+// usageOf is the usage text of the command name, as spindle help prints it.
+func usageOf(name string) (string, bool) {
+	u, ok := usages[name]
+	if name == "help" {
+		names := make([]string, 0, len(usages))
+		for n := range usages {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		u = fmt.Sprintf(u, strings.Join(names, ", "))
+	}
+	return u, ok
+}
 
 const versionUsage = `usage: spindle version (or spindle --version)
 
@@ -53,7 +68,7 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if name == "-h" || name == "--help" {
 		name = "help"
 	}
-	if u, ok := usages[name]; ok {
+	if u, ok := usageOf(name); ok {
 		fmt.Fprint(stdout, u)
 		return 0
 	}

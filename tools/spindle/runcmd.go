@@ -789,7 +789,7 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 		l.Error.Class = string(spindle.ClassOther)
 		var se *spindle.StartError
 		if errors.As(err, &se) {
-			l.Error.Class, l.Error.Hint = string(se.Class), se.Hint
+			l.Error.Class, l.Error.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop)
 		}
 		return l
 	}
