@@ -27,8 +27,11 @@ const runUsage = `usage: spindle run [flags] MODULE.wasm [TASK] [-- ARGS...]
 Runs TASK of a reactor module, or a command module with ARGS, in each target.
 
 flags:
-  -t, --target T      where to run; repeatable, each target run once;
-                      default "local". A T that starts like a hop ("local",
+  -t, --target T      where to run; repeatable, each target run once
+                      (two spellings of one chain, as ssh://web1 and
+                      ssh://root@web1:22 where ssh's config makes root
+                      the user, run once, said on stderr); default
+                      "local". A T that starts like a hop ("local",
                       "local:NAME", "local?...", "METHOD://...") is a target
                       chain: "ssh://user@host:port",
                       "ssh://bastion/ssh://web1/sudo://root",
@@ -511,6 +514,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
+	}
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle run: %s\n", note)
 	}
 	wasm, err := os.ReadFile(o.module)
 	if err != nil {
