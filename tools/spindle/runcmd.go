@@ -82,7 +82,13 @@ flags:
   --clock, --random   grant real clocks, real randomness (default: a FAKE
                       clock from 2022-01-01 whose sleeps return at once,
                       and deterministic random bytes)
-  --timeout DURATION  wall-time limit (default 30s)
+  --timeout DURATION  the task's wall-time limit on each target (default
+                      30s): from its instance's creation to its result.
+                      It does not cover starting the contexts (that is
+                      --connect-timeout), sending the module, nor its
+                      compile, done once per module per machine before
+                      the first call (cached on disk after; a large Go
+                      guest takes seconds)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
   --output-bytes N    output limit: a reactor's output, and a command's
                       stdout and stderr together (default 16MiB, at most
@@ -111,8 +117,9 @@ output: stdout carries results only. With one target, a command's stdout
 and stderr pass through as they are written; a reactor's result is printed
 as JSON on stdout and its own prints go to stderr; a failure is one line on
 stderr. With several targets, one row per target on stdout as soon as it is
-known (what the guest wrote indented below it, the first 64 KiB), a
-progress line on stderr when it is a terminal, and a recap line on stderr.
+known, a progress line on stderr when it is a terminal, and a recap line
+on stderr; what a command wrote (the first 64 KiB) is indented below its
+row, what a reactor printed goes to stderr, each line "TARGET | line".
 --json prints one object per target per line: target, ok, output,
 exit_code, error {kind, class, message, hint}, and the guest's stdout and
 stderr (the first 64 KiB of each; stdout_truncated, stderr_truncated say
@@ -662,8 +669,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 					flush(guestOut)
 					flush(guestErr)
 					printLine(stderr, l, "")
-				default:
+				case o.command: // a command's output is its result
 					printLine(stdout, l, out.summary())
+				default: // a reactor's prints are not: stderr, each line naming its target
+					printLine(stdout, l, "")
+					printGuestLines(stderr, nt.Name, out.summary())
 				}
 			})
 		}()
@@ -771,6 +781,17 @@ func printLine(w io.Writer, l runLine, out string) {
 		for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 			fmt.Fprintf(w, "    | %s\n", escapeLine(line))
 		}
+	}
+}
+
+// printGuestLines writes what a reactor printed on one of several
+// targets, a line at a time, each "TARGET | line", escaped as a row is.
+func printGuestLines(w io.Writer, name, out string) {
+	if out == "" {
+		return
+	}
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Fprintf(w, "%s | %s\n", escapeLine(name), escapeLine(line))
 	}
 }
 
