@@ -16,6 +16,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/target"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
@@ -473,7 +474,8 @@ type runLine struct {
 // did not start (Class then says how: a spindle.StartClass, and Hint is
 // its obvious fix when there is one), "lost" (class lost) when its
 // context went away during the task, "interrupted" (class cancelled) when
-// the run was interrupted first, "exit" when a command ran and exited non-zero,
+// the run was interrupted first, "runtime" when the call failed otherwise
+// (a reply that does not decode), "exit" when a command ran and exited non-zero,
 // else the task's kind (docs/abi.md).
 type runError struct {
 	Kind    string `json:"kind"`
@@ -710,6 +712,7 @@ const (
 	kindConnect     = "connect"     // its contexts did not start
 	kindLost        = "lost"        // its context went away during the task
 	kindInterrupted = "interrupted" // the run was interrupted before it finished
+	kindRuntime     = "runtime"     // the runtime failed the call otherwise (a reply that does not decode)
 )
 
 // add classes a target: ok; failed (the task failed or a command exited
@@ -828,12 +831,15 @@ func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Ta
 		return interrupted()
 	case errors.As(err, &te):
 		return fail(te.Kind, errors.New(te.Message))
-	case err != nil:
-		// The route to the context broke, or it died: the one cause
-		// spindle.Context.Run gives without a TaskError.
+	case errors.Is(err, routing.ErrDisconnected), errors.Is(err, routing.ErrNoRoute), errors.Is(err, routing.ErrShutdown):
+		// The route to the context broke, or it died.
 		l.Error = &runError{Kind: kindLost, Class: string(spindle.ClassLost), Message: "its context went away during the task",
 			Hint: "the machine or the context's process may have stopped; -vv logs how its stream ended"}
 		return l
+	case err != nil:
+		// Anything else the runtime refused (a reply that does not
+		// decode, a message too large): the task did not give a result.
+		return fail(kindRuntime, errors.New(strings.ReplaceAll(err.Error(), "spindle: ", "")))
 	}
 	l.OK = true
 	if len(res.Output) > 0 {
