@@ -5,13 +5,16 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build batteries demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
+.PHONY: build batteries gotools demo test testdeps short check bench bench-peers bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
 
 # The batteries (tools/batteries/NAME): wasm commands shipped beside
 # bin/spindle in bin/batteries/, run by its thin verbs (spindle sh). build
 # pins each by its sha256 in bin/spindle (main.batteryPins), so a spindle
 # refuses a battery it was not built with.
-BATTERIES := sh
+BATTERIES := sh facts stat
+# The batteries that are reactors (guest-sdk tasks, -buildmode=c-shared);
+# the others are WASI commands.
+BATTERY_REACTORS := facts stat
 
 build: batteries ## build bin/spindle (its batteries pinned), and the linux/amd64 and linux/arm64 brokers it ships to remote hosts
 	$(GO) build -ldflags "-X main.batteryPins=$$(cd bin/batteries && for b in $(BATTERIES); do \
@@ -102,8 +105,26 @@ help: ## list the targets
 
 batteries: ## build the batteries (tools/batteries/*) into bin/batteries/NAME.wasm
 	@mkdir -p bin/batteries
-	@set -e; for b in $(BATTERIES); do echo "battery: $$b"; \
-		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -o bin/batteries/$$b.wasm ./tools/batteries/$$b; done
+	@set -e; for b in $(BATTERIES); do mode=; kind=command; \
+		case " $(BATTERY_REACTORS) " in *" $$b "*) mode=-buildmode=c-shared; kind=reactor;; esac; \
+		echo "battery: $$b ($$kind)"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath $$mode -o bin/batteries/$$b.wasm ./tools/batteries/$$b; done
+
+# The Go toolchain as wasm, for spindle toolexec (go build -toolexec): this
+# Go's compile, asm and link built for wasip1 from its GOROOT, and VERSION,
+# the Go version they belong to (spindle toolexec refuses tools of another).
+# About two minutes the first time; nothing when VERSION matches.
+GOTOOLS := compile asm link
+gotools: ## build this Go's compile, asm and link for wasip1 into bin/gotools/, for spindle toolexec
+	@mkdir -p bin/gotools
+	@v="$$($(GO) env GOVERSION)"; \
+	if [ "$$(cat bin/gotools/VERSION 2>/dev/null)" = "$$v" ] && \
+		for t in $(GOTOOLS); do [ -f bin/gotools/$$t.wasm ] || exit 1; done; then \
+		echo "gotools: bin/gotools is $$v"; exit 0; fi; \
+	rm -f bin/gotools/VERSION; \
+	set -e; for t in $(GOTOOLS); do echo "gotools: $$t ($$v, wasip1)"; \
+		GOOS=wasip1 GOARCH=wasm GOFLAGS= $(GO) build -trimpath -o bin/gotools/$$t.wasm cmd/$$t; done; \
+	echo "$$v" > bin/gotools/VERSION
 
 # The wasm examples (examples/wasm/README.md): Go reactors, the Go command
 # and the C reactors. WASM_CFLAGS match testutil.CFlags: freestanding, so

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -92,9 +93,37 @@ func parentStream(v string) (io.ReadWriteCloser, error) {
 	return c, nil
 }
 
+// childProfileEnv names a directory where each child context started with
+// it in its environment (local children inherit it) writes a CPU profile
+// of its whole life, cpu-PID.pprof: for performance work on the tree's
+// data path (go tool pprof bin/spindle DIR/cpu-PID.pprof).
+const childProfileEnv = "SPINDLE_CHILD_CPUPROFILE"
+
+// profileCPU starts a CPU profile into dir and returns what stops it. A
+// profile that cannot start is said on stderr, and the child runs anyway.
+func profileCPU(dir string) (stop func()) {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", os.Getpid())))
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "spindle child: %s: %v\n", childProfileEnv, err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 // runChild serves one child context over rwc until it shuts down, and
 // returns the process exit code.
 func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
+	if d := os.Getenv(childProfileEnv); d != "" {
+		defer profileCPU(d)()
+	}
 	hello, err := readHello(rwc)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "spindle child: %v\n", err)

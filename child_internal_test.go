@@ -1,9 +1,13 @@
 package spindle
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,3 +55,36 @@ func TestParentStream(t *testing.T) {
 }
 
 func dupFD(fd int) (int, error) { return unix.Dup(fd) }
+
+// TestChildCPUProfile: a child started with SPINDLE_CHILD_CPUPROFILE=DIR
+// in its environment writes DIR/cpu-PID.pprof, a CPU profile that ends
+// when it exits.
+func TestChildCPUProfile(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(childProfileEnv, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := NewMaster(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.StartLocal(ctx, LocalOptions{Name: "profiled"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st StatsResult
+	if err := c.Call(ctx, "stats", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", st.PID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A profile is gzipped protobuf: written whole only at StopCPUProfile.
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("cpu-%d.pprof is %d bytes, not a gzipped profile", st.PID, len(b))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,22 +160,65 @@ func startFails(t *testing.T, ctx context.Context, m *spindle.Master, engine, na
 	t.Logf("%s container: %v", state, err)
 }
 
+// TestContainerPodmanRootless: a rootless container (podman run by the
+// unprivileged user, in its own storage) reached as an operator without
+// root reaches it, through a context running as that user:
+// sudo://USER/podman://NAME. The broker is root inside the container and
+// the unprivileged user outside it.
+func TestContainerPodmanRootless(t *testing.T) {
+	testutil.VerifyNone(t)
+	name := "spindle-test-rootless"
+	ctr := testutil.StartContainer(t, "podman-rootless", name)
+	ctx := taskContext(t)
+	m, _ := newMaster(t, spindle.Config{Executable: testutil.BuildBroker(t), CacheDir: sharedCache()})
+	hello := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/hello", true))
+	tgt, err := target.Parse("sudo://" + testutil.UnprivUser + "/podman://" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.StartTarget(ctx, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	helloIn(t, ctx, c, hello)
+	if st := stats(t, ctx, c); st.UID != 0 {
+		t.Errorf("the broker's uid in the rootless container = %d, want 0 (the container's root)", st.UID)
+	}
+	// Outside, the container's processes are the unprivileged user's.
+	u, err := user.Lookup(testutil.UnprivUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := ctr.HostPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "\nUid:\t"+u.Uid+"\t") {
+		t.Errorf("the container's init (host PID %d) is not %s's (uid %s):\n%s", pid, u.Username, u.Uid, status)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	noProcsLeft(t, ctr, "the master closed")
+}
+
 // TestContainerChains reaches a podman container through ssh (the
 // loopback sshd), so the ssh context runs podman exec itself, and runs a
 // task there; then the contexts' shutdown leaves no process in it.
 //
-// Not yet passing on the Firecracker CI machines: podman exec from the ssh
-// session fails there with runc's "nsexec-1: failed to setns into pid
-// namespace: Invalid argument" (the session's PID namespace is not an
-// ancestor of the container's; not yet understood), so it runs only with
-// SPINDLE_CONTAINER_SSH=1.
+// The sshd stays in the test's PID namespace (StartSSHDHostPID), as a
+// real one does: from the new PID namespace StartSSHD puts it in, runc
+// cannot setns into the container's ("nsexec-1: failed to setns into pid
+// namespace: Invalid argument": setns needs the target namespace to be
+// the caller's own or a descendant of it).
 func TestContainerChains(t *testing.T) {
 	testutil.VerifyNone(t)
 	testutil.RequireEngine(t, "podman")
-	if os.Getenv("SPINDLE_CONTAINER_SSH") != "1" {
-		t.Skip("ssh://host/podman://ctr: runc cannot setns into the container's PID namespace from the sshd session here (EINVAL); set SPINDLE_CONTAINER_SSH=1 to run it")
-	}
-	s := testutil.StartSSHD(t)
+	s := testutil.StartSSHDHostPID(t)
 	cleanBinaryCache(t, "/root")
 	name := "spindle-test-chain"
 	ctr := testutil.StartContainer(t, "podman", name)

@@ -36,6 +36,13 @@
 //     (1 MiB) per Run; a chunk past that (only a compromised child sends
 //     one) is refused with an error to its sender, and the Run fails with
 //     kind output_limit.
+//   - A Run's stdin (Task.Stdin) is pulled by the context as the guest
+//     reads it: one request per chunk of at most wire.StdinChunkBytes
+//     (64 KiB), at most wire.StdinWindow (4) unanswered, so a context holds
+//     at most 256 KiB of a task's stdin however fast the producer, and
+//     Task.Stdin is read only when the guest reads. The master queues at
+//     most wire.StdinQueue (8) requests per Run, each without its body,
+//     and refuses one past it (stdin.go).
 //
 // What one call can queue in a receiver it was granted as a channel
 // (Task.Channels) is bounded by Limits.SendBytes and Limits.SendMessages

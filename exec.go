@@ -10,29 +10,13 @@ import (
 )
 
 // ExecGrant grants a task one program of the machine it runs on (Task.Exec;
-// the guest calls exec, docs/abi.md). The grant is the caller's decision:
-// it travels in the RUN_TASK, which only a parent may send, and the context
-// that runs the task checks every exec against it where the program runs.
-// Nothing is granted by default.
-type ExecGrant struct {
-	// Path is the program's absolute path on the target machine.
-	Path string
-	// Args are patterns for the arguments after argv[0], one each ("*"
-	// any run of characters, "?" any one, "\" quotes the next; a last
-	// "..." any further arguments). None: no arguments. host.QuoteArg
-	// makes a pattern of a literal argument.
-	Args []string
-	// Env is the program's whole environment (none by default: not even
-	// PATH).
-	Env map[string]string
-	// Dir is its working directory (default "/").
-	Dir string
-	// Timeout bounds each run (default 30s, never past the task's end).
-	Timeout time.Duration
-	// OutputBytes bounds each run's stdout and stderr together (default
-	// 1 MiB); the rest is dropped and counted.
-	OutputBytes int64
-}
+// the guest calls exec, docs/abi.md): host.ExecGrant, whose fields say
+// what each bounds. The grant is the caller's decision: it travels in the
+// RUN_TASK, which only a parent may send, and the context that runs the
+// task checks every exec against it where the program runs. Nothing is
+// granted by default; host.QuoteArg makes an Args pattern of a literal
+// argument.
+type ExecGrant = host.ExecGrant
 
 // execGrantsWire converts the grants for RUN_TASK; a Workspace action
 // (a CI step) takes none.

@@ -69,22 +69,7 @@ func TestExecThroughTree(t *testing.T) {
 			t.Errorf("exit %d, stderr %q; want 124", code, stderr)
 		}
 		pgid, _ := strconv.Atoi(strings.TrimSpace(stdout))
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			var live []testutil.Proc
-			for _, p := range testutil.ProcessGroup(pgid) {
-				if p.State != 'Z' {
-					live = append(live, p)
-				}
-			}
-			if len(live) == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("process group %d still holds %v", pgid, live)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.NoLiveProcessGroup(t, pgid)
 	})
 	t.Run("no exec for a workspace action", func(t *testing.T) {
 		_, err := g.Run(ctx, spindle.Task{Module: sh, Exec: grant, Workspace: &spindle.Workspace{Input: strings.Repeat("0", 64)}})

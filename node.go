@@ -45,8 +45,9 @@ type node struct {
 	// compromised child learns from its RunTask, for the tests that play
 	// one (export_test.go).
 	lastOutput atomic.Uint32
-	tasks      taskState // the wasm host, made on first use
-	bins       binaries  // broker binaries this context can ship to remote children
+	lastStdin  atomic.Uint32 // the same for the newest Run's stdin source
+	tasks      taskState     // the wasm host, made on first use
+	bins       binaries      // broker binaries this context can ship to remote children
 
 	mu       sync.Mutex
 	children map[uint32]*childProc // guarded by mu: direct children

@@ -1,7 +1,6 @@
 package spindle
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,8 +29,16 @@ type Task struct {
 	Task   string
 	Input  []byte
 
-	Args   []string
-	Stdin  []byte
+	Args []string
+	// Stdin is a command's standard input, streamed to the context as the
+	// guest reads it (nil: empty). It is read only when the guest reads,
+	// no faster than the guest consumes it, one Read for each piece of at
+	// most wire.StdinChunkBytes sent; its EOF is the guest's, and an error
+	// from it fails the guest's read (EIO) and every later one. A Task
+	// with a Stdin is for one Run at a time. Run does not wait for a Read
+	// in progress when it returns: that Read's bytes are dropped, and
+	// Stdin is not read again (close a pipe to end it).
+	Stdin  io.Reader
 	Stdout io.Writer // command output, streamed as written; nil discards
 	Stderr io.Writer
 
@@ -153,7 +160,7 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 	n := c.m.n
 	var err error
 	req := wire.RunTask{
-		Module: t.Module, Task: t.Task, Input: t.Input, Args: t.Args, Stdin: t.Stdin, Env: t.Env,
+		Module: t.Module, Task: t.Task, Input: t.Input, Args: t.Args, Env: t.Env,
 		Clock: t.Clock, Random: t.Random, Pooled: t.Pooled, DevNull: t.DevNull,
 		Limits: wire.Limits{TimeoutNs: int64(t.Limits.Timeout), MemoryPages: t.Limits.MemoryPages,
 			OutputBytes: t.Limits.OutputBytes, LogBytes: t.Limits.LogBytes,
@@ -163,6 +170,9 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 		ID: n.tasks.ids.Add(1), Workspace: t.Workspace.wire(),
 	}
 	if req.Workspace != nil {
+		if t.Stdin != nil {
+			return nil, fmt.Errorf("spindle: run on %s: a task with a Workspace takes its stdin from Workspace.Stdin, not Stdin", c)
+		}
 		if len(t.Mounts) > 0 {
 			return nil, fmt.Errorf("spindle: run on %s: a task with a Workspace takes no Mounts", c)
 		}
@@ -194,6 +204,15 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 		defer out.close()
 		n.lastOutput.Store(out.handle)
 		req.Output = &wire.Channel{Context: n.r.ID(), Handle: out.handle}
+	}
+	if t.Stdin != nil {
+		in, err := newStdinSource(ctx, n.r, c.id, t.Stdin)
+		if err != nil {
+			return nil, err
+		}
+		defer in.close()
+		n.lastStdin.Store(in.handle)
+		req.Stdin = &wire.Channel{Context: n.r.ID(), Handle: in.handle}
 	}
 	body, err := msgpack.Marshal(&req)
 	if err != nil {
@@ -395,9 +414,17 @@ type RunOutcome struct {
 }
 
 // RunAll runs the same task in every context at once and returns one
-// outcome per context, in the order given.
+// outcome per context, in the order given. A Task with a Stdin is refused
+// for more than one context (each outcome fails): one reader cannot be
+// every context's stdin; Run each with a reader of its own.
 func RunAll(ctx context.Context, cs []*Context, t Task) []RunOutcome {
 	out := make([]RunOutcome, len(cs))
+	if t.Stdin != nil && len(cs) > 1 {
+		for i, c := range cs {
+			out[i] = RunOutcome{Context: c, Err: fmt.Errorf("spindle: run on %s: RunAll with a Stdin: give each context's Run a reader of its own", c)}
+		}
+		return out
+	}
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
@@ -661,7 +688,12 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		Pooled: req.Pooled,
 	}
 	if req.Stdin != nil {
-		call.Stdin = bytes.NewReader(req.Stdin)
+		if req.Workspace != nil {
+			return taskFailure("invalid_call", errors.New("a task with a workspace takes its stdin from the workspace"))
+		}
+		in := newStdinStream(ctx, n.r, routing.Sender{Context: req.Stdin.Context, Handle: req.Stdin.Handle})
+		defer in.close()
+		call.Stdin = in
 	}
 	for _, mt := range req.Mounts {
 		call.Grants.Mounts = append(call.Grants.Mounts, host.Mount{HostDir: mt.Host, GuestDir: mt.Guest, ReadOnly: mt.ReadOnly})

@@ -464,7 +464,7 @@ func TestCommandModule(t *testing.T) {
 	cmd := addModule(t, m, testutil.BuildWasm(t, "examples/wasm/cmd", false))
 	c := startLocal(t, ctx, m, "")
 	var stdout, stderr bytes.Buffer
-	res, err := c.Run(ctx, spindle.Task{Module: cmd, Args: []string{"a", "b"}, Stdin: []byte("shout\n"),
+	res, err := c.Run(ctx, spindle.Task{Module: cmd, Args: []string{"a", "b"}, Stdin: strings.NewReader("shout\n"),
 		Env: map[string]string{"GREETING": "hi"}, Stdout: &stdout, Stderr: &stderr})
 	if err != nil {
 		t.Fatal(err)

@@ -172,29 +172,6 @@ func shellPid(t *testing.T, stdout string) int {
 	return pid
 }
 
-// noGroup fails t if a live process is left in process group pgid. A
-// zombie is dead: an orphan waits for init to reap it, which here (PID 1
-// is not a shell's init) can take a second or two.
-func noGroup(t *testing.T, pgid int) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		var live []testutil.Proc
-		for _, p := range testutil.ProcessGroup(pgid) {
-			if p.State != 'Z' {
-				live = append(live, p)
-			}
-		}
-		if len(live) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process group %d still holds %v", pgid, live)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestExecKillsProcessGroup(t *testing.T) {
 	testutil.VerifyNone(t)
 	h := newHost(t, host.Config{})
@@ -214,7 +191,7 @@ func TestExecKillsProcessGroup(t *testing.T) {
 		if !strings.Contains(log.String(), "timed out, process group killed") {
 			t.Errorf("log = %q, want the timeout", log)
 		}
-		noGroup(t, shellPid(t, stdout))
+		testutil.NoLiveProcessGroup(t, shellPid(t, stdout))
 	})
 	t.Run("shorter timeout asked by the guest", func(t *testing.T) {
 		t0 := time.Now()
@@ -229,7 +206,7 @@ func TestExecKillsProcessGroup(t *testing.T) {
 		if code != 0 || time.Since(t0) > 5*time.Second {
 			t.Errorf("exit %d after %v, want 0 at once", code, time.Since(t0))
 		}
-		noGroup(t, shellPid(t, stdout))
+		testutil.NoLiveProcessGroup(t, shellPid(t, stdout))
 	})
 	t.Run("the task's own timeout", func(t *testing.T) {
 		long := []host.ExecGrant{{Path: "/bin/sh", Args: []string{"-c", "..."}, Timeout: time.Minute}}
@@ -239,7 +216,7 @@ func TestExecKillsProcessGroup(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "timeout") {
 			t.Errorf("Run = %v, want kind timeout", err)
 		}
-		noGroup(t, shellPid(t, out.String()))
+		testutil.NoLiveProcessGroup(t, shellPid(t, out.String()))
 	})
 	t.Run("caller cancels", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
@@ -259,7 +236,7 @@ func TestExecKillsProcessGroup(t *testing.T) {
 		if err := <-done; err == nil {
 			t.Errorf("Run after cancel = nil, want kind cancelled")
 		}
-		noGroup(t, shellPid(t, string(line[:n])))
+		testutil.NoLiveProcessGroup(t, shellPid(t, string(line[:n])))
 	})
 }
 
@@ -303,7 +280,7 @@ func TestExecOutputBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "output") {
 		t.Errorf("Run = %v, want kind output_limit", err)
 	}
-	noGroup(t, shellPid(t, out.String()))
+	testutil.NoLiveProcessGroup(t, shellPid(t, out.String()))
 }
 
 func TestExecRunsBounded(t *testing.T) {

@@ -21,7 +21,9 @@
 #                                        start prints DOCKER_HOST=... (and
 #                                        "started" when it started it)
 #
-# ENGINE is podman or docker. On failure each prints one line, "ctrimage:
+# ENGINE is podman, docker, or podman-rootless (podman run by root as the
+# unprivileged user SPINDLE_CTR_USER, default spindle-test, which the
+# tests create: rootless containers, in that user's own storage). On failure each prints one line, "ctrimage:
 # ENGINE cannot run a container here: <the engine's own error>", and exits 1.
 # Every engine command is bounded (timeout); nothing here waits for stdin.
 #
@@ -41,6 +43,7 @@ cache="${SPINDLE_CTR_CACHE:-/var/cache/spindle-ctr}"
 label=spindle-test
 engine_timeout=60 # seconds, for each engine command
 busybox=/bin/busybox
+rootless_user="${SPINDLE_CTR_USER:-spindle-test}" # podman-rootless runs podman as this user
 
 die() {
 	echo "ctrimage: $*" >&2
@@ -55,11 +58,32 @@ first_line() {
 
 need_engine() {
 	case "$1" in
-	podman | docker) ;;
-	*) die "unknown engine ${1:-(none)}: podman or docker" ;;
+	podman | docker | podman-rootless) ;;
+	*) die "unknown engine ${1:-(none)}: podman, podman-rootless or docker" ;;
 	esac
-	command -v "$1" >/dev/null || die "$1 cannot run a container here: $1 is not installed (tools/testdeps.sh ensure installs it)"
-	[ "$(id -u)" = 0 ] || die "$1 cannot run a container here: the container tests run the engine as root (rootful); run them as root"
+	local prog=${1%-rootless}
+	command -v "$prog" >/dev/null || die "$1 cannot run a container here: $prog is not installed (tools/testdeps.sh ensure installs it)"
+	[ "$(id -u)" = 0 ] || die "$1 cannot run a container here: the container tests run the engine as root (podman-rootless: as root, which runs podman as $rootless_user)"
+	if [ "$1" = podman-rootless ]; then
+		id "$rootless_user" >/dev/null 2>&1 || die "$1 cannot run a container here: no user $rootless_user (the tests create it; or set SPINDLE_CTR_USER)"
+		grep -q "^$rootless_user:" /etc/subuid || die "$1 cannot run a container here: $rootless_user has no subordinate UIDs in /etc/subuid (useradd gives them; podman needs them)"
+	fi
+}
+
+# eng ENGINE SECONDS ARGS...: the engine's command, bounded in time;
+# podman-rootless is podman run as $rootless_user, from / (a cwd it can
+# read), with its own environment (HOME, no XDG_RUNTIME_DIR: podman then
+# keeps its runtime state under /tmp).
+eng() {
+	local e=$1 secs=$2
+	shift 2
+	case "$e" in
+	podman-rootless)
+		(cd / && timeout "$secs" runuser -u "$rootless_user" -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+			HOME="$(getent passwd "$rootless_user" | cut -d: -f6)" podman "$@")
+		;;
+	*) timeout "$secs" "$e" "$@" ;;
+	esac
 }
 
 # recipe is what the image is made of; its hash is the image's tag.
@@ -76,7 +100,7 @@ tag() {
 image() {
 	local e=$1 t
 	t="$(tag)"
-	if timeout "$engine_timeout" "$e" image inspect "$t" >/dev/null 2>&1; then
+	if eng "$e" "$engine_timeout" image inspect "$t" >/dev/null 2>&1; then
 		echo "$t"
 		return
 	fi
@@ -96,7 +120,7 @@ image() {
 	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 	echo 'root:x:0:' >"$root/etc/group"
 	local out
-	if ! out="$(tar -C "$root" -c . | timeout 120 "$e" import --change 'CMD ["/bin/sh"]' - "$t" 2>&1)"; then
+	if ! out="$(tar -C "$root" -c . | eng "$e" 120 import --change 'CMD ["/bin/sh"]' - "$t" 2>&1)"; then
 		die "$e cannot run a container here: $e import: $(first_line <<<"$out")"
 	fi
 	echo "$t"
@@ -121,7 +145,7 @@ candidates() {
 	[ -s "$cache/$e.flags" ] && cat "$cache/$e.flags"
 	echo "-"
 	echo "$(limits)"
-	if [ "$e" = podman ]; then
+	if [ "$e" != docker ]; then
 		echo "--runtime runc"
 		echo "--runtime runc $(limits)"
 	fi
@@ -150,7 +174,7 @@ start() {
 			i=$((i + 1))
 		done
 		remove "$e" "$name"
-		if out="$(timeout "$engine_timeout" "$e" "${global[@]}" run -d --name "$name" --label "$label=1" \
+		if out="$(eng "$e" "$engine_timeout" "${global[@]}" run -d --name "$name" --label "$label=1" \
 			--network none "${run[@]}" "$t" sleep 2147483647 2>&1)"; then
 			echo "$flags" >"$cache/$e.flags"
 			return 0
@@ -169,8 +193,8 @@ remove() {
 	local e=$1
 	shift
 	local now=()
-	[ "$e" = podman ] && now=(-t 0)
-	timeout "$engine_timeout" "$e" rm -f "${now[@]}" "$@" >/dev/null 2>&1 || true
+	[ "$e" != docker ] && now=(-t 0)
+	eng "$e" "$engine_timeout" rm -f "${now[@]}" "$@" >/dev/null 2>&1 || true
 }
 
 dockerd_dir=/run/spindle-dockerd
@@ -243,7 +267,7 @@ check)
 	;;
 clean)
 	need_engine "${2:-}"
-	ids="$(timeout "$engine_timeout" "$2" ps -a -q --filter "label=$label" 2>/dev/null || true)"
+	ids="$(eng "$2" "$engine_timeout" ps -a -q --filter "label=$label" 2>/dev/null || true)"
 	# shellcheck disable=SC2086 # one ID a word
 	[ -z "$ids" ] || remove "$2" $ids
 	;;

@@ -22,8 +22,9 @@
 #   make, gcc, libc6-dev            make itself, and cgo for the race detector
 #   git, ca-certificates            make check, and the Go module proxy
 #   podman, runc, busybox-static,   the container tests (container_test.go) run a real
-#   docker.io                       engine, rootful, on a busybox image built with
-#                                   tools/ctrimage.sh (runc: crun refuses hybrid cgroups)
+#   docker.io, uidmap               engine, rootful and rootless (uidmap), on a busybox
+#                                   image built with tools/ctrimage.sh (runc: crun
+#                                   refuses hybrid cgroups)
 #   python3-mitogen                 spindle bench --peers runs the same figures
 #                                   through Mitogen (tools/spindle/benchpeers.go)
 # The ssh, sudo and namespace tests also need root: sshd changes user on
@@ -51,6 +52,7 @@ deps=(
 	runc:/usr/bin/runc
 	busybox-static:/bin/busybox
 	docker.io:/usr/sbin/dockerd
+	uidmap:/usr/bin/newuidmap
 )
 
 # SPINDLE_TESTDEPS_ROOT is prefixed to every file above: for the script's

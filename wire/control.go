@@ -161,7 +161,7 @@ type RunTask struct {
 	Task     string            `msgpack:"task,omitempty"`
 	Input    []byte            `msgpack:"input,omitempty"`
 	Args     []string          `msgpack:"args,omitempty"`
-	Stdin    []byte            `msgpack:"stdin,omitempty"`
+	Stdin    *Channel          `msgpack:"stdin,omitempty"` // where a command reads its stdin from (StdinChunk); nil: empty stdin
 	Env      map[string]string `msgpack:"env,omitempty"`
 	Mounts   []Mount           `msgpack:"mounts,omitempty"`
 	Clock    bool              `msgpack:"clock,omitempty"`
@@ -225,6 +225,26 @@ type OutputChunk struct {
 	Stream int    `msgpack:"stream"` // 1 stdout, 2 stderr
 	Data   []byte `msgpack:"data"`
 }
+
+// StdinChunk is the reply to a stdin read: a request (any body, ignored)
+// the running task's context sends to RunTask.Stdin for the next piece of
+// its stdin. Data is at most StdinChunkBytes; EOF says nothing follows
+// Data (every later request gets EOF too); Error, if set, is why the
+// caller's stdin failed, and also ends it.
+type StdinChunk struct {
+	Data  []byte `msgpack:"data,omitempty"`
+	EOF   bool   `msgpack:"eof,omitempty"`
+	Error string `msgpack:"error,omitempty"`
+}
+
+// The stdin stream's bounds (docs/protocol.md, "Stdin"): a context keeps
+// at most StdinWindow reads of at most StdinChunkBytes each unanswered, and
+// the caller queues at most StdinQueue reads per task, refusing one past it.
+const (
+	StdinChunkBytes = 64 << 10
+	StdinWindow     = 4
+	StdinQueue      = 2 * StdinWindow
+)
 
 // TaskResult is the reply to RUN_TASK. Exactly one of Error and the
 // success fields is meaningful.

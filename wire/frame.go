@@ -22,7 +22,11 @@ const HeaderLen = 26
 //     workspace and disk_bytes; TaskResult output_tree; the task kinds
 //     "workspace" and "outputs". A version-2 child would answer the new
 //     handles with "no such handle" mid-run: hence a new version.
-const ProtocolVersion = 3
+//   - 4: RunTask stdin is a channel the context reads the command's stdin
+//     from, a StdinChunk per request, instead of bytes sent whole. A
+//     version-3 context would fail to decode the new field: hence a new
+//     version.
+const ProtocolVersion = 4
 
 // DefaultMaxMessageSize is the largest body a router accepts unless configured
 // otherwise. Children inherit their parent's limit in the handshake.

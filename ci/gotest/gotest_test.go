@@ -34,19 +34,19 @@ func TestParseTestFlags(t *testing.T) {
 // free one remains; with all held, the hash's choice is taken.
 func TestPickSlot(t *testing.T) {
 	dir := t.TempDir()
-	ts := []namedTarget{{Name: "a"}, {Name: "b"}}
-	i, rel1 := pickSlot(dir, ts, "/pkg")
-	j, rel2 := pickSlot(dir, ts, "/pkg")
+	ts := []string{"a", "b"}
+	i, rel1 := PickSlot(dir, ts, "/pkg")
+	j, rel2 := PickSlot(dir, ts, "/pkg")
 	if i == j {
 		t.Fatalf("two runs took slot %d", i)
 	}
-	k, rel3 := pickSlot(dir, ts, "/pkg")
+	k, rel3 := PickSlot(dir, ts, "/pkg")
 	if k != i {
 		t.Errorf("all busy: slot %d, want the hash's %d", k, i)
 	}
 	rel3()
 	rel1()
-	if l, rel := pickSlot(dir, ts, "/pkg"); l != i {
+	if l, rel := PickSlot(dir, ts, "/pkg"); l != i {
 		t.Errorf("after release: slot %d, want %d", l, i)
 	} else {
 		rel()

@@ -193,7 +193,11 @@ func Run(ctx context.Context, m *spindle.Master, o Options) (*Result, error) {
 	if fl == nil {
 		fl = spindle.NewFleet(m)
 	}
-	first, release := pickSlot(o.SlotDir, targets, dir)
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name
+	}
+	first, release := PickSlot(o.SlotDir, names, dir)
 	defer release()
 	var c *spindle.Context
 	var errs []error

@@ -36,6 +36,7 @@ var importRules = map[string][]string{
 	"ci/mask":              nil,
 	"ci/report":            nil,
 	"ci/gotest":            {".", "ci", "target"},
+	"ci/gotool":            nil,
 	"tools/spindle":        {anything},
 	"internal/testutil":    nil,
 	"internal/deptest":     nil,

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +34,7 @@ const (
 // StartContainer and must not be changed; its methods may be called from
 // the test's goroutine only.
 type Container struct {
-	Engine string // "podman" or "docker"
+	Engine string // "podman", "docker", or "podman-rootless" (podman run as UnprivUser)
 	Name   string // the container's name
 	Image  string // the image's tag
 	t      testing.TB
@@ -49,7 +51,8 @@ var dockerd struct {
 }
 
 // RequireEngine skips t unless engine is listed in EnginesEnv, and fails
-// it unless the test runs as root (the containers are rootful).
+// it unless the test runs as root (the containers are rootful, but for
+// podman-rootless, whose podman root runs as UnprivUser).
 func RequireEngine(t testing.TB, engine string) {
 	t.Helper()
 	listed := strings.FieldsFunc(os.Getenv(EnginesEnv), func(r rune) bool { return r == ' ' || r == ',' })
@@ -62,7 +65,8 @@ func RequireEngine(t testing.TB, engine string) {
 	}
 }
 
-// StartContainer starts container name on engine ("podman" or "docker")
+// StartContainer starts container name on engine ("podman", "docker", or
+// "podman-rootless": podman run as UnprivUser, a rootless container)
 // from the test image, and removes it when the test ends. It skips t as
 // RequireEngine does, and fails t with the script's one line (the engine's
 // own error) when the engine cannot run a container here. For docker with
@@ -72,6 +76,9 @@ func RequireEngine(t testing.TB, engine string) {
 func StartContainer(t testing.TB, engine, name string) *Container {
 	t.Helper()
 	RequireEngine(t, engine)
+	if engine == "podman-rootless" {
+		UnprivilegedUser(t)
+	}
 	if engine == "docker" {
 		host, err := dockerHost()
 		if err != nil {
@@ -158,7 +165,18 @@ func (c *Container) Exec(argv ...string) (string, error) {
 func (c *Container) run(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, c.Engine, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, c.Engine, args...)
+	if c.Engine == "podman-rootless" {
+		// As tools/ctrimage.sh's eng runs it.
+		home := "/home/" + UnprivUser
+		if u, err := user.Lookup(UnprivUser); err == nil {
+			home = u.HomeDir
+		}
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", UnprivUser, "--", "env", "-i",
+			"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home, "podman"}, args...)...)
+		cmd.Dir = "/"
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("%s %s: %w: %s", c.Engine, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
@@ -197,10 +215,19 @@ func (c *Container) Stop() {
 // call more than once.
 func (c *Container) Remove() {
 	args := []string{"rm", "-f", c.Name}
-	if c.Engine == "podman" {
+	if c.Engine != "docker" {
 		args = []string{"rm", "-f", "-t", "0", c.Name}
 	}
 	if out, err := c.run(args...); err != nil && !strings.Contains(strings.ToLower(out), "no such container") {
 		c.t.Errorf("testutil: %v", err)
 	}
+}
+
+// HostPID returns the host's PID of the container's init.
+func (c *Container) HostPID() (int, error) {
+	out, err := c.run("inspect", "--format", "{{.State.Pid}}", c.Name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(out))
 }

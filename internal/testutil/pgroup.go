@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"testing"
+	"time"
 )
 
 // ProcessGroup returns the processes of the machine whose process group
@@ -38,4 +40,28 @@ func ProcessGroup(pgid int) []Proc {
 		}
 	}
 	return out
+}
+
+// NoLiveProcessGroup fails t if a live process is left in process group
+// pgid after about two seconds. A zombie is dead: an orphan waits for init
+// to reap it, which here (PID 1 is not a shell's init) can take a second
+// or two.
+func NoLiveProcessGroup(t testing.TB, pgid int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var live []Proc
+		for _, p := range ProcessGroup(pgid) {
+			if p.State != 'Z' {
+				live = append(live, p)
+			}
+		}
+		if len(live) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process group %d still holds %v", pgid, live)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -79,6 +79,10 @@ type sshdOptions struct {
 	addr   string   // the address to listen on
 	port   int      // 0: pick a free loopback port
 	prefix []string // run sshd under this command, as "ip netns exec NAME"
+	// hostPID keeps sshd in this process's PID namespace, as a real sshd
+	// is: a login can then setns into a container's (runc refuses, EINVAL,
+	// from a PID namespace that is not an ancestor of the container's).
+	hostPID bool
 }
 
 // StartSSHD starts sshd on a free port of 127.0.0.1 and returns when a
@@ -92,6 +96,15 @@ type sshdOptions struct {
 func StartSSHD(t testing.TB) *SSHD {
 	t.Helper()
 	return startSSHD(t, sshdOptions{addr: "127.0.0.1"})
+}
+
+// StartSSHDHostPID is StartSSHD with sshd left in the test's PID
+// namespace, for logins that enter containers (podman exec). Its logins
+// are then killed by killTree alone (the process tree walk), not by the
+// death of a namespace's init.
+func StartSSHDHostPID(t testing.TB) *SSHD {
+	t.Helper()
+	return startSSHD(t, sshdOptions{addr: "127.0.0.1", hostPID: true})
 }
 
 // SSHArgs returns the options ssh needs to reach s, to be followed by
@@ -255,7 +268,7 @@ func startSSHD(t testing.TB, opt sshdOptions) *SSHD {
 		writeFile(t, s.SSHConfig, s.sshConfig(), 0o644)
 
 		start := time.Now()
-		lastErr = s.start(opt.prefix, cfg)
+		lastErr = s.start(opt, cfg)
 		if lastErr == nil {
 			t.Cleanup(s.Stop)
 			lastErr = s.waitReady(start.Add(sshdStartWait))
@@ -339,19 +352,23 @@ Host %[1]s %[2]s %[3]s
 }
 
 // start starts sshd and the goroutine that waits for it.
-func (s *SSHD) start(prefix []string, cfg string) error {
+func (s *SSHD) start(opt sshdOptions, cfg string) error {
 	log, err := os.Create(s.Log)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
-	args := append(append([]string{}, prefix...), sshdPath, "-D", "-e", "-f", cfg)
+	args := append(append([]string{}, opt.prefix...), sshdPath, "-D", "-e", "-f", cfg)
 	// Setpgid: sshd and what it forks before a login share a group the
 	// cleanup can signal. Pdeathsig: sshd dies with the test binary, even
 	// one killed by a timeout. A new PID namespace, where the kernel
 	// allows it, makes sshd its init, so that its death kills every login
 	// too; killTree does the same where it is not allowed.
-	for _, clone := range []uintptr{syscall.CLONE_NEWPID, 0} {
+	clones := []uintptr{syscall.CLONE_NEWPID, 0}
+	if opt.hostPID {
+		clones = clones[1:]
+	}
+	for _, clone := range clones {
 		s.cmd = exec.Command(args[0], args[1:]...)
 		s.cmd.Stdout, s.cmd.Stderr = log, log
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: clone}

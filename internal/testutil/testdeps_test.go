@@ -37,7 +37,7 @@ func TestTestdepsScript(t *testing.T) {
 	if root {
 		cases = append(cases,
 			tc{"all there", "check", "", false, 0, ""},
-			tc{"fresh machine, root", "check", empty, false, 1, "missing openssh-server openssh-client sudo iproute2 procps clang lld wasi-libc libclang-rt-dev-wasm32 make gcc libc6-dev git ca-certificates python3-mitogen podman runc busybox-static docker.io; run: tools/testdeps.sh ensure"},
+			tc{"fresh machine, root", "check", empty, false, 1, "missing openssh-server openssh-client sudo iproute2 procps clang lld wasi-libc libclang-rt-dev-wasm32 make gcc libc6-dev git ca-certificates python3-mitogen podman runc busybox-static docker.io uidmap; run: tools/testdeps.sh ensure"},
 			tc{"fresh machine, not root", "ensure", empty, true, 1, "; run: sudo apt-get install -y openssh-server "},
 			tc{"all there, not root", "ensure", "", true, 1, "need root (they start sshd and add the user spindle-test); run: sudo env PATH=\"$PATH\" make test"},
 		)

@@ -229,3 +229,18 @@ func reapWasmDirs() {
 		}
 	}
 }
+
+// BuildGoTool builds the Go toolchain's tool name (compile, asm, link)
+// from this Go's GOROOT for GOOS=wasip1 GOARCH=wasm, as make gotools does,
+// and returns the path of the .wasm file: the tools spindle toolexec runs.
+// The first build takes a minute or more (cmd/compile is 49 MB of wasm);
+// go's build cache makes later ones a link. Caching and failure are as for
+// BuildWasm.
+func BuildGoTool(t testing.TB, name string) string {
+	t.Helper()
+	return buildWasm(t, wasmKey{"cmd/" + name, "gotool"}, func(_, out string) *exec.Cmd {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "cmd/"+name)
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=", "GOWORK=off")
+		return cmd
+	})
+}

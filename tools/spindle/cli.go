@@ -20,9 +20,12 @@ import (
 var usages = map[string]string{
 	"run":        runUsage,
 	"sh":         shUsage,
+	"facts":      factsUsage,
+	"stat":       statUsage,
 	"ci":         ciUsage,
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
+	"toolexec":   toolexecUsage,
 	"tree":       treeUsage,
 	"bench":      benchUsage,
 	"version":    versionUsage,
@@ -46,7 +49,22 @@ func usageOf(name string) (string, bool) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		u = fmt.Sprintf(u, strings.Join(names, ", "))
+		// One line of names, wrapped as the other usage texts are.
+		var list, line string
+		for i, n := range names {
+			if i < len(names)-1 {
+				n += ","
+			}
+			if line != "" && len(line)+1+len(n) > 76 {
+				list += line + "\n"
+				line = ""
+			}
+			if line != "" {
+				line += " "
+			}
+			line += n
+		}
+		u = fmt.Sprintf(u, list+line)
 	}
 	return u, ok
 }

@@ -18,8 +18,11 @@ const usage = `usage: spindle <command> [flags]
 commands:
   run     run a wasm task in one or more contexts (spindle run -h)
   sh      run one program on targets, granted exactly that argv (spindle sh -h)
+  facts   gather targets' facts: hostname, OS, kernel, CPUs, memory, disks, network (spindle facts -h)
+  stat    stat and hash paths on targets, read-only (spindle stat -h)
   ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   exec    run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
+  toolexec run go build's compile, asm and link as wasm in the sandbox: go build -toolexec (spindle toolexec -h)
   tree    start a demo tree of local contexts, ping each, print it, shut it down
   bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
   version the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
@@ -56,8 +59,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCI(args[1:], stdout, stderr)
 	case "exec":
 		return cmdExec(args[1:], stdout, stderr)
+	case "toolexec":
+		return cmdToolexec(args[1:], stdout, stderr)
 	case "sh":
 		return cmdSh(args[1:], stdout, stderr)
+	case "facts":
+		return cmdFacts(args[1:], stdout, stderr)
+	case "stat":
+		return cmdStat(args[1:], stdout, stderr)
 	case "completion":
 		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

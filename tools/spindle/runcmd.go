@@ -73,7 +73,13 @@ flags:
   --json              one JSON object per target per line: {"target", "ok",
                       "output", "exit_code", "error": {"kind", "class",
                       "message", "hint"}, "stdout", "stderr", ...}
-  --stdin FILE        a command's stdin ("-" for this process's stdin)
+  --stdin FILE        a command's stdin ("-" for this process's stdin),
+                      streamed as the guest reads it: the guest starts at
+                      once, sees each piece as it comes and EOF when it
+                      ends; several targets share "-" (or a pipe), each
+                      seeing the same bytes, the fastest at most 64 MiB
+                      ahead of the slowest (read whole first, at most
+                      64 MiB, if there are more targets than --parallel)
   --env K=V           an environment variable for the task; repeatable
   --env-inherit       a command gets this process's environment (--env wins)
   --mount HOST:GUEST[:ro|:rw]  grant a directory (on the target; read-write
@@ -556,18 +562,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	var stdinData []byte
-	switch o.stdin {
-	case "":
-	case "-":
-		stdinData, err = io.ReadAll(os.Stdin)
-	default:
-		stdinData, err = os.ReadFile(o.stdin)
-	}
+	stdins, closeStdin, err := stdinFor(o.stdin, len(targets), o.parallel)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: --stdin: %v\n", err)
 		return 2
 	}
+	defer closeStdin()
 	var chains []target.Target
 	for _, nt := range targets {
 		chains = append(chains, nt.Target)
@@ -629,7 +629,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			bar.begin(nt.Name)
-			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdinData, Env: o.env,
+			t := spindle.Task{Module: hash, Task: o.task, Input: input, Args: o.args, Stdin: stdins[i], Env: o.env,
 				Mounts: o.mounts, Clock: o.clock, Random: o.random, Pooled: o.pooled, DevNull: o.devNull,
 				Limits: spindle.Limits{Timeout: o.timeout, MemoryPages: o.pages, OutputBytes: o.outBytes}}
 			t.Env, t.Input = vars[i].env, vars[i].input
@@ -645,6 +645,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				t.Stdout, t.Stderr = out, out
 			}
 			l := runOn(ctx, fl, nt, t)
+			if c, ok := stdins[i].(io.Closer); ok {
+				c.Close() // the other targets' stdin no longer waits for this one
+			}
 			if o.asJSON {
 				l.Stdout, l.StdoutTruncated = out.text()
 				l.Stderr, l.StderrTruncated = errOut.text()
@@ -798,48 +801,57 @@ func printGuestLines(w io.Writer, name, out string) {
 	}
 }
 
+// errInterruptedRun is the one failure of every target the run's interrupt
+// stopped, at its start or during its task.
+func errInterruptedRun() *runError {
+	return &runError{Kind: kindInterrupted, Class: string(spindle.ClassCancelled), Message: "the run was interrupted before this target finished"}
+}
+
+// startFailure is why nt's contexts did not start (err from Fleet.Start):
+// the interrupt when ctx (which ends only then) has ended, else kind
+// connect with the start's class and a hint in the command line's terms.
+func startFailure(ctx context.Context, nt target.Named, err error) *runError {
+	if ctx.Err() != nil {
+		return errInterruptedRun()
+	}
+	e := &runError{Kind: kindConnect, Class: string(spindle.ClassOther), Message: err.Error()}
+	var se *spindle.StartError
+	if errors.As(err, &se) {
+		e.Class, e.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop)
+	}
+	return e
+}
+
+// runFailure is why a task call (err from Context.Run) gave no result: the
+// interrupt; the task's own failure (its kind); the context lost during
+// it; or, for anything else the runtime refused (a reply that does not
+// decode), kind runtime.
+func runFailure(ctx context.Context, err error) *runError {
+	var te *spindle.TaskError
+	switch {
+	case ctx.Err() != nil:
+		return errInterruptedRun()
+	case errors.As(err, &te):
+		return &runError{Kind: te.Kind, Message: te.Message}
+	case errors.Is(err, routing.ErrDisconnected), errors.Is(err, routing.ErrNoRoute), errors.Is(err, routing.ErrShutdown):
+		return &runError{Kind: kindLost, Class: string(spindle.ClassLost), Message: "its context went away during the task",
+			Hint: "the machine or the context's process may have stopped; -vv logs how its stream ended"}
+	}
+	return &runError{Kind: kindRuntime, Message: strings.ReplaceAll(err.Error(), "spindle: ", "")}
+}
+
 // runOn starts the target's chain of contexts and runs the task in its last.
 func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task) runLine {
 	l := runLine{Target: nt.Name}
-	fail := func(kind string, err error) runLine {
-		l.Error = &runError{Kind: kind, Message: err.Error()}
-		return l
-	}
-	// ctx ends only when the run is interrupted: whatever failed then,
-	// start or task, failed for that reason.
-	interrupted := func() runLine {
-		l.Error = &runError{Kind: kindInterrupted, Class: string(spindle.ClassCancelled), Message: "the run was interrupted before this target finished"}
-		return l
-	}
 	c, err := fl.Start(ctx, nt.Target)
-	if err != nil && ctx.Err() != nil {
-		return interrupted()
-	}
 	if err != nil {
-		l = fail(kindConnect, err)
-		l.Error.Class = string(spindle.ClassOther)
-		var se *spindle.StartError
-		if errors.As(err, &se) {
-			l.Error.Class, l.Error.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop)
-		}
+		l.Error = startFailure(ctx, nt, err)
 		return l
 	}
 	res, err := c.Run(ctx, t)
-	var te *spindle.TaskError
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return interrupted()
-	case errors.As(err, &te):
-		return fail(te.Kind, errors.New(te.Message))
-	case errors.Is(err, routing.ErrDisconnected), errors.Is(err, routing.ErrNoRoute), errors.Is(err, routing.ErrShutdown):
-		// The route to the context broke, or it died.
-		l.Error = &runError{Kind: kindLost, Class: string(spindle.ClassLost), Message: "its context went away during the task",
-			Hint: "the machine or the context's process may have stopped; -vv logs how its stream ended"}
+	if err != nil {
+		l.Error = runFailure(ctx, err)
 		return l
-	case err != nil:
-		// Anything else the runtime refused (a reply that does not
-		// decode, a message too large): the task did not give a result.
-		return fail(kindRuntime, errors.New(strings.ReplaceAll(err.Error(), "spindle: ", "")))
 	}
 	l.OK = true
 	if len(res.Output) > 0 {

@@ -22,8 +22,8 @@ A command module (WASI preview 1, it exports _start) runs as
 word after MODULE is a usage error (a TASK is for reactors). It sees
 only its grants: no environment unless --env or --env-inherit, no files
 but its mounts, /dev/null, and an empty read-only "/" (a path outside
-every mount is ENOENT), empty stdin unless --stdin (read whole before
-the guest starts, so a pipe must be closed: it is not streamed yet).
+every mount is ENOENT), empty stdin unless --stdin (streamed: a read
+waits for input or EOF, and ends when the task does).
 Its clock is FAKE unless --clock: the time starts at 2022-01-01 and a
 sleep returns at once; random bytes are DETERMINISTIC unless --random.
 Both keep a run reproducible; grant them for programs that wait or need

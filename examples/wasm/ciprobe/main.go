@@ -10,6 +10,8 @@
 //	stat PATH            print "PATH: exists" or the error
 //	env NAME             print NAME=value
 //	stdin                copy stdin to stdout
+//	lines                echo each line of stdin as "> LINE", as it comes
+//	stdinsum             print the byte count and sha256 of stdin
 //	stderr WORDS...      print the words to stderr
 //	time                 print the wall clock in nanoseconds
 //	sleep MS             sleep (really only with the clock granted)
@@ -27,8 +29,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -113,6 +117,19 @@ func run(name string, args []string) error {
 	case "stdin":
 		_, err := io.Copy(os.Stdout, os.Stdin)
 		return err
+	case "lines":
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			fmt.Printf("> %s\n", sc.Text())
+		}
+		return sc.Err()
+	case "stdinsum":
+		h := sha256.New()
+		n, err := io.Copy(h, os.Stdin)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%d %x\n", n, h.Sum(nil))
 	case "time":
 		fmt.Println(time.Now().UnixNano())
 	case "sleep":

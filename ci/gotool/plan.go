@@ -1,0 +1,341 @@
+// Package gotool plans a Go toolchain invocation, as go build -toolexec
+// passes it, as a sandboxed wasm command: which tool module runs it, with
+// which arguments and environment, and which directories of the machine
+// it may see. It is the planner of spindle toolexec; it runs nothing.
+//
+// # What a tool sees
+//
+// The go command names every file a tool reads or writes by its absolute
+// path (or relative to the working directory it starts the tool in): the
+// sources, the importcfg and the package archives it lists, the
+// embedcfg, -I include directories, -o outputs. Plan collects them, from
+// the arguments, the response files (@FILE) and the importcfg/embedcfg
+// files they name, and grants each at the same path in the sandbox, so
+// the tool runs with its arguments unchanged and writes byte-identical
+// outputs: GOROOT, the build cache and the module cache read-only as one
+// mount each, any other directory (a package's) read-only, and the
+// build's work directory ($WORK, go-buildNNN) read-write, the one place a
+// tool writes. Nothing else of the machine is there: a path outside the
+// mounts does not exist for the tool.
+//
+// The tool's environment is the GO* and CGO_* variables of the go
+// command's, with GOOS and GOARCH set from the native tool's directory
+// (pkg/tool/GOOS_GOARCH) when the go command did not set them: a tool
+// built for wasip1 would otherwise target wasip1. PWD is the working
+// directory (a wasip1 Go program's working directory is $PWD).
+package gotool
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Tools are the tools Plan runs as wasm: compile, asm and link. Any other
+// (cgo, vet, buildid, pack, cover, ...) is not planned (ErrNative).
+var Tools = []string{"compile", "asm", "link"}
+
+// ErrNative is a tool Plan does not run as wasm: the caller runs it
+// natively.
+var ErrNative = errors.New("gotool: not a tool run as wasm")
+
+// The bounds of what Plan reads: it never reads more than MaxFileBytes of
+// one file the invocation names, nor grants more than MaxMounts
+// directories.
+const (
+	MaxFileBytes = 16 << 20
+	MaxMounts    = 1024
+)
+
+// Mount is a directory of this machine granted to the tool at the same
+// path.
+type Mount struct {
+	Dir      string
+	ReadOnly bool
+}
+
+// Invocation is a planned tool run.
+type Invocation struct {
+	// Tool is the tool's name: "compile", "asm" or "link".
+	Tool string
+	// Native is the path of the native tool go named.
+	Native string
+	// GOROOT is the Go root the native tool belongs to.
+	GOROOT string
+	// Args are the tool's arguments after its name, as go passed them.
+	Args []string
+	// Env is the tool's whole environment.
+	Env map[string]string
+	// Mounts are the directories it sees, sorted by path, none inside
+	// another.
+	Mounts []Mount
+	// Work is the build's work directory (the one read-write mount), or
+	// "" for an invocation that writes nothing (compile -V=full).
+	Work string
+}
+
+// toolDirRE matches a native tool's directory, GOROOT/pkg/tool/GOOS_GOARCH.
+var toolDirRE = regexp.MustCompile(`^([a-z0-9]+)_([a-z0-9]+)$`)
+
+// workRE matches the base name of go's work directory.
+var workRE = regexp.MustCompile(`^go-build[0-9]+$`)
+
+// cacheEntryRE matches an entry of the go build cache, CACHE/XX/HASH-d.
+var cacheEntryRE = regexp.MustCompile(`^[0-9a-f]{2}/[0-9a-f]{64}-[ad]$`)
+
+// Plan plans argv (the native tool's path, then its arguments, as go
+// build -toolexec passes them) started in directory cwd with environment
+// environ. It returns ErrNative for a tool that is not one of Tools.
+func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("gotool: no tool named (want TOOL [ARGS...], as go build -toolexec passes them)")
+	}
+	if !filepath.IsAbs(cwd) {
+		return nil, fmt.Errorf("gotool: working directory %q is not absolute", cwd)
+	}
+	name := strings.TrimSuffix(filepath.Base(argv[0]), ".exe")
+	if !slices.Contains(Tools, name) {
+		return nil, fmt.Errorf("%w: %s", ErrNative, name)
+	}
+	native := argv[0]
+	if !filepath.IsAbs(native) {
+		native = filepath.Join(cwd, native)
+	}
+	toolDir := filepath.Dir(native)
+	m := toolDirRE.FindStringSubmatch(filepath.Base(toolDir))
+	goroot := filepath.Dir(filepath.Dir(filepath.Dir(toolDir)))
+	if m == nil || filepath.Base(filepath.Dir(toolDir)) != "tool" || filepath.Base(filepath.Dir(filepath.Dir(toolDir))) != "pkg" {
+		return nil, fmt.Errorf("gotool: %s is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH", argv[0])
+	}
+	inv := &Invocation{Tool: name, Native: native, GOROOT: goroot, Args: argv[1:], Env: toolEnv(environ, m[1], m[2], goroot, cwd)}
+	c := collector{cwd: cwd, goroot: goroot, dirs: map[string]bool{}}
+	if err := c.args(inv.Args, 0); err != nil {
+		return nil, err
+	}
+	if len(inv.Args) == 1 && strings.HasPrefix(inv.Args[0], "-V") {
+		// The go command asks for the tool's version: nothing to see.
+		return inv, nil
+	}
+	c.dirs[cwd] = true
+	mounts, work, err := c.mounts()
+	if err != nil {
+		return nil, err
+	}
+	inv.Mounts, inv.Work = mounts, work
+	return inv, nil
+}
+
+// toolEnv is the tool's environment: the GO* and CGO_* variables of
+// environ, GOOS and GOARCH defaulting to the native tool's, GOROOT, PWD.
+func toolEnv(environ []string, goos, goarch, goroot, cwd string) map[string]string {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && (strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "CGO_")) {
+			env[k] = v
+		}
+	}
+	if env["GOOS"] == "" {
+		env["GOOS"] = goos
+	}
+	if env["GOARCH"] == "" {
+		env["GOARCH"] = goarch
+	}
+	env["GOROOT"] = goroot
+	env["PWD"] = cwd
+	return env
+}
+
+// collector gathers the paths an invocation names.
+type collector struct {
+	cwd, goroot string
+	dirs        map[string]bool // directories to grant
+	work        string          // go's work directory, when seen
+}
+
+// args scans arguments: each may be a path, FLAG=PATH, a -trimpath list
+// (FROM=>TO;...), a response file @PATH, or a file whose contents name
+// more (-importcfg, -embedcfg).
+func (c *collector) args(args []string, depth int) error {
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "@") && len(a) > 1:
+			if depth > 0 {
+				return fmt.Errorf("gotool: response file %s inside a response file", a[1:])
+			}
+			b, err := c.read(a[1:])
+			if err != nil {
+				return err
+			}
+			if err := c.args(responseArgs(b), depth+1); err != nil {
+				return err
+			}
+		case i > 0 && (args[i-1] == "-importcfg" || args[i-1] == "-embedcfg"):
+			b, err := c.read(a)
+			if err != nil {
+				return err
+			}
+			if args[i-1] == "-importcfg" {
+				c.importcfg(b)
+			} else {
+				c.embedcfg(b)
+			}
+		case i > 0 && args[i-1] == "-trimpath":
+			for _, rule := range strings.Split(a, ";") {
+				from, _, _ := strings.Cut(rule, "=>")
+				c.path(from)
+			}
+			continue
+		}
+		c.path(a)
+		if _, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "-") {
+			c.path(v)
+		}
+	}
+	return nil
+}
+
+// responseArgs splits a response file as cmd/internal/objabi does: one
+// argument a line.
+func responseArgs(b []byte) []string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSuffix(l, "\r"); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// importcfg takes the archives "packagefile PATH=FILE" names.
+func (c *collector) importcfg(b []byte) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, MaxFileBytes)
+	for sc.Scan() {
+		verb, rest, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		if verb == "packagefile" || verb == "packageshlib" {
+			if _, file, ok := strings.Cut(rest, "="); ok {
+				c.path(file)
+			}
+		}
+	}
+}
+
+// embedcfg takes the files of an embedcfg's "Files" object: every string
+// value of its JSON that is an absolute path.
+func (c *collector) embedcfg(b []byte) {
+	for _, f := range bytes.Split(b, []byte(`"`)) {
+		c.path(string(f))
+	}
+}
+
+// read reads a file the invocation names (bounded), and grants its
+// directory.
+func (c *collector) read(p string) ([]byte, error) {
+	p = c.abs(p)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("gotool: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("gotool: %s: %w", p, err)
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("gotool: %s is larger than %d bytes", p, MaxFileBytes)
+	}
+	c.path(p)
+	return b, nil
+}
+
+func (c *collector) abs(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(c.cwd, p)
+}
+
+// path grants what p names if it is an absolute path (or ./, ../) that
+// exists, or is to be written in go's work directory: a directory itself,
+// a file its directory.
+func (c *collector) path(p string) {
+	if p == "" || !(filepath.IsAbs(p) || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../")) {
+		return
+	}
+	p = c.abs(p)
+	if w := workDir(p); w != "" {
+		c.work = w
+		return
+	}
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return
+	case fi.IsDir():
+		c.dirs[p] = true
+	case cacheEntryRE.MatchString(filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)):
+		// An entry of the go build cache: the cache is one mount.
+		c.dirs[filepath.Dir(filepath.Dir(p))] = true
+	default:
+		c.dirs[filepath.Dir(p)] = true
+	}
+}
+
+// workDir is the go-buildNNN directory p lies in, or "".
+func workDir(p string) string {
+	for d := p; d != "/" && d != "."; d = filepath.Dir(d) {
+		if workRE.MatchString(filepath.Base(d)) {
+			return d
+		}
+	}
+	return ""
+}
+
+// mounts turns the directories seen into mounts: GOROOT and the build
+// cache whole, nested directories under the outermost, the work directory
+// read-write.
+func (c *collector) mounts() ([]Mount, string, error) {
+	roots := map[string]bool{}
+	for d := range c.dirs {
+		if within(d, c.goroot) {
+			d = c.goroot
+		}
+		roots[d] = true
+	}
+	if c.work != "" {
+		roots[c.work] = true
+	}
+	var dirs []string
+	for d := range roots {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	var out []Mount
+	for _, d := range dirs {
+		if n := len(out); n > 0 && within(d, out[n-1].Dir) {
+			continue
+		}
+		if within(c.work, d) && d != c.work {
+			return nil, "", fmt.Errorf("gotool: the work directory %s lies inside %s, which the tool would see read-only", c.work, d)
+		}
+		out = append(out, Mount{Dir: d, ReadOnly: d != c.work})
+	}
+	if len(out) > MaxMounts {
+		return nil, "", fmt.Errorf("gotool: the invocation names files in %d directories (at most %d)", len(out), MaxMounts)
+	}
+	return out, c.work, nil
+}
+
+// within reports whether p is dir or lies inside it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}

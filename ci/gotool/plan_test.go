@@ -1,0 +1,117 @@
+package gotool
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// fixture lays out what go build names: a GOROOT with its tool directory,
+// a build cache entry, a package directory and go's work directory.
+type fixture struct {
+	goroot, tool, cache, entry, pkg, work, b001 string
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	root := t.TempDir()
+	f := fixture{goroot: filepath.Join(root, "go"), cache: filepath.Join(root, "cache"), pkg: filepath.Join(root, "src", "hw"),
+		work: filepath.Join(root, "go-build123")}
+	f.tool = filepath.Join(f.goroot, "pkg", "tool", "linux_amd64", "compile")
+	f.entry = filepath.Join(f.cache, "ab", strings.Repeat("ab", 32)+"-d")
+	f.b001 = filepath.Join(f.work, "b001")
+	for _, d := range []string{filepath.Dir(f.tool), filepath.Join(f.goroot, "pkg", "include"), filepath.Dir(f.entry), f.pkg, f.b001} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, f.entry, "archive")
+	write(t, filepath.Join(f.pkg, "main.go"), "package main")
+	write(t, filepath.Join(f.b001, "importcfg"), "# import config\npackagefile fmt="+f.entry+"\n")
+	return f
+}
+
+func write(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPlanCompile: a compile invocation as go build passes it sees its
+// package directory and the build cache (from the importcfg) read-only,
+// $WORK read-write, and nothing else; its environment is go's GO*
+// variables with GOOS and GOARCH from the tool's directory.
+func TestPlanCompile(t *testing.T) {
+	f := newFixture(t)
+	argv := []string{f.tool, "-o", f.b001 + "/_pkg_.a", "-trimpath", f.b001 + "=>", "-p", "main",
+		"-importcfg", f.b001 + "/importcfg", "-pack", "./main.go"}
+	inv, err := Plan(argv, f.pkg, []string{"HOME=/root", "GOFLAGS=-mod=mod", "GOOS=", "CGO_ENABLED=0", "SSH_AUTH_SOCK=/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mount{{Dir: f.cache, ReadOnly: true}, {Dir: f.work}, {Dir: f.pkg, ReadOnly: true}}
+	if !reflect.DeepEqual(inv.Mounts, want) {
+		t.Errorf("mounts = %+v, want %+v", inv.Mounts, want)
+	}
+	wantEnv := map[string]string{"GOFLAGS": "-mod=mod", "GOOS": "linux", "GOARCH": "amd64", "CGO_ENABLED": "0", "GOROOT": f.goroot, "PWD": f.pkg}
+	if !reflect.DeepEqual(inv.Env, wantEnv) {
+		t.Errorf("env = %v, want %v", inv.Env, wantEnv)
+	}
+	if inv.Tool != "compile" || inv.GOROOT != f.goroot || inv.Work != f.work || !reflect.DeepEqual(inv.Args, argv[1:]) {
+		t.Errorf("invocation = %+v", inv)
+	}
+
+	// asm's -I names GOROOT's include directory: GOROOT is one mount.
+	asm := filepath.Join(filepath.Dir(f.tool), "asm")
+	inv, err = Plan([]string{asm, "-I", f.b001 + "/", "-I", filepath.Join(f.goroot, "pkg", "include"), "-o", f.b001 + "/x.o", "./main.go"},
+		f.pkg, []string{"GOOS=windows"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []Mount{{Dir: f.goroot, ReadOnly: true}, {Dir: f.work}, {Dir: f.pkg, ReadOnly: true}}
+	if !reflect.DeepEqual(inv.Mounts, want) || inv.Env["GOOS"] != "windows" {
+		t.Errorf("asm: mounts %+v, GOOS %q; want %+v, windows (go's GOOS kept)", inv.Mounts, inv.Env["GOOS"], want)
+	}
+
+	// A response file is read as arguments.
+	write(t, filepath.Join(f.b001, "args"), "-importcfg\n"+f.b001+"/importcfg\n")
+	inv, err = Plan([]string{f.tool, "@" + f.b001 + "/args"}, f.pkg, nil)
+	if err != nil || len(inv.Mounts) != 3 || inv.Mounts[0].Dir != f.cache {
+		t.Errorf("@args: %+v, %v; want the cache from the importcfg it names", inv, err)
+	}
+}
+
+func TestPlanRefusals(t *testing.T) {
+	f := newFixture(t)
+	if inv, err := Plan([]string{f.tool, "-V=full"}, f.pkg, nil); err != nil || len(inv.Mounts) != 0 || inv.Work != "" {
+		t.Errorf("-V=full: %+v, %v; want no mounts", inv, err)
+	}
+	if _, err := Plan([]string{filepath.Join(filepath.Dir(f.tool), "cgo"), "-V=full"}, f.pkg, nil); !errors.Is(err, ErrNative) {
+		t.Errorf("cgo: %v, want ErrNative", err)
+	}
+	write(t, filepath.Join(f.b001, "outer"), "@"+f.b001+"/inner\n")
+	big := filepath.Join(f.b001, "big")
+	if err := os.WriteFile(big, make([]byte, MaxFileBytes+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		argv []string
+		cwd  string
+		want string
+	}{
+		{nil, f.pkg, "no tool named"},
+		{[]string{"/usr/bin/compile"}, f.pkg, "is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH"},
+		{[]string{f.tool}, "rel", "not absolute"},
+		{[]string{f.tool, "@" + f.b001 + "/outer"}, f.pkg, "response file " + f.b001 + "/inner inside a response file"},
+		{[]string{f.tool, "-importcfg", big}, f.pkg, "is larger than"},
+		{[]string{f.tool, "-importcfg", f.b001 + "/missing"}, f.pkg, "no such file"},
+	} {
+		if _, err := Plan(tt.argv, tt.cwd, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Plan(%q) = %v, want %q", tt.argv, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,3 @@
+module example.com/toolexec
+
+go 1.24

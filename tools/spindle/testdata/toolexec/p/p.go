@@ -1,0 +1,2 @@
+// Package p adds, in assembly on amd64.
+package p

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/ci/gotest"
+	"github.com/spindle-hq/spindle/ci/gotool"
+	"github.com/spindle-hq/spindle/target"
+)
+
+const toolexecUsage = `usage: spindle toolexec [flags] TOOL [ARGS...]
+       go build -toolexec '/abs/path/bin/spindle toolexec [flags]' ./...
+
+Runs the Go toolchain's compile, asm and link, as go build -toolexec
+invokes them, as wasm commands in the sandbox of a context of the tree:
+the same tools built for wasip1 from this Go's GOROOT (make gotools puts
+them in bin/gotools/, beside bin/spindle). Each invocation sees only the
+directories its arguments name, at their own paths: GOROOT, the build
+cache and the module cache read-only, a package's directory read-only,
+and the build's work directory ($WORK) read-write, where it writes its
+output; nothing else of the machine. Their outputs are the native tools'
+byte for byte. Any other tool go runs (cgo, vet, buildid, pack, cover) runs
+natively, as without -toolexec. The go command stays the planner: its
+build cache decides what runs.
+
+The first run of a build starts a server (spindle toolexec --serve, in a
+session of its own) that keeps one master, a context per target and the
+compiled tools resident: each later run is a fresh instance of a tool
+compiled once, not a reload. It serves only its own user, through a
+socket under $TMPDIR/spindle-toolexec-UID/, and exits after --idle with no
+run; a rebuilt spindle, other --tools or other targets get their own.
+
+The targets must be contexts of this machine (local:NAME, sudo://USER and
+chains of them): the tool's files are granted as mounts, not shipped. The
+wasm sandbox and its mounts are the boundary: the contexts run without the
+OS layers of spindle exec's (Landlock would confine them to their cache and
+work root, where the tool's files are not).
+
+flags:
+  -t, --target T     where to run; repeatable: concurrent tool runs (go
+                     build -p) spread over the targets (default "local")
+  --tools DIR        the wasip1 tools: DIR/compile.wasm, asm.wasm, link.wasm
+                     and DIR/VERSION, the Go version they were built with
+                     (default $SPINDLE_GOTOOLS, else gotools/ beside this
+                     binary)
+  --memory SIZE      each run's memory (default 2GiB, at most 4GiB)
+  --timeout D        each run's time limit (default 10m)
+  --idle D           how long the server waits for another run before it
+                     exits (default 30s)
+  --no-server        run the tool from this process, starting its context
+                     and loading the tool again (slow; for debugging)
+  -v, --verbose      say on stderr each run's tool, target and time
+` + connUsage + `
+exit status: the tool's; 2 bad usage, missing or mismatched tools (said on
+stderr); 3 a target could not be reached or was lost; 1 when the tool
+trapped or passed a limit (said on stderr); 130 interrupted.
+`
+
+// toolsEnv names the directory of the wasip1 tools.
+const toolsEnv = "SPINDLE_GOTOOLS"
+
+// The defaults of spindle toolexec's limits.
+const (
+	toolDefaultMemory  = 2 << 30
+	toolDefaultTimeout = 10 * time.Minute
+	toolMaxMemory      = 4 << 30
+)
+
+type toolexecOpts struct {
+	targets  []string
+	tools    string
+	memory   int64
+	timeout  time.Duration
+	idle     time.Duration
+	noServer bool
+	serve    bool
+	conn     connFlags
+	argv     []string
+}
+
+func parseToolexecArgs(args []string) (*toolexecOpts, error) {
+	o := &toolexecOpts{memory: toolDefaultMemory, timeout: toolDefaultTimeout, idle: toolDefaultIdle}
+	fs := flag.NewFlagSet("toolexec", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for _, n := range []string{"t", "target"} {
+		fs.Func(n, "", func(v string) error { o.targets = append(o.targets, v); return nil })
+	}
+	fs.StringVar(&o.tools, "tools", "", "")
+	fs.Func("memory", "", func(v string) (err error) { o.memory, err = parseSize("--memory", v, toolMaxMemory); return err })
+	fs.Func("timeout", "", func(v string) (err error) { o.timeout, err = parseTimeout(v); return err })
+	fs.DurationVar(&o.idle, "idle", o.idle, "")
+	fs.BoolVar(&o.noServer, "no-server", false, "")
+	fs.BoolVar(&o.serve, "serve", false, "")
+	o.conn.register(fs)
+	// The tool's own flags follow its path: parsing stops there.
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	o.argv = fs.Args()
+	if o.idle <= 0 {
+		return nil, fmt.Errorf("--idle %v: must be positive", o.idle)
+	}
+	if len(o.argv) == 0 && !o.serve {
+		return nil, errors.New("no tool named (go build -toolexec passes the tool's path and its arguments)")
+	}
+	if len(o.targets) == 0 {
+		o.targets = []string{"local"}
+	}
+	if o.timeout == 0 {
+		o.timeout = toolDefaultTimeout
+	}
+	return o, nil
+}
+
+func cmdToolexec(args []string, stdout, stderr io.Writer) int {
+	o, err := parseToolexecArgs(args)
+	if isHelp(err) {
+		fmt.Fprint(stdout, toolexecUsage)
+		return 0
+	}
+	if err != nil {
+		return usageError(stderr, "toolexec", err)
+	}
+	if o.serve {
+		return serveTools(o, stderr)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle toolexec: %v\n", err)
+		return exitUsage
+	}
+	inv, err := gotool.Plan(o.argv, cwd, os.Environ())
+	if errors.Is(err, gotool.ErrNative) {
+		return execNative(o.argv, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "spindle toolexec: %v\n", strings.TrimPrefix(err.Error(), "gotool: "))
+		return exitUsage
+	}
+	ctx, stop := interruptContext(stderr, "spindle toolexec")
+	defer stop()
+	return runTool(ctx, o, inv, stdout, stderr)
+}
+
+// execNative replaces this process with the native tool: what go would
+// have run without -toolexec.
+func execNative(argv []string, stderr io.Writer) int {
+	err := syscall.Exec(argv[0], argv, os.Environ())
+	fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", argv[0], err)
+	return exitUsage
+}
+
+// toolsDir is where the wasip1 tools are: --tools, $SPINDLE_GOTOOLS, or
+// gotools/ beside this binary.
+func toolsDir(flagDir string) string {
+	if flagDir != "" {
+		return flagDir
+	}
+	if d := os.Getenv(toolsEnv); d != "" {
+		return d
+	}
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			return filepath.Join(filepath.Dir(exe), "gotools")
+		}
+	}
+	return "gotools"
+}
+
+// loadTool reads the wasip1 build of inv's tool, after checking that it
+// was built with the Go of inv's GOROOT.
+func loadTool(dir string, inv *gotool.Invocation) ([]byte, error) {
+	want, err := goVersion(filepath.Join(inv.GOROOT, "VERSION"))
+	if err != nil {
+		return nil, fmt.Errorf("the Go version of %s: %w", inv.GOROOT, err)
+	}
+	got, err := goVersion(filepath.Join(dir, "VERSION"))
+	if err != nil {
+		return nil, fmt.Errorf("no wasip1 tools in %s (%w): build them with make gotools, or name them with --tools", dir, err)
+	}
+	if got != want {
+		return nil, fmt.Errorf("the wasip1 tools in %s were built with %s, the go command's GOROOT %s is %s: rebuild them with make gotools", dir, got, inv.GOROOT, want)
+	}
+	wasm, err := os.ReadFile(filepath.Join(dir, inv.Tool+".wasm"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: build the tools with make gotools", err)
+	}
+	return wasm, nil
+}
+
+// goVersion is the first line of a Go VERSION file (go1.26.8).
+func goVersion(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, 4096))
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "go") {
+		return "", fmt.Errorf("%s does not start with a Go version", path)
+	}
+	return strings.TrimSpace(sc.Text()), nil
+}
+
+// sameMachine refuses a target that would run the tool on another
+// machine, where the granted directories are not the files go named.
+func sameMachine(t target.Target) error {
+	for _, h := range t {
+		if h.Method != "local" && h.Method != "sudo" {
+			return fmt.Errorf("target %s: its %s hop leaves this machine, and spindle toolexec grants this machine's files (local and sudo hops only)", t, h.Method)
+		}
+	}
+	return nil
+}
+
+func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdout, stderr io.Writer) int {
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", inv.Tool, err)
+		return code
+	}
+	var chains []target.Target
+	for _, s := range o.targets {
+		t, err := target.Parse(s)
+		if err != nil {
+			return fail(exitUsage, err)
+		}
+		if err := sameMachine(t); err != nil {
+			return fail(exitUsage, err)
+		}
+		chains = append(chains, t)
+	}
+	dir := toolsDir(o.tools)
+	wasm, err := loadTool(dir, inv)
+	if err != nil {
+		return fail(exitUsage, err)
+	}
+	if !o.noServer {
+		return runToolViaServer(ctx, o, dir, inv, stdout, stderr)
+	}
+	cn := &conn{flags: &o.conn}
+	shown := slog.LevelWarn
+	if o.conn.verbosity >= 2 {
+		shown = slog.LevelDebug
+	}
+	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(stderr, shown), LogLevel: shown})
+	if err != nil {
+		return fail(exitCIInfra, err)
+	}
+	defer m.Close()
+	hash, err := m.AddModule(wasm)
+	if err != nil {
+		return fail(exitUsage, err)
+	}
+	names := make([]string, len(o.targets))
+	copy(names, o.targets)
+	slots := ""
+	if dir := m.CacheDir(); dir != "" {
+		slots = filepath.Join(dir, "toolexec-slots")
+	}
+	first, release := gotest.PickSlot(slots, names, inv.Work+"\x00"+strings.Join(inv.Args, "\x00"))
+	defer release()
+	fl := spindle.NewFleet(m)
+	cn.apply(fl)
+	t := spindle.Task{
+		Module: hash,
+		// A command's Task is its argv[0]: the tool's name, as go reads
+		// "compile version ..." from compile -V=full.
+		Task:    inv.Tool,
+		Args:    inv.Args,
+		Env:     inv.Env,
+		DevNull: true,
+		Stdout:  stdout,
+		Stderr:  stderr,
+		Limits:  spindle.Limits{Timeout: o.timeout, MemoryPages: uint32(o.memory >> 16)},
+	}
+	for _, mt := range inv.Mounts {
+		t.Mounts = append(t.Mounts, spindle.Mount{Host: mt.Dir, Guest: mt.Dir, ReadOnly: mt.ReadOnly})
+	}
+	began := time.Now()
+	c, err := fl.Start(ctx, chains[first])
+	if err != nil {
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		return fail(exitCIInfra, err)
+	}
+	res, err := c.Run(ctx, t)
+	var te *spindle.TaskError
+	switch {
+	case ctx.Err() != nil:
+		return exitInterrupted
+	case errors.As(err, &te):
+		return fail(1, fmt.Errorf("stopped on %s: %s: %s", o.targets[first], te.Kind, te.Message))
+	case err != nil:
+		return fail(exitCIInfra, err)
+	}
+	if o.conn.verbosity > 0 {
+		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s in %s, exit %d\n", inv.Tool, o.targets[first], round(time.Since(began)), res.ExitCode)
+	}
+	return res.ExitCode
+}
+
+// runToolViaServer runs inv on the toolexec server (toolexecd.go).
+func runToolViaServer(ctx context.Context, o *toolexecOpts, dir string, inv *gotool.Invocation, stdout, stderr io.Writer) int {
+	began := time.Now()
+	req := &toolRequest{Tool: inv.Tool, Args: inv.Args, Env: inv.Env, Mounts: inv.Mounts,
+		Key: inv.Work + "\x00" + strings.Join(inv.Args, "\x00"), Memory: o.memory, Timeout: o.timeout}
+	rep, err := runViaServer(ctx, o, dir, req, stdout, stderr)
+	switch {
+	case ctx.Err() != nil:
+		return exitInterrupted
+	case err != nil:
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", inv.Tool, err)
+		return exitCIInfra
+	case rep.Class == "task":
+		fmt.Fprintf(stderr, "spindle toolexec: %s: stopped on %s: %s: %s\n", inv.Tool, rep.Target, rep.Kind, rep.Error)
+	case rep.Error != "":
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %s\n", inv.Tool, rep.Error)
+	}
+	if o.conn.verbosity > 0 {
+		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s in %s (%s in the server), exit %d\n",
+			inv.Tool, rep.Target, round(time.Since(began)), round(time.Duration(rep.Elapsed)), rep.Exit)
+	}
+	return rep.Exit
+}

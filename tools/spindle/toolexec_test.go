@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spindle-hq/spindle/internal/testutil"
+)
+
+// goTools puts the wasip1 tools (testutil.BuildGoTool) in a directory with
+// the VERSION file make gotools writes, and returns it.
+func goTools(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"compile", "asm", "link"} {
+		if err := os.Symlink(testutil.BuildGoTool(t, name), filepath.Join(dir, name+".wasm")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte(runtime.Version()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// goBuild runs go build in testdata/toolexec with its own build cache,
+// writing the binary to out, and returns go's combined output.
+func goBuild(t *testing.T, cache, out string, flags ...string) string {
+	t.Helper()
+	args := append([]string{"build"}, flags...)
+	cmd := exec.Command("go", append(args, "-o", out, ".")...)
+	cmd.Dir = "testdata/toolexec"
+	cmd.Env = append(os.Environ(), "GOCACHE="+cache, "GOFLAGS=", "GOWORK=off", "GOOS=", "GOARCH=", cliEnv+"=1")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, b)
+	}
+	return string(b)
+}
+
+// TestToolexecBuild: go build -toolexec 'spindle toolexec' compiles a
+// main package and a package with assembly with the wasip1 compile and
+// asm, in a local context, and links them with the wasip1 link: the
+// binary is the native build's, byte for byte, and runs. The standard
+// library comes from the build cache of a native build of another
+// program, so that only this module's packages run through spindle
+// (about ten tool runs, -V=full queries included).
+func TestToolexecBuild(t *testing.T) {
+	testutil.VerifyNone(t)
+	tools := goTools(t)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg")) // the compiled tools, kept between runs
+	dir := t.TempDir()
+	native := filepath.Join(dir, "native")
+	goBuild(t, filepath.Join(dir, "cache-native"), native)
+
+	// The other cache holds the standard library, natively built, and
+	// nothing of this module.
+	cache := filepath.Join(dir, "cache-wasm")
+	seed := exec.Command("go", "build", "-o", os.DevNull, "fmt")
+	seed.Env = append(os.Environ(), "GOCACHE="+cache, "GOFLAGS=", "GOWORK=off")
+	if b, err := seed.CombinedOutput(); err != nil {
+		t.Fatalf("go build fmt: %v\n%s", err, b)
+	}
+	// The spindle that go runs is a plain build (testutil.BuildBroker), not
+	// this test binary: under the race detector wazero would take many
+	// minutes to compile cmd/compile's 49 MB.
+	spindleBin := testutil.BuildBroker(t)
+	wasm := filepath.Join(dir, "wasm")
+	targets := []string{"local:tx-a", "local:tx-b"}
+	paths, err := serverPaths(spindleBin, tools, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" -t "+targets[0]+" -t "+targets[1])
+	for _, tool := range []string{"compile", "asm", "link"} {
+		if !strings.Contains(out, "spindle toolexec: "+tool+" ran on local:tx-") {
+			t.Errorf("go build -toolexec ran no %s through spindle:\n%s", tool, out)
+		}
+	}
+	// One server ran them all, and exits once idle: nothing is left.
+	log, err := os.ReadFile(paths.log)
+	if err != nil || strings.Count(string(log), "msg=serving") != 1 {
+		t.Errorf("the server's log %s (%v), want one start:\n%s", paths.log, err, log)
+	}
+	waitServerGone(t, paths)
+	if runtime.GOARCH != "amd64" {
+		t.Logf("on %s p has no assembly", runtime.GOARCH)
+	}
+	a, err := os.ReadFile(native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Errorf("the binary built with the wasip1 tools (%d bytes) differs from the native build's (%d bytes)", len(b), len(a))
+	}
+	if got, err := exec.Command(wasm).Output(); err != nil || string(got) != "2+3 = 5\n" {
+		t.Errorf("the binary printed %q (%v), want 2+3 = 5", got, err)
+	}
+}
+
+// TestToolexecErrors: what spindle toolexec refuses, each with exit 2 and
+// the reason; a tool it does not run as wasm runs natively.
+func TestToolexecErrors(t *testing.T) {
+	goroot := runtime.GOROOT()
+	compile := filepath.Join(goroot, "pkg", "tool", runtime.GOOS+"_"+runtime.GOARCH, "compile")
+	empty := t.TempDir()
+	stale := t.TempDir()
+	if err := os.WriteFile(filepath.Join(stale, "VERSION"), []byte("go1.2.3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no tool", []string{"toolexec"}, "no tool named"},
+		{"no tools built", []string{"toolexec", "--tools", empty, compile, "-V=full"}, "build them with make gotools"},
+		{"tools of another Go", []string{"toolexec", "--tools", stale, compile, "-V=full"}, "were built with go1.2.3"},
+		{"not a GOROOT tool", []string{"toolexec", "/usr/bin/compile", "-V=full"}, "is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH"},
+		{"another machine", []string{"toolexec", "-t", "ssh://example.com", compile, "-V=full"}, "its ssh hop leaves this machine"},
+		{"bad flag", []string{"toolexec", "--memory", "9GiB", compile}, "--memory"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errs := runCmd(t, tt.args...)
+			if code != exitUsage || !strings.Contains(errs, tt.want) {
+				t.Errorf("spindle %q = %d, %q; want %d and %q", tt.args, code, errs, exitUsage, tt.want)
+			}
+		})
+	}
+
+	// A tool it does not run as wasm: this process becomes it.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "toolexec", "/bin/echo", "native", "-V=full")
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	if out, err := cmd.Output(); err != nil || string(out) != "native -V=full\n" {
+		t.Errorf("spindle toolexec /bin/echo = %q (%v), want echo's output", out, err)
+	}
+}
+
+// waitServerGone waits for the toolexec server of paths to exit (its pid
+// file and socket removed, its process gone), or fails t after 30 s.
+func waitServerGone(t *testing.T, paths toolServerPaths) {
+	t.Helper()
+	b, _ := os.ReadFile(paths.pid)
+	pid := strings.TrimSpace(string(b))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, errPid := os.Stat(paths.pid)
+		_, errSock := os.Stat(paths.sock)
+		_, errProc := os.Stat("/proc/" + pid)
+		if os.IsNotExist(errPid) && os.IsNotExist(errSock) && (pid == "" || os.IsNotExist(errProc)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the toolexec server (pid %q) is still there 30 s after the build", pid)
+		}
+	}
+}
