@@ -68,7 +68,9 @@ func (r *registry) names() []string {
 // msgpack. An input that does not fit In fails the call, kind "guest",
 // naming the first field that does not fit, by its msgpack name, with what
 // In wants there and what the input has (`input field "items[2].size":
-// want integer, got string "big"`). An error fn returns reaches the caller as an error of kind
+// want integer, got string "big"`); an array where In is a struct is
+// refused so too ("input: want map, got array of 1"), though msgpack
+// would fill the struct's fields from it by position. An error fn returns reaches the caller as an error of kind
 // "guest" with err.Error() as its message; so does a panic, as
 // "panic: <value>", with the stack logged at error level.
 //

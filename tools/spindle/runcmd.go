@@ -59,11 +59,11 @@ flags:
                       inline JSON text, except "-" (read this process's
                       stdin) and @FILE (read the file FILE); JSON never
                       starts with @, and no other argument is read as a
-                      path. The SDK's typed tasks take a JSON object; any
-                      other value (an array, a string) is refused as
-                      "input: want map, got array of 1", the words of
-                      every type error ('input field "name": want string,
-                      got integer 3')
+                      path. A guest-SDK task whose input is a struct
+                      takes a JSON object: an array or a string is
+                      refused as "input: want map, got array of 1", the
+                      words of every type error ('input field "name":
+                      want string, got integer 3')
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
   -v, --verbose       show the tree's log records (task logs included) on stderr;
                       -vv also each transport's command line (ssh, sudo, ...)
