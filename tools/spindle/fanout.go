@@ -114,6 +114,10 @@ func fanOut(o *inspectOpts, cmd, battery string, stdout, stderr io.Writer, heade
 		fmt.Fprintf(stderr, "spindle %s: %v\n", cmd, err)
 		return exitUsage
 	}
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle %s: %s\n", cmd, note)
+	}
 	if len(targets) == 0 {
 		fmt.Fprintf(stderr, "spindle %s: no targets matched; nothing to do\n", cmd)
 		return 0

@@ -195,6 +195,10 @@ func cmdSh(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle sh: %v\n", err)
 		return exitUsage
 	}
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle sh: %s\n", note)
+	}
 	if len(targets) == 0 {
 		fmt.Fprintln(stderr, "spindle sh: no targets matched; nothing to do")
 		return 0
