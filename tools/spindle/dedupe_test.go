@@ -21,12 +21,14 @@ func TestRunDedupesSpellings(t *testing.T) {
 	}
 	testutil.VerifyNone(t)
 	s := sshCLI(t)
-	hello, _, _ := cliModules(t)
+	// A C guest: it compiles in a moment on each side, under the race
+	// detector too (a Go guest's first compile there takes a minute).
+	hello := testutil.BuildC(t, "examples/wasm/c-hello")
 	alias := "ssh://" + testutil.SSHHost
 	root := "ssh://root@" + testutil.SSHHost
 	addr := "ssh://root@127.0.0.1:" + strconv.Itoa(s.Port)
 	code, out, errs := cli(t, "run", "--json", "--ssh-config", s.SSHConfig,
-		"-t", alias, "-t", root, "-t", alias+"/sudo://root", "-t", addr, hello, "hello", "--input", `{"name": "once"}`)
+		"-t", alias, "-t", root, "-t", alias+"/sudo://root", "-t", addr, hello, "hello", "--input-raw", "once")
 	if code != 0 {
 		t.Fatalf("spindle run = %d\n%s\n%s", code, out, errs)
 	}
