@@ -73,24 +73,36 @@ type childProc struct {
 	secretPrompt string
 	secretMu     sync.Mutex
 	secret       string // guarded by secretMu: written once when secretPrompt appears on stderr, until disarmed
-	errR         *os.File
+	answered     bool   // guarded by secretMu: the secret was written, and the transport has not answered since
+	// secretRefused is set when the prompt came again after the secret was
+	// written: sudo said "Sorry, try again" and asks anew (passwd_tries). The
+	// start fails at once, as an authentication failure, instead of waiting
+	// out the connect timeout at a prompt no one answers.
+	secretRefused atomic.Bool
+	errR          *os.File
 }
 
 // disarmSecret forgets the secret: once the transport has answered, nothing
-// the child prints may make us write it into the stream.
+// the child prints may make us write it into the stream, nor count as a
+// refusal.
 func (c *childProc) disarmSecret() {
 	c.secretMu.Lock()
-	c.secret = ""
+	c.secret, c.answered = "", false
 	c.secretMu.Unlock()
 }
 
-// takeSecret returns the secret once.
-func (c *childProc) takeSecret() string {
+// takeSecret returns the secret once; a second prompt (the secret was
+// written and the transport asks again) returns again=true.
+func (c *childProc) takeSecret() (s string, again bool) {
 	c.secretMu.Lock()
 	defer c.secretMu.Unlock()
-	s := c.secret
+	if c.answered {
+		return "", true
+	}
+	s = c.secret
 	c.secret = ""
-	return s
+	c.answered = s != ""
+	return s, false
 }
 
 // drainOutput waits (briefly) until the child's output has been read, so
@@ -390,6 +402,9 @@ func (n *node) whyFailed(ctx context.Context, c *childProc, spec childSpec, phas
 		}
 		return label + " did not answer " + within
 	}
+	if c.secretRefused.Load() {
+		return ClassAuth, "sudo: incorrect password (sudo asked for it again)"
+	}
 	connectTO := "within the connect timeout (" + c.connectTO.String() + ")"
 	if !c.transportUp { // what failed may be ssh or sudo itself
 		if class, line, ok := classify(lines); ok {
@@ -547,7 +562,11 @@ func (n *node) readChildOutput(c *childProc, r *os.File) {
 		// it appears, once, and keep it out of the logs.
 		if c.secretPrompt != "" && bytes.HasSuffix(buf, []byte(c.secretPrompt)) {
 			buf = buf[:len(buf)-len(c.secretPrompt)]
-			if secret := c.takeSecret(); secret != "" {
+			switch secret, again := c.takeSecret(); {
+			case again:
+				c.secretRefused.Store(true)
+				c.kill()
+			case secret != "":
 				_, _ = io.WriteString(c.stdin, secret+"\n")
 			}
 		}

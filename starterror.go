@@ -309,7 +309,9 @@ func lastMeaningful(lines []string) string {
 var platformDetail = regexp.MustCompile(`no broker binary for ([a-z0-9]+)/([a-z0-9]+)`)
 
 // hintFor is the obvious fix for a failure of class with detail, starting
-// the child req asks for (nil when unknown), or "".
+// the child req asks for (nil when unknown), or "". The spindle command
+// rewrites its phrases that name hop options and the Go API into the flags
+// an operator types (tools/spindle/hint.go): change them together.
 func hintFor(class StartClass, detail string, req *wire.StartChild) string {
 	method := ""
 	if req != nil {

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -180,6 +181,8 @@ func (w *walker) walkStruct(v any, t reflect.Type, depth int) bool {
 	if !ok {
 		// msgpack decodes an array of as many values as the struct has
 		// fields into it, field by field; any other array is refused.
+		// (A task's input as a whole is refused as an array before it is
+		// decoded: see takesMapOnly.)
 		if arr, isArray := v.([]any); isArray && (len(arr) == 0 || len(arr) == countFields(fields)) {
 			return true
 		}
@@ -335,4 +338,43 @@ func isIdent(s string) bool {
 		}
 	}
 	return true
+}
+
+// takesMapOnly reports whether a task's In is a struct (or a pointer to
+// one) that decodes its fields from a map only: msgpack would also fill it
+// from an array, by position, which is never what a caller who wrote JSON
+// meant. A struct that asks for arrays (a field _msgpack tagged
+// ",as_array") or decodes itself is left to msgpack.
+func takesMapOnly(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		if ownDecoder(t) {
+			return false
+		}
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || ownDecoder(t) {
+		return false
+	}
+	if f, ok := t.FieldByName("_msgpack"); ok {
+		_, opts, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		if hasOpt(opts, "as_array") || hasOpt(opts, "asArray") {
+			return false
+		}
+	}
+	return true
+}
+
+// isArrayCode reports whether c starts a msgpack array (fixarray, array
+// 16, array 32).
+func isArrayCode(c byte) bool { return c&0xf0 == 0x90 || c == 0xdc || c == 0xdd }
+
+// notAMap is the error for an input that is an array where a map was
+// wanted, in the words of every other type error.
+func notAMap(input []byte) *inputError {
+	var v any
+	got := "array"
+	if msgpack.Unmarshal(input, &v) == nil {
+		got = describeValue(v)
+	}
+	return &inputError{want: "map", got: got, err: errors.New("an array for a struct")}
 }

@@ -132,6 +132,18 @@ func TestServe(t *testing.T) {
 			status: 1, wantErr: true, errMsg: "guest: task hello: input: want map, got array of 3",
 		},
 		{
+			// as many values as helloIn has fields: msgpack alone would
+			// take "world" as the name
+			name: "array as long as the struct", task: "hello", fn: typed(hello),
+			f:      &fakeABI{task: "hello", input: mustMarshal(t, []string{"world"})},
+			status: 1, wantErr: true, errMsg: "guest: task hello: input: want map, got array of 1",
+		},
+		{
+			name: "empty array", task: "hello", fn: typed(hello),
+			f:      &fakeABI{task: "hello", input: mustMarshal(t, []int{})},
+			status: 1, wantErr: true, errMsg: "guest: task hello: input: want map, got array of 0",
+		},
+		{
 			name: "input field of the wrong type", task: "hello", fn: typed(hello),
 			f:      &fakeABI{task: "hello", input: mustMarshal(t, map[string]any{"name": 3})},
 			status: 1, wantErr: true, errMsg: `guest: task hello: input field "name": want string, got integer 3`,

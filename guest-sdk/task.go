@@ -68,7 +68,9 @@ func (r *registry) names() []string {
 // msgpack. An input that does not fit In fails the call, kind "guest",
 // naming the first field that does not fit, by its msgpack name, with what
 // In wants there and what the input has (`input field "items[2].size":
-// want integer, got string "big"`). An error fn returns reaches the caller as an error of kind
+// want integer, got string "big"`); an array where In is a struct is
+// refused so too ("input: want map, got array of 1"), though msgpack
+// would fill the struct's fields from it by position. An error fn returns reaches the caller as an error of kind
 // "guest" with err.Error() as its message; so does a panic, as
 // "panic: <value>", with the stack logged at error level.
 //
@@ -158,9 +160,15 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		}
 		return buf.Bytes(), nil
 	}
+	structIn := takesMapOnly(reflect.TypeFor[In]())
 	return func(ctx Ctx, input []byte) ([]byte, error) {
 		var in In
 		if len(input) > 0 {
+			if structIn && isArrayCode(input[0]) {
+				// msgpack would fill the struct's fields from the array by
+				// position: ["a"] would read as {"path": "a"}.
+				return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), notAMap(input))
+			}
 			if err := decode(input, &in); err != nil {
 				if ie := describeInput(input, reflect.TypeFor[In](), err); ie != nil {
 					return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), ie)

@@ -18,6 +18,22 @@ type ModuleInfo struct {
 	// Dispatch reports an export spindle_call: the reactor takes task
 	// names it does not export.
 	Dispatch bool
+	// Memory reports an exported memory named "memory", which every
+	// module must define and export (docs/abi.md); ImportsMemory a memory
+	// among its imports, which none may have.
+	Memory, ImportsMemory bool
+}
+
+// CheckMemory returns the error Compile would give a module for its
+// memory: none exported as "memory", or one imported.
+func (i ModuleInfo) CheckMemory() error {
+	switch {
+	case i.ImportsMemory:
+		return fmt.Errorf("it imports a memory; a module must define and export its own as %q", exportMemory)
+	case !i.Memory:
+		return fmt.Errorf("it does not export its memory as %q (docs/abi.md; a Go guest built with GOOS=wasip1 GOARCH=wasm does)", exportMemory)
+	}
+	return nil
 }
 
 // Tasks returns the exports a reactor's caller may name as a task (the
@@ -50,6 +66,9 @@ func Describe(wasm []byte) (ModuleInfo, error) {
 		return info, fmt.Errorf("a malformed wasm module: its section sizes pass its end")
 	}
 	for _, s := range sections {
+		if s.id == sectionImport {
+			info.ImportsMemory = importsMemory(s.body)
+		}
 		if s.id != sectionExport {
 			continue
 		}
@@ -62,8 +81,11 @@ func Describe(wasm []byte) (ModuleInfo, error) {
 			name := r.name()
 			kind := r.byte()
 			r.u32()
-			if kind == 0 { // a function
+			switch kind {
+			case 0: // a function
 				info.Exports = append(info.Exports, name)
+			case 2: // a memory
+				info.Memory = info.Memory || name == exportMemory
 			}
 		}
 		if r.bad {
@@ -76,6 +98,44 @@ func Describe(wasm []byte) (ModuleInfo, error) {
 	}
 	_, info.Dispatch = slices.BinarySearch(info.Exports, exportDispatch)
 	return info, nil
+}
+
+// importsMemory reports whether an import section lists a memory. A
+// section it cannot read is taken as none: Compile says what is wrong.
+func importsMemory(body []byte) bool {
+	r := &reader{b: body}
+	limits := func() {
+		if r.byte()&1 != 0 {
+			r.leb(10)
+		}
+		r.leb(10)
+	}
+	n := r.u32()
+	for range n {
+		r.name()
+		r.name()
+		switch r.byte() {
+		case 0: // a function: its type
+			r.u32()
+		case 1: // a table
+			r.valType()
+			limits()
+		case 2:
+			return !r.bad
+		case 3: // a global
+			r.valType()
+			r.byte()
+		case 4: // a tag
+			r.byte()
+			r.u32()
+		default:
+			return false
+		}
+		if r.bad {
+			return false
+		}
+	}
+	return false
 }
 
 // looksLike names what a file that is not wasm seems to be, by its first

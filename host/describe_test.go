@@ -24,6 +24,15 @@ func TestDescribe(t *testing.T) {
 	if err != nil || hello.Kind != host.Reactor || !hello.Dispatch || !slices.Contains(hello.Exports, "_initialize") {
 		t.Errorf("hello: %+v, %v; want a reactor with spindle_call and _initialize", hello, err)
 	}
+	if !hello.Memory || hello.ImportsMemory || hello.CheckMemory() != nil {
+		t.Errorf("hello: Memory %v, ImportsMemory %v, CheckMemory %v; want its own memory, exported", hello.Memory, hello.ImportsMemory, hello.CheckMemory())
+	}
+	// An import section with a function, then a memory: env.memory.
+	imported, err := host.Describe([]byte("\x00asm\x01\x00\x00\x00" +
+		"\x02\x15\x02\x01m\x01f\x00\x00\x03env\x06memory\x02\x00\x01"))
+	if err != nil || !imported.ImportsMemory || imported.Memory || imported.CheckMemory() == nil {
+		t.Errorf("a module importing its memory: %+v, %v; want ImportsMemory and an error from CheckMemory", imported, err)
+	}
 	if slices.Contains(hello.Tasks(), "spindle_call") || slices.Contains(hello.Tasks(), "_initialize") {
 		t.Errorf("hello's tasks hold the ABI's own exports: %q", hello.Tasks())
 	}

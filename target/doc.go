@@ -46,7 +46,9 @@
 //
 // Passwords never appear in a target: password= and user:password@ are
 // rejected with ErrPassword (and the error does not repeat them). A sudo
-// password is given through the Go API.
+// password is asked for on the terminal by spindle run -K (and spindle sh
+// -K), or given through the Go API (spindle.ChildOptions.Password,
+// spindle.Fleet.SudoPassword).
 //
 // # Where a hop starts
 //

@@ -10,9 +10,9 @@ var (
 
 	// ErrPassword is returned, together with ErrInvalid, for a target string
 	// that carries a password (password=, or user:password@). Passwords are
-	// given through the Go API only, never in a target string, so that they
-	// stay out of shell history, process listings, inventory files and
-	// logs. The error text never contains the password.
+	// given with -K on the command line or through the Go API, never in a
+	// target string, so that they stay out of shell history, process
+	// listings, inventory files and logs. The error text never contains the password.
 	ErrPassword = errors.New("target: password in target string")
 
 	// ErrInventory is returned by ParseInventory and LoadInventory for a

@@ -227,7 +227,7 @@ func parseHop(text string) (Hop, *parseError) {
 		user, hasUser = body, true
 	}
 	if hasUser && strings.Contains(user, ":") {
-		return Hop{}, &parseError{msg: "user:password is not accepted: a password is given through the Go API, never in a target", password: true}
+		return Hop{}, &parseError{msg: "user:password is not accepted: a password is given with -K (spindle run -K) or through the Go API, never in a target", password: true}
 	}
 
 	var err *parseError
@@ -281,7 +281,7 @@ func parseQuery(q string) ([]param, *parseError) {
 	for _, f := range strings.Split(q, "&") {
 		k, v, ok := strings.Cut(f, "=")
 		if k == "password" || strings.HasPrefix(k, "password%") {
-			return nil, &parseError{msg: "password= is not accepted: a password is given through the Go API, never in a target", password: true}
+			return nil, &parseError{msg: "password= is not accepted: a password is given with -K (spindle run -K) or through the Go API, never in a target", password: true}
 		}
 		if f == "" {
 			return nil, &parseError{msg: fmt.Sprintf("empty option in %q", "?"+q)}

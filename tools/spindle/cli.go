@@ -34,12 +34,41 @@ var usages = map[string]string{
 	"completion": completionUsage,
 }
 
+// helpUsage is spindle help's usage; usageOf fills in the commands.
 const helpUsage = `usage: spindle help [COMMAND]
 
-Prints the usage of COMMAND (run, sh, facts, stat, copy, ci, ci bench, exec, toolexec,
-tree, bench, version), or
-the list of commands.
+Prints the usage of COMMAND, or the list of commands. COMMAND is one of:
+%s.
 `
+
+// usageOf is the usage text of the command name, as spindle help prints it.
+func usageOf(name string) (string, bool) {
+	u, ok := usages[name]
+	if name == "help" {
+		names := make([]string, 0, len(usages))
+		for n := range usages {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		// One line of names, wrapped as the other usage texts are.
+		var list, line string
+		for i, n := range names {
+			if i < len(names)-1 {
+				n += ","
+			}
+			if line != "" && len(line)+1+len(n) > 76 {
+				list += line + "\n"
+				line = ""
+			}
+			if line != "" {
+				line += " "
+			}
+			line += n
+		}
+		u = fmt.Sprintf(u, list+line)
+	}
+	return u, ok
+}
 
 const versionUsage = `usage: spindle version (or spindle --version)
 
@@ -58,7 +87,7 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if name == "-h" || name == "--help" {
 		name = "help"
 	}
-	if u, ok := usages[name]; ok {
+	if u, ok := usageOf(name); ok {
 		fmt.Fprint(stdout, u)
 		return 0
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +34,7 @@ func failingTargets(t *testing.T) []failingTarget {
 			"hop 1 ssh://root@127.0.0.1:" + port + ": host key verification failed: No ED25519 host key is known for [127.0.0.1]:" + port +
 				" and you have requested strict checking.",
 			"the host's key is not known: check its fingerprint, then add it with ssh-keyscan -p " + port +
-				" 127.0.0.1 >> ~/.ssh/known_hosts, or accept a new key on first use with the hop option hostkey=accept-new"},
+				" 127.0.0.1 >> ~/.ssh/known_hosts, or accept a new key on first use with ?hostkey=accept-new on hop 1, in place of its hostkey=yes"},
 	}
 }
 
@@ -166,5 +167,72 @@ func TestRunFailureTable(t *testing.T) {
 	}
 	if len(lines) != want {
 		t.Errorf("%d lines, want %d rows and hints:\n%s", len(lines), want, strings.Join(lines, "\n"))
+	}
+}
+
+// TestRunHintsNameFlags: a hint names what the operator typed: the flag
+// (--host-key-checking, --connect-timeout) when the hop took its setting
+// from one, the hop's own option when the target string set it.
+func TestRunHintsNameFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts sshd")
+	}
+	testutil.VerifyNone(t)
+	s := testutil.StartSSHD(t)
+	unknown := target.Target{{Method: "ssh", Host: s.Addr, Port: s.Port, User: s.User, Identity: s.Key, Batch: true,
+		SSHOptions: []string{"UserKnownHostsFile=/dev/null", "GlobalKnownHostsFile=/dev/null", "IdentityAgent=none", "CheckHostIP=no"}}}
+	// A server that accepts and never says a word: ssh waits for its
+	// banner until the connect timeout.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-accepted
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	silent := "ssh://nobody@" + ln.Addr().String()
+	exe := cliCopy(t)
+	hello := testutil.BuildWasm(t, "examples/wasm/hello", true)
+	for _, tt := range []struct {
+		args       []string
+		class      string
+		hint, tail string
+	}{
+		{[]string{"--host-key-checking", "yes", "-t", unknown.String()}, "host_key",
+			"", "or accept a new key on first use with --host-key-checking accept-new"},
+		{[]string{"--connect-timeout", "1s", "-t", silent}, "timeout",
+			"raise the connect timeout with --connect-timeout (e.g. --connect-timeout 1m); ssh's ConnectTimeout follows it", ""},
+		{[]string{"--connect-timeout", "1m", "-t", silent + "?timeout=1s"}, "timeout",
+			"hop 1's own ?timeout=1s is its connect timeout (it wins over --connect-timeout): raise it, e.g. ?timeout=1m; ssh's ConnectTimeout follows it", ""},
+	} {
+		args := append(append([]string{"run", "--json"}, tt.args...), hello, "hello")
+		code, lines := runCLI(t, exe, args...)
+		var l runLine
+		if code != exitCIInfra || len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &l) != nil || l.Error == nil {
+			t.Errorf("spindle %q = %d, %q; want 3 and one failed line", args, code, lines)
+			continue
+		}
+		if l.Error.Class != tt.class || (tt.hint != "" && l.Error.Hint != tt.hint) || !strings.HasSuffix(l.Error.Hint, tt.tail) {
+			t.Errorf("spindle %q: %+v; want class %s and the hint %q%q", args, *l.Error, tt.class, tt.hint, tt.tail)
+		}
+		if strings.Contains(l.Error.Hint, "ChildOptions") || strings.Contains(l.Error.Hint, "the hop option") {
+			t.Errorf("spindle %q: the hint %q names the Go API or a hop option the operator did not type", args, l.Error.Hint)
+		}
 	}
 }

@@ -114,6 +114,10 @@ func fanOut(o *inspectOpts, cmd, battery string, stdout, stderr io.Writer, heade
 		fmt.Fprintf(stderr, "spindle %s: %v\n", cmd, err)
 		return exitUsage
 	}
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle %s: %s\n", cmd, note)
+	}
 	if len(targets) == 0 {
 		fmt.Fprintf(stderr, "spindle %s: no targets matched; nothing to do\n", cmd)
 		return 0
@@ -212,20 +216,15 @@ func fanOut(o *inspectOpts, cmd, battery string, stdout, stderr io.Writer, heade
 func runBattery(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task, out any) (string, *runError) {
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		e := &runError{Kind: "connect", Class: string(spindle.ClassOther), Message: err.Error()}
-		var se *spindle.StartError
-		if errors.As(err, &se) {
-			e.Class, e.Hint = string(se.Class), se.Hint
-		}
-		return "unreachable", e
+		return "unreachable", startFailure(ctx, nt, err)
 	}
 	res, err := c.Run(ctx, t)
-	var te *spindle.TaskError
-	switch {
-	case errors.As(err, &te):
-		return "failed", &runError{Kind: te.Kind, Message: te.Message}
-	case err != nil:
-		return "unreachable", &runError{Kind: "routing", Message: err.Error()}
+	if err != nil {
+		e := runFailure(ctx, err)
+		if e.Kind == kindLost || e.Kind == kindInterrupted {
+			return "unreachable", e
+		}
+		return "failed", e
 	}
 	if err := wire.Unmarshal(res.Output, out); err != nil {
 		return "failed", &runError{Kind: "output", Message: fmt.Sprintf("the battery's output: %v", err)}

@@ -116,6 +116,12 @@ func TestRunInputTypeError(t *testing.T) {
 		{`{"name": ["a"]}`, `input field "name": want string, got array of 1`},
 		{`{"name": 1.5}`, `input field "name": want string, got float 1.5`},
 		{`"just a string"`, `input: want map, got string "just a string"`},
+		// An array as long as the struct has fields: msgpack alone would
+		// take ["a"] as {"name": "a"}, and [1] failed in its own words.
+		{`["a"]`, `input: want map, got array of 1`},
+		{`[1]`, `input: want map, got array of 1`},
+		{`[]`, `input: want map, got array of 0`},
+		{`3`, `input: want map, got integer 3`},
 	}
 	for _, tt := range tests {
 		code, l, errOut := runJSON(t, hello, "hello", "--input", tt.input)
@@ -123,8 +129,17 @@ func TestRunInputTypeError(t *testing.T) {
 			t.Errorf("--input %s = %d, %s; want 1, kind guest with %q and no msgpack internals\n%s", tt.input, code, show(l), tt.want, errOut)
 		}
 	}
+	// A file name is not JSON: --input reads a file only as @FILE.
+	in := filepath.Join(t.TempDir(), "in.json")
+	if err := os.WriteFile(in, []byte(`{"name": "file"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cli(t, "run", hello, "hello", "--input", in)
+	if want := "--input @" + in; code != 2 || out != "" || !strings.Contains(errOut, "--input is not JSON") || !strings.Contains(errOut, want) {
+		t.Errorf("spindle run hello --input %s = %d, stdout %q, stderr %q; want 2 and %q", in, code, out, errOut, want)
+	}
 	// The failure line (on stderr: one target) says the same.
-	code, out, errOut := cli(t, "run", hello, "hello", "--input", `{"name": 3}`)
+	code, out, errOut = cli(t, "run", hello, "hello", "--input", `{"name": 3}`)
 	if code != 1 || out != "" || !strings.Contains(errOut, `FAILED  guest: task hello: input field "name": want string, got integer 3`) {
 		t.Errorf("spindle run hello --input {\"name\": 3} = %d\n%s\n%s", code, out, errOut)
 	}

@@ -108,3 +108,28 @@ func TestCapBuffer(t *testing.T) {
 		t.Errorf("summary = %q", s)
 	}
 }
+
+// TestRunTableReactorPrintsOnStderr: with several targets in table form, a
+// reactor's prints are not results: stdout holds the rows alone, and each
+// printed line is on stderr, naming its target. The binary runs as a real
+// process, its two streams apart.
+func TestRunTableReactorPrintsOnStderr(t *testing.T) {
+	testutil.VerifyNone(t)
+	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
+	code, out, errs := cli(t, "run", "-t", "local", "-t", "local:b", bad, "stdout_flood", "--input", `{"n": 5}`)
+	if code != 0 {
+		t.Fatalf("stdout_flood on 2 targets = %d\n%s\n%s", code, out, errs)
+	}
+	rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(rows) != 2 || strings.Contains(out, "xxxxx") {
+		t.Errorf("stdout holds more than the two rows:\n%s", out)
+	}
+	for _, name := range []string{"local", "local:b"} {
+		if row := rowOf(out, name); !strings.Contains(row, ` ok      {"writes":5}`) {
+			t.Errorf("row of %s = %q, want ok with the result", name, row)
+		}
+		if !strings.Contains(errs, name+" | xxxxx\n") {
+			t.Errorf("stderr lacks %s's print:\n%s", name, errs)
+		}
+	}
+}

@@ -84,7 +84,8 @@ func TestTreeLines(t *testing.T) {
 // CMD, print its usage on stdout with exit 0; a bad flag is one line and
 // a pointer to -h, with exit 2.
 func TestHelpEverywhere(t *testing.T) {
-	for name, text := range usages {
+	for name := range usages {
+		text, _ := usageOf(name)
 		cmd := strings.Fields(name)
 		for _, args := range [][]string{append(cmd[:len(cmd):len(cmd)], "-h"), append(cmd[:len(cmd):len(cmd)], "--help"), append([]string{"help"}, cmd...)} {
 			code, out, errs := runCmd(t, args...)
@@ -103,6 +104,12 @@ func TestHelpEverywhere(t *testing.T) {
 		if code != 2 || out != "" || len(lines) != 2 || !strings.HasPrefix(lines[0], "spindle "+name+": ") ||
 			!strings.Contains(lines[0], "bogus") || lines[1] != "see spindle "+name+" -h" {
 			t.Errorf("spindle %s --bogus = %d, stdout %q, stderr %q; want 2, one line and see spindle %s -h", name, code, out, errs, name)
+		}
+	}
+	// spindle help -h lists every command it knows, completion too.
+	for name := range usages {
+		if _, out, _ := runCmd(t, "help", "-h"); !strings.Contains(out, name) {
+			t.Errorf("spindle help -h omits %s:\n%s", name, out)
 		}
 	}
 	if code, _, errs := runCmd(t, "help", "nope"); code != 2 || !strings.Contains(errs, `no command "nope"`) {

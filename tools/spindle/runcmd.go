@@ -16,6 +16,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/target"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
@@ -27,8 +28,11 @@ const runUsage = `usage: spindle run [flags] MODULE.wasm [TASK] [-- ARGS...]
 Runs TASK of a reactor module, or a command module with ARGS, in each target.
 
 flags:
-  -t, --target T      where to run; repeatable, each target run once;
-                      default "local". A T that starts like a hop ("local",
+  -t, --target T      where to run; repeatable, each target run once
+                      (two spellings of one chain, as ssh://web1 and
+                      ssh://root@web1:22 where ssh's config makes root
+                      the user, run once, said on stderr); default
+                      "local". A T that starts like a hop ("local",
                       "local:NAME", "local?...", "METHOD://...") is a target
                       chain: "ssh://user@host:port",
                       "ssh://bastion/ssh://web1/sudo://root",
@@ -51,8 +55,15 @@ flags:
                       failed or were unreachable to FILE (empty if none),
                       to rerun them with --limit @FILE
   --parallel N        at most N targets at once (default 20)
-  --input JSON        the task's input, as JSON (sent as msgpack); @FILE
-                      reads it from a file, - from this process's stdin
+  --input JSON        the task's input (sent as msgpack): the argument is
+                      inline JSON text, except "-" (read this process's
+                      stdin) and @FILE (read the file FILE); JSON never
+                      starts with @, and no other argument is read as a
+                      path. A guest-SDK task whose input is a struct
+                      takes a JSON object: an array or a string is
+                      refused as "input: want map, got array of 1", the
+                      words of every type error ('input field "name":
+                      want string, got integer 3')
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
   -v, --verbose       show the tree's log records (task logs included) on stderr;
                       -vv also each transport's command line (ssh, sudo, ...)
@@ -78,7 +89,13 @@ flags:
   --clock, --random   grant real clocks, real randomness (default: a FAKE
                       clock from 2022-01-01 whose sleeps return at once,
                       and deterministic random bytes)
-  --timeout DURATION  wall-time limit (default 30s)
+  --timeout DURATION  the task's wall-time limit on each target (default
+                      30s): from its instance's creation to its result.
+                      It does not cover starting the contexts (that is
+                      --connect-timeout), sending the module, nor its
+                      compile, done once per module per machine before
+                      the first call (cached on disk after; a large Go
+                      guest takes seconds)
   --memory-pages N    memory limit in 64 KiB pages (default 4096)
   --output-bytes N    output limit: a reactor's output, and a command's
                       stdout and stderr together (default 16MiB, at most
@@ -92,6 +109,14 @@ a reactor gets each as a field of its --input when that is a JSON object
 (the object's own fields win; --input '{}' passes the variables alone), and
 no other input is changed.
 
+Before any context starts, the master checks the input: the flags, the
+targets, the module (wasm, a reactor or a command as the call needs,
+its memory exported as "memory", the TASK among its exports; a
+guest-SDK reactor's tasks are learnt by calling it once here, with no
+task name and no grants, which compiles it into the cache its local
+contexts share), and, when every target runs on this machine, that
+each --mount and --dir host directory exists. A mistake is exit 2.
+
 Intermediate hops shared by several targets (a bastion) are started once:
 the fleet is a tree, and the module crosses each edge once.
 
@@ -99,8 +124,9 @@ output: stdout carries results only. With one target, a command's stdout
 and stderr pass through as they are written; a reactor's result is printed
 as JSON on stdout and its own prints go to stderr; a failure is one line on
 stderr. With several targets, one row per target on stdout as soon as it is
-known (what the guest wrote indented below it, the first 64 KiB), a
-progress line on stderr when it is a terminal, and a recap line on stderr.
+known, a progress line on stderr when it is a terminal, and a recap line
+on stderr; what a command wrote (the first 64 KiB) is indented below its
+row, what a reactor printed goes to stderr, each line "TARGET | line".
 --json prints one object per target per line: target, ok, output,
 exit_code, error {kind, class, message, hint}, and the guest's stdout and
 stderr (the first 64 KiB of each; stdout_truncated, stderr_truncated say
@@ -111,12 +137,16 @@ A target that could not be started fails with kind "connect" and a class:
 auth, host_key, unreachable, timeout, platform, refused, lost, cancelled or
 other. Its row reads "hop N TARGET: WHAT: the transport's own line", and a
 hint follows on the next line when there is an obvious fix (an unknown host
-key: how to accept it).
+key: how to accept it). A target whose context went away during its task
+(the machine or the process stopped) fails with kind "lost" (class lost);
+one that Ctrl-C stopped before it finished, kind "interrupted" (class
+cancelled; its row says STOPPED). The recap counts them apart: "4
+targets: 1 ok, 0 failed, 1 unreachable, 1 lost, 1 interrupted".
 
 ` + wasiUsage + `
 exit status: 0 every target ok; 1 a task failed somewhere (a reactor's
 error, a command's non-zero exit); 3 a target could not be reached or
-started (and no task failed); 2 bad usage, module or input; 130
+started, or was lost during its task (and no task failed); 2 bad usage, module or input; 130
 interrupted (a second Ctrl-C quits at once). With one target and a command
 module, the command's own exit status, as ssh does.
 `
@@ -138,6 +168,7 @@ type runOpts struct {
 	stdin     string
 	env       map[string]string
 	mounts    []spindle.Mount
+	mountArgs []string // the flag and value each of mounts came from: "--dir /srv"
 	clock     bool
 	random    bool
 	timeout   time.Duration
@@ -317,6 +348,9 @@ func checkModule(o *runOpts, wasm []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := info.CheckMemory(); err != nil {
+		return err
+	}
 	o.command = info.Kind == host.Command
 	hasInput := o.input != "" || o.inputRaw != nil
 	switch info.Kind {
@@ -382,6 +416,18 @@ func readInputFlag(v, stdinFlag string) (string, error) {
 	return string(b), nil
 }
 
+// fileHint is what an --input that is not JSON gets when it names a file:
+// that @ reads one.
+func fileHint(v string) string {
+	if v == "-" || strings.HasPrefix(v, "@") {
+		return ""
+	}
+	if fi, err := os.Stat(v); err == nil && !fi.IsDir() {
+		return fmt.Sprintf(" (to read the file %s, write --input @%s)", v, v)
+	}
+	return ""
+}
+
 // maxMemoryPages is wasm32's whole address space in 64 KiB pages.
 const maxMemoryPages = 65536
 
@@ -432,8 +478,10 @@ type runLine struct {
 
 // runError is why a target failed. Kind is "connect" when its contexts
 // did not start (Class then says how: a spindle.StartClass, and Hint is
-// its obvious fix when there is one), "routing" when the route to them
-// broke during the task, "exit" when a command ran and exited non-zero,
+// its obvious fix when there is one), "lost" (class lost) when its
+// context went away during the task, "interrupted" (class cancelled) when
+// the run was interrupted first, "runtime" when the call failed otherwise
+// (a reply that does not decode), "exit" when a command ran and exited non-zero,
 // else the task's kind (docs/abi.md).
 type runError struct {
 	Kind    string `json:"kind"`
@@ -468,7 +516,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		v, err := jsonToMsgpackValue(text)
 		if err != nil {
-			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v\n", err)
+			fmt.Fprintf(stderr, "spindle run: --input is not JSON: %v%s\n", err, fileHint(o.input))
 			return 2
 		}
 		inputObj, _ = v.(map[string]any)
@@ -482,6 +530,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
 	}
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle run: %s\n", note)
+	}
 	wasm, err := os.ReadFile(o.module)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
@@ -493,6 +545,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.command {
 		commandDefaults(o, os.Environ())
+	}
+	if err := checkMounts(o, targets); err != nil {
+		fmt.Fprintf(stderr, "spindle run: %v\n", err)
+		return 2
 	}
 	vars, err := varsFor(targets, wasm, o.env, input, inputObj)
 	if err != nil {
@@ -526,8 +582,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// between two of its draws.
 	var tally recap // guarded by bar's lock
 	bar := newStatusLine(stderr, len(targets) > 1, "run", func() string {
-		return fmt.Sprintf("%d/%d done: %d ok, %d failed, %d unreachable",
-			tally.ok+tally.failed+tally.unreachable, len(targets), tally.ok, tally.failed, tally.unreachable)
+		return fmt.Sprintf("%d/%d done: %s", tally.done(), len(targets), tally.counts())
 	})
 	defer bar.close()
 	ctx, stop := interruptContext(bar.Writer(stderr), "spindle run")
@@ -538,6 +593,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer m.Close()
+	if err := checkTask(ctx, o, m.CacheDir(), wasm); err != nil {
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "spindle run: %s: %v\n", o.module, err)
+		return 2
+	}
 	hash, err := m.AddModule(wasm)
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
@@ -612,8 +674,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 					flush(guestOut)
 					flush(guestErr)
 					printLine(stderr, l, "")
-				default:
+				case o.command: // a command's output is its result
 					printLine(stdout, l, out.summary())
+				default: // a reactor's prints are not: stderr, each line naming its target
+					printLine(stdout, l, "")
+					printGuestLines(stderr, nt.Name, out.summary())
 				}
 			})
 		}()
@@ -624,8 +689,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	bar.close()
 	r := tally // every target's print has run: wg.Wait orders it after them
 	if len(lines) > 1 {
-		fmt.Fprintf(stderr, "%d targets: %d ok, %d failed, %d unreachable in %s\n",
-			len(lines), r.ok, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond))
+		fmt.Fprintf(stderr, "%d targets: %s in %s\n", len(lines), r.counts(), time.Since(began).Round(time.Millisecond))
 	}
 	if o.retryFile != "" {
 		writeRetryFile(o.retryFile, lines, stderr)
@@ -637,27 +701,54 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return *lines[0].ExitCode // like ssh: the command's own status
 	case r.failed > 0:
 		return exitCIFailed
-	case r.unreachable > 0:
+	case r.unreachable > 0 || r.lost > 0:
 		return exitCIInfra
 	}
 	return 0
 }
 
 // recap counts a run's targets by outcome.
-type recap struct{ ok, failed, unreachable int }
+type recap struct{ ok, failed, unreachable, lost, interrupted int }
+
+// The kinds of runError that are not a task's: see runOn.
+const (
+	kindConnect     = "connect"     // its contexts did not start
+	kindLost        = "lost"        // its context went away during the task
+	kindInterrupted = "interrupted" // the run was interrupted before it finished
+	kindRuntime     = "runtime"     // the runtime failed the call otherwise (a reply that does not decode)
+)
 
 // add classes a target: ok; failed (the task failed or a command exited
-// non-zero); unreachable (its contexts did not start, or the route to
-// them broke).
+// non-zero); unreachable (its contexts did not start); lost (its context
+// went away during the task); interrupted (Ctrl-C came first).
 func (r *recap) add(l runLine) {
 	switch {
-	case !l.OK && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
-		r.unreachable++
-	case !l.OK:
-		r.failed++
-	default:
+	case l.OK:
 		r.ok++
+	case l.Error.Kind == kindConnect:
+		r.unreachable++
+	case l.Error.Kind == kindLost:
+		r.lost++
+	case l.Error.Kind == kindInterrupted:
+		r.interrupted++
+	default:
+		r.failed++
 	}
+}
+
+func (r *recap) done() int { return r.ok + r.failed + r.unreachable + r.lost + r.interrupted }
+
+// counts is the recap's "3 ok, 0 failed, 1 unreachable", with the lost
+// and interrupted targets when there are any.
+func (r *recap) counts() string {
+	s := fmt.Sprintf("%d ok, %d failed, %d unreachable", r.ok, r.failed, r.unreachable)
+	if r.lost > 0 {
+		s += fmt.Sprintf(", %d lost", r.lost)
+	}
+	if r.interrupted > 0 {
+		s += fmt.Sprintf(", %d interrupted", r.interrupted)
+	}
+	return s
 }
 
 // printLine writes one target's row of the table, a hint on the next line
@@ -680,8 +771,11 @@ func printLine(w io.Writer, l runLine, out string) {
 		}
 	default:
 		status = "FAILED"
+		if l.Error.Kind == kindInterrupted {
+			status = "STOPPED"
+		}
 		detail = l.Error.Kind + ": " + strings.TrimPrefix(l.Error.Message, l.Error.Kind+": ") // "guest: guest: ..." once
-		if l.Error.Kind == "connect" {
+		if l.Error.Kind == kindConnect {
 			detail = l.Error.Message // it names the hop and the class itself
 		}
 	}
@@ -696,30 +790,68 @@ func printLine(w io.Writer, l runLine, out string) {
 	}
 }
 
+// printGuestLines writes what a reactor printed on one of several
+// targets, a line at a time, each "TARGET | line", escaped as a row is.
+func printGuestLines(w io.Writer, name, out string) {
+	if out == "" {
+		return
+	}
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Fprintf(w, "%s | %s\n", escapeLine(name), escapeLine(line))
+	}
+}
+
+// errInterruptedRun is the one failure of every target the run's interrupt
+// stopped, at its start or during its task.
+func errInterruptedRun() *runError {
+	return &runError{Kind: kindInterrupted, Class: string(spindle.ClassCancelled), Message: "the run was interrupted before this target finished"}
+}
+
+// startFailure is why nt's contexts did not start (err from Fleet.Start):
+// the interrupt when ctx (which ends only then) has ended, else kind
+// connect with the start's class and a hint in the command line's terms.
+func startFailure(ctx context.Context, nt target.Named, err error) *runError {
+	if ctx.Err() != nil {
+		return errInterruptedRun()
+	}
+	e := &runError{Kind: kindConnect, Class: string(spindle.ClassOther), Message: err.Error()}
+	var se *spindle.StartError
+	if errors.As(err, &se) {
+		e.Class, e.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop)
+	}
+	return e
+}
+
+// runFailure is why a task call (err from Context.Run) gave no result: the
+// interrupt; the task's own failure (its kind); the context lost during
+// it; or, for anything else the runtime refused (a reply that does not
+// decode), kind runtime.
+func runFailure(ctx context.Context, err error) *runError {
+	var te *spindle.TaskError
+	switch {
+	case ctx.Err() != nil:
+		return errInterruptedRun()
+	case errors.As(err, &te):
+		return &runError{Kind: te.Kind, Message: te.Message}
+	case errors.Is(err, routing.ErrDisconnected), errors.Is(err, routing.ErrNoRoute), errors.Is(err, routing.ErrShutdown):
+		return &runError{Kind: kindLost, Class: string(spindle.ClassLost), Message: "its context went away during the task",
+			Hint: "the machine or the context's process may have stopped; -vv logs how its stream ended"}
+	}
+	return &runError{Kind: kindRuntime, Message: strings.ReplaceAll(err.Error(), "spindle: ", "")}
+}
+
 // runOn starts the target's chain of contexts and runs the task in its last.
 func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task) runLine {
 	l := runLine{Target: nt.Name}
-	fail := func(kind string, err error) runLine {
-		l.Error = &runError{Kind: kind, Message: err.Error()}
-		return l
-	}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		l = fail("connect", err)
-		l.Error.Class = string(spindle.ClassOther)
-		var se *spindle.StartError
-		if errors.As(err, &se) {
-			l.Error.Class, l.Error.Hint = string(se.Class), se.Hint
-		}
+		l.Error = startFailure(ctx, nt, err)
 		return l
 	}
 	res, err := c.Run(ctx, t)
-	var te *spindle.TaskError
-	switch {
-	case errors.As(err, &te):
-		return fail(te.Kind, errors.New(te.Message))
-	case err != nil:
-		return fail("routing", err)
+	if err != nil {
+		l.Error = runFailure(ctx, err)
+		return l
 	}
 	l.OK = true
 	if len(res.Output) > 0 {

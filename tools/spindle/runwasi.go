@@ -66,6 +66,7 @@ func (o *runOpts) addMount(flag, v string, m spindle.Mount) error {
 		}
 	}
 	o.mounts = append(o.mounts, m)
+	o.mountArgs = append(o.mountArgs, flag+" "+v)
 	return nil
 }
 

@@ -195,6 +195,10 @@ func cmdSh(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spindle sh: %v\n", err)
 		return exitUsage
 	}
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle sh: %s\n", note)
+	}
 	if len(targets) == 0 {
 		fmt.Fprintln(stderr, "spindle sh: no targets matched; nothing to do")
 		return 0
@@ -309,7 +313,7 @@ func shLineOf(l runLine, out *capBuffer) shLine {
 			s.Status = "failed"
 			s.Error = &runError{Kind: "exit", Message: shExitMessage(*l.ExitCode)}
 		}
-	case l.Error != nil && (l.Error.Kind == "connect" || l.Error.Kind == "routing"):
+	case l.Error != nil && (l.Error.Kind == kindConnect || l.Error.Kind == kindLost || l.Error.Kind == kindInterrupted):
 		s.Status, s.Error = "unreachable", l.Error
 	default:
 		s.Status, s.Error = "failed", l.Error

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -321,12 +322,13 @@ func startOnTTY(t *testing.T, p *pty, args ...string) (*exec.Cmd, *bytes.Buffer,
 }
 
 // sudoWithPassword makes the unprivileged test user need its password,
-// pw, for sudo to root, asked every time; it is undone when the test ends.
+// pw, for sudo to root, asked every time (passwd_tries at its default, 3:
+// sudo asks again after a wrong one); it is undone when the test ends.
 func sudoWithPassword(t *testing.T, user, pw string) {
 	t.Helper()
 	rule := filepath.Join("/etc/sudoers.d", "spindle-test-ask-become-pass")
 	text := fmt.Sprintf("# Written by a spindle test (tools/spindle/ssh_test.go); removed when it ends.\n"+
-		"Defaults:%[1]s timestamp_timeout=0, passwd_tries=1, !lecture\n%[1]s ALL=(root) ALL\n", user)
+		"Defaults:%[1]s timestamp_timeout=0, !lecture\n%[1]s ALL=(root) ALL\n", user)
 	if err := os.WriteFile(rule, []byte(text), 0o440); err != nil {
 		t.Fatal(err)
 	}
@@ -399,19 +401,33 @@ func TestAskBecomePass(t *testing.T) {
 		}
 	})
 	t.Run("wrong password", func(t *testing.T) {
+		// sudo says "Sorry, try again" and asks again (passwd_tries=3):
+		// that is the answer, at once, not after the connect timeout.
+		const connectTO = 40 * time.Second
+		wrongArgs := []string{"run", "-K", "--json", "--ssh-config", s.SSHConfig, "--connect-timeout", connectTO.String(), "-t", tgt, hello, "hello", "--input", `{"name": "root"}`}
 		p := newPTY(t)
-		cmd, out, errb := startOnTTY(t, p, args...)
+		cmd, out, errb := startOnTTY(t, p, wrongArgs...)
 		p.waitFor(t, becomePrompt)
 		if _, err := p.master.WriteString("wrong-" + pw + "\n"); err != nil {
 			t.Fatal(err)
 		}
+		began := time.Now()
 		waitCLI(t, cmd, 2*time.Minute)
+		took := time.Since(began)
 		all := out.String() + errb.String()
-		if code := cmd.ProcessState.ExitCode(); code != exitCIInfra || !strings.Contains(errb.String(), "FAILED") {
+		if code := cmd.ProcessState.ExitCode(); code != exitCIInfra {
 			t.Fatalf("spindle run -K with a wrong password = %d, want 3\n%s\n%s", code, out, errb)
 		}
-		if !strings.Contains(all, "incorrect password") && !strings.Contains(all, "Sorry, try again") && !strings.Contains(all, "authentication") {
-			t.Errorf("the failure does not say the password was refused:\n%s", all)
+		var l runLine
+		if err := json.Unmarshal(out.Bytes(), &l); err != nil || l.Error == nil {
+			t.Fatalf("spindle run -K --json with a wrong password: stdout %q is not a failed line: %v", out, err)
+		}
+		want := "hop 2 sudo://root: authentication failed: sudo: incorrect password (sudo asked for it again)"
+		if l.Error.Kind != "connect" || l.Error.Class != "auth" || l.Error.Message != want || !strings.Contains(l.Error.Hint, "-K") {
+			t.Errorf("spindle run -K with a wrong password: error %+v; want kind connect, class auth, message %q and a hint naming -K", *l.Error, want)
+		}
+		if took > connectTO/2 {
+			t.Errorf("spindle run -K with a wrong password took %v after the password, want far less than the connect timeout (%v)", took, connectTO)
 		}
 		if strings.Contains(all+p.written(), "wrong-"+pw) {
 			t.Errorf("the password is in the output:\n%s", all)
