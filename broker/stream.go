@@ -60,7 +60,10 @@ const (
 	// copyLimit: bodies up to this size are copied next to their header so a
 	// batch of small frames becomes one contiguous buffer; larger bodies are
 	// queued by reference and written with writev.
-	copyLimit      = 16 << 10
+	copyLimit = 16 << 10
+	// scratchMax: a frame of at most this many bytes sent on the direct
+	// path is built in the stream's scratch buffer, not a fresh one.
+	scratchMax     = 4 << 10
 	readBufferSize = 128 << 10
 	// writeChunk bounds one write when much is queued, so a peer that reads
 	// slowly still shows progress to waiting senders (StallTimeout).
@@ -105,10 +108,11 @@ type Stream struct {
 	}
 	directFn func(uintptr) bool
 	direct   struct { // owned by whoever holds the writing token on the fast path
-		bufs [2][]byte
-		iov  [][]byte
-		n    int
-		err  error
+		bufs    [2][]byte
+		iov     [][]byte
+		n       int
+		err     error
+		scratch []byte // a small frame's bytes (cap scratchMax), reused by the next direct write
 	}
 
 	mu       sync.Mutex
@@ -283,17 +287,18 @@ func (s *Stream) Queued() int {
 // there is room, ctx is done, or the stream closes; on a closed stream it
 // returns the stream's terminal error.
 func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
+	// A small body is copied next to its header: into the stream's scratch
+	// buffer on the direct path, else into a frame of its own, made below
+	// once the path is known. A large one is queued by reference.
 	var frame []byte
 	var body []byte
 	var buf *wire.Buffer
-	if len(m.Body) <= copyLimit {
-		frame = m.AppendFrame(make([]byte, 0, wire.HeaderLen+len(m.Body)))
-	} else {
+	n := wire.HeaderLen + len(m.Body)
+	if len(m.Body) > copyLimit {
 		frame = m.AppendHeader(make([]byte, 0, wire.HeaderLen))
 		body = m.Body
 		buf = m.Detach()
 	}
-	n := len(frame) + len(body)
 	var stall *time.Timer
 	s.mu.Lock()
 	for {
@@ -339,7 +344,10 @@ func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 	}
 	s.acceptLocked(n, buf)
 	if s.queued == 0 && !s.writing && !s.corked && s.raw != nil && !s.burstLocked(body == nil) {
-		return s.sendDirectLocked(frame, body)
+		return s.sendDirectLocked(m, frame, body)
+	}
+	if frame == nil {
+		frame = m.AppendFrame(make([]byte, 0, n))
 	}
 	s.queue = append(s.queue, frame)
 	if body != nil {
@@ -459,13 +467,26 @@ func (s *Stream) wakeWriter() {
 // frame reaches the peer without a goroutine hand-off. Whatever the socket
 // does not take at once is queued, ahead of anything queued meanwhile, for
 // the writer goroutine. Called with mu held; returns with it released.
-func (s *Stream) sendDirectLocked(frame, body []byte) error {
+func (s *Stream) sendDirectLocked(m *wire.Message, frame, body []byte) error {
 	s.writing = true
 	s.mu.Unlock()
 	// The direct-write state lives in the stream (guarded by the writing
 	// token) and the callback is a method value made once, so the fast path
-	// allocates nothing.
+	// allocates nothing: a small frame is built in the scratch buffer,
+	// which is free again once the write returns (what the kernel did not
+	// take is copied out below).
 	d := &s.direct
+	scratch := false
+	if frame == nil {
+		if size := wire.HeaderLen + len(m.Body); size <= scratchMax {
+			if d.scratch == nil {
+				d.scratch = make([]byte, 0, scratchMax)
+			}
+			frame, scratch = m.AppendFrame(d.scratch[:0]), true
+		} else {
+			frame = m.AppendFrame(make([]byte, 0, size))
+		}
+	}
 	d.bufs[0], d.bufs[1] = frame, body
 	d.iov = d.bufs[:1]
 	if body != nil {
@@ -482,6 +503,9 @@ func (s *Stream) sendDirectLocked(frame, body []byte) error {
 	var rest net.Buffers
 	if n < len(frame)+len(body) {
 		rest = trimWritten(append(net.Buffers(nil), d.iov...), n)
+		if scratch && n < len(frame) {
+			rest[0] = append([]byte(nil), rest[0]...) // the scratch buffer is reused
+		}
 	}
 	d.bufs[0], d.bufs[1], d.iov = nil, nil, nil
 	s.mu.Lock()
@@ -684,11 +708,14 @@ func (s *Stream) writeLoop() {
 		for _, b := range batch {
 			n += len(b)
 		}
-		bufs := batch // both writes consume bufs; keep batch to reuse its array
+		// Both writes consume the slice they are given; batch keeps its
+		// array for the next round. (bufs is declared in its branch: WriteTo
+		// takes its address, which puts it on the heap.)
 		var err error
 		if s.raw != nil {
-			err = s.writeBuffers(bufs)
+			err = s.writeBuffers(batch)
 		} else {
+			bufs := batch
 			_, err = bufs.WriteTo(s.w)
 		}
 		clear(batch)

@@ -24,6 +24,8 @@ func TestStreamDelivery(t *testing.T) {
 	}{
 		{"empty", 0},
 		{"small", 100},
+		{"scratch limit", 4<<10 - wire.HeaderLen}, // the largest frame built in the stream's scratch buffer
+		{"just over scratch limit", 4<<10 - wire.HeaderLen + 1},
 		{"copy limit", 16 << 10},
 		{"just over copy limit", 16<<10 + 1},
 		{"1MiB", 1 << 20},

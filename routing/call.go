@@ -12,11 +12,18 @@ import (
 
 // Pending is a call whose reply has not been collected yet. Wait may be
 // called from one goroutine at a time.
+//
+// A Pending is its own reply handler (h, registered under handle with
+// h.p = p), so a call allocates the Pending and its done channel and
+// nothing else on the way out.
 type Pending struct {
+	h      handler
 	r      *Router
 	dst    uint32
 	handle uint32
-	ch     chan *wire.Message // 1-buffered: the reply (or dead message)
+	msg    *wire.Message // the reply (or dead message), set once before done closes
+	done   chan struct{}
+	got    atomic.Bool // deliver ran
 }
 
 // CallAsync sends a request to handle in context dst and returns at once.
@@ -24,9 +31,10 @@ type Pending struct {
 // Wait fails with ErrDisconnected. Many calls may be in flight at once
 // (pipelining); each must be collected with Wait, or abandoned with Cancel.
 func (r *Router) CallAsync(ctx context.Context, dst, handle uint32, enc wire.Encoding, body []byte) (*Pending, error) {
-	p := &Pending{r: r, dst: dst, ch: make(chan *wire.Message, 1)}
+	p := &Pending{r: r, dst: dst, done: make(chan struct{})}
+	p.h = handler{p: p, opts: HandlerOptions{Respondent: dst, HasRespondent: true, Once: true}}
 	var err error
-	p.handle, err = r.AddHandler(p.deliver, HandlerOptions{Respondent: dst, HasRespondent: true, Once: true})
+	p.handle, err = r.addHandler(&p.h)
 	if err != nil {
 		return nil, err
 	}
@@ -42,10 +50,13 @@ func (r *Router) CallAsync(ctx context.Context, dst, handle uint32, enc wire.Enc
 // tests: it is drawn at random, and only the called context learns it).
 func (p *Pending) Handle() uint32 { return p.handle }
 
-func (p *Pending) deliver(m *wire.Message, _ *broker.Stream) {
-	select {
-	case p.ch <- m:
-	default: // Once handlers see one message; nothing else can arrive
+// deliver hands the reply to Wait. The router calls it at most once (the
+// handler is Once, and every path that fires it first removes it under
+// hmu); the flag keeps that true whatever a future caller does.
+func (p *Pending) deliver(m *wire.Message) {
+	if p.got.CompareAndSwap(false, true) {
+		p.msg = m
+		close(p.done)
 	}
 }
 
@@ -53,23 +64,24 @@ func (p *Pending) deliver(m *wire.Message, _ *broker.Stream) {
 // *RemoteError; ctx ending abandons the call.
 func (p *Pending) Wait(ctx context.Context) (*wire.Message, error) {
 	select {
-	case m := <-p.ch:
-		if err := ErrorOf(m); err != nil {
-			return nil, err
-		}
-		return m, nil
+	case <-p.done:
+		return p.reply()
 	case <-ctx.Done():
 		p.Cancel()
 		select {
-		case m := <-p.ch: // the reply won the race: do not lose it
-			if err := ErrorOf(m); err != nil {
-				return nil, err
-			}
-			return m, nil
+		case <-p.done: // the reply won the race: do not lose it
+			return p.reply()
 		default:
 		}
 		return nil, fmt.Errorf("routing: call to context %d: %w", p.dst, ctx.Err())
 	}
+}
+
+func (p *Pending) reply() (*wire.Message, error) {
+	if err := ErrorOf(p.msg); err != nil {
+		return nil, err
+	}
+	return p.msg, nil
 }
 
 // Cancel abandons the call; a late reply gets a dead "invalid handle".

@@ -44,8 +44,18 @@ type HandlerOptions struct {
 
 type handler struct {
 	fn   HandlerFunc
+	p    *Pending // instead of fn: a call's reply handler
 	opts HandlerOptions
 	via  *broker.Stream // with a respondent: the stream toward it when added (nil: local)
+}
+
+// call runs the handler on m.
+func (h *handler) call(m *wire.Message, in *broker.Stream) {
+	if h.p != nil {
+		h.p.deliver(m)
+		return
+	}
+	h.fn(m, in)
 }
 
 // AddHandler registers fn and returns its handle. It fails with
@@ -55,9 +65,15 @@ type handler struct {
 // A handle allocated here is drawn at random from the dynamic range, so a
 // context cannot guess the reply handles of calls it did not receive.
 func (r *Router) AddHandler(fn HandlerFunc, opts HandlerOptions) (uint32, error) {
-	var via *broker.Stream
+	return r.addHandler(&handler{fn: fn, opts: opts})
+}
+
+// addHandler registers h, whose via it sets, under h.opts.Handle or a fresh
+// handle, which it returns (and leaves in h.opts.Handle).
+func (r *Router) addHandler(h *handler) (uint32, error) {
+	opts := &h.opts
 	if opts.HasRespondent && opts.Respondent != r.id {
-		via = r.lookup(opts.Respondent) // before hmu: lock order is mu, then hmu
+		h.via = r.lookup(opts.Respondent) // before hmu: lock order is mu, then hmu
 	}
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
@@ -77,7 +93,6 @@ func (r *Router) AddHandler(fn HandlerFunc, opts HandlerOptions) (uint32, error)
 		}
 		r.forgetLocked(opts.Handle, old)
 	}
-	h := &handler{fn: fn, opts: opts, via: via}
 	r.handlers[opts.Handle] = h
 	if opts.HasRespondent {
 		set := r.byRespondent[opts.Respondent]
@@ -108,7 +123,11 @@ func (r *Router) forgetLocked(handle uint32, h *handler) {
 	if h.opts.HasRespondent {
 		if set := r.byRespondent[h.opts.Respondent]; set != nil {
 			delete(set, handle)
-			if len(set) == 0 {
+			// A respondent that was routable keeps its empty set, so
+			// that calls to it do not make a map each: respondentGone
+			// drops the set when its route goes. Any other is dropped
+			// now (calls to an unknown ID must not pile up sets).
+			if len(set) == 0 && h.via == nil {
 				delete(r.byRespondent, h.opts.Respondent)
 			}
 		}
@@ -119,6 +138,14 @@ func (r *Router) forgetLocked(handle uint32, h *handler) {
 func (r *Router) invoke(ctx context.Context, m *wire.Message, in *broker.Stream) {
 	r.hmu.Lock()
 	h, ok := r.handlers[m.Handle]
+	if ok && h.opts.Once && h.opts.Policy == nil && h.opts.HasRespondent && !m.IsDead() && m.Src == h.opts.Respondent {
+		// A call's reply, the common case: the checks below would all
+		// pass, so take it out in the same critical section.
+		r.forgetLocked(m.Handle, h)
+		r.hmu.Unlock()
+		h.call(m, in)
+		return
+	}
 	r.hmu.Unlock()
 	if !ok {
 		if !m.IsDead() {
@@ -148,7 +175,7 @@ func (r *Router) invoke(ctx context.Context, m *wire.Message, in *broker.Stream)
 			return // another message consumed it first
 		}
 	}
-	h.fn(m, in)
+	h.call(m, in)
 }
 
 // mayAnswer reports whether m may reach h, a handler bound to a respondent:
@@ -182,7 +209,7 @@ func (r *Router) mayAnswer(h *handler, m *wire.Message, in *broker.Stream) bool 
 func (r *Router) deliverDead(hs map[uint32]*handler, src uint32, code wire.Code, reason string) {
 	body := errorBody(code, reason)
 	for handle, h := range hs {
-		h.fn(&wire.Message{Enc: wire.EncError, Dst: r.id, Src: src, Auth: r.id, Handle: handle, ReplyTo: wire.IsDead, Body: body}, nil)
+		h.call(&wire.Message{Enc: wire.EncError, Dst: r.id, Src: src, Auth: r.id, Handle: handle, ReplyTo: wire.IsDead, Body: body}, nil)
 	}
 }
 
@@ -197,6 +224,7 @@ func (r *Router) respondentGone(id uint32) {
 		hs[handle] = h
 		r.forgetLocked(handle, h)
 	}
+	delete(r.byRespondent, id)
 	r.hmu.Unlock()
 	r.deliverDead(hs, id, wire.CodeDisconnected, "the respondent context has disconnected")
 }
