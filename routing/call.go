@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/spindle-hq/spindle/broker"
@@ -14,16 +15,20 @@ import (
 // called from one goroutine at a time.
 //
 // A Pending is its own reply handler (h, registered under handle with
-// h.p = p), so a call allocates the Pending and its done channel and
-// nothing else on the way out.
+// h.p = p), and a channel is made only for a Wait that comes before the
+// reply, so a pipelined call allocates the Pending alone on its way out.
 type Pending struct {
 	h      handler
 	r      *Router
 	dst    uint32
 	handle uint32
-	msg    *wire.Message // the reply (or dead message), set once before done closes
-	done   chan struct{}
-	got    atomic.Bool // deliver ran
+
+	req wire.Message // the request, sent from here (one allocation fewer)
+
+	ready atomic.Bool   // msg is set (and stays so)
+	mu    sync.Mutex    // orders deliver against a Wait making wake
+	msg   *wire.Message // the reply (or dead message); set once, before ready
+	wake  chan struct{} // guarded by mu: made by a waiting Wait, closed by deliver
 }
 
 // CallAsync sends a request to handle in context dst and returns at once.
@@ -31,15 +36,17 @@ type Pending struct {
 // Wait fails with ErrDisconnected. Many calls may be in flight at once
 // (pipelining); each must be collected with Wait, or abandoned with Cancel.
 func (r *Router) CallAsync(ctx context.Context, dst, handle uint32, enc wire.Encoding, body []byte) (*Pending, error) {
-	p := &Pending{r: r, dst: dst, done: make(chan struct{})}
+	p := &Pending{r: r, dst: dst}
 	p.h = handler{p: p, opts: HandlerOptions{Respondent: dst, HasRespondent: true, Once: true}}
 	var err error
 	p.handle, err = r.addHandler(&p.h)
 	if err != nil {
 		return nil, err
 	}
-	m := &wire.Message{Enc: enc, Dst: dst, Handle: handle, ReplyTo: p.handle, Body: body}
-	if err := r.Send(ctx, m); err != nil {
+	p.req = wire.Message{Enc: enc, Dst: dst, Handle: handle, ReplyTo: p.handle, Body: body}
+	err = r.Send(ctx, &p.req)
+	p.req.Body = nil // sent (copied, or owned by the stream): not kept alive by p
+	if err != nil {
 		_ = r.DelHandler(p.handle)
 		return nil, err
 	}
@@ -52,26 +59,43 @@ func (p *Pending) Handle() uint32 { return p.handle }
 
 // deliver hands the reply to Wait. The router calls it at most once (the
 // handler is Once, and every path that fires it first removes it under
-// hmu); the flag keeps that true whatever a future caller does.
+// hmu); a second message would be ignored.
 func (p *Pending) deliver(m *wire.Message) {
-	if p.got.CompareAndSwap(false, true) {
-		p.msg = m
-		close(p.done)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ready.Load() {
+		return
+	}
+	p.msg = m
+	p.ready.Store(true)
+	if p.wake != nil {
+		close(p.wake)
 	}
 }
 
 // Wait returns the reply. A dead message or an error reply becomes a
 // *RemoteError; ctx ending abandons the call.
 func (p *Pending) Wait(ctx context.Context) (*wire.Message, error) {
+	if p.ready.Load() {
+		return p.reply()
+	}
+	p.mu.Lock()
+	if p.ready.Load() {
+		p.mu.Unlock()
+		return p.reply()
+	}
+	if p.wake == nil {
+		p.wake = make(chan struct{})
+	}
+	wake := p.wake
+	p.mu.Unlock()
 	select {
-	case <-p.done:
+	case <-wake:
 		return p.reply()
 	case <-ctx.Done():
 		p.Cancel()
-		select {
-		case <-p.done: // the reply won the race: do not lose it
+		if p.ready.Load() { // the reply won the race: do not lose it
 			return p.reply()
-		default:
 		}
 		return nil, fmt.Errorf("routing: call to context %d: %w", p.dst, ctx.Err())
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"unsafe"
 )
 
 // HeaderLen is the size in bytes of the fixed frame header.
@@ -162,12 +163,24 @@ func ReadMessage(r io.Reader, hdr []byte, max uint32) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Message{Enc: h.Enc, Dst: h.Dst, Src: h.Src, Auth: h.Auth, Handle: h.Handle, ReplyTo: h.ReplyTo}
-	if h.Length >= PoolMin {
+	var m *Message
+	switch {
+	case h.Length >= PoolMin:
+		m = &Message{}
 		m.buf, m.Body = getBuffer(int(h.Length))
-	} else if h.Length > 0 {
-		m.Body = make([]byte, h.Length)
+	case h.Length > uint32(smallBody):
+		m = &Message{Body: make([]byte, h.Length)}
+	case h.Length > 0:
+		// One allocation for the message and its body (most calls and
+		// replies are this small); the capacity stops an append from
+		// running past the body.
+		sm := &smallMessage{}
+		m = &sm.m
+		m.Body = sm.body[:h.Length:h.Length]
+	default:
+		m = &Message{}
 	}
+	m.Enc, m.Dst, m.Src, m.Auth, m.Handle, m.ReplyTo = h.Enc, h.Dst, h.Src, h.Auth, h.Handle, h.ReplyTo
 	if h.Length > 0 {
 		if _, err := io.ReadFull(r, m.Body); err != nil {
 			m.Release()
@@ -178,6 +191,15 @@ func ReadMessage(r io.Reader, hdr []byte, max uint32) (*Message, error) {
 		}
 	}
 	return m, nil
+}
+
+// smallBody is the largest body ReadMessage allocates together with its
+// Message: a smallMessage is 128 bytes, one of the allocator's size classes.
+const smallBody = 128 - int(unsafe.Sizeof(Message{}))
+
+type smallMessage struct {
+	m    Message
+	body [smallBody]byte
 }
 
 // DecodeFrame decodes one whole frame held in b, which must be exactly one
