@@ -59,13 +59,15 @@ inside a tree are copied as symlinks (relative targets only: an absolute
 one is refused before anything is sent); a symlink where a file or a
 symlink goes is replaced, never written through, and a symlink where a
 directory goes fails, but a DEST that is a symlink to a directory is
-that directory (as for cp). Empty directories and entries named
-.git are not copied; other special files (sockets, devices) are skipped.
+that directory (as for cp). Empty directories are copied; entries named
+.git are not, and special files (sockets, devices) are skipped.
 A file is at most 128 MiB.
 
 flags:
   -t, --target T      where to copy, as for spindle run (a target chain or
-                      a host pattern of the --inventory); repeatable
+                      a host pattern of the --inventory); repeatable, each
+                      target copied to once (two spellings of one chain
+                      copy once, said on stderr)
   -i, --inventory F   an inventory file of hosts and groups
   -l, --limit P       keep only the selected targets P also names; repeatable
   --mode M            the mode of every file written, in octal (0644); by
@@ -267,7 +269,8 @@ func planCopy(st *modules.Store, src, dest string) (*copySource, error) {
 		if strings.HasSuffix(src, "/") {
 			p.Kind = "contents"
 		}
-		if cs.tree, err = st.PutDir(real, nil); err != nil {
+		// Empty directories too: a copy makes them.
+		if cs.tree, err = st.PutTree(real, modules.TreeOptions{KeepEmptyDirs: true}); err != nil {
 			return nil, fmt.Errorf("SRC %s: %w", src, err)
 		}
 		if err := cs.walk(st, cs.tree, ""); err != nil {
@@ -413,6 +416,12 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle copy: %v\n", err)
 		return exitUsage
+	}
+	// Two spellings of one chain would be two copies racing on one
+	// DEST: each chain runs once, as for spindle run.
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle copy: %s\n", note)
 	}
 	if len(targets) == 0 {
 		fmt.Fprintln(stderr, "spindle copy: no targets matched; nothing to do")

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -460,4 +461,66 @@ func TestCopySSH(t *testing.T) {
 		t.Errorf("copy as %s with --owner root = %d\n%s\n%s", s.Unpriv, code, out, errs)
 	}
 	noTemps(t, dir)
+}
+
+// TestCopyEmptyDirs: a tree's empty directories are made at DEST (0755),
+// a second run finds them there and writes nothing.
+func TestCopyEmptyDirs(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "tree"), filepath.Join(dir, "dest")
+	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
+	for _, d := range []string{"empty", "deep/er/est", "logs"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := slowCLI(t, "copy", src+"/", "-t", "local", dest, "--json")
+	lines, _ := copyJSON(t, out)
+	l := lines["local"]
+	if code != 0 || l.Status != "changed" {
+		t.Fatalf("spindle copy = %d, %+v\n%s", code, l, errs)
+	}
+	for _, d := range []string{"empty", "deep/er/est", "logs"} {
+		if fi, err := os.Lstat(filepath.Join(dest, d)); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s at DEST: %v, %v; want a directory, 0755", d, fi, err)
+		}
+		if !slices.Contains(l.Changed, filepath.Join(dest, d)+"/") {
+			t.Errorf("changed = %q, want %s/ in it", l.Changed, filepath.Join(dest, d))
+		}
+	}
+	code, out, errs = cli(t, "copy", src+"/", "-t", "local", dest, "--json")
+	if lines, _ = copyJSON(t, out); code != 0 || lines["local"].Status != "ok" {
+		t.Errorf("second spindle copy = %d, %+v; want ok\n%s", code, lines["local"], errs)
+	}
+}
+
+// TestCopyDedupesTargets: one target named three ways (a chain, another
+// spelling of it, an inventory host that stands for it) is copied to
+// once, as spindle run does, and stderr says so; another target still
+// runs.
+func TestCopyDedupesTargets(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "f")
+	writeFile(t, src, []byte("once\n"), 0o644)
+	dest := filepath.Join(dir, "dest")
+	inv := writeInventory(t, "web target=local:a\n")
+	code, out, errs := slowCLI(t, "copy", src, "-i", inv, "-t", "local:a", "-t", "local:b", "-t", "local?name=a", "-t", "web", dest, "--json")
+	lines, _ := copyJSON(t, out)
+	// The two copy to one DEST at once: one or both write it.
+	a, b := lines["local:a"].Status, lines["local:b"].Status
+	if code != 0 || len(lines) != 2 || a == "" || b == "" || a != "changed" && b != "changed" {
+		t.Fatalf("spindle copy = %d, %v; want local:a and local:b once each\n%s\n%s", code, lines, out, errs)
+	}
+	if n := strings.Count(strings.TrimSpace(out), "\n") + 1; n != 2 {
+		t.Errorf("%d lines of output, want 2:\n%s", n, out)
+	}
+	want := "spindle copy: 2 targets named twice, run once: local?name=a (as local:a), web (as local:a)\n"
+	if strings.Count(errs, want) != 1 {
+		t.Errorf("stderr:\n%s\nwant once: %q", errs, want)
+	}
+	sameFile(t, src, dest)
 }
