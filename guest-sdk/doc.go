@@ -70,7 +70,9 @@
 //   - Files: none, unless the caller grants mounts of host directories
 //     (read-only or read-write), seen under the paths the caller chose.
 //     Neither ".." nor a symlink, whether made by the guest or found in the
-//     mount, reaches outside a mount.
+//     mount, reaches outside a mount. WASI shows no permission bits or
+//     owners: Lattrs reads them, and Regrant gives a file the mode and
+//     owner the caller granted the mount, and no other.
 //   - Clocks: fake unless granted. The wall clock starts at 2022-01-01 and
 //     advances 1 ms each time it is read; sleeps return at once. Granted,
 //     they are the host's clocks.

@@ -51,7 +51,9 @@ var abiFuncs = []abiFunc{
 	{"error_set", []string{"ptr", "len"}, abiErrorSet},
 	{"log", []string{"level", "ptr", "len"}, abiLog},
 	{"send", []string{"sender_ptr", "sender_len", "data_ptr", "data_len", "flags"}, abiSend},
-	{"exec", []string{"req_ptr", "req_len", "res_ptr", "res_cap"}, abiExec}, // exec.go
+	{"exec", []string{"req_ptr", "req_len", "res_ptr", "res_cap"}, abiExec},                     // exec.go
+	{"path_attrs", []string{"fd", "path_ptr", "path_len", "res_ptr"}, abiPathAttrs},             // attrs.go
+	{"path_regrant", []string{"fd", "what", "path_ptr", "path_len", "res_ptr"}, abiPathRegrant}, // attrs.go
 }
 
 // abiSignatures maps each host function to its parameter types; every one

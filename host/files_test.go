@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -402,4 +403,73 @@ func TestCreatedModes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestModesAndOwners: path_attrs and path_regrant through a Go guest
+// (guest.Lattrs, guest.Regrant): a file's mode and owner are read in any
+// mount; an existing file is given the mount's granted mode and owner
+// only, and only in a writable mount that grants them; outside every host
+// mount there is nothing to read or give.
+func TestModesAndOwners(t *testing.T) {
+	testutil.VerifyNone(t)
+	h := newHost(t, host.Config{})
+	m := compile(t, h, "gofiles")
+	out, ro := t.TempDir(), t.TempDir()
+	for _, p := range []string{filepath.Join(out, "f"), filepath.Join(ro, "g")} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o700|fs.ModeSetuid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("f", filepath.Join(out, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := os.Geteuid(), os.Getegid()
+	made := host.Made{FileMode: 0o640, UID: -1, GID: -1}
+	call := host.Call{Grants: host.Grants{DevNull: true, Mounts: []host.Mount{
+		{HostDir: out, GuestDir: "/out", Made: made},
+		{HostDir: out, GuestDir: "/plain"}, // the same directory, nothing granted
+		{HostDir: ro, GuestDir: "/ro", ReadOnly: true},
+	}}}
+	ids := fmt.Sprintf(" %d %d", uid, gid)
+	r := files(t, h, m, call, "lattrs:/out/f", "lattrs:/ro/g", "lattrs:/out/ln", "lattrs:/out/nope", "lattrs:/out",
+		"lattrs:/etc/passwd", "lattrs:/dev/null", "lattrs:/out/../ro/g",
+		"regrant:/ro/g:1", "regrant:/plain/f:1", "regrant:/out/f:2", "regrant:/dev/null:1", "regrant:/out/nope:1",
+		"regrant:/out/f:1", "lattrs:/plain/f", "regrant:/out/./f:1", "regrant:/out/ln:1")
+	want(t, r, map[string]string{
+		"lattrs:/out/f":       "ok 4700" + ids,
+		"lattrs:/ro/g":        "ok 4700" + ids,
+		"lattrs:/out/ln":      "ok 777" + ids,
+		"lattrs:/out/nope":    "err ENOENT notexist",
+		"lattrs:/etc/passwd":  "err ENOENT notexist",
+		"lattrs:/dev/null":    "err unsupported",
+		"lattrs:/out/../ro/g": "ok 4700" + ids, // cleaned as a path: /ro/g
+		"regrant:/ro/g:1":     "err denied",
+		"regrant:/plain/f:1":  "err denied",
+		"regrant:/out/f:2":    "err denied", // no owner granted
+		"regrant:/dev/null:1": "err denied",
+		"regrant:/out/nope:1": "err ENOENT notexist",
+		"regrant:/out/f:1":    "ok 1",
+		"lattrs:/plain/f":     "ok 640" + ids, // setuid cleared
+		"regrant:/out/./f:1":  "ok 0",         // already as granted
+		"regrant:/out/ln:1":   "ok 0",         // a symlink has no mode to give
+	})
+	if !strings.HasPrefix(r["lattrs:/out"], "ok ") {
+		t.Errorf("lattrs of a mount's root = %q", r["lattrs:/out"])
+	}
+	if fi, err := os.Stat(filepath.Join(ro, "g")); err != nil || fi.Mode() != 0o700|fs.ModeSetuid {
+		t.Errorf("the read-only mount's file: %v, %v; want it unchanged", fi, err)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	call.Grants.Mounts[0].Made = host.Made{Chown: true, UID: 65534, GID: -1}
+	r = files(t, h, m, call, "regrant:/out/f:2", "lattrs:/out/f", "regrant:/out/f:3")
+	want(t, r, map[string]string{
+		"regrant:/out/f:2": "ok 2",
+		"lattrs:/out/f":    fmt.Sprintf("ok 640 65534 %d", gid),
+		"regrant:/out/f:3": "err denied", // no mode granted
+	})
 }

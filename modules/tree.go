@@ -338,6 +338,23 @@ func (s *Store) Blobs(digest string) ([]string, error) {
 // the store's HashCache by path, size, mtime, ctime and inode, so a rerun
 // over unchanged files reads none of them.
 func (s *Store) PutDir(root string, include func(rel string, isDir bool) bool) (digest string, err error) {
+	return s.PutTree(root, TreeOptions{Include: include})
+}
+
+// TreeOptions say what PutTree records of a directory. The zero value
+// records what PutDir(root, nil) does.
+type TreeOptions struct {
+	// Include, if not nil, is PutDir's include.
+	Include func(rel string, isDir bool) bool
+	// KeepEmptyDirs records a directory that holds nothing (or nothing
+	// Include takes) as an empty directory, as a copy of the tree must
+	// make it; without it such a directory is left out, so that a
+	// filter's leftovers do not change a tree's digest.
+	KeepEmptyDirs bool
+}
+
+// PutTree is PutDir with options.
+func (s *Store) PutTree(root string, opts TreeOptions) (digest string, err error) {
 	fi, err := os.Stat(root)
 	if err != nil {
 		return "", fmt.Errorf("modules: put dir: %w", err)
@@ -345,14 +362,16 @@ func (s *Store) PutDir(root string, include func(rel string, isDir bool) bool) (
 	if !fi.IsDir() {
 		return "", fmt.Errorf("modules: put dir: %s is not a directory", root)
 	}
-	digest, _, _, err = s.putDir(root, "", include, 0)
+	digest, _, _, err = s.putDir(root, "", &opts, 0)
 	return digest, err
 }
 
 // putDir stores the directory abs (rel below the root) and returns its
-// digest, blob size and number of entries; a directory other than the
-// root with no entries is not stored.
-func (s *Store) putDir(abs, rel string, include func(string, bool) bool, depth int) (string, int64, int, error) {
+// digest, blob size and n > 0, its number of entries (1 for an empty one
+// that is kept); a directory other than the root with no entries is not
+// stored (n = 0) unless opts keeps empty ones.
+func (s *Store) putDir(abs, rel string, opts *TreeOptions, depth int) (string, int64, int, error) {
+	include := opts.Include
 	if depth > MaxTreeDepth {
 		return "", 0, 0, fmt.Errorf("%w: put dir: %s is deeper than %d", ErrBadTree, abs, MaxTreeDepth)
 	}
@@ -380,7 +399,7 @@ func (s *Store) putDir(abs, rel string, include func(string, bool) bool, depth i
 			}
 			d.Entries = append(d.Entries, Entry{Name: name, Kind: EntrySymlink, Target: target})
 		case t.IsDir():
-			h, size, n, err := s.putDir(p, r, include, depth+1)
+			h, size, n, err := s.putDir(p, r, opts, depth+1)
 			if err != nil {
 				return "", 0, 0, err
 			}
@@ -402,14 +421,14 @@ func (s *Store) putDir(abs, rel string, include func(string, bool) bool, depth i
 			d.Entries = append(d.Entries, Entry{Name: name, Kind: EntryFile, Digest: h, Size: size, Exec: fi.Mode()&0o111 != 0})
 		}
 	}
-	if len(d.Entries) == 0 && rel != "" {
+	if len(d.Entries) == 0 && rel != "" && !opts.KeepEmptyDirs {
 		return "", 0, 0, nil
 	}
 	h, size, err := s.putDirBlob(d)
 	if err != nil {
 		return "", 0, 0, fmt.Errorf("modules: put dir %s: %w", abs, err)
 	}
-	return h, size, len(d.Entries), nil
+	return h, size, max(len(d.Entries), 1), nil
 }
 
 // readDirBounded lists the directory at p, sorted by name, failing past

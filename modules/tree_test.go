@@ -292,6 +292,32 @@ func TestPutDir(t *testing.T) {
 	}
 }
 
+// TestPutTreeKeepEmptyDirs: with KeepEmptyDirs an empty directory, and
+// one whose entries Include refused, are recorded as empty directories
+// (what a copy must make); without it the same walk leaves them out.
+func TestPutTreeKeepEmptyDirs(t *testing.T) {
+	testutil.VerifyNone(t)
+	ws := t.TempDir()
+	writeTree(t, ws, map[string]string{"a.txt": "alpha", "logs/x.log": "noise"})
+	if err := os.MkdirAll(filepath.Join(ws, "empty/dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := modules.NewStore("")
+	noLogs := func(rel string, _ bool) bool { return !strings.HasSuffix(rel, ".log") }
+	h, err := st.PutTree(ws, modules.TreeOptions{Include: noLogs, KeepEmptyDirs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, listTree(t, st, h), map[string]string{
+		"a.txt": "f:alpha", "empty": "d", "empty/dir": "d", "logs": "d",
+	})
+	if h2, err := st.PutDir(ws, noLogs); err != nil || h2 == h {
+		t.Fatalf("PutDir = %s, %v; want another digest", h2, err)
+	} else {
+		sameTree(t, listTree(t, st, h2), map[string]string{"a.txt": "f:alpha"})
+	}
+}
+
 // TestPutDirHashCache checks a rerun over an unchanged workspace reads no
 // file, and a changed file is read again.
 func TestPutDirHashCache(t *testing.T) {

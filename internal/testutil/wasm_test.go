@@ -38,6 +38,9 @@ var spindleImports = map[string]sig{
 	"error_set":    "(i32,i32)->i32",
 	"log":          "(i32,i32,i32)->i32",
 	"send":         "(i32,i32,i32,i32,i32)->i32",
+	"exec":         "(i32,i32,i32,i32)->i32",
+	"path_attrs":   "(i32,i32,i32,i32)->i32",
+	"path_regrant": "(i32,i32,i32,i32,i32)->i32",
 }
 
 func TestWasm(t *testing.T) {

@@ -26,8 +26,10 @@ import (
 const copyUsage = `usage: spindle copy SRC -t PATTERN DEST [flags]
 
 Copies the local file or directory SRC to DEST on each target, writing
-only what differs: a file whose bytes DEST already holds is left alone
-(its mode and owner too), so a second run writes nothing and reports ok.
+only what differs: a file whose bytes DEST already holds is not written,
+and, with --mode, --owner or --group, only given that mode and owner if
+it has another (reported changed, as Ansible's copy does), so a second
+run writes nothing and reports ok.
 Each file is written to a temporary file beside it (.NAME.spindle-*) and
 renamed over the old one: a reader sees the old file or the new one,
 never a part, and a failed copy leaves no temporary file behind (one
@@ -39,10 +41,12 @@ sit behind an intermediate (ssh://bastion/local:a, .../local:b), and
 every hop keeps a copy. On each target the copy battery (a wasm module
 shipped with spindle, bin/batteries/copy.wasm, pinned by its hash) sees
 SRC read-only and, read-write, DEST when it is a directory there, else
-DEST's parent directory; nothing else. It compares, writes and renames. It cannot set modes or owners (WASI has no
-call for them): the target's context gives what it makes the --mode,
---owner and --group that spindle grants on that directory, and nothing
-else.
+DEST's parent directory; nothing else. It compares, writes and
+renames. It cannot choose modes or owners (WASI has no call for them):
+spindle grants that directory the --mode, --owner and --group, the
+target's context gives them to what the battery makes there, and the
+battery may give them to what it finds there (the path_regrant host
+function), and no other mode or owner.
 
 What goes where (cp -r and rsync rules; DEST is an absolute path):
   SRC a file        DEST an existing directory, or ending in "/": copied
@@ -59,28 +63,35 @@ inside a tree are copied as symlinks (relative targets only: an absolute
 one is refused before anything is sent); a symlink where a file or a
 symlink goes is replaced, never written through, and a symlink where a
 directory goes fails, but a DEST that is a symlink to a directory is
-that directory (as for cp). Empty directories and entries named
-.git are not copied; other special files (sockets, devices) are skipped.
+that directory (as for cp). Empty directories are copied; entries named
+.git are not, and special files (sockets, devices) are skipped.
 A file is at most 128 MiB.
 
 flags:
   -t, --target T      where to copy, as for spindle run (a target chain or
-                      a host pattern of the --inventory); repeatable
+                      a host pattern of the --inventory); repeatable, each
+                      target copied to once (two spellings of one chain
+                      copy once, said on stderr)
   -i, --inventory F   an inventory file of hosts and groups
   -l, --limit P       keep only the selected targets P also names; repeatable
-  --mode M            the mode of every file written, in octal (0644); by
-                      default 0644, or 0755 for a file executable in SRC.
-                      A file left alone keeps its mode
-  --owner U           the user of what is written (a name or a number, looked
-                      up on the target); needs root there (--become)
-  --group G           its group, likewise
+  --mode M            the mode of every file of SRC at DEST, in octal
+                      (0644): given to a file written, and to one whose
+                      bytes match but whose mode differs. By default 0644,
+                      or 0755 for a file executable in SRC, for a file
+                      written; a file left alone keeps its mode
+  --owner U           the user of SRC's files, directories and symlinks at
+                      DEST (a name or a number, looked up on the target),
+                      likewise (not DEST itself when SRC ends in "/");
+                      needs root there (--become)
+  --group G           their group, likewise
   --become            copy as root through a sudo hop appended to each target
                       (sudo://root; -K asks for its password)
   --become-user U     as U instead of root (implies --become)
   --timeout D         the copy's time limit on each target (default 5m)
   --parallel N        at most N targets at once (default 20)
   --json              one JSON object per target per line: {"target",
-                      "status", "dest", "changed": [paths], "unchanged",
+                      "status", "dest", "changed": [paths written],
+                      "fixed": [paths given the mode or owner], "unchanged",
                       "bytes", "error": {...}}
   --edges             after the recap, the bytes of blobs (the battery and
                       SRC) each context received from its parent, one line
@@ -90,8 +101,9 @@ flags:
                       user received nothing
   -v, --verbose       show the tree's log records
 ` + connUsage + `
-output: per target, "NAME | CHANGED => DEST" and the paths written, or
-"NAME | OK => DEST (N unchanged)" when nothing differed; FAILED with the
+output: per target, "NAME | CHANGED => DEST" and the paths written (and
+those given the mode or owner only, marked so), or "NAME | OK => DEST
+(N unchanged)" when nothing differed; FAILED with the
 reason; UNREACHABLE when the target could not be started. Then a recap,
 one line per target: ok, changed, unreachable, failed; and on stderr the
 bytes of blobs this spindle sent.
@@ -198,13 +210,23 @@ func checkIDName(flag, v string) error {
 
 // copyPlan is what the battery reads on stdin (tools/batteries/copy).
 type copyPlan struct {
-	Kind     string      `json:"kind"` // "file", "dir" or "contents"
-	Name     string      `json:"name"`
-	DestBase string      `json:"dest_base"`
-	DestDir  bool        `json:"dest_dir"`
-	KeepExec bool        `json:"keep_exec"`
-	Entries  []copyEntry `json:"entries"`
+	Kind     string `json:"kind"` // "file", "dir" or "contents"
+	Name     string `json:"name"`
+	DestBase string `json:"dest_base"`
+	DestDir  bool   `json:"dest_dir"`
+	KeepExec bool   `json:"keep_exec"`
+	// Regrant is what of DEST's grant the battery gives what is there
+	// already: copyRegrantMode (--mode), copyRegrantOwner (--owner,
+	// --group); guest.Attr's bits.
+	Regrant uint32      `json:"regrant,omitempty"`
+	Entries []copyEntry `json:"entries"`
 }
+
+// The bits of copyPlan.Regrant (guest.AttrMode, guest.AttrOwner).
+const (
+	copyRegrantMode  = 1 << 0
+	copyRegrantOwner = 1 << 1
+)
 
 type copyEntry struct {
 	Path   string `json:"path"`
@@ -267,7 +289,8 @@ func planCopy(st *modules.Store, src, dest string) (*copySource, error) {
 		if strings.HasSuffix(src, "/") {
 			p.Kind = "contents"
 		}
-		if cs.tree, err = st.PutDir(real, nil); err != nil {
+		// Empty directories too: a copy makes them.
+		if cs.tree, err = st.PutTree(real, modules.TreeOptions{KeepEmptyDirs: true}); err != nil {
 			return nil, fmt.Errorf("SRC %s: %w", src, err)
 		}
 		if err := cs.walk(st, cs.tree, ""); err != nil {
@@ -365,6 +388,12 @@ func (cs *copySource) task(o *copyOpts, module string, p copyPlan, destHost stri
 		mounts = append(mounts, x)
 		p.KeepExec = true
 	}
+	if o.mode != 0 {
+		p.Regrant |= copyRegrantMode
+	}
+	if o.owner != "" || o.group != "" {
+		p.Regrant |= copyRegrantOwner
+	}
 	plan, err := json.Marshal(&p)
 	if err != nil {
 		return spindle.Task{}, nil, err
@@ -384,6 +413,7 @@ type copyLine struct {
 	Status    string    `json:"status"` // "ok", "changed", "failed" or "unreachable"
 	Dest      string    `json:"dest,omitempty"`
 	Changed   []string  `json:"changed,omitempty"`
+	Fixed     []string  `json:"fixed,omitempty"`
 	Unchanged int       `json:"unchanged"`
 	Bytes     int64     `json:"bytes"`
 	Error     *runError `json:"error,omitempty"`
@@ -393,6 +423,7 @@ type copyLine struct {
 type copyReport struct {
 	Dest      string   `json:"dest"`
 	Changed   []string `json:"changed"`
+	Fixed     []string `json:"fixed"`
 	Unchanged int      `json:"unchanged"`
 	Bytes     int64    `json:"bytes"`
 }
@@ -413,6 +444,12 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle copy: %v\n", err)
 		return exitUsage
+	}
+	// Two spellings of one chain would be two copies racing on one
+	// DEST: each chain runs once, as for spindle run.
+	targets, note := dedupeTargets(targets, o.conn.sshConfig)
+	if note != "" {
+		fmt.Fprintf(stderr, "spindle copy: %s\n", note)
 	}
 	if len(targets) == 0 {
 		fmt.Fprintln(stderr, "spindle copy: no targets matched; nothing to do")
@@ -588,8 +625,8 @@ func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, tries []cop
 		l.Error = &runError{Kind: "battery", Message: fmt.Sprintf("the copy battery's report: %v", err)}
 		return l, c
 	}
-	l.Status, l.Dest, l.Changed, l.Unchanged, l.Bytes = "ok", rep.Dest, rep.Changed, rep.Unchanged, rep.Bytes
-	if len(rep.Changed) > 0 {
+	l.Status, l.Dest, l.Changed, l.Fixed, l.Unchanged, l.Bytes = "ok", rep.Dest, rep.Changed, rep.Fixed, rep.Unchanged, rep.Bytes
+	if len(rep.Changed)+len(rep.Fixed) > 0 {
 		l.Status = "changed"
 	}
 	return l, c
@@ -629,11 +666,20 @@ func printCopyLine(w io.Writer, l copyLine) {
 	case "ok":
 		fmt.Fprintf(w, "%s | OK => %s (%d unchanged)\n", name, escapeLine(l.Dest), l.Unchanged)
 	default:
-		fmt.Fprintf(w, "%s | CHANGED => %s (%d written, %d bytes; %d unchanged)\n", name, escapeLine(l.Dest), len(l.Changed), l.Bytes, l.Unchanged)
-		for i, p := range l.Changed {
+		fixed := ""
+		if len(l.Fixed) > 0 {
+			fixed = fmt.Sprintf("; %d given the mode or owner", len(l.Fixed))
+		}
+		fmt.Fprintf(w, "%s | CHANGED => %s (%d written, %d bytes%s; %d unchanged)\n", name, escapeLine(l.Dest), len(l.Changed), l.Bytes, fixed, l.Unchanged)
+		paths := append(append([]string(nil), l.Changed...), l.Fixed...)
+		for i, p := range paths {
 			if i == maxCopyPaths {
-				fmt.Fprintf(w, "    ... and %d more\n", len(l.Changed)-i)
+				fmt.Fprintf(w, "    ... and %d more\n", len(paths)-i)
 				break
+			}
+			if i >= len(l.Changed) {
+				fmt.Fprintf(w, "    %s (mode or owner)\n", escapeLine(p))
+				continue
 			}
 			fmt.Fprintf(w, "    %s\n", escapeLine(p))
 		}

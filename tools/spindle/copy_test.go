@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -460,4 +461,189 @@ func TestCopySSH(t *testing.T) {
 		t.Errorf("copy as %s with --owner root = %d\n%s\n%s", s.Unpriv, code, out, errs)
 	}
 	noTemps(t, dir)
+}
+
+// TestCopyEmptyDirs: a tree's empty directories are made at DEST (0755),
+// a second run finds them there and writes nothing.
+func TestCopyEmptyDirs(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "tree"), filepath.Join(dir, "dest")
+	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
+	for _, d := range []string{"empty", "deep/er/est", "logs"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := slowCLI(t, "copy", src+"/", "-t", "local", dest, "--json")
+	lines, _ := copyJSON(t, out)
+	l := lines["local"]
+	if code != 0 || l.Status != "changed" {
+		t.Fatalf("spindle copy = %d, %+v\n%s", code, l, errs)
+	}
+	for _, d := range []string{"empty", "deep/er/est", "logs"} {
+		if fi, err := os.Lstat(filepath.Join(dest, d)); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s at DEST: %v, %v; want a directory, 0755", d, fi, err)
+		}
+		if !slices.Contains(l.Changed, filepath.Join(dest, d)+"/") {
+			t.Errorf("changed = %q, want %s/ in it", l.Changed, filepath.Join(dest, d))
+		}
+	}
+	code, out, errs = cli(t, "copy", src+"/", "-t", "local", dest, "--json")
+	if lines, _ = copyJSON(t, out); code != 0 || lines["local"].Status != "ok" {
+		t.Errorf("second spindle copy = %d, %+v; want ok\n%s", code, lines["local"], errs)
+	}
+}
+
+// TestCopyDedupesTargets: one target named three ways (a chain, another
+// spelling of it, an inventory host that stands for it) is copied to
+// once, as spindle run does, and stderr says so; another target still
+// runs.
+func TestCopyDedupesTargets(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "f")
+	writeFile(t, src, []byte("once\n"), 0o644)
+	dest := filepath.Join(dir, "dest")
+	inv := writeInventory(t, "web target=local:a\n")
+	code, out, errs := slowCLI(t, "copy", src, "-i", inv, "-t", "local:a", "-t", "local:b", "-t", "local?name=a", "-t", "web", dest, "--json")
+	lines, _ := copyJSON(t, out)
+	// The two copy to one DEST at once: one or both write it.
+	a, b := lines["local:a"].Status, lines["local:b"].Status
+	if code != 0 || len(lines) != 2 || a == "" || b == "" || a != "changed" && b != "changed" {
+		t.Fatalf("spindle copy = %d, %v; want local:a and local:b once each\n%s\n%s", code, lines, out, errs)
+	}
+	if n := strings.Count(strings.TrimSpace(out), "\n") + 1; n != 2 {
+		t.Errorf("%d lines of output, want 2:\n%s", n, out)
+	}
+	want := "spindle copy: 2 targets named twice, run once: local?name=a (as local:a), web (as local:a)\n"
+	if strings.Count(errs, want) != 1 {
+		t.Errorf("stderr:\n%s\nwant once: %q", errs, want)
+	}
+	sameFile(t, src, dest)
+}
+
+// TestCopyModeOwner: with --mode, --owner and --group a file whose bytes
+// match but whose mode or owner differs is given them, not written, and
+// reported changed; a third run is ok. Without --mode a file's mode is
+// left alone. A tree's directories and symlinks get the owner back too.
+func TestCopyModeOwner(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.conf")
+	writeFile(t, src, []byte("key = value\n"), 0o644)
+	dest := filepath.Join(dir, "etc")
+	if err := os.Mkdir(dest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dest, "app.conf")
+	root := os.Geteuid() == 0
+	grant := []string{"--mode", "0640"}
+	owner := uint32(os.Geteuid())
+	if root {
+		grant, owner = append(grant, "--owner", "65534", "--group", "65534"), 65534
+	}
+	copyTo := func(extra ...string) copyLine {
+		t.Helper()
+		code, out, errs := cli(t, append([]string{"copy", src, "-t", "local", dest, "--json"}, extra...)...)
+		lines, _ := copyJSON(t, out)
+		if code != 0 {
+			t.Fatalf("spindle copy %q = %d\n%s\n%s", extra, code, out, errs)
+		}
+		return lines["local"]
+	}
+	code, out, errs := slowCLI(t, append([]string{"copy", src, "-t", "local", dest}, grant...)...)
+	if code != 0 || !strings.Contains(out, "local | CHANGED => "+conf+" (1 written") {
+		t.Fatalf("first spindle copy = %d\n%s\n%s", code, out, errs)
+	}
+	first := idOf(t, conf)
+	if first.mode != 0o640 || first.uid != owner {
+		t.Fatalf("app.conf: mode %v, uid %d; want 0640 and %d", first.mode, first.uid, owner)
+	}
+
+	// Only the mode differs: it is restored, the file not written.
+	if err := os.Chmod(conf, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	l := copyTo(grant...)
+	if l.Status != "changed" || len(l.Changed) != 0 || !slices.Equal(l.Fixed, []string{conf}) || l.Bytes != 0 {
+		t.Errorf("after chmod: %+v; want changed, %s fixed, nothing written", l, conf)
+	}
+	if id := idOf(t, conf); id.mode != 0o640 || id.ino != first.ino || id.mtime != first.mtime {
+		t.Errorf("after the second run: %+v; want mode 0640 and the same file (%+v)", id, first)
+	}
+	code, out, _ = cli(t, append([]string{"copy", src, "-t", "local", dest}, grant...)...)
+	if code != 0 || !strings.Contains(out, "local | OK => "+conf+" (1 unchanged)") {
+		t.Errorf("third run = %d, want ok:\n%s", code, out)
+	}
+	// The text rows say what was only given a mode.
+	os.Chmod(conf, 0o600)
+	code, out, _ = cli(t, append([]string{"copy", src, "-t", "local", dest}, grant...)...)
+	if code != 0 || !strings.Contains(out, "local | CHANGED => "+conf+" (0 written, 0 bytes; 1 given the mode or owner; 0 unchanged)\n    "+conf+" (mode or owner)\n") {
+		t.Errorf("rows of a mode-only change = %d:\n%s", code, out)
+	}
+	// Without --mode the mode is the operator's: left alone.
+	os.Chmod(conf, 0o600)
+	if l := copyTo(); l.Status != "ok" || idOf(t, conf).mode != 0o600 {
+		t.Errorf("without --mode: %+v, mode %v; want ok and 0600 kept", l, idOf(t, conf).mode)
+	}
+	if !root {
+		t.Log("not root: the owner is not tested")
+		return
+	}
+
+	// Only the owner differs: given back.
+	if err := os.Chown(conf, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(conf, 0o640)
+	if l := copyTo(grant...); l.Status != "changed" || !slices.Equal(l.Fixed, []string{conf}) {
+		t.Errorf("after chown: %+v; want %s fixed", l, conf)
+	}
+	if id := idOf(t, conf); id.uid != 65534 || id.mode != 0o640 || id.ino != first.ino {
+		t.Errorf("after chown and a run: %+v; want uid 65534, 0640, the same file", id)
+	}
+
+	// A tree: its directories and symlinks get the owner back, the root
+	// of SRC's copy too; DEST itself, for SRC/, is left alone.
+	tree := filepath.Join(dir, "tree")
+	writeFile(t, filepath.Join(tree, "sub/f"), []byte("f\n"), 0o644)
+	if err := os.Symlink("sub/f", filepath.Join(tree, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(dir, "out")
+	os.Mkdir(out2, 0o755)
+	code, out, errs = cli(t, append([]string{"copy", tree, "-t", "local", out2}, grant...)...)
+	if code != 0 {
+		t.Fatalf("copy of a tree = %d\n%s\n%s", code, out, errs)
+	}
+	got := filepath.Join(out2, "tree")
+	for _, p := range []string{got, got + "/sub", got + "/ln"} {
+		if err := os.Lchown(p, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs = cli(t, append([]string{"copy", tree, "-t", "local", out2, "--json"}, grant...)...)
+	lines, _ := copyJSON(t, out)
+	l = lines["local"]
+	slices.Sort(l.Fixed)
+	if want := []string{got + "/", got + "/ln", got + "/sub/"}; code != 0 || l.Status != "changed" || !slices.Equal(l.Fixed, want) {
+		t.Errorf("tree after chown = %d, %+v; want %q fixed\n%s", code, l, want, errs)
+	}
+	for _, p := range []string{got, got + "/sub", got + "/ln", got + "/sub/f"} {
+		if id := idOf(t, p); id.uid != 65534 {
+			t.Errorf("%s: uid %d, want 65534", p, id.uid)
+		}
+	}
+	if id := idOf(t, got+"/sub"); id.mode.Perm() != 0o755 {
+		t.Errorf("sub's mode %v: a directory's mode is not --mode's", id.mode)
+	}
+	os.Chown(out2, 0, 0)
+	code, out, errs = cli(t, append([]string{"copy", tree + "/", "-t", "local", out2, "--json"}, grant...)...)
+	if lines, _ = copyJSON(t, out); code != 0 || idOf(t, out2).uid != 0 {
+		t.Errorf("SRC/ into DEST = %d, %+v: DEST's uid %d, want 0 (left alone)\n%s", code, lines["local"], idOf(t, out2).uid, errs)
+	}
 }

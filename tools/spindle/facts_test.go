@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,8 +191,8 @@ func TestFactsLocal(t *testing.T) {
 }
 
 // TestStatLocal: spindle stat of a file (its sha256 as the test computes
-// it, its head), a missing path, a path whose parent is missing, a
-// directory and a symlink; the hash limit.
+// it, its head, its mode and owner), a missing path, a path whose parent
+// is missing, a directory and a symlink; the hash limit.
 func TestStatLocal(t *testing.T) {
 	testutil.VerifyNone(t)
 	inspectBatteries(t)
@@ -204,9 +205,23 @@ func TestStatLocal(t *testing.T) {
 	if err := os.Symlink("file.txt", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(file, 0o640|fs.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := os.Geteuid(), os.Getegid()
+	if uid == 0 {
+		uid, gid = 65534, 65533
+		if err := os.Chown(file, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sum := sha256.Sum256(content)
 	want := hex.EncodeToString(sum[:])
 	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirInfo, err := os.Stat(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,15 +245,18 @@ func TestStatLocal(t *testing.T) {
 			f.MTime != fi.ModTime().UTC().Format(time.RFC3339Nano) {
 			t.Errorf("%s: %s = %+v, want a file of %d bytes, sha256 %s, mtime %v, head \"spindle\"", l.Target, file, f, len(content), want, fi.ModTime())
 		}
+		if f.Mode != "02640" || f.UID == nil || *f.UID != uid || f.GID == nil || *f.GID != gid {
+			t.Errorf("%s: %s has mode %q, owner %v:%v; want 02640, %d:%d", l.Target, file, f.Mode, f.UID, f.GID, uid, gid)
+		}
 		for _, f := range l.Files[1:4] {
 			if f.Exists || f.Error != "" {
 				t.Errorf("%s: %+v, want absent, no error", l.Target, f)
 			}
 		}
-		if f := l.Files[4]; !f.Exists || f.Type != "dir" || f.SHA256 != "" {
+		if f := l.Files[4]; !f.Exists || f.Type != "dir" || f.SHA256 != "" || f.Mode != inspect.OctalMode(dirInfo.Mode()) {
 			t.Errorf("%s: %s = %+v, want a dir", l.Target, dir, f)
 		}
-		if f := l.Files[5]; !f.Exists || f.Type != "symlink" || f.LinkTarget != "file.txt" || f.SHA256 != "" {
+		if f := l.Files[5]; !f.Exists || f.Type != "symlink" || f.LinkTarget != "file.txt" || f.SHA256 != "" || f.Mode != "0777" {
 			t.Errorf("%s: link = %+v, want a symlink to file.txt, not followed", l.Target, f)
 		}
 		for i, f := range l.Files {
@@ -257,6 +275,7 @@ func TestStatLocal(t *testing.T) {
 	}
 	for _, want := range []string{
 		"local | " + file + " | file size=13000 mtime=",
+		fmt.Sprintf(" mode=02640 uid=%d gid=%d sha256 skipped", uid, gid),
 		" sha256 skipped (larger than the hash limit, 1024 bytes)\n",
 		"local | " + filepath.Join(dir, "nope") + " | absent\n",
 		"\nRECAP\nlocal                : ok=1 changed=0 unreachable=0 failed=0\n",

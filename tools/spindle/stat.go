@@ -20,13 +20,14 @@ import (
 const statUsage = `usage: spindle stat -t PATTERN [flags] PATH...
 
 Looks at each PATH on each target, as Ansible's stat module does: whether
-it exists, its type, size and mtime, a symlink's target (a symlink at PATH
+it exists, its type, size and mtime, its mode (permission bits, in octal)
+and owner (uid and gid, numbers), a symlink's target (a symlink at PATH
 is not followed), and the sha256 of a regular file. It runs the stat
 battery (bin/batteries/stat.wasm, pinned by its hash) with a read-only
-mount of each PATH's parent directory and nothing else. A PATH that is not
-there (nor its parent) is "exists=false", not an error. WASI preview 1
-does not carry permission bits or owners, so a sandboxed battery cannot
-report a file's mode, uid or gid: they are not shown.
+mount of each PATH's parent directory and nothing else; the mode and
+owner, which WASI preview 1 does not carry, it reads through spindle's
+path_attrs host function, which changes nothing. A PATH that is not
+there (nor its parent) is "exists=false", not an error.
 
 PATH must be absolute and clean; at most 256 of them.
 
@@ -38,14 +39,14 @@ flags:
                       most 64KiB), escaped, below its row
 ` + inspectUsage + connUsage + `
 output: a row per target and PATH, "TARGET | PATH | TYPE size=N
-mtime=T sha256=HEX", or "TARGET | PATH | absent"; a PATH that could not be
-looked at (permission denied) is "TARGET | PATH | ERROR: why" and fails
-its target. Then a recap, one line per target: looking is never
-"changed". With --json, one object per target per line: {"target",
-"status" (ok, failed or unreachable), "files": [{"path", "exists",
-"type", "size", "mtime", "link_target", "sha256", "hash_skipped",
-"head", "error"}], "error": {...}}; "head" is text (bytes that are not
-UTF-8 become U+FFFD).
+mtime=T mode=0644 uid=N gid=N sha256=HEX", or "TARGET | PATH | absent";
+a PATH that could not be looked at (permission denied) is "TARGET | PATH
+| ERROR: why" and fails its target. Then a recap, one line per target:
+looking is never "changed". With --json, one object per target per line:
+{"target", "status" (ok, failed or unreachable), "files": [{"path",
+"exists", "type", "size", "mtime", "mode", "uid", "gid", "link_target",
+"sha256", "hash_skipped", "head", "error"}], "error": {...}}; "head" is
+text (bytes that are not UTF-8 become U+FFFD).
 
 exit status: 0 every target ok; 1 a PATH could not be looked at, or the
 battery failed, somewhere; 3 a target could not be reached (and none
@@ -274,6 +275,12 @@ func printStatLine(w io.Writer, l statLine) {
 			continue
 		}
 		row := fmt.Sprintf("%s%s size=%d mtime=%s", lead, escapeLine(f.Type), f.Size, escapeLine(f.MTime))
+		if f.Mode != "" {
+			row += " mode=" + escapeLine(f.Mode)
+		}
+		if f.UID != nil && f.GID != nil {
+			row += fmt.Sprintf(" uid=%d gid=%d", *f.UID, *f.GID)
+		}
 		if f.LinkTarget != "" {
 			row += " -> " + escapeLine(f.LinkTarget)
 		}

@@ -37,6 +37,12 @@
 // host's user. 0o644 rather than 0o666: a sandboxed guest does not make
 // group- or world-writable files, whatever the umask.
 //
+// A mount's Made ([FS.SetMade]) grants an exact mode and an owner to what
+// the guest makes. [FS.Regrant] gives the same, and nothing else, to an
+// entry already there (the host's path_regrant); [FS.Attrs] reads an
+// entry's permission bits and owner (path_attrs), which WASI preview 1's
+// filestat lacks.
+//
 // Not guaranteed, and up to the host:
 //   - Hard links, bind mounts and mount points placed inside the directory
 //     by the host are followed like any file: prepare the directory so it
@@ -48,7 +54,8 @@
 //     conservatively (below), but the host's file system is not consulted:
 //     the budgets of all calls together must fit on it.
 //   - Root.Chmod and Root.Chtimes may, under a race with a concurrent
-//     rename, apply to a symlink instead of its target; the file they touch
+//     rename, apply to a symlink's target instead of the entry looked at
+//     (Regrant) or to a symlink instead of its target; the file they touch
 //     is still inside the root.
 //
 // # Bounds

@@ -116,3 +116,12 @@ func lutimens(dir *os.File, name string, atim, mtim int64) sys.Errno {
 	}
 	return 0
 }
+
+// ownerOf returns the uid and gid of the file fi describes.
+func ownerOf(fi os.FileInfo) (uid, gid int, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return int(st.Uid), int(st.Gid), true
+}

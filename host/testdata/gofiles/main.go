@@ -17,6 +17,9 @@
 //	mkdirall:PATH      os.MkdirAll
 //	ls:PATH            the names in a directory, comma-separated
 //	stdin              reads stdin to its end: "ok BYTES SHA256"
+//	lattrs:PATH        guest.Lattrs: "ok MODE UID GID", MODE in octal
+//	regrant:PATH:WHAT  guest.Regrant with the bits WHAT: "ok CHANGED"
+//	                   ("err denied" for guest.ErrDenied)
 package main
 
 import (
@@ -30,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	guest "github.com/spindle-hq/spindle/guest-sdk"
 )
 
 func main() {
@@ -83,6 +88,13 @@ func main() {
 			h := sha256.New()
 			n, err := io.Copy(h, os.Stdin)
 			report(arg, fmt.Sprintf("%d %s", n, hex.EncodeToString(h.Sum(nil))), err)
+		case "lattrs":
+			a, err := guest.Lattrs(rest)
+			report(arg, fmt.Sprintf("%o %d %d", uint32(a.Mode.Perm())|special(a.Mode), a.UID, a.GID), err)
+		case "regrant":
+			p, what, _ := strings.Cut(rest, ":")
+			changed, err := guest.Regrant(p, guest.Attr(atoi(what)))
+			report(arg, strconv.Itoa(int(changed)), err)
 		default:
 			fmt.Fprintf(os.Stderr, "unknown op %q\n", arg)
 			os.Exit(100)
@@ -124,12 +136,33 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.ENOTSUP: "ENOTSUP", syscall.EPERM: "EPERM", syscall.EROFS: "EROFS",
 }
 
+// special is m's setuid, setgid and sticky bits as chmod has them.
+func special(m fs.FileMode) uint32 {
+	var n uint32
+	if m&fs.ModeSetuid != 0 {
+		n |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	return n
+}
+
 func report(arg, detail string, err error) {
 	if err == nil {
 		fmt.Printf("%s -> ok %s\n", arg, detail)
 		return
 	}
 	name := err.Error()
+	switch {
+	case errors.Is(err, guest.ErrDenied):
+		name = "denied"
+	case errors.Is(err, errors.ErrUnsupported):
+		name = "unsupported"
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) && errnoNames[errno] != "" {
 		name = errnoNames[errno]

@@ -11,22 +11,32 @@
 // store, read-only), the destination at /dest when it is a directory
 // (the plan's dest_base is then ""), else its parent (read-write), and, when the plan keeps exec bits, the same directory at
 // /xdest, where the caller granted the files it makes mode 0755 (/dest
-// gives 0644, or the caller's --mode). It cannot set a mode or an owner
-// itself (WASI preview 1 has neither): the mounts' grants do.
+// gives 0644, or the caller's --mode). It cannot choose a mode or an
+// owner (WASI preview 1 has neither): the mounts' grants give them to what
+// it makes, and guest.Regrant (docs/abi.md, path_regrant) gives them to
+// what it finds there, when the plan asks.
 //
 // PLAN (stdin, JSON) names what to copy: {"kind": "file" | "dir" |
-// "contents", "name", "dest_base", "dest_dir", "entries": [{"path",
-// "type": "f" | "d" | "l", "size", "exec", "target"}]}, entries in the
-// order they are made (a directory before what it holds). --show DIR is
-// the host path of /dest, for messages and the report.
+// "contents", "name", "dest_base", "dest_dir", "regrant", "entries":
+// [{"path", "type": "f" | "d" | "l", "size", "exec", "target"}]}, entries
+// in the order they are made (a directory before what it holds).
+// "regrant" says what of /dest's grant to give what is already there
+// (guest.Attr bits: 1 the file mode, 2 the owner and group; 0 nothing).
+// --show DIR is the host path of /dest, for messages and the report.
 //
 // It writes one JSON object on stdout, {"dest", "changed": [paths],
-// "unchanged", "bytes"}, and exits 0; on the first error it says what on
-// stderr and exits 1, leaving no temporary file; bad usage exits 2.
+// "fixed": [paths], "unchanged", "bytes"}, and exits 0; on the first
+// error it says what on stderr and exits 1, leaving no temporary file;
+// bad usage exits 2.
 //
 // A file is unchanged when the destination is a regular file of the same
-// bytes (its mode and owner are not looked at: WASI shows neither); else
-// it is written, replacing a file or a symlink there. A symlink is
+// bytes, and, when the plan regrants, already has the granted mode and
+// owner; one of the same bytes with another mode or owner is given the
+// grant's ("fixed", not written); else it is written, replacing a file or
+// a symlink there. With the owner regranted, a symlink or directory SRC
+// holds, and the root when SRC is a directory (not DEST itself for
+// "contents": that is the operator's), are given the owner too; a
+// directory's mode is left alone. A symlink is
 // unchanged when one with the same target is there, else made (relative
 // targets only). A directory there where a file or symlink goes, or
 // anything but a directory where a directory goes, is an error: copy
@@ -43,6 +53,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	guest "github.com/spindle-hq/spindle/guest-sdk"
 )
 
 type entry struct {
@@ -60,11 +72,14 @@ type plan struct {
 	DestDir  bool    `json:"dest_dir"` // DEST ended with "/": a directory
 	Entries  []entry `json:"entries"`
 	KeepExec bool    `json:"keep_exec"` // exec files are made through /xdest
+	// Regrant is what of /dest's grant to give what is there already.
+	Regrant guest.Attr `json:"regrant"`
 }
 
 type report struct {
 	Dest      string   `json:"dest"`
 	Changed   []string `json:"changed"`
+	Fixed     []string `json:"fixed,omitempty"`
 	Unchanged int      `json:"unchanged"`
 	Bytes     int64    `json:"bytes"`
 }
@@ -91,7 +106,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "copy: plan: %v\n", err)
 		return 2
 	}
-	c.keepExec = p.KeepExec
+	c.keepExec, c.regrant = p.KeepExec, p.Regrant
 	if err := c.copy(&p); err != nil {
 		fmt.Fprintf(stderr, "copy: %v\n", err)
 		return 1
@@ -105,6 +120,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 type copier struct {
 	show     string // the host path of /dest
 	keepExec bool
+	regrant  guest.Attr
 	rep      report
 }
 
@@ -152,7 +168,9 @@ func (c *copier) copy(p *plan) error {
 			root = path.Join(d, p.Name)
 		}
 		c.rep.Dest = c.host(root)
-		if err := c.dir(root); err != nil {
+		// DEST itself, for "contents", is the operator's directory, not
+		// SRC's copy: it gets no owner unless this copy makes it.
+		if err := c.dir(root, p.Kind == "dir"); err != nil {
 			return err
 		}
 		for _, e := range p.Entries {
@@ -163,7 +181,7 @@ func (c *copier) copy(p *plan) error {
 			var err error
 			switch e.Type {
 			case "d":
-				err = c.dir(dst)
+				err = c.dir(dst, true)
 			case "f":
 				err = c.file(path.Join(srcDir, e.Path), dst, e)
 			case "l":
@@ -185,11 +203,15 @@ func validRel(p string) bool {
 	return p != "" && !path.IsAbs(p) && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }
 
-// dir makes the directory p unless one is there.
-func (c *copier) dir(p string) error {
+// dir makes the directory p unless one is there; one that is there gets
+// the granted owner when regrant is set and the plan regrants the owner.
+func (c *copier) dir(p string, regrant bool) error {
 	fi, err := os.Lstat(p)
 	switch {
 	case err == nil && fi.IsDir():
+		if regrant {
+			return c.fix(p, c.regrant&guest.AttrOwner, false)
+		}
 		return nil
 	case err == nil:
 		return fmt.Errorf("%s exists and is not a directory (%s): copy removes nothing", c.host(p), kind(fi))
@@ -218,8 +240,7 @@ func (c *copier) file(src, dst string, e entry) error {
 			return fmt.Errorf("compare %s: %w", c.host(dst), unwrap(err))
 		}
 		if same {
-			c.rep.Unchanged++
-			return nil
+			return c.fix(dst, c.regrant, true)
 		}
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%s: %w", c.host(dst), unwrap(err))
@@ -280,8 +301,7 @@ func (c *copier) symlink(dst, target string) error {
 		return fmt.Errorf("%s is a directory: a symlink cannot replace it (copy removes nothing)", c.host(dst))
 	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
 		if t, err := os.Readlink(dst); err == nil && t == target {
-			c.rep.Unchanged++
-			return nil
+			return c.fix(dst, c.regrant&guest.AttrOwner, true)
 		}
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%s: %w", c.host(dst), unwrap(err))
@@ -304,6 +324,30 @@ func (c *copier) symlink(dst, target string) error {
 		break
 	}
 	c.rep.Changed = append(c.rep.Changed, c.host(dst))
+	return nil
+}
+
+// fix gives the entry p, which holds what it should, what of the grant
+// what names, and counts it fixed when that changed anything, else
+// unchanged (when counted: a directory is not).
+func (c *copier) fix(p string, what guest.Attr, counted bool) error {
+	if what != 0 {
+		changed, err := guest.Regrant(p, what)
+		if err != nil {
+			return fmt.Errorf("set the mode or owner of %s: %w", c.host(p), unwrap(err))
+		}
+		if changed != 0 {
+			name := c.host(p)
+			if !counted {
+				name += "/"
+			}
+			c.rep.Fixed = append(c.rep.Fixed, name)
+			return nil
+		}
+	}
+	if counted {
+		c.rep.Unchanged++
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package inspect
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -105,22 +106,24 @@ func TestStat(t *testing.T) {
 	}
 	sum := sha256.Sum256(body)
 	req := StatRequest{Paths: []StatPath{{Guest: filepath.Join(dir, "f"), Path: "/f"}, {Guest: filepath.Join(dir, "no"), Path: "/no"}}, Head: 3}
-	res, err := Stat(req)
+	lattrs := func(name string) (fs.FileMode, int, int, error) { return 0o755 | fs.ModeSetgid, 0, 42, nil }
+	res, err := Stat(req, lattrs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := res.Files[0]; f.Path != "/f" || !f.Exists || f.SHA256 != hex.EncodeToString(sum[:]) || f.Head != "xxx" || f.Size != 100 {
+	if f := res.Files[0]; f.Path != "/f" || !f.Exists || f.SHA256 != hex.EncodeToString(sum[:]) || f.Head != "xxx" || f.Size != 100 ||
+		f.Mode != "02755" || f.UID == nil || *f.UID != 0 || f.GID == nil || *f.GID != 42 {
 		t.Errorf("stat of f = %+v", f)
 	}
 	if f := res.Files[1]; f.Exists || f.Error != "" {
 		t.Errorf("stat of a missing path = %+v, want absent and no error", f)
 	}
 	req.HashLimit = 99
-	if res, _ := Stat(req); res.Files[0].SHA256 != "" || !strings.Contains(res.Files[0].HashSkipped, "99 bytes") || res.Files[0].Head != "xxx" {
+	if res, _ := Stat(req, nil); res.Files[0].SHA256 != "" || !strings.Contains(res.Files[0].HashSkipped, "99 bytes") || res.Files[0].Head != "xxx" {
 		t.Errorf("stat past the hash limit = %+v, want skipped, with the head", res.Files[0])
 	}
 	for _, bad := range []StatRequest{{Head: MaxHead + 1}, {Head: -1}, {Paths: make([]StatPath, MaxPaths+1)}} {
-		if _, err := Stat(bad); err == nil {
+		if _, err := Stat(bad, nil); err == nil {
 			t.Errorf("Stat(head %d, %d paths) = nil error", bad.Head, len(bad.Paths))
 		}
 	}

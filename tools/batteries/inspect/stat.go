@@ -49,17 +49,23 @@ type StatResult struct {
 // FileStat is what stat says of one path, not following a symlink at the
 // path itself. A path that is not there has Exists false and no Error.
 //
-// The mode's permission bits and the owner's uid and gid are not fields:
 // WASI preview 1's filestat carries the file type, size, times, device and
-// inode only, so a sandboxed guest cannot learn them.
+// inode only: the mode's permission bits and the owner's uid and gid come
+// from the host's path_attrs (guest.Lattrs), when Stat is given it.
 type FileStat struct {
 	Path   string `msgpack:"path" json:"path"`
 	Exists bool   `msgpack:"exists" json:"exists"`
 	// Type is "file", "dir", "symlink", "char_device", "block_device",
 	// "socket", "fifo" or "unknown".
-	Type       string `msgpack:"type,omitempty" json:"type,omitempty"`
-	Size       int64  `msgpack:"size" json:"size"`
-	MTime      string `msgpack:"mtime,omitempty" json:"mtime,omitempty"` // RFC 3339, UTC
+	Type  string `msgpack:"type,omitempty" json:"type,omitempty"`
+	Size  int64  `msgpack:"size" json:"size"`
+	MTime string `msgpack:"mtime,omitempty" json:"mtime,omitempty"` // RFC 3339, UTC
+	// Mode is the permission bits, with setuid (04000), setgid (02000)
+	// and sticky (01000), in octal with a leading 0 ("0644"); UID and GID
+	// the owner's ids. Absent when they could not be learnt.
+	Mode       string `msgpack:"mode,omitempty" json:"mode,omitempty"`
+	UID        *int   `msgpack:"uid,omitempty" json:"uid,omitempty"`
+	GID        *int   `msgpack:"gid,omitempty" json:"gid,omitempty"`
 	LinkTarget string `msgpack:"link_target,omitempty" json:"link_target,omitempty"`
 	// SHA256 is the hex digest of a regular file's content, unless
 	// HashSkipped says why not.
@@ -73,8 +79,14 @@ type FileStat struct {
 	Error string `msgpack:"error,omitempty" json:"error,omitempty"`
 }
 
-// Stat looks at each path of req.
-func Stat(req StatRequest) (StatResult, error) {
+// Lattrs returns the permission bits (with fs.ModeSetuid, fs.ModeSetgid
+// and fs.ModeSticky) and the owner of name, not following a symlink
+// there: guest.Lattrs in the battery.
+type Lattrs func(name string) (mode fs.FileMode, uid, gid int, err error)
+
+// Stat looks at each path of req; lattrs, if not nil, gives each its mode
+// and owner.
+func Stat(req StatRequest, lattrs Lattrs) (StatResult, error) {
 	if len(req.Paths) > MaxPaths {
 		return StatResult{}, fmt.Errorf("stat: %d paths, at most %d at once", len(req.Paths), MaxPaths)
 	}
@@ -87,12 +99,12 @@ func Stat(req StatRequest) (StatResult, error) {
 	}
 	out := StatResult{Files: make([]FileStat, 0, len(req.Paths))}
 	for _, p := range req.Paths {
-		out.Files = append(out.Files, statOne(p, limit, req.Head))
+		out.Files = append(out.Files, statOne(p, limit, req.Head, lattrs))
 	}
 	return out, nil
 }
 
-func statOne(p StatPath, hashLimit int64, head int) FileStat {
+func statOne(p StatPath, hashLimit int64, head int, lattrs Lattrs) FileStat {
 	st := FileStat{Path: p.Path}
 	fi, err := os.Lstat(p.Guest)
 	switch {
@@ -105,6 +117,11 @@ func statOne(p StatPath, hashLimit int64, head int) FileStat {
 	st.Exists = true
 	st.Size = fi.Size()
 	st.MTime = fi.ModTime().UTC().Format(time.RFC3339Nano)
+	if lattrs != nil {
+		if mode, uid, gid, err := lattrs(p.Guest); err == nil {
+			st.Mode, st.UID, st.GID = OctalMode(mode), &uid, &gid
+		}
+	}
 	switch m := fi.Mode(); {
 	case m.IsRegular():
 		st.Type = "file"
@@ -182,4 +199,20 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// OctalMode writes the permission bits of m, with setuid, setgid and
+// sticky, as chmod takes them: "0644", "04755".
+func OctalMode(m fs.FileMode) string {
+	n := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		n |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	return fmt.Sprintf("0%03o", n)
 }
