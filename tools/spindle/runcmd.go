@@ -445,17 +445,21 @@ func parseMount(v string) (spindle.Mount, error) {
 	return spindle.Mount{Host: parts[0], Guest: g, ReadOnly: len(parts) == 3 && parts[2] == "ro"}, nil
 }
 
-// parseTimeout parses a positive duration; a bare number gets a hint.
-func parseTimeout(v string) (time.Duration, error) {
+// parseTimeout parses --timeout's value: see parseDurationFlag.
+func parseTimeout(v string) (time.Duration, error) { return parseDurationFlag("--timeout", v) }
+
+// parseDurationFlag parses a positive duration given to the flag name; a
+// bare number gets a hint ("5" suggests 5s).
+func parseDurationFlag(name, v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		if _, nerr := strconv.ParseFloat(v, 64); nerr == nil {
-			return 0, fmt.Errorf("--timeout %q: a duration needs a unit, as %ss or %sms", v, v, v)
+			return 0, fmt.Errorf("%s %q: a duration needs a unit, as %ss or %sms", name, v, v, v)
 		}
-		return 0, fmt.Errorf("--timeout %q: want a duration such as 30s or 2m", v)
+		return 0, fmt.Errorf("%s %q: want a duration such as 30s or 2m", name, v)
 	}
 	if d <= 0 {
-		return 0, fmt.Errorf("--timeout %q: must be positive", v)
+		return 0, fmt.Errorf("%s %q: must be positive", name, v)
 	}
 	return d, nil
 }

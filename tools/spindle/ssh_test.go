@@ -69,8 +69,9 @@ func TestConnFlagsParse(t *testing.T) {
 		{[]string{"--ssh-config", filepath.Join(t.TempDir(), "none"), "m.wasm"}, "--ssh-config"},
 		{[]string{"--ssh-config", t.TempDir(), "m.wasm"}, "a directory"},
 		{[]string{"--ssh-config", "m.wasm"}, "ssh-config"},
-		{[]string{"--connect-timeout", "5", "m.wasm"}, "positive duration"},
-		{[]string{"--connect-timeout", "0s", "m.wasm"}, "positive duration"},
+		{[]string{"--connect-timeout", "5", "m.wasm"}, `--connect-timeout "5": a duration needs a unit, as 5s or 5ms`},
+		{[]string{"--connect-timeout", "soon", "m.wasm"}, "want a duration such as 30s"},
+		{[]string{"--connect-timeout", "0s", "m.wasm"}, "must be positive"},
 		{[]string{"--host-key-checking", "maybe", "m.wasm"}, "want yes, no or accept-new"},
 	}
 	for _, tt := range bad {
