@@ -31,7 +31,10 @@ flags:
   -t, --target T      where to run; repeatable, each target run once
                       (two spellings of one chain, as ssh://web1 and
                       ssh://root@web1:22 where ssh's config makes root
-                      the user, run once, said on stderr); default
+                      the user, run once, said on stderr; not two
+                      aliases of one host whose IdentityFile,
+                      UserKnownHostsFile, ProxyJump or ProxyCommand
+                      differ, as ssh -G reads them); default
                       "local". A T that starts like a hop ("local",
                       "local:NAME", "local?...", "METHOD://...") is a target
                       chain: "ssh://user@host:port",
