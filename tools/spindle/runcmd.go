@@ -66,7 +66,9 @@ flags:
                       takes a JSON object: an array or a string is
                       refused as "input: want map, got array of 1", the
                       words of every type error ('input field "name":
-                      want string, got integer 3')
+                      want string, got integer 3'); so is an array for
+                      a struct inside it, at any depth ('input field
+                      "progress": want map, got array of 2')
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
   -v, --verbose       show the tree's log records (task logs included) on stderr;
                       -vv also each transport's command line (ssh, sudo, ...)
