@@ -127,8 +127,9 @@ the fleet is a tree, and the module crosses each edge once.
 
 output: stdout carries results only. With one target, a command's stdout
 and stderr pass through as they are written; a reactor's result is printed
-as JSON on stdout and its own prints go to stderr; a failure is one line on
-stderr. With several targets, one row per target on stdout as soon as it is
+as JSON on stdout and its own prints go to stderr (their last line ended);
+a failure is one line on stderr, a line of its own even when the guest's
+last one was unfinished. With several targets, one row per target on stdout as soon as it is
 known, a progress line on stderr when it is a terminal, and a recap line
 on stderr; what a command wrote (the first 64 KiB) is indented below its
 row, what a reactor printed goes to stderr, each line "TARGET | line".
@@ -586,6 +587,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	level := o.conn.runLevel()
+	// One target streams straight through; several are collected per
+	// target so their output does not interleave, and --json carries it in
+	// each line.
+	single := len(targets) == 1 && !o.asJSON
+	// A command's own output streams through untouched to a pipe or a
+	// file; to a terminal, escaped (see term.go). A reactor's prints are
+	// not its result: they go to stderr, so stdout is only the result.
+	guestOut, guestErr := forTerminal(stdout), forTerminal(stderr)
+	// ownErr takes spindle's own lines, logErr the log records: with one
+	// target, each on a line of its own after an unfinished guest line.
+	ownErr, logErr := stderr, forTerminal(stderr)
+	var join *lineJoin
+	if single {
+		join = &lineJoin{w: guestErr}
+		guestErr, ownErr, logErr = join, join.own(), join.own()
+	}
+	if !o.command {
+		guestOut = guestErr
+	}
 	// The progress line: on a terminal, with several targets. Results,
 	// log records, the interrupt's messages and the recap are written
 	// between two of its draws.
@@ -594,9 +614,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return fmt.Sprintf("%d/%d done: %s", tally.done(), len(targets), tally.counts())
 	})
 	defer bar.close()
-	ctx, stop := interruptContext(bar.Writer(stderr), "spindle run")
+	ctx, stop := interruptContext(bar.Writer(ownErr), "spindle run")
 	defer stop()
-	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(bar.Writer(forTerminal(stderr)), level), LogLevel: level})
+	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(bar.Writer(logErr), level), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 1
@@ -613,17 +633,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
-	}
-	// One target streams straight through; several are collected per
-	// target so their output does not interleave, and --json carries it in
-	// each line.
-	single := len(targets) == 1 && !o.asJSON
-	// A command's own output streams through untouched to a pipe or a
-	// file; to a terminal, escaped (see term.go). A reactor's prints are
-	// not its result: they go to stderr, so stdout is only the result.
-	guestOut, guestErr := forTerminal(stdout), forTerminal(stderr)
-	if !o.command {
-		guestOut = guestErr
 	}
 	lines := make([]runLine, len(targets))
 	fl := spindle.NewFleet(m)
@@ -675,6 +684,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 					fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
 				case single && (l.OK || l.ExitCode != nil): // a command's status is its own, as with ssh
 					flush(guestOut)
+					if !o.command {
+						join.endLine() // a reactor's prints end with a line of their own
+					}
 					if l.Output != nil {
 						b, _ := json.MarshalIndent(l.Output, "", "  ")
 						fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
@@ -682,7 +694,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				case single: // spindle's own message, not a result
 					flush(guestOut)
 					flush(guestErr)
-					printLine(stderr, l, "")
+					printLine(ownErr, l, "")
 				case o.command: // a command's output is its result
 					printLine(stdout, l, out.summary())
 				default: // a reactor's prints are not: stderr, each line naming its target
