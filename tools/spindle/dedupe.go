@@ -69,6 +69,8 @@ type sshDest struct {
 	// ssh -G printed it, one "key value" a line in its order: the keys
 	// of viaKeys.
 	via string
+	// knownHosts is the first UserKnownHostsFile, where ssh adds keys.
+	knownHosts string
 }
 
 // viaKeys are the ssh -G keys (lower case, as it prints them) that say how
@@ -138,8 +140,9 @@ func splitKey(k string) (cfg, user, host string, port int) {
 	return f[0], f[1], f[2], port
 }
 
-// sshResolve asks ssh -G where user@host:port leads under cfg.
-func sshResolve(cfg, user, host string, port int) (sshDest, bool) {
+// sshResolve asks ssh -G where user@host:port leads under cfg, with the
+// further ssh arguments opts (-o KEY=VALUE, -i FILE).
+func sshResolve(cfg, user, host string, port int, opts ...string) (sshDest, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
 	defer cancel()
 	args := []string{"-G"}
@@ -152,6 +155,7 @@ func sshResolve(cfg, user, host string, port int) (sshDest, bool) {
 	if port != 0 {
 		args = append(args, "-p", strconv.Itoa(port))
 	}
+	args = append(args, opts...)
 	cmd := exec.CommandContext(ctx, "ssh", append(args, "--", host)...)
 	var out bytes.Buffer
 	cmd.Stdout = &limitedWriter{w: &out, n: 1 << 20}
@@ -172,6 +176,9 @@ func sshResolve(cfg, user, host string, port int) (sshDest, bool) {
 			d.port, _ = strconv.Atoi(v)
 		case viaKeys[k]:
 			fmt.Fprintf(&via, "%s %s\n", k, v)
+			if k == "userknownhostsfile" {
+				d.knownHosts, _, _ = strings.Cut(v, " ")
+			}
 		}
 	}
 	d.via = via.String()

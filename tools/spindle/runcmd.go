@@ -662,7 +662,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				out = newCapBuffer(maxCollectedBytes)
 				t.Stdout, t.Stderr = out, out
 			}
-			l := runOn(ctx, fl, nt, t)
+			l := runOn(ctx, fl, nt, t, o.conn.sshConfig)
 			if c, ok := stdins[i].(io.Closer); ok {
 				c.Close() // the other targets' stdin no longer waits for this one
 			}
@@ -830,15 +830,16 @@ func errInterruptedRun() *runError {
 
 // startFailure is why nt's contexts did not start (err from Fleet.Start):
 // the interrupt when ctx (which ends only then) has ended, else kind
-// connect with the start's class and a hint in the command line's terms.
-func startFailure(ctx context.Context, nt target.Named, err error) *runError {
+// connect with the start's class and a hint in the command line's terms
+// (sshConfig is --ssh-config: see cliHint).
+func startFailure(ctx context.Context, nt target.Named, err error, sshConfig string) *runError {
 	if ctx.Err() != nil {
 		return errInterruptedRun()
 	}
 	e := &runError{Kind: kindConnect, Class: string(spindle.ClassOther), Message: err.Error()}
 	var se *spindle.StartError
 	if errors.As(err, &se) {
-		e.Class, e.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop)
+		e.Class, e.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop, sshConfig)
 	}
 	return e
 }
@@ -861,12 +862,13 @@ func runFailure(ctx context.Context, err error) *runError {
 	return &runError{Kind: kindRuntime, Message: strings.ReplaceAll(err.Error(), "spindle: ", "")}
 }
 
-// runOn starts the target's chain of contexts and runs the task in its last.
-func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task) runLine {
+// runOn starts the target's chain of contexts and runs the task in its
+// last; sshConfig is --ssh-config, for the hint of a start that failed.
+func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task, sshConfig string) runLine {
 	l := runLine{Target: nt.Name}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		l.Error = startFailure(ctx, nt, err)
+		l.Error = startFailure(ctx, nt, err, sshConfig)
 		return l
 	}
 	res, err := c.Run(ctx, t)

@@ -266,7 +266,7 @@ func cmdSh(args []string, stdout, stderr io.Writer) int {
 			out := newCapBuffer(maxCollectedBytes)
 			t := task
 			t.Stdout, t.Stderr = out, out
-			l := shLineOf(runOn(ctx, fl, nt, t), out)
+			l := shLineOf(runOn(ctx, fl, nt, t, o.conn.sshConfig), out)
 			if l.Error != nil {
 				l.Error.Message = cn.mask(l.Error.Message)
 			}
