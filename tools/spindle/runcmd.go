@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -101,7 +102,8 @@ flags:
                       compile, done once per module per machine before
                       the first call (cached on disk after; a large Go
                       guest takes seconds)
-  --memory-pages N    memory limit in 64 KiB pages (default 4096)
+  --memory-pages N    memory limit in 64 KiB pages (default 4096); one
+                      below the module's declared minimum is refused
   --output-bytes N    output limit: a reactor's output, and a command's
                       stdout and stderr together (default 16MiB, at most
                       64MiB; N in bytes or with a KiB, MiB or GiB suffix)
@@ -356,6 +358,13 @@ func checkModule(o *runOpts, wasm []byte) error {
 	}
 	if err := info.CheckMemory(); err != nil {
 		return err
+	}
+	if limit := cmp.Or(o.pages, host.DefaultMemoryPages); info.MinPages > limit {
+		declared := fmt.Sprintf("its memory is declared at least %d pages of 64 KiB (%s)", info.MinPages, formatSize(int64(info.MinPages)*64<<10))
+		if o.pages == 0 {
+			return fmt.Errorf("%s, above the default limit of %d pages: raise it with --memory-pages %d", declared, limit, info.MinPages)
+		}
+		return fmt.Errorf("%s: --memory-pages %d is below that, and every call would fail", declared, o.pages)
 	}
 	o.command = info.Kind == host.Command
 	hasInput := o.input != "" || o.inputRaw != nil

@@ -109,6 +109,46 @@ func TestRunModuleChecks(t *testing.T) {
 	}
 }
 
+// TestRunRefusedBeforeStart: through the real binary, a reactor given
+// --stdin, and a --memory-pages (or the default limit) below the memory
+// the module declares, are refused with exit 2 before any context starts:
+// the target, a closed port, is never tried.
+func TestRunRefusedBeforeStart(t *testing.T) {
+	testutil.VerifyNone(t)
+	hello, _, _ := cliModules(t)
+	// A module of one memory, at least 5000 pages, exported.
+	big := filepath.Join(t.TempDir(), "big.wasm")
+	if err := os.WriteFile(big, []byte("\x00asm\x01\x00\x00\x00"+"\x05\x04\x01\x00\x88\x27"+"\x07\x0a\x01\x06memory\x02\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, []byte("input\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unreachable := "ssh://nobody@127.0.0.1:1"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{hello, "hello", "--stdin", in}, hello + ": a reactor module (no _start) takes a TASK and --input, not --stdin or ARGS"},
+		{[]string{hello, "hello", "--stdin", "-"}, "not --stdin or ARGS"},
+		{[]string{"--memory-pages", "1", hello, "hello"}, hello + ": its memory is declared at least "},
+		{[]string{"--memory-pages", "1", hello, "hello"}, ": --memory-pages 1 is below that, and every call would fail"},
+		{[]string{big, "task"}, big + ": its memory is declared at least 5000 pages of 64 KiB (" + formatSize(5000<<16) +
+			"), above the default limit of 4096 pages: raise it with --memory-pages 5000"},
+	} {
+		args := append([]string{"run", "-t", unreachable}, tt.args...)
+		code, out, errs := cli(t, args...)
+		if code != exitUsage || out != "" || !strings.Contains(errs, tt.want) || strings.Contains(errs, "hop 1") {
+			t.Errorf("spindle %q = %d, stdout %q, stderr %q; want %d, refused before start with %q", args, code, out, errs, exitUsage, tt.want)
+		}
+	}
+	// At the minimum, the module runs.
+	if code, out, errs := cli(t, "run", "--memory-pages", "4096", hello, "hello", "--input", `{"name": "x"}`); code != 0 {
+		t.Errorf("spindle run --memory-pages 4096 = %d\n%s\n%s", code, out, errs)
+	}
+}
+
 func TestParseMount(t *testing.T) {
 	for v, want := range map[string]spindle.Mount{
 		"/srv:/data":    {Host: "/srv", Guest: "/data"},
