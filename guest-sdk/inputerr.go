@@ -409,8 +409,7 @@ func takesMapOnly(t reflect.Type) bool {
 func nestedMapOnly(t reflect.Type) bool {
 	seen := map[reflect.Type]bool{}
 	var below func(t reflect.Type, depth int) bool // whether t's parts hold one
-	var holds func(t reflect.Type, depth int) bool // whether t is or holds one
-	holds = func(t reflect.Type, depth int) bool {
+	holds := func(t reflect.Type, depth int) bool { // whether t is or holds one
 		return takesMapOnly(t) || below(t, depth)
 	}
 	below = func(t reflect.Type, depth int) bool {
