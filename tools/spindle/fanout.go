@@ -23,7 +23,9 @@ import (
 
 // inspectUsage documents the flags every looking verb takes.
 const inspectUsage = `  -t, --target T      where to run, as for spindle run (a target chain or a
-                      host pattern of the --inventory); repeatable
+                      host pattern of the --inventory); repeatable, each
+                      target run once (two spellings of one chain too, as
+                      spindle run -h says)
   -i, --inventory F   an inventory file of hosts and groups
   -l, --limit P       keep only the selected targets P also names; repeatable
   --become            run as root through a sudo hop appended to each target
