@@ -54,11 +54,38 @@ func describeInput(input []byte, t reflect.Type, err error) *inputError {
 	return &inputError{path: w.path(), want: w.want, got: w.got, err: err}
 }
 
+// errArrayForStruct is what an inputError for an array given where a
+// map-only struct was wanted wraps: msgpack itself took the array.
+var errArrayForStruct = errors.New("an array for a struct")
+
+// arrayForStruct finds, in an input that decoded into a value of type t,
+// the first array that msgpack took for a struct field by field, where t
+// has a struct that takes a map only (takesMapOnly): at any depth, in a
+// field, a slice's element or a map's value. It returns nil when there
+// is none. The typed task wrapper runs it after each decode that
+// succeeded, for an In that holds such a struct below its top
+// (nestedMapOnly): it decodes the input a second time, as generic values.
+func arrayForStruct(input []byte, t reflect.Type) *inputError {
+	var v any
+	if msgpack.Unmarshal(input, &v) != nil {
+		return nil
+	}
+	w := walker{arraysOnly: true}
+	if w.walk(v, t, 0) {
+		return nil
+	}
+	return &inputError{path: w.path(), want: w.want, got: w.got, err: errArrayForStruct}
+}
+
 // walker finds the first value in a decoded input that its type cannot
 // hold, and the path to it.
 type walker struct {
 	steps     []string // the path so far, innermost last: "items", "[2]", "size"
 	want, got string   // set when a mismatch is found
+	// arraysOnly: only an array where a map-only struct is wanted is a
+	// mismatch (the input decoded: any other mismatch is msgpack's to
+	// take, as it did).
+	arraysOnly bool
 }
 
 // maxWalkDepth bounds the walk; deeper values are taken as they are.
@@ -179,11 +206,17 @@ func (w *walker) walkStruct(v any, t reflect.Type, depth int) bool {
 	fields := structFields(t)
 	m, ok := v.(map[string]any)
 	if !ok {
-		// msgpack decodes an array of as many values as the struct has
-		// fields into it, field by field; any other array is refused.
-		// (A task's input as a whole is refused as an array before it is
-		// decoded: see takesMapOnly.)
-		if arr, isArray := v.([]any); isArray && (len(arr) == 0 || len(arr) == countFields(fields)) {
+		arr, isArray := v.([]any)
+		if isArray && takesMapOnly(t) {
+			// msgpack would fill the struct field by field from it, which
+			// is never what a caller who wrote JSON meant: refused, at any
+			// depth, as a task's whole input is (see takesMapOnly).
+			w.want, w.got = "map", describeValue(v)
+			return false
+		}
+		// A struct that asks for arrays takes one of as many values as
+		// it has fields; any other array is refused.
+		if isArray && (len(arr) == 0 || len(arr) == countFields(fields)) {
 			return true
 		}
 		return w.mismatch("map", v)
@@ -272,8 +305,12 @@ func hasOpt(opts, opt string) bool {
 }
 
 // mismatch records that the value here is v where want was wanted; it
-// returns false, for walk to return.
+// returns false, for walk to return. With arraysOnly it records nothing
+// and returns true: the walk goes on.
 func (w *walker) mismatch(want string, v any) bool {
+	if w.arraysOnly {
+		return true
+	}
 	w.want, w.got = want, describeValue(v)
 	return false
 }
@@ -362,6 +399,40 @@ func takesMapOnly(t reflect.Type) bool {
 		}
 	}
 	return true
+}
+
+// nestedMapOnly reports whether a value of type t holds, below its top,
+// a struct that takes a map only (takesMapOnly): in a struct's field, a
+// slice's or array's element, a map's value, through pointers, at any
+// depth. Only then can a decode that succeeded have taken an array for a
+// struct inside the input (arrayForStruct).
+func nestedMapOnly(t reflect.Type) bool {
+	seen := map[reflect.Type]bool{}
+	var below func(t reflect.Type, depth int) bool // whether t's parts hold one
+	holds := func(t reflect.Type, depth int) bool { // whether t is or holds one
+		return takesMapOnly(t) || below(t, depth)
+	}
+	below = func(t reflect.Type, depth int) bool {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if depth > maxWalkDepth || seen[t] || ownDecoder(t) {
+			return false
+		}
+		seen[t] = true
+		switch t.Kind() {
+		case reflect.Slice, reflect.Array, reflect.Map:
+			return t.Elem().Kind() != reflect.Uint8 && holds(t.Elem(), depth+1)
+		case reflect.Struct:
+			for _, f := range structFields(t) {
+				if holds(f.t, depth+1) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return below(t, 0)
 }
 
 // isArrayCode reports whether c starts a msgpack array (fixarray, array

@@ -108,3 +108,94 @@ func TestDescribeInputNotMsgpack(t *testing.T) {
 		t.Errorf("describeInput(truncated) = %q, want none", ie.Error())
 	}
 }
+
+// pair asks for arrays: msgpack's positional decode is what it means.
+type pair struct {
+	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 msgpack reads its tag
+	A, B     int
+}
+
+type nested struct {
+	N      int             `msgpack:"n"`
+	Ch     Channel         `msgpack:"progress"`
+	Items  []item          `msgpack:"items"`
+	ByName map[string]item `msgpack:"by_name"`
+	Ptr    *order          `msgpack:"ptr"`
+	Pair   pair            `msgpack:"pair"`
+	When   time.Time       `msgpack:"when"`
+}
+
+// TestArrayForStruct: an input that msgpack decodes, but that holds an
+// array where In has a struct that takes a map only, is described at its
+// path, at any depth, in the words of every type error; a struct that
+// asks for arrays keeps them, and no other value is judged.
+func TestArrayForStruct(t *testing.T) {
+	tests := []struct {
+		name  string
+		input any
+		want  string // "" for none
+	}{
+		{"field", map[string]any{"n": 1, "progress": []any{0, 5}}, `input field "progress": want map, got array of 2`},
+		{"empty array for a field", map[string]any{"progress": []any{}}, `input field "progress": want map, got array of 0`},
+		{"slice element", map[string]any{"items": []any{map[string]any{"size": 1}, []any{2, "t"}}}, `input field "items[1]": want map, got array of 2`},
+		{"map value", map[string]any{"by_name": map[string]any{"a": map[string]any{}, "b c": []any{1, "x"}}}, `input field "by_name["b c"]": want map, got array of 2`},
+		{"deep, through a pointer", map[string]any{"ptr": map[string]any{"ptr": []any{1, "x"}}}, `input field "ptr.ptr": want map, got array of 2`},
+		{"as_array struct", map[string]any{"pair": []any{1, 2}}, ""},
+		{"maps everywhere", map[string]any{"n": 1, "progress": map[string]any{"ctx": 0, "handle": 5},
+			"items": []any{map[string]any{"size": 1}}, "ptr": map[string]any{"ptr": map[string]any{"size": 2}}}, ""},
+		{"other mismatches are msgpack's", map[string]any{"n": 1.0}, ""},
+	}
+	typ := reflect.TypeFor[nested]()
+	if !nestedMapOnly(typ) {
+		t.Fatalf("nestedMapOnly(%v) = false", typ)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			input, err := msgpack.Marshal(tt.input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ie := arrayForStruct(input, typ)
+			switch {
+			case tt.want == "" && ie != nil:
+				t.Errorf("arrayForStruct(%v) = %q, want none", tt.input, ie.Error())
+			case tt.want != "" && ie == nil:
+				t.Errorf("arrayForStruct(%v) = none, want %q", tt.input, tt.want)
+			case tt.want != "" && ie.Error() != tt.want:
+				t.Errorf("arrayForStruct(%v) = %q, want %q", tt.input, ie.Error(), tt.want)
+			}
+		})
+	}
+}
+
+// TestNestedMapOnly: only a type with a map-only struct below its top
+// needs the second look.
+func TestNestedMapOnly(t *testing.T) {
+	type flat struct {
+		A int    `msgpack:"a"`
+		B string `msgpack:"b"`
+	}
+	type recursive struct {
+		Next *recursive `msgpack:"next"`
+	}
+	for _, tt := range []struct {
+		t    reflect.Type
+		want bool
+	}{
+		{reflect.TypeFor[flat](), false},
+		{reflect.TypeFor[item](), false},
+		{reflect.TypeFor[[]byte](), false},
+		{reflect.TypeFor[struct{ P pair }](), false},
+		{reflect.TypeFor[struct{ W time.Time }](), false},
+		{reflect.TypeFor[map[string]any](), false},
+		{reflect.TypeFor[[]item](), true},
+		{reflect.TypeFor[map[string]*item](), true},
+		{reflect.TypeFor[nested](), true},
+		{reflect.TypeFor[recursive](), true},
+		{reflect.TypeFor[*order](), true},
+	} {
+		if got := nestedMapOnly(tt.t); got != tt.want {
+			t.Errorf("nestedMapOnly(%v) = %v, want %v", tt.t, got, tt.want)
+		}
+	}
+}

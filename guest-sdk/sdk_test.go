@@ -30,6 +30,22 @@ func hello(_ Ctx, in helloIn) (helloOut, error) {
 	return helloOut{Greeting: "hello, " + in.Name}, nil
 }
 
+// watchIn holds structs below its top: a Channel, and a slice of them.
+type watchIn struct {
+	N        int       `msgpack:"n"`
+	Progress Channel   `msgpack:"progress"`
+	Also     []Channel `msgpack:"also"`
+}
+
+// watch sums the handles of its channels.
+func watch(_ Ctx, in watchIn) (int, error) {
+	n := int(in.Progress.Handle)
+	for _, c := range in.Also {
+		n += int(c.Handle)
+	}
+	return n, nil
+}
+
 func mustMarshal(t *testing.T, v any) []byte {
 	t.Helper()
 	b, err := msgpack.Marshal(v)
@@ -137,6 +153,25 @@ func TestServe(t *testing.T) {
 			name: "array as long as the struct", task: "hello", fn: typed(hello),
 			f:      &fakeABI{task: "hello", input: mustMarshal(t, []string{"world"})},
 			status: 1, wantErr: true, errMsg: "guest: task hello: input: want map, got array of 1",
+		},
+		{
+			// a struct inside the input: msgpack alone would take [0, 5]
+			// as {"ctx": 0, "handle": 5}
+			name: "array for a nested struct", task: "watch", fn: typed(watch),
+			f:      &fakeABI{task: "watch", input: mustMarshal(t, map[string]any{"n": 1, "progress": []int{0, 5}})},
+			status: 1, wantErr: true, errMsg: `guest: task watch: input field "progress": want map, got array of 2`,
+		},
+		{
+			name: "array for a struct in a slice", task: "watch", fn: typed(watch),
+			f: &fakeABI{task: "watch", input: mustMarshal(t, map[string]any{"n": 1,
+				"also": []any{map[string]any{"ctx": 1, "handle": 2}, []int{3, 4}}})},
+			status: 1, wantErr: true, errMsg: `guest: task watch: input field "also[1]": want map, got array of 2`,
+		},
+		{
+			name: "nested structs as maps", task: "watch", fn: typed(watch),
+			f: &fakeABI{task: "watch", input: mustMarshal(t, map[string]any{"n": 1, "progress": routingSender{0, 5},
+				"also": []routingSender{{1, 2}}})},
+			output: 5 + 2,
 		},
 		{
 			name: "empty array", task: "hello", fn: typed(hello),

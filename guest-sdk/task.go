@@ -68,9 +68,15 @@ func (r *registry) names() []string {
 // msgpack. An input that does not fit In fails the call, kind "guest",
 // naming the first field that does not fit, by its msgpack name, with what
 // In wants there and what the input has (`input field "items[2].size":
-// want integer, got string "big"`); an array where In is a struct is
-// refused so too ("input: want map, got array of 1"), though msgpack
-// would fill the struct's fields from it by position. An error fn returns reaches the caller as an error of kind
+// want integer, got string "big"`); an array where a struct is wanted
+// (In itself, or a struct inside it: a field, a slice's element, a map's
+// value, at any depth) is refused so too ("input: want map, got array of
+// 1", `input field "progress": want map, got array of 2`), though msgpack
+// would fill the struct's fields from it by position. (For an In that
+// holds a struct below its top, that check decodes the input a second
+// time, as generic values.) A struct that asks for arrays (a _msgpack
+// field tagged ",as_array") or decodes itself is left to msgpack. An
+// error fn returns reaches the caller as an error of kind
 // "guest" with err.Error() as its message; so does a panic, as
 // "panic: <value>", with the stack logged at error level.
 //
@@ -161,6 +167,7 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 		return buf.Bytes(), nil
 	}
 	structIn := takesMapOnly(reflect.TypeFor[In]())
+	nested := nestedMapOnly(reflect.TypeFor[In]())
 	return func(ctx Ctx, input []byte) ([]byte, error) {
 		var in In
 		if len(input) > 0 {
@@ -174,6 +181,14 @@ func typed[In, Out any](fn func(Ctx, In) (Out, error)) taskFunc {
 					return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), ie)
 				}
 				return nil, fmt.Errorf("guest: task %s: decode input: %w", ctx.Task(), err)
+			}
+			if nested {
+				// msgpack filled a struct inside In from an array, by
+				// position, if the input had one there: refused as the
+				// input as a whole is.
+				if ie := arrayForStruct(input, reflect.TypeFor[In]()); ie != nil {
+					return nil, fmt.Errorf("guest: task %s: %w", ctx.Task(), ie)
+				}
 			}
 		}
 		out, err := fn(ctx, in)

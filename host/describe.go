@@ -22,6 +22,10 @@ type ModuleInfo struct {
 	// module must define and export (docs/abi.md); ImportsMemory a memory
 	// among its imports, which none may have.
 	Memory, ImportsMemory bool
+	// MinPages is the declared minimum, in 64 KiB pages, of the memory the
+	// module defines (0 when it defines none): a Limits.MemoryPages below
+	// it fails every call (KindMemory).
+	MinPages uint32
 }
 
 // CheckMemory returns the error Compile would give a module for its
@@ -68,6 +72,9 @@ func Describe(wasm []byte) (ModuleInfo, error) {
 	for _, s := range sections {
 		if s.id == sectionImport {
 			info.ImportsMemory = importsMemory(s.body)
+		}
+		if s.id == sectionMemory {
+			info.MinPages = minPages(s.body)
 		}
 		if s.id != sectionExport {
 			continue
@@ -136,6 +143,23 @@ func importsMemory(body []byte) bool {
 		}
 	}
 	return false
+}
+
+// minPages is the declared minimum of the first memory a memory section
+// defines. A section it cannot read, or a 64-bit memory, is taken as 0:
+// Compile says what is wrong.
+func minPages(body []byte) uint32 {
+	r := &reader{b: body}
+	if r.u32() == 0 {
+		return 0
+	}
+	if flags := r.byte(); flags&^1 != 0 { // only "min" and "min, max"
+		return 0
+	}
+	if min := r.u32(); !r.bad {
+		return min
+	}
+	return 0
 }
 
 // looksLike names what a file that is not wasm seems to be, by its first

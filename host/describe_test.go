@@ -27,6 +27,23 @@ func TestDescribe(t *testing.T) {
 	if !hello.Memory || hello.ImportsMemory || hello.CheckMemory() != nil {
 		t.Errorf("hello: Memory %v, ImportsMemory %v, CheckMemory %v; want its own memory, exported", hello.Memory, hello.ImportsMemory, hello.CheckMemory())
 	}
+	if hello.MinPages == 0 || hello.MinPages > host.DefaultMemoryPages {
+		t.Errorf("hello: MinPages %d, want its memory's declared minimum, above 0 and within the default limit", hello.MinPages)
+	}
+	// A memory section of one memory, min 3 (then min 2, max 9).
+	for _, tt := range []struct {
+		section string
+		want    uint32
+	}{
+		{"\x05\x03\x01\x00\x03", 3},
+		{"\x05\x04\x01\x01\x02\x09", 2},
+		{"\x05\x02\x01\x00", 0}, // cut short
+	} {
+		m, err := host.Describe([]byte("\x00asm\x01\x00\x00\x00" + tt.section))
+		if err != nil || m.MinPages != tt.want {
+			t.Errorf("memory section %x: MinPages %d, %v; want %d", tt.section, m.MinPages, err, tt.want)
+		}
+	}
 	// An import section with a function, then a memory: env.memory.
 	imported, err := host.Describe([]byte("\x00asm\x01\x00\x00\x00" +
 		"\x02\x15\x02\x01m\x01f\x00\x00\x03env\x06memory\x02\x00\x01"))

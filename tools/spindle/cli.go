@@ -86,6 +86,8 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	name := strings.Join(args, " ")
 	if name == "-h" || name == "--help" {
 		name = "help"
+	} else if err := argError(args); strings.HasPrefix(err.Error(), "unknown flag") {
+		return usageError(stderr, "help", err)
 	}
 	if u, ok := usageOf(name); ok {
 		fmt.Fprint(stdout, u)
@@ -117,7 +119,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			return nil, flagError(err, args)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -129,6 +131,42 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// flagError rewrites an error of the flag package in the words spindle
+// run uses for the same mistakes, naming the flag as it was typed in args:
+// "unknown flag --bogus" for "flag provided but not defined: -bogus",
+// "flag --target needs a value" for "flag needs an argument: -target".
+// Other errors (a value a flag's own parser refused) pass as they are.
+func flagError(err error, args []string) error {
+	msg := err.Error()
+	for prefix, format := range map[string]string{
+		"flag provided but not defined: ": "unknown flag %s",
+		"flag needs an argument: ":        "flag %s needs a value",
+	} {
+		if name, ok := strings.CutPrefix(msg, prefix); ok {
+			return fmt.Errorf(format, typedFlag(strings.TrimLeft(name, "-"), args))
+		}
+	}
+	return err
+}
+
+// typedFlag is the flag name as args spelt it (-x or --x), or --name
+// when args do not hold it.
+func typedFlag(name string, args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		n, _, _ := strings.Cut(a, "=")
+		if strings.HasPrefix(n, "-") && strings.TrimLeft(n, "-") == name {
+			return n
+		}
+	}
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 // endedByDashes reports whether the parse of done (the arguments fs took)
@@ -154,6 +192,22 @@ func errNoArgs(pos []string) error {
 		return nil
 	}
 	return fmt.Errorf("unexpected argument %q", pos[0])
+}
+
+// argError is the error for arguments given to a command that takes no
+// flags but -h (and no arguments, or not these): an unknown flag for the
+// first that looks like one, else the first argument.
+func argError(args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if len(a) > 1 && strings.HasPrefix(a, "-") {
+			n, _, _ := strings.Cut(a, "=")
+			return fmt.Errorf("unknown flag %s", n)
+		}
+	}
+	return errNoArgs(args)
 }
 
 // isHelp reports whether err is the flag package's -h.
@@ -197,6 +251,8 @@ func cmdCompletion(args []string, stdout, stderr io.Writer) int {
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(stdout, completionUsage)
 		return 0
+	case len(args) > 0 && strings.HasPrefix(argError(args).Error(), "unknown flag"):
+		return usageError(stderr, "completion", argError(args))
 	case len(args) != 1 || args[0] != "bash":
 		return usageError(stderr, "completion", fmt.Errorf("%q: bash is the one shell supported", strings.Join(args, " ")))
 	}

@@ -22,7 +22,11 @@ import (
 // canonical forms (target.Target.String) are equal once the first hop, if
 // it is ssh, is resolved as this machine's ssh would resolve it (ssh -G:
 // the user, host name and port its config gives), and default context
-// names are left out. Hops past the first are compared as written: their
+// names are left out, and, for an ssh first hop, ssh -G gives both the
+// same way in and the same trust (sshDest.via): two aliases of one
+// address that log in with different keys, check different known_hosts
+// files or go through different jump hosts are two targets, since one
+// may work where the other fails. Hops past the first are compared as written: their
 // ssh config is another machine's. It returns the kept targets, in order,
 // and one note for stderr ("" when nothing was dropped).
 func dedupeTargets(targets []target.Named, sshConfig string) ([]target.Named, string) {
@@ -61,6 +65,22 @@ func dedupeTargets(targets []target.Named, sshConfig string) ([]target.Named, st
 type sshDest struct {
 	user, host string
 	port       int
+	// via is the rest of what decides whether a login there works, as
+	// ssh -G printed it, one "key value" a line in its order: the keys
+	// of viaKeys.
+	via string
+	// knownHosts is the first UserKnownHostsFile, where ssh adds keys.
+	knownHosts string
+}
+
+// viaKeys are the ssh -G keys (lower case, as it prints them) that say how
+// ssh reaches and authenticates a destination and trusts its host key,
+// beyond its user, host name and port: two spellings that differ in one
+// of them are not the same target.
+var viaKeys = map[string]bool{
+	"identityfile": true, "certificatefile": true, "identityagent": true, "identitiesonly": true,
+	"userknownhostsfile": true, "globalknownhostsfile": true, "hostkeyalias": true,
+	"proxyjump": true, "proxycommand": true,
 }
 
 // firstHopKey is the ssh -G question for t's first hop, or "" when it is
@@ -120,8 +140,9 @@ func splitKey(k string) (cfg, user, host string, port int) {
 	return f[0], f[1], f[2], port
 }
 
-// sshResolve asks ssh -G where user@host:port leads under cfg.
-func sshResolve(cfg, user, host string, port int) (sshDest, bool) {
+// sshResolve asks ssh -G where user@host:port leads under cfg, with the
+// further ssh arguments opts (-o KEY=VALUE, -i FILE).
+func sshResolve(cfg, user, host string, port int, opts ...string) (sshDest, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
 	defer cancel()
 	args := []string{"-G"}
@@ -134,6 +155,7 @@ func sshResolve(cfg, user, host string, port int) (sshDest, bool) {
 	if port != 0 {
 		args = append(args, "-p", strconv.Itoa(port))
 	}
+	args = append(args, opts...)
 	cmd := exec.CommandContext(ctx, "ssh", append(args, "--", host)...)
 	var out bytes.Buffer
 	cmd.Stdout = &limitedWriter{w: &out, n: 1 << 20}
@@ -141,18 +163,25 @@ func sshResolve(cfg, user, host string, port int) (sshDest, bool) {
 		return sshDest{}, false
 	}
 	var d sshDest
+	var via strings.Builder
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), " ")
-		switch strings.ToLower(k) {
-		case "user":
+		switch k = strings.ToLower(k); {
+		case k == "user":
 			d.user = v
-		case "hostname":
+		case k == "hostname":
 			d.host = strings.ToLower(v)
-		case "port":
+		case k == "port":
 			d.port, _ = strconv.Atoi(v)
+		case viaKeys[k]:
+			fmt.Fprintf(&via, "%s %s\n", k, v)
+			if k == "userknownhostsfile" {
+				d.knownHosts, _, _ = strings.Cut(v, " ")
+			}
 		}
 	}
+	d.via = via.String()
 	return d, d.host != "" && d.port != 0
 }
 
@@ -171,7 +200,8 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 }
 
 // canonicalKey is t's canonical form with its first hop resolved to d
-// (when d is known) and each default context name left out.
+// (when d is known) and each default context name left out, followed by
+// d.via.
 func canonicalKey(t target.Target, d sshDest) string {
 	c := make(target.Target, len(t))
 	copy(c, t)
@@ -187,5 +217,5 @@ func canonicalKey(t target.Target, d sshDest) string {
 	if d.host != "" {
 		c[0].User, c[0].Host, c[0].Port = d.user, d.host, d.port
 	}
-	return c.String()
+	return c.String() + "\x00" + d.via
 }

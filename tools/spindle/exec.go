@@ -138,7 +138,7 @@ func parseExecArgs(args []string) (*execOpts, error) {
 	o.conn.register(fs)
 	// The flags end at the test binary: what follows is the test's.
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, flagError(err, args)
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {

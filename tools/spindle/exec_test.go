@@ -228,7 +228,7 @@ func TestExecDirect(t *testing.T) {
 		{"gocoverdir", []string{fail, "-test.gocoverdir", "/tmp/x"}, "-test.gocoverdir (from -cover) names a path"},
 		{"bad timeout", []string{fail, "-test.timeout=soon"}, `-test.timeout "soon": not a duration`},
 		{"no binary", nil, "a test binary is needed"},
-		{"unknown flag", []string{"--bogus", fail}, "flag provided but not defined: -bogus\nsee spindle exec -h"},
+		{"unknown flag", []string{"--bogus", fail}, "unknown flag --bogus\nsee spindle exec -h"},
 		{"bad memory", []string{"--memory", "5GiB", fail}, "--memory \"5GiB\""},
 		{"bad target", []string{"-t", "nosuch://x", fail}, `target "nosuch://x"`},
 	} {

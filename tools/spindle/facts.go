@@ -110,7 +110,7 @@ func cmdFacts(args []string, stdout, stderr io.Writer) int {
 		t := spindle.Task{Module: hash, Task: "facts", Input: input, Mounts: mounts,
 			Limits: spindle.Limits{Timeout: o.timeout}}
 		var f inspect.Facts
-		status, e := runBattery(ctx, fl, nt, t, &f)
+		status, e := runBattery(ctx, fl, nt, t, &f, o.conn.sshConfig)
 		l := factsLine{Target: nt.Name, Status: status, Error: e}
 		if e != nil {
 			e.Message = mask(e.Message)

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -234,5 +236,51 @@ func TestRunHintsNameFlags(t *testing.T) {
 		if strings.Contains(l.Error.Hint, "ChildOptions") || strings.Contains(l.Error.Hint, "the hop option") {
 			t.Errorf("spindle %q: the hint %q names the Go API or a hop option the operator did not type", args, l.Error.Hint)
 		}
+	}
+}
+
+// TestRunHostKeyHintResolvesAlias: for an ssh config alias, the host key
+// hints name what works, the host name, port and known_hosts file ssh's
+// config gives the alias, not the alias: the ssh-keygen -R of a changed
+// key removes it (the key is then unknown), and the ssh-keyscan of an
+// unknown key adds it (the target then runs).
+func TestRunHostKeyHintResolvesAlias(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for sshd; CI runs as root")
+	}
+	testutil.VerifyNone(t)
+	s := sshCLI(t)
+	hello := testutil.BuildC(t, "examples/wasm/c-hello")
+	port := strconv.Itoa(s.Port)
+	hintOf := func(cfg, alias, class string) string {
+		t.Helper()
+		code, out, errs := cli(t, "run", "--json", "--ssh-config", cfg, "-t", "ssh://"+alias, hello, "hello", "--input-raw", "x")
+		var l runLine
+		if code != exitCIInfra || json.Unmarshal([]byte(out), &l) != nil || l.Error == nil || l.Error.Class != class {
+			t.Fatalf("spindle run -t ssh://%s = %d, %s\n%s; want %d, class %s", alias, code, out, errs, exitCIInfra, class)
+		}
+		return l.Error.Hint
+	}
+	shell := func(cmd string) {
+		t.Helper()
+		if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+	}
+
+	hint := hintOf(s.SSHConfig, testutil.SSHHostWrongHostKey, "host_key")
+	keygen := "ssh-keygen -f " + s.WrongKnownHosts + " -R '[" + s.Addr + "]:" + port + "'"
+	if !strings.Contains(hint, keygen) {
+		t.Fatalf("changed key: hint %q lacks %q", hint, keygen)
+	}
+	shell(keygen)
+	hint = hintOf(s.SSHConfig, testutil.SSHHostWrongHostKey, "host_key")
+	keyscan := "ssh-keyscan -p " + port + " " + s.Addr + " >> " + s.WrongKnownHosts
+	if !strings.Contains(hint, "is not known") || !strings.Contains(hint, keyscan) {
+		t.Fatalf("unknown key: hint %q lacks %q", hint, keyscan)
+	}
+	shell(keyscan)
+	if code, out, errs := cli(t, "run", "--ssh-config", s.SSHConfig, "-t", "ssh://"+testutil.SSHHostWrongHostKey, hello, "hello", "--input-raw", "x"); code != 0 {
+		t.Errorf("after the hint's ssh-keyscan: spindle run = %d\n%s\n%s", code, out, errs)
 	}
 }

@@ -23,7 +23,9 @@ import (
 
 // inspectUsage documents the flags every looking verb takes.
 const inspectUsage = `  -t, --target T      where to run, as for spindle run (a target chain or a
-                      host pattern of the --inventory); repeatable
+                      host pattern of the --inventory); repeatable, each
+                      target run once (two spellings of one chain too, as
+                      spindle run -h says)
   -i, --inventory F   an inventory file of hosts and groups
   -l, --limit P       keep only the selected targets P also names; repeatable
   --become            run as root through a sudo hop appended to each target
@@ -212,11 +214,12 @@ func fanOut(o *inspectOpts, cmd, battery string, stdout, stderr io.Writer, heade
 
 // runBattery runs t in the last context of nt's chain and decodes its
 // output into out (with wire.Unmarshal: it came from the target). It
-// returns the target's status and, unless ok, why.
-func runBattery(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task, out any) (string, *runError) {
+// returns the target's status and, unless ok, why; sshConfig is
+// --ssh-config, for the hint of a start that failed.
+func runBattery(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task, out any, sshConfig string) (string, *runError) {
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		return "unreachable", startFailure(ctx, nt, err)
+		return "unreachable", startFailure(ctx, nt, err, sshConfig)
 	}
 	res, err := c.Run(ctx, t)
 	if err != nil {

@@ -145,6 +145,20 @@ func TestRunInputTypeError(t *testing.T) {
 	}
 }
 
+// TestRunInputNestedArray: an array where a struct inside a guest-SDK
+// task's input is wanted is refused at its path, as the input as a whole
+// is: msgpack alone would fill the struct from it by position ([0, 5] as
+// {"ctx": 0, "handle": 5}).
+func TestRunInputNestedArray(t *testing.T) {
+	testutil.VerifyNone(t)
+	progress := testutil.BuildWasm(t, "examples/wasm/progress", true)
+	code, l, errOut := runJSON(t, progress, "count", "--input", `{"n": 1, "progress": [0, 5]}`)
+	want := `input field "progress": want map, got array of 2`
+	if code != exitCIFailed || l.OK || l.Error == nil || l.Error.Kind != "guest" || !strings.Contains(l.Error.Message, want) {
+		t.Errorf("--input with an array for progress = %d, %s; want %d, kind guest with %q\n%s", code, show(l), exitCIFailed, want, errOut)
+	}
+}
+
 // failureLine is the line of a lone target's failure in spindle run's
 // stderr.
 func failureLine(stderr string) string {

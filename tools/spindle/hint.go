@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spindle-hq/spindle/target"
@@ -24,14 +27,18 @@ const (
 
 // cliHint rewrites hint, the runtime's hint for a failure of hop (1-based)
 // of t, in the terms of the command line: a flag, or the hop's own option
-// when the target string set it (which wins over the flag).
-func cliHint(hint string, t target.Target, hop int) string {
+// when the target string set it (which wins over the flag). sshConfig is
+// --ssh-config ("" for ssh's default files).
+func cliHint(hint string, t target.Target, hop int, sshConfig string) string {
 	if hint == "" {
 		return ""
 	}
 	var h target.Hop
 	if hop >= 1 && hop <= len(t) {
 		h = t[hop-1]
+	}
+	if hop == 1 && h.Method == "ssh" {
+		hint = hostKeyHint(hint, h, sshConfig)
 	}
 	var with string
 	switch {
@@ -53,4 +60,53 @@ func cliHint(hint string, t target.Target, hop int) string {
 	hint = strings.Replace(hint, hintSSHIdentity, "the key (IdentityFile in the ssh config, --ssh-config FILE, ?identity=FILE on the hop, or the agent)", 1)
 	hint = strings.Replace(hint, hintSSHBatch, "(?batch=no on the hop lets it ask)", 1)
 	return hint
+}
+
+// hostKeyHint rewrites the ssh-keyscan and ssh-keygen -R commands of the
+// runtime's host key hint for h, an ssh hop this machine's ssh starts, in
+// the names that work: the runtime names the host as the target wrote it,
+// which may be an alias of ssh's config, while known_hosts holds the host
+// name and port the config gives it (ssh -G), in the config's
+// UserKnownHostsFile (unless that is none: /dev/null). A hint without
+// those commands, or a hop ssh -G cannot resolve, is left as it is.
+func hostKeyHint(hint string, h target.Hop, sshConfig string) string {
+	if !strings.Contains(hint, "ssh-keyscan ") && !strings.Contains(hint, "ssh-keygen -R ") {
+		return hint
+	}
+	if h.SSHConfig != "" {
+		sshConfig = h.SSHConfig
+	}
+	var opts []string
+	if h.Identity != "" {
+		opts = append(opts, "-i", h.Identity)
+	}
+	for _, o := range h.SSHOptions {
+		opts = append(opts, "-o", o)
+	}
+	d, ok := sshResolve(sshConfig, h.User, h.Host, h.Port, opts...)
+	if !ok {
+		return hint
+	}
+	// The runtime's names (starterror.go hintFor), and the resolved ones.
+	scan, name := h.Host, h.Host
+	if h.Port != 0 && h.Port != 22 {
+		scan, name = "-p "+strconv.Itoa(h.Port)+" "+h.Host, "["+h.Host+"]:"+strconv.Itoa(h.Port)
+	}
+	newScan, newName := d.host, d.host
+	if d.port != 22 {
+		newScan, newName = "-p "+strconv.Itoa(d.port)+" "+d.host, "["+d.host+"]:"+strconv.Itoa(d.port)
+	}
+	file, keygenFile := "~/.ssh/known_hosts", ""
+	if f := d.knownHosts; f != "" && f != "/dev/null" && !strings.EqualFold(f, "none") && !isDefaultKnownHosts(f) {
+		file, keygenFile = f, "-f "+f+" "
+	}
+	hint = strings.Replace(hint, "ssh-keyscan "+scan+" >> ~/.ssh/known_hosts", "ssh-keyscan "+newScan+" >> "+file, 1)
+	return strings.Replace(hint, "ssh-keygen -R '"+name+"'", "ssh-keygen "+keygenFile+"-R '"+newName+"'", 1)
+}
+
+// isDefaultKnownHosts reports whether f is ~/.ssh/known_hosts, as the
+// hint names it.
+func isDefaultKnownHosts(f string) bool {
+	home, err := os.UserHomeDir()
+	return f == "~/.ssh/known_hosts" || err == nil && filepath.Clean(f) == filepath.Join(home, ".ssh", "known_hosts")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strconv"
 	"sync"
 )
@@ -53,4 +54,52 @@ func (b *capBuffer) summary() string {
 		return string(b.buf)
 	}
 	return string(b.buf) + "\n[" + strconv.FormatInt(b.dropped, 10) + " more bytes not shown]\n"
+}
+
+// lineJoin is stderr as a lone target's guest and spindle itself both
+// write to it: what the guest writes passes as it is, and a write of
+// spindle's own (through own: a failure line, a log record, an interrupt
+// message) starts on a line of its own, ending the guest's last line
+// first when it is unfinished. It is safe for concurrent use.
+type lineJoin struct {
+	mu   sync.Mutex
+	w    io.Writer
+	open bool // guarded by mu: the guest's last write did not end its line
+}
+
+// Write is the guest's write.
+func (l *lineJoin) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(p) > 0 {
+		l.open = p[len(p)-1] != '\n'
+	}
+	return l.w.Write(p)
+}
+
+// endLine ends the guest's last line if it is unfinished.
+func (l *lineJoin) endLine() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.endLineLocked()
+}
+
+func (l *lineJoin) endLineLocked() {
+	if l.open {
+		flush(l.w) // a UTF-8 sequence a termWriter holds back, before the newline
+		_, _ = io.WriteString(l.w, "\n")
+		l.open = false
+	}
+}
+
+// own is the writer for spindle's own lines.
+func (l *lineJoin) own() io.Writer { return ownWriter{l} }
+
+type ownWriter struct{ l *lineJoin }
+
+func (o ownWriter) Write(p []byte) (int, error) {
+	o.l.mu.Lock()
+	defer o.l.mu.Unlock()
+	o.l.endLineLocked()
+	return o.l.w.Write(p)
 }

@@ -94,6 +94,25 @@ func TestRunStdoutIsTheResult(t *testing.T) {
 	}
 }
 
+// TestRunOwnLineAfterGuestLine: with one target, spindle's own failure
+// line starts a line of its own when the guest's last print did not end
+// one, and a reactor's unfinished print is ended before the result.
+func TestRunOwnLineAfterGuestLine(t *testing.T) {
+	testutil.VerifyNone(t)
+	bad := testutil.BuildWasm(t, "examples/wasm/bad", true)
+	code, out, errs := cli(t, "run", bad, "stdout_flood", "--input", `{"n": 100000}`, "--output-bytes", "64KiB")
+	line, ok := lineWith(errs, "FAILED")
+	if code != exitCIFailed || out != "" || !ok || !strings.HasPrefix(line, "local ") || !strings.Contains(line, "output_limit") ||
+		!strings.HasSuffix(errs, "x\n"+line+"\n") {
+		t.Errorf("stdout_flood past --output-bytes = %d, stdout %q, stderr ends %q; want %d and the failure on a line of its own after the x's",
+			code, out, errs[max(0, len(errs)-200):], exitCIFailed)
+	}
+	code, out, errs = cli(t, "run", bad, "stdout_flood", "--input", `{"n": 5}`)
+	if code != 0 || errs != "xxxxx\n" || !strings.HasPrefix(out, "{") {
+		t.Errorf("stdout_flood of 5 = %d, stdout %q, stderr %q; want 0, the result, and the prints as one line", code, out, errs)
+	}
+}
+
 func TestCapBuffer(t *testing.T) {
 	b := newCapBuffer(4)
 	for _, s := range []string{"ab", "cde", "fg"} {

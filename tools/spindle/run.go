@@ -16,18 +16,18 @@ import (
 const usage = `usage: spindle <command> [flags]
 
 commands:
-  run     run a wasm task in one or more contexts (spindle run -h)
-  sh      run one program on targets, granted exactly that argv (spindle sh -h)
-  facts   gather targets' facts: hostname, OS, kernel, CPUs, memory, disks, network (spindle facts -h)
-  stat    stat and hash paths on targets, read-only (spindle stat -h)
-  copy    copy a local file or tree to targets, writing only what differs (spindle copy -h)
-  ci      run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
-  exec    run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
-  toolexec run go build's compile, asm and link as wasm in the sandbox: go build -toolexec (spindle toolexec -h)
-  tree    start a demo tree of local contexts, ping each, print it, shut it down
-  bench   measure spawn, round trips, throughput and memory (--json for one JSON object)
-  version the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
-  help    spindle help COMMAND: the usage of a command (as spindle COMMAND -h)
+  run         run a wasm task in one or more contexts (spindle run -h)
+  sh          run one program on targets, granted exactly that argv (spindle sh -h)
+  facts       gather targets' facts: hostname, OS, kernel, CPUs, memory, disks, network (spindle facts -h)
+  stat        stat and hash paths on targets, read-only (spindle stat -h)
+  copy        copy a local file or tree to targets, writing only what differs (spindle copy -h)
+  ci          run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
+  exec        run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
+  toolexec    run go build's compile, asm and link as wasm in the sandbox: go build -toolexec (spindle toolexec -h)
+  tree        start a demo tree of local contexts, ping each, print it, shut it down
+  bench       measure spawn, round trips, throughput and memory (--json for one JSON object)
+  version     the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
+  help        spindle help COMMAND: the usage of a command (as spindle COMMAND -h)
   completion  spindle completion bash: a bash completion script
 `
 
@@ -80,13 +80,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprint(stdout, versionUsage)
 				return 0
 			}
-			return usageError(stderr, "version", errNoArgs(args[1:]))
+			return usageError(stderr, "version", argError(args[1:]))
 		}
 		printVersion(stdout)
 		return 0
 	}
-	fmt.Fprintf(stderr, "spindle: unknown command %q\n\n%s", args[0], usage)
-	return 2
+	fmt.Fprintf(stderr, "spindle: unknown command %q (see spindle help)\n", args[0])
+	return exitUsage
 }
 
 func newLogger(w io.Writer, verbose bool) *slog.Logger {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,7 +32,10 @@ flags:
   -t, --target T      where to run; repeatable, each target run once
                       (two spellings of one chain, as ssh://web1 and
                       ssh://root@web1:22 where ssh's config makes root
-                      the user, run once, said on stderr); default
+                      the user, run once, said on stderr; not two
+                      aliases of one host whose IdentityFile,
+                      UserKnownHostsFile, ProxyJump or ProxyCommand
+                      differ, as ssh -G reads them); default
                       "local". A T that starts like a hop ("local",
                       "local:NAME", "local?...", "METHOD://...") is a target
                       chain: "ssh://user@host:port",
@@ -63,7 +67,9 @@ flags:
                       takes a JSON object: an array or a string is
                       refused as "input: want map, got array of 1", the
                       words of every type error ('input field "name":
-                      want string, got integer 3')
+                      want string, got integer 3'); so is an array for
+                      a struct inside it, at any depth ('input field
+                      "progress": want map, got array of 2')
   --input-raw TEXT    the task's input as raw bytes (for raw tasks, e.g. C guests)
   -v, --verbose       show the tree's log records (task logs included) on stderr;
                       -vv also each transport's command line (ssh, sudo, ...)
@@ -96,7 +102,8 @@ flags:
                       compile, done once per module per machine before
                       the first call (cached on disk after; a large Go
                       guest takes seconds)
-  --memory-pages N    memory limit in 64 KiB pages (default 4096)
+  --memory-pages N    memory limit in 64 KiB pages (default 4096); one
+                      below the module's declared minimum is refused
   --output-bytes N    output limit: a reactor's output, and a command's
                       stdout and stderr together (default 16MiB, at most
                       64MiB; N in bytes or with a KiB, MiB or GiB suffix)
@@ -122,8 +129,9 @@ the fleet is a tree, and the module crosses each edge once.
 
 output: stdout carries results only. With one target, a command's stdout
 and stderr pass through as they are written; a reactor's result is printed
-as JSON on stdout and its own prints go to stderr; a failure is one line on
-stderr. With several targets, one row per target on stdout as soon as it is
+as JSON on stdout and its own prints go to stderr (their last line ended);
+a failure is one line on stderr, a line of its own even when the guest's
+last one was unfinished. With several targets, one row per target on stdout as soon as it is
 known, a progress line on stderr when it is a terminal, and a recap line
 on stderr; what a command wrote (the first 64 KiB) is indented below its
 row, what a reactor printed goes to stderr, each line "TARGET | line".
@@ -351,6 +359,13 @@ func checkModule(o *runOpts, wasm []byte) error {
 	if err := info.CheckMemory(); err != nil {
 		return err
 	}
+	if limit := cmp.Or(o.pages, host.DefaultMemoryPages); info.MinPages > limit {
+		declared := fmt.Sprintf("its memory is declared at least %d pages of 64 KiB (%s)", info.MinPages, formatSize(int64(info.MinPages)*64<<10))
+		if o.pages == 0 {
+			return fmt.Errorf("%s, above the default limit of %d pages: raise it with --memory-pages %d", declared, limit, info.MinPages)
+		}
+		return fmt.Errorf("%s: --memory-pages %d is below that, and every call would fail", declared, o.pages)
+	}
 	o.command = info.Kind == host.Command
 	hasInput := o.input != "" || o.inputRaw != nil
 	switch info.Kind {
@@ -445,17 +460,21 @@ func parseMount(v string) (spindle.Mount, error) {
 	return spindle.Mount{Host: parts[0], Guest: g, ReadOnly: len(parts) == 3 && parts[2] == "ro"}, nil
 }
 
-// parseTimeout parses a positive duration; a bare number gets a hint.
-func parseTimeout(v string) (time.Duration, error) {
+// parseTimeout parses --timeout's value: see parseDurationFlag.
+func parseTimeout(v string) (time.Duration, error) { return parseDurationFlag("--timeout", v) }
+
+// parseDurationFlag parses a positive duration given to the flag name; a
+// bare number gets a hint ("5" suggests 5s).
+func parseDurationFlag(name, v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		if _, nerr := strconv.ParseFloat(v, 64); nerr == nil {
-			return 0, fmt.Errorf("--timeout %q: a duration needs a unit, as %ss or %sms", v, v, v)
+			return 0, fmt.Errorf("%s %q: a duration needs a unit, as %ss or %sms", name, v, v, v)
 		}
-		return 0, fmt.Errorf("--timeout %q: want a duration such as 30s or 2m", v)
+		return 0, fmt.Errorf("%s %q: want a duration such as 30s or 2m", name, v)
 	}
 	if d <= 0 {
-		return 0, fmt.Errorf("--timeout %q: must be positive", v)
+		return 0, fmt.Errorf("%s %q: must be positive", name, v)
 	}
 	return d, nil
 }
@@ -577,6 +596,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	level := o.conn.runLevel()
+	// One target streams straight through; several are collected per
+	// target so their output does not interleave, and --json carries it in
+	// each line.
+	single := len(targets) == 1 && !o.asJSON
+	// A command's own output streams through untouched to a pipe or a
+	// file; to a terminal, escaped (see term.go). A reactor's prints are
+	// not its result: they go to stderr, so stdout is only the result.
+	guestOut, guestErr := forTerminal(stdout), forTerminal(stderr)
+	// ownErr takes spindle's own lines, logErr the log records: with one
+	// target, each on a line of its own after an unfinished guest line.
+	ownErr, logErr := stderr, forTerminal(stderr)
+	var join *lineJoin
+	if single {
+		join = &lineJoin{w: guestErr}
+		guestErr, ownErr, logErr = join, join.own(), join.own()
+	}
+	if !o.command {
+		guestOut = guestErr
+	}
 	// The progress line: on a terminal, with several targets. Results,
 	// log records, the interrupt's messages and the recap are written
 	// between two of its draws.
@@ -585,9 +623,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return fmt.Sprintf("%d/%d done: %s", tally.done(), len(targets), tally.counts())
 	})
 	defer bar.close()
-	ctx, stop := interruptContext(bar.Writer(stderr), "spindle run")
+	ctx, stop := interruptContext(bar.Writer(ownErr), "spindle run")
 	defer stop()
-	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(bar.Writer(forTerminal(stderr)), level), LogLevel: level})
+	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(bar.Writer(logErr), level), LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 1
@@ -604,17 +642,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "spindle run: %v\n", err)
 		return 2
-	}
-	// One target streams straight through; several are collected per
-	// target so their output does not interleave, and --json carries it in
-	// each line.
-	single := len(targets) == 1 && !o.asJSON
-	// A command's own output streams through untouched to a pipe or a
-	// file; to a terminal, escaped (see term.go). A reactor's prints are
-	// not its result: they go to stderr, so stdout is only the result.
-	guestOut, guestErr := forTerminal(stdout), forTerminal(stderr)
-	if !o.command {
-		guestOut = guestErr
 	}
 	lines := make([]runLine, len(targets))
 	fl := spindle.NewFleet(m)
@@ -644,7 +671,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				out = newCapBuffer(maxCollectedBytes)
 				t.Stdout, t.Stderr = out, out
 			}
-			l := runOn(ctx, fl, nt, t)
+			l := runOn(ctx, fl, nt, t, o.conn.sshConfig)
 			if c, ok := stdins[i].(io.Closer); ok {
 				c.Close() // the other targets' stdin no longer waits for this one
 			}
@@ -666,6 +693,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 					fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
 				case single && (l.OK || l.ExitCode != nil): // a command's status is its own, as with ssh
 					flush(guestOut)
+					if !o.command {
+						join.endLine() // a reactor's prints end with a line of their own
+					}
 					if l.Output != nil {
 						b, _ := json.MarshalIndent(l.Output, "", "  ")
 						fmt.Fprintf(stdout, "%s\n", jsonSafe(b))
@@ -673,7 +703,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				case single: // spindle's own message, not a result
 					flush(guestOut)
 					flush(guestErr)
-					printLine(stderr, l, "")
+					printLine(ownErr, l, "")
 				case o.command: // a command's output is its result
 					printLine(stdout, l, out.summary())
 				default: // a reactor's prints are not: stderr, each line naming its target
@@ -809,15 +839,16 @@ func errInterruptedRun() *runError {
 
 // startFailure is why nt's contexts did not start (err from Fleet.Start):
 // the interrupt when ctx (which ends only then) has ended, else kind
-// connect with the start's class and a hint in the command line's terms.
-func startFailure(ctx context.Context, nt target.Named, err error) *runError {
+// connect with the start's class and a hint in the command line's terms
+// (sshConfig is --ssh-config: see cliHint).
+func startFailure(ctx context.Context, nt target.Named, err error, sshConfig string) *runError {
 	if ctx.Err() != nil {
 		return errInterruptedRun()
 	}
 	e := &runError{Kind: kindConnect, Class: string(spindle.ClassOther), Message: err.Error()}
 	var se *spindle.StartError
 	if errors.As(err, &se) {
-		e.Class, e.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop)
+		e.Class, e.Hint = string(se.Class), cliHint(se.Hint, nt.Target, se.Hop, sshConfig)
 	}
 	return e
 }
@@ -840,12 +871,13 @@ func runFailure(ctx context.Context, err error) *runError {
 	return &runError{Kind: kindRuntime, Message: strings.ReplaceAll(err.Error(), "spindle: ", "")}
 }
 
-// runOn starts the target's chain of contexts and runs the task in its last.
-func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task) runLine {
+// runOn starts the target's chain of contexts and runs the task in its
+// last; sshConfig is --ssh-config, for the hint of a start that failed.
+func runOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, t spindle.Task, sshConfig string) runLine {
 	l := runLine{Target: nt.Name}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		l.Error = startFailure(ctx, nt, err)
+		l.Error = startFailure(ctx, nt, err, sshConfig)
 		return l
 	}
 	res, err := c.Run(ctx, t)

@@ -80,6 +80,33 @@ func TestRunInputFile(t *testing.T) {
 	}
 }
 
+// TestRunInputStdin: --input - reads the JSON from this process's stdin,
+// once, for one target and for several alike.
+func TestRunInputStdin(t *testing.T) {
+	testutil.VerifyNone(t)
+	hello, _, _ := cliModules(t)
+	code, out, errs := cliIn(t, strings.NewReader(`{"name": "stdin"}`), "run", hello, "hello", "--input", "-")
+	if code != 0 || out != "{\n  \"greeting\": \"hello, stdin\"\n}\n" {
+		t.Errorf("spindle run --input - = %d, stdout %q\n%s; want 0 and the greeting", code, out, errs)
+	}
+	code, out, errs = cliIn(t, strings.NewReader(`{"name": "both"}`), "run", "--json", "-t", "local:a", "-t", "local:b", hello, "hello", "--input", "-")
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l runLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil || !l.OK || fmt.Sprint(l.Output) != "map[greeting:hello, both]" {
+			t.Errorf("line %q (%v): want ok, greeting both", line, err)
+		}
+		got = append(got, l.Target)
+	}
+	if slices.Sort(got); code != 0 || !slices.Equal(got, []string{"local:a", "local:b"}) {
+		t.Errorf("spindle run --input - on two targets = %d, targets %q\n%s; want 0, local:a and local:b", code, got, errs)
+	}
+	code, out, errs = cliIn(t, strings.NewReader(`{"name": `), "run", hello, "hello", "--input", "-")
+	if code != exitUsage || out != "" || !strings.Contains(errs, "--input is not JSON") {
+		t.Errorf("spindle run --input - with a cut JSON = %d, %q, %q; want %d and not JSON", code, out, errs, exitUsage)
+	}
+}
+
 // TestRunModuleChecks: a file that is not wasm, and a call that does not
 // fit the module's kind, are usage errors naming the file (checked before
 // the master starts).
@@ -106,6 +133,46 @@ func TestRunModuleChecks(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, tt.want) || !strings.Contains(errs, tt.args[0]+": ") {
 			t.Errorf("spindle %q = %d, stderr %q; want 2, the file and %q", args, code, errs, tt.want)
 		}
+	}
+}
+
+// TestRunRefusedBeforeStart: through the real binary, a reactor given
+// --stdin, and a --memory-pages (or the default limit) below the memory
+// the module declares, are refused with exit 2 before any context starts:
+// the target, a closed port, is never tried.
+func TestRunRefusedBeforeStart(t *testing.T) {
+	testutil.VerifyNone(t)
+	hello, _, _ := cliModules(t)
+	// A module of one memory, at least 5000 pages, exported.
+	big := filepath.Join(t.TempDir(), "big.wasm")
+	if err := os.WriteFile(big, []byte("\x00asm\x01\x00\x00\x00"+"\x05\x04\x01\x00\x88\x27"+"\x07\x0a\x01\x06memory\x02\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, []byte("input\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unreachable := "ssh://nobody@127.0.0.1:1"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{hello, "hello", "--stdin", in}, hello + ": a reactor module (no _start) takes a TASK and --input, not --stdin or ARGS"},
+		{[]string{hello, "hello", "--stdin", "-"}, "not --stdin or ARGS"},
+		{[]string{"--memory-pages", "1", hello, "hello"}, hello + ": its memory is declared at least "},
+		{[]string{"--memory-pages", "1", hello, "hello"}, ": --memory-pages 1 is below that, and every call would fail"},
+		{[]string{big, "task"}, big + ": its memory is declared at least 5000 pages of 64 KiB (" + formatSize(5000<<16) +
+			"), above the default limit of 4096 pages: raise it with --memory-pages 5000"},
+	} {
+		args := append([]string{"run", "-t", unreachable}, tt.args...)
+		code, out, errs := cli(t, args...)
+		if code != exitUsage || out != "" || !strings.Contains(errs, tt.want) || strings.Contains(errs, "hop 1") {
+			t.Errorf("spindle %q = %d, stdout %q, stderr %q; want %d, refused before start with %q", args, code, out, errs, exitUsage, tt.want)
+		}
+	}
+	// At the minimum, the module runs.
+	if code, out, errs := cli(t, "run", "--memory-pages", "4096", hello, "hello", "--input", `{"name": "x"}`); code != 0 {
+		t.Errorf("spindle run --memory-pages 4096 = %d\n%s\n%s", code, out, errs)
 	}
 }
 
@@ -353,6 +420,43 @@ func (w *timedWriter) when(s string) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// TestRunStreamsJSON: through the real binary, --json prints each
+// target's line as soon as it is known: the unreachable one's comes while
+// the slow one still sleeps, then the slow one's, then the recap.
+func TestRunStreamsJSON(t *testing.T) {
+	testutil.VerifyNone(t)
+	probe := testutil.BuildWasm(t, "examples/wasm/ciprobe", false)
+	down := "ssh://nobody@127.0.0.1:1?timeout=5s"
+	exe := cliCopy(t)
+	cmd, sc, errOut := startCLI(t, exe, "run", "--json", "-t", down, "-t", "local:slow", "--clock", probe, "--", "sleep", "3000")
+	type seen struct {
+		l  runLine
+		at time.Time
+	}
+	var lines []seen
+	for sc.Scan() {
+		var l runLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Errorf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, seen{l, time.Now()})
+	}
+	waitCLI(t, cmd, time.Minute)
+	if code := cmd.ProcessState.ExitCode(); code != exitCIInfra || len(lines) != 2 {
+		t.Fatalf("spindle run --json = %d, %d lines; want %d, 2\n%s", code, len(lines), exitCIInfra, errOut.String())
+	}
+	first, second := lines[0], lines[1]
+	if first.l.Target != down || first.l.Error == nil || first.l.Error.Class != "unreachable" || second.l.Target != "local:slow" || !second.l.OK {
+		t.Errorf("lines %+v, %+v; want %s unreachable, then local:slow ok", first.l, second.l, down)
+	}
+	if gap := second.at.Sub(first.at); gap < time.Second {
+		t.Errorf("the unreachable target's line came %v before the slow one's, want it as soon as known (the slow one sleeps 3 s)", gap)
+	}
+	if !strings.Contains(errOut.String(), "2 targets: 1 ok, 0 failed, 1 unreachable in ") {
+		t.Errorf("no recap on stderr:\n%s", errOut.String())
+	}
 }
 
 // TestRunStreamsResults: a target that cannot be reached is reported as

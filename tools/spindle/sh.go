@@ -34,7 +34,9 @@ variables, nothing else; its working directory is / unless --chdir.
 
 flags:
   -t, --target T      where to run, as for spindle run (a target chain or a
-                      host pattern of the --inventory); repeatable
+                      host pattern of the --inventory); repeatable, each
+                      target run once (two spellings of one chain too, as
+                      spindle run -h says)
   -i, --inventory F   an inventory file of hosts and groups
   -l, --limit P       keep only the selected targets P also names; repeatable
   --become            run as root through a sudo hop appended to each target
@@ -266,7 +268,7 @@ func cmdSh(args []string, stdout, stderr io.Writer) int {
 			out := newCapBuffer(maxCollectedBytes)
 			t := task
 			t.Stdout, t.Stderr = out, out
-			l := shLineOf(runOn(ctx, fl, nt, t), out)
+			l := shLineOf(runOn(ctx, fl, nt, t, o.conn.sshConfig), out)
 			if l.Error != nil {
 				l.Error.Message = cn.mask(l.Error.Message)
 			}

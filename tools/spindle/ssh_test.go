@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,8 +70,9 @@ func TestConnFlagsParse(t *testing.T) {
 		{[]string{"--ssh-config", filepath.Join(t.TempDir(), "none"), "m.wasm"}, "--ssh-config"},
 		{[]string{"--ssh-config", t.TempDir(), "m.wasm"}, "a directory"},
 		{[]string{"--ssh-config", "m.wasm"}, "ssh-config"},
-		{[]string{"--connect-timeout", "5", "m.wasm"}, "positive duration"},
-		{[]string{"--connect-timeout", "0s", "m.wasm"}, "positive duration"},
+		{[]string{"--connect-timeout", "5", "m.wasm"}, `--connect-timeout "5": a duration needs a unit, as 5s or 5ms`},
+		{[]string{"--connect-timeout", "soon", "m.wasm"}, "want a duration such as 30s"},
+		{[]string{"--connect-timeout", "0s", "m.wasm"}, "must be positive"},
 		{[]string{"--host-key-checking", "maybe", "m.wasm"}, "want yes, no or accept-new"},
 	}
 	for _, tt := range bad {
@@ -90,7 +92,14 @@ func TestConnFlagsParse(t *testing.T) {
 // args, within two minutes.
 func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return cliIn(t, nil, args...)
+}
+
+// cliIn is cli with stdin as the binary's stdin (nil: /dev/null).
+func cliIn(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	cmd := exec.Command(self(t), args...)
+	cmd.Stdin = stdin
 	cmd.Env = append(os.Environ(), cliEnv+"=1", "XDG_CACHE_HOME="+filepath.Join(os.TempDir(), "spindle-test-xdg")) // each guest compiles once
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

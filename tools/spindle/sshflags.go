@@ -99,9 +99,9 @@ func (f *connFlags) setSSHConfig(v string) error {
 }
 
 func (f *connFlags) setConnectTimeout(v string) error {
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return fmt.Errorf("--connect-timeout %q: want a positive duration such as 10s or 1m", v)
+	d, err := parseDurationFlag("--connect-timeout", v)
+	if err != nil {
+		return err
 	}
 	f.connectTimeout = d
 	return nil

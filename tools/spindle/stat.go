@@ -191,7 +191,7 @@ func (o *statOpts) statTarget(ctx context.Context, fl *spindle.Fleet, hash strin
 			return l
 		}
 		var res inspect.StatResult
-		status, e := runBattery(ctx, fl, nt, t, &res)
+		status, e := runBattery(ctx, fl, nt, t, &res, o.conn.sshConfig)
 		if dir, why, absent, ok := unmountable(e); ok && status == "failed" {
 			hit := false
 			for j, i := range left {

@@ -134,6 +134,11 @@ func (t *termWriter) Write(p []byte) (int, error) {
 // flush writes what a termWriter holds back: an incomplete UTF-8 sequence
 // at the very end of a stream, escaped.
 func flush(w io.Writer) {
+	if l, ok := w.(*lineJoin); ok {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		w = l.w
+	}
 	if t, ok := w.(*termWriter); ok && len(t.tail) > 0 {
 		_, _ = io.WriteString(t.w, escapeText(string(t.tail)))
 		t.tail = nil

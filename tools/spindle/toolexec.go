@@ -107,7 +107,7 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	o.conn.register(fs)
 	// The tool's own flags follow its path: parsing stops there.
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, flagError(err, args)
 	}
 	o.argv = fs.Args()
 	if o.idle <= 0 {
