@@ -48,13 +48,16 @@ target's context gives them to what the battery makes there, and the
 battery may give them to what it finds there (the path_regrant host
 function), and no other mode or owner.
 
-What goes where (cp -r and rsync rules; DEST is an absolute path):
-  SRC a file        DEST an existing directory, or ending in "/": copied
-                    to DEST/NAME (NAME: SRC's base name); else DEST is
-                    the file (its directory must exist)
-  SRC a directory   DEST an existing directory: copied to DEST/NAME; else
-                    DEST is made and holds SRC's contents
+What goes where (rsync's and Ansible's rules; DEST is an absolute path,
+NAME is SRC's base name):
+  SRC a directory   copied to DEST/NAME, always; DEST is made if missing
   SRC/ (a trailing slash)  SRC's contents go into DEST (made if missing)
+  SRC a file        DEST an existing directory, or ending in "/" (made if
+                    missing): copied to DEST/NAME; else DEST is the file
+Not cp -r's rule, which makes a missing DEST the copy of a directory and
+copies into an existing one as DEST/NAME: run again, that would copy into
+what the first run made. Here what a run made never changes where the
+same copy goes next time; for DEST to be the copy, name SRC/.
 DEST's parent must exist; directories below it are made (0755). Files
 and directories already in DEST and not in SRC are left alone: copy
 removes nothing, and a directory where a file goes (or a file where a
@@ -81,8 +84,9 @@ flags:
                       written; a file left alone keeps its mode
   --owner U           the user of SRC's files, directories and symlinks at
                       DEST (a name or a number, looked up on the target),
-                      likewise (not DEST itself when SRC ends in "/");
-                      needs root there (--become)
+                      likewise, and of DEST when the copy makes it (not
+                      of a DEST already there); needs root there
+                      (--become)
   --group G           their group, likewise
   --become            copy as root through a sudo hop appended to each target
                       (sudo://root; -K asks for its password)
@@ -210,10 +214,14 @@ func checkIDName(flag, v string) error {
 
 // copyPlan is what the battery reads on stdin (tools/batteries/copy).
 type copyPlan struct {
-	Kind     string `json:"kind"` // "file", "dir" or "contents"
+	// Kind is "file", "dir" (lands at DEST/Name) or "contents" (SRC/:
+	// into DEST). Where it lands never depends on what an earlier run
+	// of the same copy made: for "dir" the battery makes a missing DEST
+	// and copies into it, as it does for "contents".
+	Kind     string `json:"kind"`
 	Name     string `json:"name"`
-	DestBase string `json:"dest_base"`
-	DestDir  bool   `json:"dest_dir"`
+	DestBase string `json:"dest_base"` // DEST's base name under /dest, or "" when /dest is DEST
+	DestDir  bool   `json:"dest_dir"`  // DEST ended in "/": a directory, made if missing
 	KeepExec bool   `json:"keep_exec"`
 	// Regrant is what of DEST's grant the battery gives what is there
 	// already: copyRegrantMode (--mode), copyRegrantOwner (--owner,

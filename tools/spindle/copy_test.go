@@ -236,8 +236,8 @@ func TestCopyLocal(t *testing.T) {
 	}
 	sameFile(t, filepath.Join(src, "a.txt"), filepath.Join(dest, "a.txt"))
 
-	// Failures: a directory where a file goes; a missing directory for
-	// DEST/; a missing parent. Each fails its target, exit 1, and leaves
+	// Failures: a directory where a file goes; a file where DEST/ or a
+	// tree's DEST goes; a missing parent. Each fails its target, exit 1, and leaves
 	// no temporary file.
 	if err := os.Remove(filepath.Join(got, "big.bin")); err != nil {
 		t.Fatal(err)
@@ -250,7 +250,8 @@ func TestCopyLocal(t *testing.T) {
 		want string
 	}{
 		{[]string{src, dest}, got + "/big.bin is a directory: a file cannot replace it"},
-		{[]string{filepath.Join(src, "a.txt"), dir + "/nodir/"}, dir + "/nodir: no such directory"},
+		{[]string{filepath.Join(src, "a.txt"), conf + "/"}, conf + " exists and is not a directory (a file)"},
+		{[]string{src, conf}, conf + " exists and is not a directory (a file)"},
 		{[]string{src, dir + "/no/such/dir"}, "dest: " + dir + "/no/such (DEST's parent directory): no such file or directory"},
 		{[]string{src, got + "/a.txt/x"}, "dest: " + got + "/a.txt (DEST's parent directory): not a directory"},
 	} {
@@ -646,4 +647,122 @@ func TestCopyModeOwner(t *testing.T) {
 	if lines, _ = copyJSON(t, out); code != 0 || idOf(t, out2).uid != 0 {
 		t.Errorf("SRC/ into DEST = %d, %+v: DEST's uid %d, want 0 (left alone)\n%s", code, lines["local"], idOf(t, out2).uid, errs)
 	}
+	// A DEST the copy makes is given the owner, as all it makes.
+	made := filepath.Join(dir, "made")
+	code, out, errs = cli(t, append([]string{"copy", tree, "-t", "local", made}, grant...)...)
+	if code != 0 {
+		t.Fatalf("copy of a tree to a new DEST = %d\n%s\n%s", code, out, errs)
+	}
+	for _, p := range []string{made, made + "/tree"} {
+		if id := idOf(t, p); id.uid != 65534 {
+			t.Errorf("%s: uid %d, want 65534 (made by the copy)", p, id.uid)
+		}
+	}
+}
+
+// layout lists what is under dir, one relative path a line, directories
+// ending in "/" and symlinks in " -> TARGET".
+func layout(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case d.IsDir():
+			rel += "/"
+		case d.Type()&fs.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			rel += " -> " + l
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestCopyRerun: the same copy run twice to a DEST that is not there
+// lands in the same place both times (rsync's rule: a directory SRC at
+// DEST/NAME whether or not DEST was there; not cp -r's, under which the
+// second run would copy into the first's copy), and the second run
+// reports ok, every file unchanged, and writes nothing.
+func TestCopyRerun(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "site")
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("a\n"), 0o644)
+	writeFile(t, filepath.Join(src, "sub/b.txt"), []byte("b\n"), 0o644)
+	if err := os.Symlink("a.txt", filepath.Join(src, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	tree := []string{"site/", "site/a.txt", "site/ln -> a.txt", "site/sub/", "site/sub/b.txt"}
+	for i, tt := range []struct {
+		name      string
+		src, dest string // dest under the case's own directory
+		want      []string
+		wantDest  string // the report's DEST, under the case's directory
+		unchanged int
+	}{
+		{"dir to a new DEST", src, "new", prefix("new/", tree), "new/site", 3},
+		{"dir to a new DEST/", src, "new/", prefix("new/", tree), "new/site", 3},
+		{"SRC/ to a new DEST", src + "/", "new", prefix("new/", []string{"a.txt", "ln -> a.txt", "sub/", "sub/b.txt"}), "new", 3},
+		{"file to a new DEST", filepath.Join(src, "a.txt"), "conf", []string{"conf"}, "conf", 1},
+		{"file to a new DEST/", filepath.Join(src, "a.txt"), "etc/", []string{"etc/", "etc/a.txt"}, "etc/a.txt", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := filepath.Join(dir, "case"+strconv.Itoa(i))
+			if err := os.Mkdir(base, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dest, wantDest := base+"/"+tt.dest, filepath.Join(base, tt.wantDest)
+			run := func(n int) copyLine {
+				t.Helper()
+				code, out, errs := slowCLI(t, "copy", tt.src, "-t", "local", dest, "--json")
+				lines, _ := copyJSON(t, out)
+				l := lines["local"]
+				if code != 0 || l.Dest != wantDest {
+					t.Fatalf("run %d: spindle copy %s %s = %d, %+v; want 0 and dest %s\n%s\n%s", n, tt.src, dest, code, l, wantDest, out, errs)
+				}
+				if got := layout(t, base); !slices.Equal(got, tt.want) {
+					t.Fatalf("after run %d: %s holds %q, want %q", n, base, got, tt.want)
+				}
+				return l
+			}
+			if l := run(1); l.Status != "changed" {
+				t.Errorf("first run: %+v, want changed", l)
+			}
+			ids := map[string]fileID{}
+			filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+				if err == nil {
+					ids[p] = idOf(t, p)
+				}
+				return err
+			})
+			l := run(2)
+			if l.Status != "ok" || len(l.Changed) != 0 || len(l.Fixed) != 0 || l.Unchanged != tt.unchanged || l.Bytes != 0 {
+				t.Errorf("second run: %+v, want ok, %d unchanged, nothing written", l, tt.unchanged)
+			}
+			for p, id := range ids {
+				if now := idOf(t, p); now != id {
+					t.Errorf("second run touched %s: %+v, was %+v", p, now, id)
+				}
+			}
+			noTemps(t, base)
+		})
+	}
+}
+
+// prefix puts p before each of names.
+func prefix(p string, names []string) []string {
+	out := []string{strings.TrimSuffix(p, "/") + "/"}
+	for _, n := range names {
+		out = append(out, p+n)
+	}
+	return out
 }

@@ -9,17 +9,23 @@
 //
 // It sees the source at /src (a tree the context made from the master's
 // store, read-only), the destination at /dest when it is a directory
-// (the plan's dest_base is then ""), else its parent (read-write), and, when the plan keeps exec bits, the same directory at
-// /xdest, where the caller granted the files it makes mode 0755 (/dest
-// gives 0644, or the caller's --mode). It cannot choose a mode or an
-// owner (WASI preview 1 has neither): the mounts' grants give them to what
-// it makes, and guest.Regrant (docs/abi.md, path_regrant) gives them to
-// what it finds there, when the plan asks.
+// (the plan's dest_base is then ""), else its parent (read-write), and,
+// when the plan keeps exec bits, the same directory at /xdest, where the
+// caller granted the files it makes mode 0755 (/dest gives 0644, or the
+// caller's --mode). It cannot choose a mode or an owner (WASI preview 1
+// has neither): the mounts' grants give them to what it makes, and
+// guest.Regrant (docs/abi.md, path_regrant) gives them to what it finds
+// there, when the plan asks.
 //
 // PLAN (stdin, JSON) names what to copy: {"kind": "file" | "dir" |
 // "contents", "name", "dest_base", "dest_dir", "regrant", "entries":
 // [{"path", "type": "f" | "d" | "l", "size", "exec", "target"}]}, entries
 // in the order they are made (a directory before what it holds).
+// Where it goes: "dir" to DEST/NAME, "contents" into DEST, both making
+// DEST if it is missing; "file" to DEST/NAME when DEST is a directory or
+// dest_dir is set (DEST ended in "/"; made if missing), else to DEST.
+// DEST is /dest, or /dest/DEST_BASE when dest_base is not "". So what a
+// run made never changes where the same copy run again goes.
 // "regrant" says what of /dest's grant to give what is already there
 // (guest.Attr bits: 1 the file mode, 2 the owner and group; 0 nothing).
 // --show DIR is the host path of /dest, for messages and the report.
@@ -34,11 +40,10 @@
 // owner; one of the same bytes with another mode or owner is given the
 // grant's ("fixed", not written); else it is written, replacing a file or
 // a symlink there. With the owner regranted, a symlink or directory SRC
-// holds, and the root when SRC is a directory (not DEST itself for
-// "contents": that is the operator's), are given the owner too; a
-// directory's mode is left alone. A symlink is
-// unchanged when one with the same target is there, else made (relative
-// targets only). A directory there where a file or symlink goes, or
+// holds, and the root of SRC's copy when SRC is a directory (not DEST
+// itself: that is the operator's), are given the owner too; a
+// directory's mode is left alone. A symlink is unchanged when one with
+// the same target is there, else made (relative targets only). A directory there where a file or symlink goes, or
 // anything but a directory where a directory goes, is an error: copy
 // removes nothing. It never writes through a symlink.
 package main
@@ -155,24 +160,35 @@ func (c *copier) copy(p *plan) error {
 		e := p.Entries[0]
 		final := d
 		if p.DestDir || isDir {
-			if !isDir {
-				return fmt.Errorf("%s: no such directory", c.host(d))
+			// DEST names a directory: made if missing, as for a tree.
+			// A DEST that is not there and does not end in "/" is the
+			// file itself, and a second run finds that file there: it
+			// is not a directory, so the file goes to the same path.
+			if err := c.dir(d, false); err != nil {
+				return err
 			}
 			final = path.Join(d, p.Name)
 		}
 		c.rep.Dest = c.host(final)
 		return c.file(path.Join(srcDir, e.Path), final, e)
 	case "dir", "contents":
-		root := d
-		if p.Kind == "dir" && isDir {
-			root = path.Join(d, p.Name)
-		}
-		c.rep.Dest = c.host(root)
-		// DEST itself, for "contents", is the operator's directory, not
-		// SRC's copy: it gets no owner unless this copy makes it.
-		if err := c.dir(root, p.Kind == "dir"); err != nil {
+		// DEST is the operator's directory, made if missing; a "dir"
+		// lands in it as NAME whether or not it was there. cp -r's rule
+		// (DEST/NAME only when DEST exists, else DEST is the copy)
+		// would make a second run copy into the first run's copy.
+		// DEST itself is not SRC's copy: it gets no owner unless this
+		// copy makes it.
+		if err := c.dir(d, false); err != nil {
 			return err
 		}
+		root := d
+		if p.Kind == "dir" {
+			root = path.Join(d, p.Name)
+			if err := c.dir(root, true); err != nil {
+				return err
+			}
+		}
+		c.rep.Dest = c.host(root)
 		for _, e := range p.Entries {
 			if !validRel(e.Path) {
 				return fmt.Errorf("plan: entry path %q", e.Path)
