@@ -376,7 +376,7 @@ jobs:
 	sum := e.run(f, ci.Options{})
 	bad := step(t, sum, "a", "bad")
 	if bad.Status != ci.Failed || bad.ExitCode != 3 || bad.Kind != "exit" {
-		t.Fatalf("bad: %s %s exit %d", bad.Status, bad.Kind, bad.ExitCode)
+		t.Fatalf("bad: %s %s exit %d: %s; logs %q", bad.Status, bad.Kind, bad.ExitCode, bad.Error, e.logs("a", "bad"))
 	}
 	if got := e.logs("a", "bad"); len(got) != 1 || got[0] != "it broke here" {
 		t.Fatalf("bad's output: %q", got)
