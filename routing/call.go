@@ -23,7 +23,7 @@ type Pending struct {
 	dst    uint32
 	handle uint32
 
-	req wire.Message // the request, sent from here (one allocation fewer)
+	req wire.Message // the request to another context, sent from here (one allocation fewer)
 
 	ready atomic.Bool   // msg is set (and stays so)
 	mu    sync.Mutex    // orders deliver against a Wait making wake
@@ -43,9 +43,17 @@ func (r *Router) CallAsync(ctx context.Context, dst, handle uint32, enc wire.Enc
 	if err != nil {
 		return nil, err
 	}
-	p.req = wire.Message{Enc: enc, Dst: dst, Handle: handle, ReplyTo: p.handle, Body: body}
-	err = r.Send(ctx, &p.req)
-	p.req.Body = nil // sent (copied, or owned by the stream): not kept alive by p
+	if dst == r.id {
+		// A call to this context hands the message itself to the handler,
+		// which owns it: it must be a message of its own.
+		err = r.Send(ctx, &wire.Message{Enc: enc, Dst: dst, Handle: handle, ReplyTo: p.handle, Body: body})
+	} else {
+		// A stream copies a small body and takes a large one by
+		// reference; neither keeps the message, so p can hold it.
+		p.req = wire.Message{Enc: enc, Dst: dst, Handle: handle, ReplyTo: p.handle, Body: body}
+		err = r.Send(ctx, &p.req)
+		p.req.Body = nil // not kept alive by p
+	}
 	if err != nil {
 		_ = r.DelHandler(p.handle)
 		return nil, err

@@ -228,3 +228,41 @@ func TestBoundedReceiver(t *testing.T) {
 		})
 	}
 }
+
+// TestCallToSelfKeepsTheRequest: a call to the router's own context hands
+// the request message itself to the handler, which may keep it (a
+// receiver queues it): the caller must not reuse or clear it after.
+func TestCallToSelfKeepsTheRequest(t *testing.T) {
+	n := newMaster(t, routing.Config{})
+	rc, err := n.r.NewReceiver(routing.HandlerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var pends []*routing.Pending
+	for i := range 3 {
+		p, err := n.r.CallAsync(bg(t), n.id(), rc.Handle(), wire.EncRaw, []byte{byte('a' + i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pends = append(pends, p)
+	}
+	for i := range 3 {
+		m, err := rc.Get(bg(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := string(rune('a' + i)); string(m.Body) != want || m.ReplyTo != pends[i].Handle() {
+			t.Fatalf("request %d: body %q reply_to %d, want %q and %d", i, m.Body, m.ReplyTo, want, pends[i].Handle())
+		}
+		if err := n.r.Reply(bg(t), m, wire.EncRaw, m.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range pends {
+		m, err := p.Wait(bg(t))
+		if err != nil || string(m.Body) != string(rune('a'+i)) {
+			t.Fatalf("reply %d: %v %v", i, m, err)
+		}
+	}
+}
