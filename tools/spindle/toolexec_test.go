@@ -46,11 +46,11 @@ func goBuild(t *testing.T, cache, out string, flags ...string) string {
 
 // TestToolexecBuild: go build -toolexec 'spindle toolexec' compiles a
 // main package and a package with assembly with the wasip1 compile and
-// asm, in a local context, and links them with the wasip1 link: the
-// binary is the native build's, byte for byte, and runs. The standard
-// library comes from the build cache of a native build of another
-// program, so that only this module's packages run through spindle
-// (about ten tool runs, -V=full queries included).
+// asm, fanned out over three local contexts, and links them with the
+// wasip1 link: the binary is the native build's, byte for byte, and runs.
+// The standard library comes from the build cache of a native build of
+// another program, so that only this module's packages run through
+// spindle (about ten tool runs, -V=full queries included).
 func TestToolexecBuild(t *testing.T) {
 	testutil.VerifyNone(t)
 	tools := goTools(t)
@@ -72,12 +72,12 @@ func TestToolexecBuild(t *testing.T) {
 	// minutes to compile cmd/compile's 49 MB.
 	spindleBin := testutil.BuildBroker(t)
 	wasm := filepath.Join(dir, "wasm")
-	targets := []string{"local:tx-a", "local:tx-b"}
+	targets := []string{"local:tx-a", "local:tx-b", "local:tx-c"}
 	paths, err := serverPaths(spindleBin, tools, targets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" -t "+targets[0]+" -t "+targets[1])
+	out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" -t "+strings.Join(targets, " -t "))
 	for _, tool := range []string{"compile", "asm", "link"} {
 		if !strings.Contains(out, "spindle toolexec: "+tool+" ran on local:tx-") {
 			t.Errorf("go build -toolexec ran no %s through spindle:\n%s", tool, out)
