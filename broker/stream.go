@@ -285,7 +285,8 @@ func (s *Stream) Queued() int {
 // changed afterwards. A pooled body (see wire.Message.Release) is given back
 // to its pool once written. It blocks while the write queue is over its bound, until
 // there is room, ctx is done, or the stream closes; on a closed stream it
-// returns the stream's terminal error.
+// returns the stream's terminal error. Send keeps no reference to m itself
+// once it returns (a large body is kept, by reference, until written).
 func (s *Stream) Send(ctx context.Context, m *wire.Message) error {
 	// A small body is copied next to its header: into the stream's scratch
 	// buffer on the direct path, else into a frame of its own, made below
@@ -488,6 +489,7 @@ func (s *Stream) sendDirectLocked(m *wire.Message, frame, body []byte) error {
 		}
 	}
 	d.bufs[0], d.bufs[1] = frame, body
+	d.n, d.err = 0, nil // as they stay if Write fails without calling directWrite
 	d.iov = d.bufs[:1]
 	if body != nil {
 		d.iov = d.bufs[:2]

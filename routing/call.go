@@ -82,7 +82,8 @@ func (p *Pending) deliver(m *wire.Message) {
 }
 
 // Wait returns the reply. A dead message or an error reply becomes a
-// *RemoteError; ctx ending abandons the call.
+// *RemoteError; ctx ending abandons the call. Once a reply has come, every
+// Wait returns it (the same message).
 func (p *Pending) Wait(ctx context.Context) (*wire.Message, error) {
 	if p.ready.Load() {
 		return p.reply()

@@ -97,7 +97,11 @@ func (r *Router) addHandler(h *handler) (uint32, error) {
 	if opts.HasRespondent {
 		set := r.byRespondent[opts.Respondent]
 		if set == nil {
-			set = make(map[uint32]struct{})
+			if set = r.spareSet; set != nil {
+				r.spareSet = nil
+			} else {
+				set = make(map[uint32]struct{})
+			}
 			r.byRespondent[opts.Respondent] = set
 		}
 		set[opts.Handle] = struct{}{}
@@ -123,12 +127,15 @@ func (r *Router) forgetLocked(handle uint32, h *handler) {
 	if h.opts.HasRespondent {
 		if set := r.byRespondent[h.opts.Respondent]; set != nil {
 			delete(set, handle)
-			// A respondent that was routable keeps its empty set, so
-			// that calls to it do not make a map each: respondentGone
-			// drops the set when its route goes. Any other is dropped
-			// now (calls to an unknown ID must not pile up sets).
-			if len(set) == 0 && h.via == nil {
+			if len(set) == 0 {
+				// Dropped at once, so that no respondent keeps a set
+				// (calls to IDs that are gone or never were must not
+				// pile them up); kept as the spare, so that calls one
+				// at a time do not make a map each.
 				delete(r.byRespondent, h.opts.Respondent)
+				if r.spareSet == nil {
+					r.spareSet = set
+				}
 			}
 		}
 	}

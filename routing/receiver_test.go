@@ -266,3 +266,27 @@ func TestCallToSelfKeepsTheRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestNoRespondentSetOutlivesItsCalls: the handles of calls are kept per
+// respondent, and nothing of it stays once the calls are over, whatever the
+// respondent: a child calling IDs that never existed (its lookup sends them
+// up to the parent, which answers no route), or a sibling that has gone.
+func TestNoRespondentSetOutlivesItsCalls(t *testing.T) {
+	m := newMaster(t, routing.Config{})
+	c := m.attach(t, 1, routing.Config{})
+	s := m.attach(t, 2, routing.Config{})
+	c.call(t, 2, "to the sibling")
+	for i := range 200 {
+		if _, err := c.r.Call(bg(t), uint32(100000+i), hEcho, wire.EncRaw, nil); !errors.Is(err, routing.ErrNoRoute) {
+			t.Fatalf("call %d to an ID that does not exist: %v, want ErrNoRoute", i, err)
+		}
+	}
+	s.up.Close()
+	wait(t, c.r.Disconnected(2), "the sibling's disconnection")
+	if _, err := c.r.Call(bg(t), 2, hEcho, wire.EncRaw, nil); err == nil {
+		t.Fatal("a call to the sibling that went was answered")
+	}
+	if n := routing.RespondentSets(c.r); n != 0 {
+		t.Errorf("the child keeps handle sets for %d respondents after every call ended", n)
+	}
+}

@@ -120,7 +120,8 @@ type Router struct {
 
 	hmu          sync.Mutex
 	handlers     map[uint32]*handler            // guarded by hmu
-	byRespondent map[uint32]map[uint32]struct{} // guarded by hmu: respondent ID -> handles
+	byRespondent map[uint32]map[uint32]struct{} // guarded by hmu: respondent ID -> handles (never empty)
+	spareSet     map[uint32]struct{}            // guarded by hmu: an empty set to reuse, or nil
 	exited       bool                           // guarded by hmu: the broker has exited
 }
 
