@@ -71,23 +71,27 @@ func sdkTasks(ctx context.Context, cacheDir string, wasm []byte, pages uint32) (
 	return strings.Split(list, ", "), true, nil
 }
 
-// checkTask refuses a TASK that a guest-SDK reactor does not register,
-// and a reactor that does not compile.
+// checkTask refuses a TASK that a guest-SDK reactor does not register, no
+// TASK for one (naming its tasks), and a reactor that does not compile.
 func checkTask(ctx context.Context, o *runOpts, cacheDir string, wasm []byte) error {
 	info, err := host.Describe(wasm)
-	if err != nil || info.Kind == host.Command || !info.Dispatch || o.task == "" || slices.Contains(info.Tasks(), o.task) {
+	if err != nil || info.Kind == host.Command || !info.Dispatch || slices.Contains(info.Tasks(), o.task) {
 		return err
 	}
 	tasks, ok, err := sdkTasks(ctx, cacheDir, wasm, o.pages)
-	switch {
-	case err != nil:
-		return err
-	case !ok || slices.Contains(tasks, o.task):
-		return nil
-	}
 	list := "none"
 	if len(tasks) > 0 {
 		list = strings.Join(tasks, ", ")
+	}
+	switch {
+	case err != nil:
+		return err
+	case o.task == "" && !ok:
+		return errors.New("a reactor module: name a TASK (it is built with the guest SDK, which names its tasks when it runs: see the module's docs)")
+	case o.task == "":
+		return fmt.Errorf("a reactor module: name a TASK (its tasks: %s)", list)
+	case !ok || slices.Contains(tasks, o.task):
+		return nil
 	}
 	return fmt.Errorf("a reactor module with no task %q (its tasks: %s)", o.task, list)
 }

@@ -68,6 +68,7 @@ func TestRunChecksBeforeStart(t *testing.T) {
 		{[]string{noMemory, "hello"}, noMemory + `: it does not export its memory as "memory"`},
 		{[]string{imported, "hello"}, imported + `: it imports a memory; a module must define and export its own as "memory"`},
 		{[]string{"-t", "local:a", "-t", "local:b/local:c", hello, "nosuch"}, hello + `: a reactor module with no task "nosuch" (its tasks: hello)`},
+		{[]string{"-t", "local:a", hello}, hello + `: a reactor module: name a TASK (its tasks: hello)`},
 		{[]string{"--mount", missing + ":/data", hasher, "hash", "--input", `{"path": "x"}`}, "--mount " + missing + ":/data: the host directory: stat " + missing + ": no such file or directory"},
 		{[]string{"--dir", missing, "-t", "local:a", hasher, "hash"}, "--dir " + missing + ": the host directory: stat"},
 		{[]string{"--mount", file + ":/data", hasher, "hash"}, "--mount " + file + ":/data: the host path " + file + " is not a directory"},

@@ -388,7 +388,8 @@ func checkModule(o *runOpts, wasm []byte) error {
 		case o.stdin != "" || len(o.args) > 0:
 			return errors.New("a reactor module (no _start) takes a TASK and --input, not --stdin or ARGS")
 		case o.task == "" && info.Dispatch && len(tasks) == 0:
-			return errors.New("a reactor module: name a TASK (it is built with the guest SDK, which names its tasks when it runs: see the module's docs)")
+			// A guest-SDK reactor names its tasks only when it runs:
+			// checkTask asks it, before any context starts.
 		case o.task == "":
 			return fmt.Errorf("a reactor module: name a TASK (its exported tasks: %s)", list)
 		case !info.Dispatch && !slices.Contains(tasks, o.task):

@@ -125,7 +125,6 @@ func TestRunModuleChecks(t *testing.T) {
 		{[]string{cmd, "hello"}, `a command module (it exports _start) takes ARGS after --, not a TASK "hello"`},
 		{[]string{cmd, "--input", "{}"}, "not --input"},
 		{[]string{cmd, "--pooled"}, "--pooled is for reactors"},
-		{[]string{hello}, "name a TASK (it is built with the guest SDK, which names its tasks when it runs"},
 		{[]string{hello, "hello", "--", "x"}, "not --stdin or ARGS"},
 	} {
 		args := append([]string{"run"}, tt.args...)
