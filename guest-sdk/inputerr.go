@@ -408,7 +408,7 @@ func takesMapOnly(t reflect.Type) bool {
 // struct inside the input (arrayForStruct).
 func nestedMapOnly(t reflect.Type) bool {
 	seen := map[reflect.Type]bool{}
-	var below func(t reflect.Type, depth int) bool // whether t's parts hold one
+	var below func(t reflect.Type, depth int) bool  // whether t's parts hold one
 	holds := func(t reflect.Type, depth int) bool { // whether t is or holds one
 		return takesMapOnly(t) || below(t, depth)
 	}

@@ -229,9 +229,8 @@ func (r *Router) respondentGone(id uint32) {
 	for handle := range r.byRespondent[id] {
 		h := r.handlers[handle]
 		hs[handle] = h
-		r.forgetLocked(handle, h)
+		r.forgetLocked(handle, h) // the last one drops the set
 	}
-	delete(r.byRespondent, id)
 	r.hmu.Unlock()
 	r.deliverDead(hs, id, wire.CodeDisconnected, "the respondent context has disconnected")
 }
