@@ -68,6 +68,11 @@ func (fsys *FS) Regrant(p string, what int) (changed int, granted bool, errno sy
 		return 0, false, 0
 	}
 	name := rel(p)
+	if name == "." {
+		// The mount's own directory is the caller's, not something the
+		// guest made or could replace: it is never regranted.
+		return 0, false, 0
+	}
 	fi, err := fsys.root.Lstat(name)
 	if err != nil {
 		return 0, true, fsys.errno(err)

@@ -86,6 +86,11 @@ func TestRegrant(t *testing.T) {
 			}
 		}
 	}
+	for _, root := range []string{".", "d/.."} {
+		if c, granted, errno := fsys.Regrant(root, RegrantMode|RegrantOwner); granted || c != 0 || errno != 0 {
+			t.Errorf("Regrant(%q) of the mount's own directory = %d, %v, %v; want not granted", root, c, granted, errno)
+		}
+	}
 	if os.Geteuid() == 0 {
 		fsys.SetMade(Made{FileMode: 0o640, Chown: true, UID: 65534, GID: -1})
 		if c, _, errno := fsys.Regrant("ln", RegrantOwner); c != RegrantOwner || errno != 0 {
