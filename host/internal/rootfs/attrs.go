@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"io/fs"
+	"path"
 
 	"github.com/tetratelabs/wazero/experimental/sys"
 )
@@ -68,7 +69,7 @@ func (fsys *FS) Regrant(p string, what int) (changed int, granted bool, errno sy
 		return 0, false, 0
 	}
 	name := rel(p)
-	if name == "." {
+	if path.Clean(name) == "." {
 		// The mount's own directory is the caller's, not something the
 		// guest made or could replace: it is never regranted.
 		return 0, false, 0
