@@ -85,3 +85,16 @@ func WazeroCompile(ctx context.Context, wasm []byte) error {
 
 // GrantAllows reports whether g permits args (argv[1:]).
 func GrantAllows(g *ExecGrant, args []string) bool { return g.allows(args) }
+
+// FreeBuffersHold reports whether a buffer the Host keeps for new
+// instances holds marker at offset.
+func FreeBuffersHold(h *Host, offset int, marker []byte) bool {
+	h.buffers.mu.Lock()
+	defer h.buffers.mu.Unlock()
+	for _, b := range h.buffers.free {
+		if len(b) >= offset+len(marker) && bytes.Equal(b[offset:offset+len(marker)], marker) {
+			return true
+		}
+	}
+	return false
+}

@@ -71,6 +71,8 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	st.fds = inst.fds
 	mod, err := h.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.mem), m.compiled, cfg)
 	if err != nil {
+		// wazero has closed what it made; none of it runs again.
+		inst.mem.release()
 		inst.closeGrants()
 		return nil, &instantiateError{err}
 	}
@@ -278,27 +280,17 @@ func (inst *instance) bind(st *callState) {
 	}
 }
 
-// close closes the instance and then its grants' mounts. ctx is not the call's,
-// which may be done: wazero passes it only to close notifiers.
+// close closes the instance and then its grants' mounts, and gives its
+// memory back to the Host's buffers. ctx is not the call's, which may be
+// done: wazero passes it only to close notifiers. It runs on the goroutine
+// that ran the instance's calls, once none runs.
+//
+// No guest code runs here, not even on a module already closed (by
+// proc_exit): wazero would run it, since the Host's runtime has no
+// close-on-done watchdog, on a memory it had already freed.
 func (inst *instance) close(ctx context.Context) {
-	if inst.mod.IsClosed() {
-		// When wazero's watchdog closes a module because the call's ctx
-		// ended, it leaves the module's memory and open files to be
-		// closed by the guest's goroutine at its next check; a guest
-		// that returned first never makes it, and Close does nothing
-		// on a closed module. Calling any export with a done ctx makes
-		// wazero close them and return at once. The Host's runtime no
-		// longer runs with that watchdog (guard's ticks stop guests: see
-		// Termination in doc.go), so this is for a module closed some
-		// other way (proc_exit), where the call returns at once too.
-		for _, f := range inst.fns {
-			done, cancel := context.WithCancel(context.Background())
-			cancel()
-			_ = f.CallWithStack(done, inst.stack)
-			break
-		}
-	}
 	_ = inst.mod.Close(context.WithoutCancel(ctx))
+	inst.mem.release()
 	inst.closeGrants()
 }
 

@@ -513,3 +513,65 @@ func TestCloseWaits(t *testing.T) {
 		t.Errorf("Close after the call returned: %v", err)
 	}
 }
+
+// TestNoGuestCodeAfterExit: once a guest has called proc_exit, none of its
+// code runs again. Closing the instance once ran an export of the closed
+// module (to make wazero free what its watchdog would have left open),
+// which ran the guest a second time on a memory wazero had already given
+// back: under load another instance was handed that buffer while the
+// rerun wrote into it, and both crashed (TestAbusiveSteps in package ci).
+// The guest here writes a marker only when it runs a second time; the
+// control writes it in its first run, to show the marker would be seen.
+func TestNoGuestCodeAfterExit(t *testing.T) {
+	testutil.VerifyNone(t)
+	marker := []byte("second-run-marker")
+	build := func(first bool) []byte {
+		var m testutil.WasmModule
+		exit := m.ImportFunc("wasi_snapshot_preview1", "proc_exit", m.Type([]byte{testutil.WasmI32}, nil))
+		m.Memory(1, -1)
+		c := func(v int64) []byte { return append([]byte{0x41}, testutil.SLEB(v)...) } // i32.const
+		store := c(0)
+		store = append(store, c(1)...)
+		store = append(store, 0x36, 2, 0) // i32.store: the flag at 0
+		mark := c(64)
+		mark = append(mark, c(1024)...)
+		mark = append(mark, c(int64(len(marker)))...)
+		mark = append(mark, 0xfc, 10, 0, 0) // memory.copy: the marker to 64
+		var code []byte
+		code = append(code, c(0)...)
+		code = append(code, 0x28, 2, 0) // i32.load: the flag
+		code = append(code, 0x04, 0x40) // if: a second run
+		code = append(code, mark...)
+		code = append(code, 0x0f, 0x0b) // return; end
+		if first {
+			code = append(code, mark...)
+		}
+		code = append(code, store...)
+		code = append(code, c(3)...)
+		code = append(code, 0x10)
+		code = append(code, testutil.ULEB(exit)...) // proc_exit(3)
+		m.Export("_start", 0, m.Func(m.Type(nil, nil), nil, code))
+		data := append([]byte{1, 0, 0x41}, testutil.SLEB(1024)...)
+		data = append(data, 0x0b)
+		data = append(data, testutil.ULEB(uint32(len(marker)))...)
+		data = append(data, marker...)
+		m.Extra = append(m.Extra, [2][]byte{{11}, data})
+		return m.Bytes()
+	}
+	for _, first := range []bool{true, false} {
+		h := newHost(t, host.Config{})
+		mod := compileRaw(t, h, fmt.Sprint("exit-first-", first), build(first))
+		res, err := h.Run(t.Context(), mod, host.Call{})
+		if err != nil || res.ExitCode != 3 {
+			t.Fatalf("first=%v: Run = %+v, %v; want exit 3", first, res, err)
+		}
+		// The data segment holds the marker at 1024; it is at 64 only
+		// if the guest copied it there.
+		if !host.FreeBuffersHold(h, 1024, marker) {
+			t.Fatalf("first=%v: the guest's memory was not kept for reuse", first)
+		}
+		if got := host.FreeBuffersHold(h, 64, marker); got != first {
+			t.Errorf("first=%v: the marker at 64 in the freed memory: %v", first, got)
+		}
+	}
+}

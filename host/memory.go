@@ -30,7 +30,11 @@ const (
 //
 // A linearMemory is owned by the goroutine using its instance: wazero calls
 // Reallocate from the guest's memory.grow, on that goroutine, and Free when
-// the instance closes.
+// the module closes, which may be inside the guest's proc_exit. Free only
+// marks the memory freed: its buffer goes back to the pool when the owner
+// calls release, after closing the instance, so that a buffer is never
+// handed to another instance while any code of this one could still reach
+// it.
 type linearMemory struct {
 	pool *bufferPool
 	buf  []byte // len: the memory's size; bytes past len are zero
@@ -42,6 +46,8 @@ type linearMemory struct {
 	// current call, so that the trap or failure that usually follows is
 	// reported as kind memory.
 	refused bool
+	// freed records that wazero freed the memory; no grow succeeds after.
+	freed bool
 }
 
 // Allocate implements experimental.MemoryAllocator: each instance gets a
@@ -55,6 +61,9 @@ func (m *linearMemory) Allocate(_, max uint64) experimental.LinearMemory {
 // module's declared minimum, checked against the limit before
 // instantiation) is always granted: wazero does not expect it to fail.
 func (m *linearMemory) Reallocate(size uint64) []byte {
+	if m.freed {
+		return nil
+	}
 	if m.buf != nil && size > m.limit {
 		m.refused = true
 		return nil
@@ -72,8 +81,12 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	return buf
 }
 
-// Free implements experimental.LinearMemory.
-func (m *linearMemory) Free() {
+// Free implements experimental.LinearMemory: see release.
+func (m *linearMemory) Free() { m.freed = true }
+
+// release gives the buffer back to the pool; the instance must be closed.
+func (m *linearMemory) release() {
+	m.freed = true
 	m.pool.put(m.buf)
 	m.buf = nil
 }
