@@ -68,7 +68,8 @@ func BenchmarkReadMessage(b *testing.B) {
 
 // BenchmarkControl encodes and decodes a control body the way the routers
 // and the task path do: msgpack.Marshal out, Unmarshal (checked) in. A
-// Route is the smallest (ADD_ROUTE), a RunTask the largest common one.
+// Route is the smallest (ADD_ROUTE), a RunTask the largest common one, a
+// TaskResult its reply.
 func BenchmarkControl(b *testing.B) {
 	run := &RunTask{
 		Module: "4f0c5a8e9b7d6c3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a",
@@ -82,6 +83,7 @@ func BenchmarkControl(b *testing.B) {
 	}{
 		{"route", &Route{ID: 42, Name: "ctx42"}, func() any { return new(Route) }},
 		{"runtask", run, func() any { return new(RunTask) }},
+		{"taskresult", &TaskResult{Output: mustMarshal("hello, world")}, func() any { return new(TaskResult) }},
 	} {
 		b.Run(tc.name+"/marshal", func(b *testing.B) {
 			b.ReportAllocs()
