@@ -494,7 +494,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 	var tally copyRecap // guarded by bar's lock
 	bar := newStatusLine(stderr, len(targets) > 1, "copy", func() string {
 		return fmt.Sprintf("%d/%d done: %d ok, %d changed, %d failed, %d unreachable",
-			tally.ok+tally.changed+tally.failed+tally.unreachable, len(targets), tally.ok, tally.changed, tally.failed, tally.unreachable)
+			tally.ok+tally.changed+tally.failed+tally.unreachable+tally.interrupted, len(targets), tally.ok, tally.changed, tally.failed, tally.unreachable)
 	})
 	defer bar.close()
 	ctx, stop := interruptContext(bar.Writer(stderr), "spindle copy")
@@ -536,7 +536,7 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			bar.begin(nt.Name)
-			l, c := copyOn(ctx, fl, nt, tries)
+			l, c := copyOn(ctx, fl, nt, tries, o.conn.sshConfig)
 			if l.Error != nil {
 				l.Error.Message = cn.mask(l.Error.Message)
 			}
@@ -561,8 +561,12 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 		printEdges(ctx, stdout, o.asJSON, fl, targets, ctxs)
 	}
 	r := tally
-	fmt.Fprintf(stderr, "%d targets: %d ok, %d changed, %d failed, %d unreachable in %s; %d bytes of blobs sent from here\n",
-		len(lines), r.ok, r.changed, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond),
+	interrupted := ""
+	if r.interrupted > 0 {
+		interrupted = fmt.Sprintf(", %d interrupted", r.interrupted)
+	}
+	fmt.Fprintf(stderr, "%d targets: %d ok, %d changed, %d failed, %d unreachable%s in %s; %d bytes of blobs sent from here\n",
+		len(lines), r.ok, r.changed, r.failed, r.unreachable, interrupted, time.Since(began).Round(time.Millisecond),
 		m.ModuleStats().ServedBytes)
 	switch {
 	case ctx.Err() != nil:
@@ -576,15 +580,17 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 }
 
 // copyOn runs the battery on nt and returns its outcome, and its context
-// (nil if it did not start), still running for --edges.
-func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, tries []copyTry) (copyLine, *spindle.Context) {
+// (nil if it did not start), still running for --edges. Its failures are
+// worded as run's (startFailure, runFailure): an interrupted target is
+// "failed" with kind interrupted, a start that failed or a context lost
+// during the copy "unreachable". sshConfig is --ssh-config, for hints.
+func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, tries []copyTry, sshConfig string) (copyLine, *spindle.Context) {
 	l := copyLine{Target: nt.Name, Status: "failed"}
 	c, err := fl.Start(ctx, nt.Target)
 	if err != nil {
-		l.Status, l.Error = "unreachable", &runError{Kind: "connect", Message: err.Error(), Class: string(spindle.ClassOther)}
-		var se *spindle.StartError
-		if errors.As(err, &se) {
-			l.Error.Class, l.Error.Hint = string(se.Class), se.Hint
+		l.Error = startFailure(ctx, nt, err, sshConfig)
+		if l.Error.Kind == kindConnect {
+			l.Status = "unreachable"
 		}
 		return l, nil
 	}
@@ -611,11 +617,11 @@ func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, tries []cop
 		reason := te.Message[strings.LastIndex(te.Message, ": ")+2:]
 		l.Error = &runError{Kind: "dest", Message: fmt.Sprintf("%s (DEST's parent directory): %s", try.destHost, reason)}
 		return l, c
-	case errors.As(err, &te):
-		l.Error = &runError{Kind: te.Kind, Message: te.Message}
-		return l, c
 	case err != nil:
-		l.Status, l.Error = "unreachable", &runError{Kind: "routing", Message: err.Error()}
+		l.Error = runFailure(ctx, err)
+		if l.Error.Kind == kindLost {
+			l.Status = "unreachable"
+		}
 		return l, c
 	case !res.Command:
 		l.Error = &runError{Kind: "battery", Message: "the copy battery is not a command"}
@@ -641,9 +647,13 @@ func copyOn(ctx context.Context, fl *spindle.Fleet, nt target.Named, tries []cop
 }
 
 // copyRecap counts a copy's targets.
-type copyRecap struct{ ok, changed, failed, unreachable int }
+type copyRecap struct{ ok, changed, failed, unreachable, interrupted int }
 
 func (r *copyRecap) add(l copyLine) {
+	if l.Error != nil && l.Error.Kind == kindInterrupted {
+		r.interrupted++
+		return
+	}
 	switch l.Status {
 	case "ok":
 		r.ok++

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -765,4 +767,65 @@ func prefix(p string, names []string) []string {
 		out = append(out, p+n)
 	}
 	return out
+}
+
+// TestCopyInterruptedStart: Ctrl-C while a target's context is still
+// starting (an ssh server that accepts and never answers) reports the
+// target as interrupted, as run does, not as unreachable, and exits 130.
+func TestCopyInterruptedStart(t *testing.T) {
+	testutil.VerifyNone(t)
+	copyBattery(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, silent
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "a.txt")
+	writeFile(t, src, []byte("a\n"), 0o644)
+	exe := cliCopy(t)
+	target := "ssh://127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	cmd, sc, errOut := startCLI(t, exe, "copy", "--json", src, "-t", target, filepath.Join(dir, "dest"))
+	time.Sleep(time.Second) // ssh is waiting for the server's banner
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	var lines []copyLine
+	for sc.Scan() {
+		var l copyLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+	}
+	waitExit(t, cmd, exe, errOut)
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, errOut)
+	}
+	if len(lines) != 1 || lines[0].Status != "failed" || lines[0].Error == nil || lines[0].Error.Kind != "interrupted" {
+		t.Fatalf("lines %+v; want one, failed, kind interrupted\n%s", lines, errOut)
+	}
+	if !strings.Contains(errOut.String(), "1 targets: 0 ok, 0 changed, 0 failed, 0 unreachable, 1 interrupted in ") {
+		t.Errorf("the recap does not count 1 interrupted:\n%s", errOut)
+	}
 }
