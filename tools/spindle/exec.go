@@ -125,14 +125,7 @@ func parseExecArgs(args []string) (*execOpts, error) {
 	size("memory", &o.memory, 4<<30)
 	size("output-bytes", &o.output, maxOutputBytes)
 	size("disk", &o.disk, 1<<40)
-	fs.Func("timeout", "", func(v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("--timeout %q: want a duration above zero (as 10m)", v)
-		}
-		o.timeout = d
-		return nil
-	})
+	fs.Func("timeout", "", func(v string) (err error) { o.timeout, err = parseTimeout(v); return err })
 	fs.StringVar(&o.events, "events", "", "")
 	fs.BoolVar(&o.noSandbox, "no-sandbox", false, "")
 	o.conn.register(fs)

@@ -230,6 +230,8 @@ func TestExecDirect(t *testing.T) {
 		{"no binary", nil, "a test binary is needed"},
 		{"unknown flag", []string{"--bogus", fail}, "unknown flag --bogus\nsee spindle exec -h"},
 		{"bad memory", []string{"--memory", "5GiB", fail}, "--memory \"5GiB\""},
+		{"timeout without unit", []string{"--timeout", "5", fail}, `--timeout "5": a duration needs a unit, as 5s or 5ms`},
+		{"timeout not positive", []string{"--timeout", "-1m", fail}, `--timeout "-1m": must be positive`},
 		{"bad target", []string{"-t", "nosuch://x", fail}, `target "nosuch://x"`},
 	} {
 		code, out, errOut := runCmd(t, append([]string{"exec", "--cache-dir", "-"}, c.args...)...)

@@ -101,7 +101,7 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	fs.StringVar(&o.tools, "tools", "", "")
 	fs.Func("memory", "", func(v string) (err error) { o.memory, err = parseSize("--memory", v, toolMaxMemory); return err })
 	fs.Func("timeout", "", func(v string) (err error) { o.timeout, err = parseTimeout(v); return err })
-	fs.DurationVar(&o.idle, "idle", o.idle, "")
+	fs.Func("idle", "", func(v string) (err error) { o.idle, err = parseDurationFlag("--idle", v); return err })
 	fs.BoolVar(&o.noServer, "no-server", false, "")
 	fs.BoolVar(&o.serve, "serve", false, "")
 	o.conn.register(fs)

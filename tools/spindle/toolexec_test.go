@@ -129,6 +129,8 @@ func TestToolexecErrors(t *testing.T) {
 		{"not a GOROOT tool", []string{"toolexec", "/usr/bin/compile", "-V=full"}, "is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH"},
 		{"another machine", []string{"toolexec", "-t", "ssh://example.com", compile, "-V=full"}, "its ssh hop leaves this machine"},
 		{"bad flag", []string{"toolexec", "--memory", "9GiB", compile}, "--memory"},
+		{"idle without unit", []string{"toolexec", "--idle", "30", compile}, `--idle "30": a duration needs a unit, as 30s or 30ms`},
+		{"idle not positive", []string{"toolexec", "--idle", "0s", compile}, `--idle "0s": must be positive`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, errs := runCmd(t, tt.args...)
