@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -137,19 +138,34 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 // run uses for the same mistakes, naming the flag as it was typed in args:
 // "unknown flag --bogus" for "flag provided but not defined: -bogus",
 // "flag --target needs a value" for "flag needs an argument: -target".
-// Other errors (a value a flag's own parser refused) pass as they are.
+// A value a flag's parser refused ("invalid value "5" for flag -timeout:
+// ...") becomes that parser's own message when it names the flag, as
+// spindle's parsers do (--timeout "5": ...), else `--flag "value": why`:
+// the flag is named once either way.
 func flagError(err error, args []string) error {
 	msg := err.Error()
-	for prefix, format := range map[string]string{
-		"flag provided but not defined: ": "unknown flag %s",
-		"flag needs an argument: ":        "flag %s needs a value",
-	} {
-		if name, ok := strings.CutPrefix(msg, prefix); ok {
-			return fmt.Errorf(format, typedFlag(strings.TrimLeft(name, "-"), args))
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return errUnknownFlag(typedFlag(strings.TrimLeft(name, "-"), args))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return fmt.Errorf("flag %s needs a value", typedFlag(strings.TrimLeft(name, "-"), args))
+	}
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			if name, why, ok := strings.Cut(strings.TrimPrefix(rest[len(q):], " for flag "), ": "); ok {
+				if strings.HasPrefix(why, "-") {
+					return errors.New(why)
+				}
+				return fmt.Errorf("%s %s: %s", typedFlag(strings.TrimLeft(name, "-"), args), q, why)
+			}
 		}
 	}
 	return err
 }
+
+// errUnknownFlag is the one wording of a flag no command takes, named as
+// it was typed.
+func errUnknownFlag(typed string) error { return fmt.Errorf("unknown flag %s", typed) }
 
 // typedFlag is the flag name as args spelt it (-x or --x), or --name
 // when args do not hold it.
@@ -204,7 +220,7 @@ func argError(args []string) error {
 		}
 		if len(a) > 1 && strings.HasPrefix(a, "-") {
 			n, _, _ := strings.Cut(a, "=")
-			return fmt.Errorf("unknown flag %s", n)
+			return errUnknownFlag(n)
 		}
 	}
 	return errNoArgs(args)

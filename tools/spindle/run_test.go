@@ -112,6 +112,7 @@ func TestHelpEverywhere(t *testing.T) {
 // unknown flag in run's words, naming the flag as typed, then points to
 // its -h, with exit 2; an unknown command is one line.
 func TestUnknownFlags(t *testing.T) {
+	testutil.VerifyNone(t)
 	for name := range usages {
 		cmd := strings.Fields(name)
 		for _, bogus := range []string{"--bogus", "-b"} {
@@ -132,9 +133,30 @@ func TestUnknownFlags(t *testing.T) {
 	}
 }
 
+// TestFlagValueErrors: a value a flag refuses is reported naming the flag
+// once, as typed: through spindle's own parsers (their message names it)
+// and through the flag package's (an int).
+func TestFlagValueErrors(t *testing.T) {
+	testutil.VerifyNone(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"toolexec", "--idle", "5", "compile"}, "spindle toolexec: --idle \"5\": a duration needs a unit, as 5s or 5ms\n"},
+		{[]string{"ci", "--parallel", "many"}, "spindle ci: --parallel \"many\": parse error\n"},
+		{[]string{"ci", "-parallel=many"}, "spindle ci: -parallel \"many\": parse error\n"},
+	} {
+		code, out, errs := cli(t, c.args...)
+		if code != exitUsage || out != "" || !strings.HasPrefix(errs, c.want) {
+			t.Errorf("spindle %q = %d, stdout %q, stderr %q; want %d and %q", c.args, code, out, errs, exitUsage, c.want)
+		}
+	}
+}
+
 // TestHelpColumns: spindle help's list of commands is one column of
 // names and one of what they do.
 func TestHelpColumns(t *testing.T) {
+	testutil.VerifyNone(t)
 	_, out, _ := runCmd(t, "help")
 	_, list, ok := strings.Cut(out, "commands:\n")
 	if !ok {

@@ -308,7 +308,7 @@ func parseRunArgs(args []string) (*runOpts, error) {
 		case "h", "help":
 			return nil, errHelp
 		default:
-			return nil, fmt.Errorf("unknown flag %s", a)
+			return nil, errUnknownFlag(a)
 		}
 		if err != nil {
 			return nil, err
