@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -572,6 +574,90 @@ func TestNoGuestCodeAfterExit(t *testing.T) {
 		}
 		if got := host.FreeBuffersHold(h, 64, marker); got != first {
 			t.Errorf("first=%v: the marker at 64 in the freed memory: %v", first, got)
+		}
+	}
+}
+
+// TestPathAttrsDescriptors: path_attrs answers for its fd as
+// path_filestat_get does: 0 through the mount's directory, ENOTDIR (54)
+// through a file opened in it, EBADF (8) for stdout and for a number that
+// is not open (docs/abi.md, "Modes and owners").
+func TestPathAttrsDescriptors(t *testing.T) {
+	testutil.VerifyNone(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	i32, i64 := byte(testutil.WasmI32), byte(testutil.WasmI64)
+	c := func(v int64) []byte { return append([]byte{0x41}, testutil.SLEB(v)...) } // i32.const
+	build := func(attrsFd int64, viaFile bool) []byte {
+		var m testutil.WasmModule
+		open := m.ImportFunc("wasi_snapshot_preview1", "path_open",
+			m.Type([]byte{i32, i32, i32, i32, i32, i64, i64, i32, i32}, []byte{i32}))
+		attrs := m.ImportFunc("spindle", "path_attrs", m.Type([]byte{i32, i32, i32, i32}, []byte{i32}))
+		exit := m.ImportFunc("wasi_snapshot_preview1", "proc_exit", m.Type([]byte{i32}, nil))
+		m.Memory(1, -1)
+		call := func(f uint32) []byte { return append([]byte{0x10}, testutil.ULEB(f)...) }
+		var code []byte
+		// path_open(3, 0, "a.txt" at 16, 5, 0, all rights, all, 0, fd at 200)
+		code = append(code, c(3)...)
+		code = append(code, c(0)...)
+		code = append(code, c(16)...)
+		code = append(code, c(5)...)
+		code = append(code, c(0)...)
+		code = append(code, 0x42, 0x7f, 0x42, 0x7f) // i64.const -1, i64.const -1
+		code = append(code, c(0)...)
+		code = append(code, c(200)...)
+		code = append(code, call(open)...)
+		code = append(code, 0x22, 0, 0x04, 0x40) // local.tee 0; if: path_open failed
+		code = append(code, 0x20, 0)             // local.get 0
+		code = append(code, c(100)...)
+		code = append(code, 0x6a) // i32.add: exit 100+errno
+		code = append(code, call(exit)...)
+		code = append(code, 0x0b)
+		// path_attrs(fd, path, len, result at 300): the errno is the exit status.
+		if viaFile {
+			code = append(code, c(200)...)
+			code = append(code, 0x28, 2, 0) // i32.load: the opened file's fd
+			code = append(code, c(32)...)   // "x"
+			code = append(code, c(1)...)
+		} else {
+			code = append(code, c(attrsFd)...)
+			code = append(code, c(16)...) // "a.txt"
+			code = append(code, c(5)...)
+		}
+		code = append(code, c(300)...)
+		code = append(code, call(attrs)...)
+		code = append(code, call(exit)...)
+		m.Export("_start", 0, m.Func(m.Type(nil, nil), []byte{i32}, code))
+		seg := func(at int64, b string) []byte {
+			d := append([]byte{0, 0x41}, testutil.SLEB(at)...)
+			d = append(d, 0x0b)
+			d = append(d, testutil.ULEB(uint32(len(b)))...)
+			return append(d, b...)
+		}
+		data := append([]byte{2}, seg(16, "a.txt")...)
+		data = append(data, seg(32, "x")...)
+		m.Extra = append(m.Extra, [2][]byte{{11}, data})
+		return m.Bytes()
+	}
+	h := newHost(t, host.Config{})
+	grants := host.Grants{Mounts: []host.Mount{{HostDir: dir, GuestDir: "/"}}}
+	for _, tc := range []struct {
+		name    string
+		fd      int64
+		viaFile bool
+		want    int
+	}{
+		{"the mount's directory", 3, false, 0},
+		{"a file of the mount", 0, true, 54},
+		{"stdout", 1, false, 8},
+		{"not open", 99, false, 8},
+	} {
+		mod := compileRaw(t, h, "attrs-"+tc.name, build(tc.fd, tc.viaFile))
+		res, err := h.Run(t.Context(), mod, host.Call{Grants: grants})
+		if err != nil || res.ExitCode != tc.want {
+			t.Errorf("%s: Run = %+v, %v; want exit %d", tc.name, res, err, tc.want)
 		}
 	}
 }
