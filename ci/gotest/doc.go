@@ -55,6 +55,19 @@
 // -test.outputdir, ...). The sandbox cannot write there: Run refuses them
 // with a *UsageError naming the flag, before anything runs.
 //
+// # What wasip1 lacks
+//
+// A wasip1 program has no subprocesses, pipes, file ownership or
+// os.Executable, and its network is in-process (its own listeners and
+// dialers reach each other, nothing outside). A test that needs one fails
+// in any wasip1 runtime, in Go's own words ("fork/exec /bin/true: Not
+// implemented on wasip1"). Run reads the test's output as it streams for
+// those words (report.Lack) and, when the test failed, lists in
+// Result.Lacks each kind found with the first line that showed it;
+// spindle exec prints them after the test's output with how to skip such
+// tests. Go's own testenv.MustHaveExec and the like already skip, with
+// their reason, which package report counts.
+//
 // # Fan-out
 //
 // go test runs several test binaries at once (-p), each through its own

@@ -92,6 +92,10 @@ type Result struct {
 	Duration time.Duration
 	// Created is when a hit's entry was recorded.
 	Created time.Time
+	// Lacks lists what wasip1 lacks that the test's output shows it
+	// failed on (at most 8 kinds, in the order first seen); set for a run
+	// that failed, empty otherwise.
+	Lacks []Lack
 }
 
 // Run runs the test binary o.Binary on one of o.Targets of m's tree, or
@@ -180,9 +184,11 @@ func Run(ctx context.Context, m *spindle.Master, o Options) (*Result, error) {
 	}
 	stdout := newTee(o.Stdout, a.OutputBytes)
 	stderr := newTee(o.Stderr, a.OutputBytes)
+	var lacks lackScan
 	task := spindle.Task{
 		Module: mod, Task: filepath.Base(o.Binary), Args: a.Args, Env: a.Env,
-		Stdout: stdout, Stderr: stderr, Clock: a.Clock, Random: a.Random,
+		Stdout: &lineScanner{w: stdout, scan: &lacks}, Stderr: &lineScanner{w: stderr, scan: &lacks},
+		Clock: a.Clock, Random: a.Random,
 		Limits: spindle.Limits{
 			Timeout: a.Timeout, MemoryPages: uint32((a.MemoryBytes + 65535) / 65536),
 			OutputBytes: a.OutputBytes, DiskBytes: a.DiskBytes,
@@ -223,6 +229,9 @@ func Run(ctx context.Context, m *spindle.Master, o Options) (*Result, error) {
 		return res, err
 	}
 	res.ExitCode = tr.ExitCode
+	if res.ExitCode != 0 {
+		res.Lacks = lacks.result()
+	}
 	out, cut1 := stdout.kept()
 	errOut, cut2 := stderr.kept()
 	if !cacheable || res.ExitCode != 0 || cut1 || cut2 {

@@ -16,6 +16,17 @@
 // so. Lines that are not test2json events are kept, in order, in
 // Report.Output.
 //
+// # Reasons
+//
+// A skipped Go test's Message is the last message it logged (t.Skip's
+// reason, without the "file_test.go:12: " before it), and Report.Skips
+// counts skipped tests by it. A Go test that failed on what wasip1 lacks
+// has Lacks set to what ("subprocesses", "pipes", "outside network", ...;
+// see Lack, which knows the words Go's wasip1 port uses for it, and no
+// others), its Message the line that said so; Report.Lacking counts them
+// and Summary mentions them. Reasons are read from the whole stream, not
+// the kept output, but only listed tests (see Bounds) are counted.
+//
 // # TAP
 //
 // ParseTAP reads the Test Anything Protocol, versions 13 and 14, into a

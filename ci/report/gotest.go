@@ -2,9 +2,11 @@ package report
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -47,9 +49,23 @@ type pkgState struct {
 }
 
 type testState struct {
-	t    Test
-	out  *output
-	done bool
+	t        Test
+	out      *output
+	done     bool
+	lastLog  string // go: the last message it logged
+	lackLine string // go: the first line that names what wasip1 lacks
+}
+
+// note reads one line of a go test's output for its reasons.
+func (ts *testState) note(line string) {
+	if m := logMessage(line); m != "" {
+		ts.lastLog = m
+	}
+	if ts.t.Lacks == "" {
+		if what := Lack(line); what != "" {
+			ts.t.Lacks, ts.lackLine = what, cut(strings.TrimSpace(line), maxReason)
+		}
+	}
 }
 
 func newParser(opt Options) *parser {
@@ -187,6 +203,7 @@ func (p *parser) goEvent(e *event) {
 	default: // run, output, pause, cont, bench
 		if ts := p.test(ps, e.Test); ts != nil {
 			ts.out.writeString(e.Output)
+			ts.note(e.Output)
 		}
 	}
 }
@@ -207,6 +224,14 @@ func (p *parser) finishGo() *Report {
 				ts.t.Status = StatusFail
 				ts.t.Message = "no result: the test binary ended before the test did"
 				count(ps, StatusFail)
+			}
+			switch {
+			case ts.t.Status == StatusSkip:
+				ts.t.Message = ts.lastLog
+			case ts.t.Status == StatusFail && ts.t.Lacks != "":
+				ts.t.Message = cmp.Or(ts.t.Message, ts.lackLine)
+			default:
+				ts.t.Lacks = ""
 			}
 		}
 		switch {

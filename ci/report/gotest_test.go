@@ -349,3 +349,92 @@ func TestReadError(t *testing.T) {
 		t.Errorf("Parse(junit) = %v, want ErrFormat", err)
 	}
 }
+
+// TestWasip1Reasons reads the go test -json output of a real run under
+// spindle exec (testdata/wasip1-lacks.json: GOOS=wasip1 GOARCH=wasm go
+// test -json -exec 'spindle exec' over two packages whose tests call what
+// wasip1 lacks, skip with and without a reason, pass, and fail plainly;
+// times removed) and checks each test's reason and the tallies.
+func TestWasip1Reasons(t *testing.T) {
+	f, err := os.Open("testdata/wasip1-lacks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := ParseGoTest(f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct{ status, lacks, message string }
+	wants := map[string]want{
+		"lack TestExec":         {StatusFail, "subprocesses", "lack_test.go:12: fork/exec /bin/true: Not implemented on wasip1"},
+		"lack TestPipe":         {StatusFail, "pipes", "lack_test.go:18: pipe: Not implemented on wasip1"},
+		"lack TestChown":        {StatusFail, "file ownership", ""},
+		"lack TestExecutable":   {StatusFail, "os.Executable", "lack_test.go:34: Executable not implemented for wasip1"},
+		"lack TestSkipSymlink":  {StatusSkip, "", "skipping on wasip1: no absolute symlinks"},
+		"lack TestSkipSymlink2": {StatusSkip, "", "skipping on wasip1: no absolute symlinks"},
+		"lack TestSkipBare":     {StatusSkip, "", ""},
+		"lack TestPass":         {StatusPass, "", ""},
+		"lack TestPlainFail":    {StatusFail, "", ""},
+		"lack/net TestGet":      {StatusFail, "outside network", ""},
+	}
+	seen := 0
+	for _, p := range r.Packages {
+		for _, tt := range p.Tests {
+			name := p.Name + " " + tt.Name
+			w, ok := wants[name]
+			if !ok {
+				t.Errorf("unexpected test %s", name)
+				continue
+			}
+			seen++
+			if tt.Status != w.status || tt.Lacks != w.lacks {
+				t.Errorf("%s: status %q lacks %q, want %q %q", name, tt.Status, tt.Lacks, w.status, w.lacks)
+			}
+			if w.message != "" && tt.Message != w.message {
+				t.Errorf("%s: message %q, want %q", name, tt.Message, w.message)
+			}
+			if w.status == StatusFail && w.lacks == "" && tt.Message != "" {
+				t.Errorf("%s: a plain failure got message %q", name, tt.Message)
+			}
+		}
+	}
+	if seen != len(wants) {
+		t.Errorf("saw %d of %d tests", seen, len(wants))
+	}
+	skips := r.Skips()
+	if len(skips) != 2 || skips[0] != (Tally{"skipping on wasip1: no absolute symlinks", 2, "lack TestSkipSymlink"}) ||
+		skips[1] != (Tally{"", 1, "lack TestSkipBare"}) {
+		t.Errorf("Skips = %+v", skips)
+	}
+	lack := r.Lacking()
+	if len(lack) != 5 || lack[0] != (Tally{"subprocesses", 1, "lack TestExec"}) || lack[4].Reason != "outside network" {
+		t.Errorf("Lacking = %+v", lack)
+	}
+	const sum = "1 passed, 6 failed, 3 skipped in 2 packages; 5 of the failures on what wasip1 lacks (subprocesses 1, pipes 1, file ownership 1, os.Executable 1, outside network 1)"
+	if got := r.Summary(); got != sum {
+		t.Errorf("Summary = %q, want %q", got, sum)
+	}
+}
+
+// TestLack checks Lack on lines of the kinds Go prints natively too: only
+// wasip1's own words count.
+func TestLack(t *testing.T) {
+	for line, want := range map[string]string{
+		"    x_test.go:1: fork/exec /bin/sh: Not implemented on wasip1":                                                     "subprocesses",
+		"exec: Not implemented on wasip1":                                                                                   "subprocesses",
+		"    x_test.go:1: flock /tmp/x: Not implemented on wasip1":                                                          "flock",
+		"Not implemented on wasip1":                                                                                         "",
+		": Not implemented on wasip1":                                                                                       "a system call",
+		"    x_test.go:1: dial tcp 127.0.0.1:1: connect: connection refused":                                                "",
+		"    x_test.go:1: lookup example.com: read: connection reset by peer":                                               "",
+		"    x_test.go:1: lookup example.com on [::1]:53: write udp 127.0.0.1:8->[::1]:53: write: Connection reset by peer": "outside network",
+		"\t/usr/local/go/src/net/net_fake.go:570 +0xb":                                                                      "outside network",
+		"    x_test.go:1: fork/exec /bin/sh: function not implemented":                                                      "",
+		"    x_test.go:1: Executable not implemented for wasip1":                                                            "os.Executable",
+	} {
+		if got := Lack(line); got != want {
+			t.Errorf("Lack(%q) = %q, want %q", line, got, want)
+		}
+	}
+}

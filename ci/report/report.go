@@ -129,8 +129,15 @@ type Test struct {
 
 	// Message is the reason the format gave for a skip or a failure (a
 	// TAP directive or diagnostic), or why a test that never finished
-	// failed. It may be empty.
+	// failed. It may be empty. For go test, a skipped test's Message is
+	// the last message it logged (t.Skip's reason), and a failed test's,
+	// when it failed on what wasip1 lacks, the line that says so.
 	Message string
+
+	// Lacks, for a failed test, names what wasip1 lacks that the test's
+	// output shows it failed on ("subprocesses", "pipes", ...; see Lack),
+	// and is empty for any other test or failure.
+	Lacks string
 
 	Output    string
 	Truncated bool // Output lost bytes in the middle
@@ -149,7 +156,9 @@ func Parse(format string, r io.Reader, opt Options) (*Report, error) {
 
 // Summary says in one line what passed, failed and was skipped, e.g.
 // "12 passed, 1 failed, 2 skipped in 3 packages". Packages that failed
-// with no failing test, and a truncated report, are mentioned after it.
+// with no failing test, listed failures on what wasip1 lacks ("; 2 of
+// the failures on what wasip1 lacks (subprocesses 2)"), and a truncated
+// report are mentioned after it.
 func (r *Report) Summary() string {
 	var pass, fail, skip, pkgFail int
 	for _, p := range r.Packages {
@@ -163,6 +172,14 @@ func (r *Report) Summary() string {
 	s := fmt.Sprintf("%d passed, %d failed, %d skipped in %s", pass, fail, skip, plural(len(r.Packages), "package"))
 	if pkgFail > 0 {
 		s += fmt.Sprintf("; %s failed outside any test", plural(pkgFail, "package"))
+	}
+	if lack := r.Lacking(); len(lack) > 0 {
+		n, kinds := 0, make([]string, len(lack))
+		for i, t := range lack {
+			n += t.Count
+			kinds[i] = fmt.Sprintf("%s %d", t.Reason, t.Count)
+		}
+		s += fmt.Sprintf("; %d of the failures on what wasip1 lacks (%s)", n, strings.Join(kinds, ", "))
 	}
 	if r.Truncated {
 		s += " (truncated)"

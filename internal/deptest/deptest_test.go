@@ -35,7 +35,7 @@ var importRules = map[string][]string{
 	"ci":                   {".", "wire", "host", "modules", "target", "ci/mask", "ci/report"},
 	"ci/mask":              nil,
 	"ci/report":            nil,
-	"ci/gotest":            {".", "ci", "target"},
+	"ci/gotest":            {".", "ci", "ci/report", "target"},
 	"ci/gotool":            nil,
 	"tools/spindle":        {anything},
 	"internal/testutil":    nil,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/ci"
+	"github.com/spindle-hq/spindle/ci/report"
 	"github.com/spindle-hq/spindle/target"
 )
 
@@ -405,6 +407,32 @@ func (p *ciPrinter) finished(name string, r *ci.StepResult) {
 	if r.Hint != "" {
 		fmt.Fprintf(p.out, "    hint: %s\n", escapeLine(r.Hint))
 	}
+	if r.Report != nil {
+		printReasons(p.out, r.Report)
+	}
+}
+
+// maxReasons is how many reasons of each kind a step's line lists.
+const maxReasons = 5
+
+// printReasons lists, under a step's line, why its tests were skipped and
+// what wasip1 lacks that its failed tests needed, most common first.
+func printReasons(w io.Writer, rep *report.Report) {
+	list := func(what string, ts []report.Tally, say func(report.Tally) string) {
+		for i, t := range ts {
+			if i == maxReasons {
+				fmt.Fprintf(w, "    %s: %d more reasons\n", what, len(ts)-i)
+				return
+			}
+			fmt.Fprintf(w, "    %s: %s\n", what, escapeLine(say(t)))
+		}
+	}
+	list("skipped", rep.Skips(), func(t report.Tally) string {
+		return fmt.Sprintf("%d × %s (first %s)", t.Count, cmp.Or(t.Reason, "no reason given"), t.First)
+	})
+	list("needs what wasip1 lacks", rep.Lacking(), func(t report.Tally) string {
+		return fmt.Sprintf("%s: %d failed (first %s)", t.Reason, t.Count, t.First)
+	})
 }
 
 // maxErrorLine bounds the error text of a step's line: the whole of it is

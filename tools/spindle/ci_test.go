@@ -366,3 +366,39 @@ func processesOf(path string) []int {
 	}
 	return pids
 }
+
+// TestCIReportReasons: a step with a go test report lists, under its line,
+// why tests were skipped and what wasip1 lacks that failed tests needed
+// (the report is the output of a real wasip1 run, ci/report's testdata).
+func TestCIReportReasons(t *testing.T) {
+	testutil.VerifyNone(t)
+	ws := t.TempDir()
+	b, err := os.ReadFile("../../ci/report/testdata/wasip1-lacks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "go-test.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := ciJob(t, `
+jobs:
+  j:
+    steps:
+      - {name: tests, module: PROBE, args: [cat, /src/go-test.json], report: go-test-json}
+`)
+	code, out, errOut := runCmd(t, "ci", "--cache-dir", "-", "-w", ws, "-q", job)
+	if code != exitCIFailed {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exitCIFailed, out, errOut)
+	}
+	for _, want := range []string{
+		"j/tests: failed (cache miss) on local",
+		": 1 passed, 6 failed, 3 skipped in 2 packages; 5 of the failures on what wasip1 lacks (subprocesses 1, pipes 1,",
+		"\n    skipped: 2 × skipping on wasip1: no absolute symlinks (first lack TestSkipSymlink)\n    skipped: 1 × no reason given (first lack TestSkipBare)\n",
+		"\n    needs what wasip1 lacks: subprocesses: 1 failed (first lack TestExec)\n",
+		"\n    needs what wasip1 lacks: outside network: 1 failed (first lack/net TestGet)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -68,6 +68,20 @@ not a wasip1 binary; 3 a target could not be reached or was lost; 1 when
 the test trapped or passed a limit (said on stderr); 130 interrupted.
 `
 
+// printLacks says what wasip1 lacks that a failed test ran into, so
+// that such a failure is not a mystery.
+func printLacks(w io.Writer, lacks []gotest.Lack) {
+	if len(lacks) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "spindle exec: the test failed on what wasip1 lacks, in any sandbox:")
+	for _, l := range lacks {
+		fmt.Fprintf(w, "  %s: %s\n", l.What, escapeLine(l.Line))
+	}
+	fmt.Fprintln(w, "  a test that needs it cannot pass under GOOS=wasip1: skip it there (t.Skip when\n"+
+		"  runtime.GOOS == \"wasip1\"), or leave it out with go test -skip")
+}
+
 // execEnvFlags is where spindle exec, run as go_wasip1_wasm_exec, finds its
 // flags.
 const execEnvFlags = "SPINDLE_EXEC_FLAGS"
@@ -234,6 +248,7 @@ func runExec(ctx context.Context, o *execOpts, stdout, stderr io.Writer) int {
 		code = res.ExitCode
 	}
 	if res != nil {
+		printLacks(stderr, res.Lacks)
 		if res.Cache == ci.CacheHit {
 			fmt.Fprintf(stderr, "spindle exec: cache hit %.12s: passed on %s in %s, %s ago; not run again\n",
 				res.Key, res.Target, round(res.Duration), round(time.Since(res.Created)))

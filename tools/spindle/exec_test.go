@@ -155,6 +155,60 @@ func TestExecGoTest(t *testing.T) {
 	}
 }
 
+// TestExecLacks: tests that need what wasip1 lacks fail, and spindle exec
+// says what each needed, once per kind, with the line that showed it; the
+// report files each failure and skip under its reason; a plain failure
+// is not among them.
+func TestExecLacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs wasip1 test binaries")
+	}
+	testutil.VerifyNone(t)
+	prog, env := execProg(t, "--cache-dir", "-")
+	code, out, errOut := goTest(t, env, "-json", "-count=1", "-exec", prog, "./lacks")
+	if code != 1 {
+		t.Fatalf("go test = exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	rep, err := report.ParseGoTest(strings.NewReader(out), report.Options{})
+	if err != nil || len(rep.Packages) != 1 {
+		t.Fatalf("report: %v, %d packages\n%s", err, len(rep.Packages), out)
+	}
+	p := rep.Packages[0]
+	note := p.Output
+	for _, want := range []string{
+		"spindle exec: the test failed on what wasip1 lacks",
+		"  subprocesses: lacks_test.go:15: fork/exec /bin/true: Not implemented on wasip1\n",
+		"  pipes: lacks_test.go:21: pipe: Not implemented on wasip1\n",
+		"  outside network: lacks_test.go:28: dial tcp 127.0.0.1:1: ",
+		"skip it there",
+	} {
+		if !strings.Contains(note, want) {
+			t.Errorf("spindle exec's note lacks %q:\n%s", want, note)
+		}
+	}
+	if strings.Contains(note, "on purpose") {
+		t.Errorf("a plain failure is in the note:\n%s", note)
+	}
+	lacks := map[string]string{}
+	for _, tt := range p.Tests {
+		lacks[tt.Name] = tt.Status + " " + tt.Lacks
+	}
+	for name, want := range map[string]string{
+		"TestSubprocess": "fail subprocesses", "TestPipe": "fail pipes", "TestDialOut": "fail outside network",
+		"TestPlainFailure": "fail ", "TestSkipsWithReason": "skip ",
+	} {
+		if lacks[name] != want {
+			t.Errorf("%s: %q, want %q", name, lacks[name], want)
+		}
+	}
+	if s := rep.Skips(); len(s) != 1 || s[0].Reason != "skipping on wasip1: no subprocesses" || s[0].Count != 1 {
+		t.Errorf("Skips = %+v", s)
+	}
+	if sum := rep.Summary(); !strings.Contains(sum, "3 of the failures on what wasip1 lacks (subprocesses 1, pipes 1, outside network 1)") {
+		t.Errorf("Summary = %q", sum)
+	}
+}
+
 // TestExecOnPath: go test finds spindle exec as go_wasip1_wasm_exec on
 // PATH, with no -exec, its flags in $SPINDLE_EXEC_FLAGS.
 func TestExecOnPath(t *testing.T) {
