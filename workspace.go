@@ -42,6 +42,10 @@ type Workspace struct {
 	// Stdin names a file of the input tree that is streamed to the
 	// command's stdin.
 	Stdin string
+	// Dir names a directory of the input tree, a clean relative path,
+	// that is the command's working directory (PWD=/src/Dir); default
+	// /src itself.
+	Dir string
 	// Secrets are written as files /run/secrets/NAME for this call only.
 	Secrets map[string][]byte
 	// OutputBytes and OutputFiles bound the collected outputs (defaults
@@ -70,7 +74,7 @@ func (w *Workspace) wire() *wire.Workspace {
 	if w == nil {
 		return nil
 	}
-	return &wire.Workspace{Input: w.Input, Outputs: w.Outputs, Stdin: w.Stdin, Secrets: w.Secrets,
+	return &wire.Workspace{Input: w.Input, Outputs: w.Outputs, Stdin: w.Stdin, Dir: w.Dir, Secrets: w.Secrets,
 		OutputBytes: w.OutputBytes, OutputFiles: w.OutputFiles}
 }
 
@@ -86,6 +90,9 @@ func checkWorkspace(w *wire.Workspace) error {
 	}
 	if w.Stdin != "" && !cleanRel(w.Stdin) {
 		return fmt.Errorf("workspace stdin %q is not a clean relative path", w.Stdin)
+	}
+	if w.Dir != "" && !cleanRel(w.Dir) {
+		return fmt.Errorf("workspace dir %q is not a clean relative path", w.Dir)
 	}
 	if w.OutputBytes < 0 || w.OutputFiles < 0 {
 		return fmt.Errorf("workspace output limits %d bytes, %d files: negative", w.OutputBytes, w.OutputFiles)
@@ -164,6 +171,21 @@ func (n *node) prepareWorkspace(ctx context.Context, w *wire.Workspace, call *ho
 		env = map[string]string{}
 	}
 	env["PWD"], env["HOME"], env["TMPDIR"] = WorkspaceSrc, WorkspaceHome, WorkspaceTmp
+	if w.Dir != "" {
+		// Lstat through the tree's root: a symlink (or anything but a
+		// directory) is refused, so the working directory stays in /src.
+		r, err := os.OpenRoot(src)
+		var fi os.FileInfo
+		if err == nil {
+			fi, err = r.Lstat(filepath.FromSlash(w.Dir))
+			r.Close()
+		}
+		if err != nil || !fi.IsDir() {
+			ws.remove()
+			return nil, fmt.Errorf("workspace dir %q is not a directory of the input tree", w.Dir)
+		}
+		env["PWD"] = WorkspaceSrc + "/" + w.Dir
+	}
 	call.Grants.Env = env
 	if w.Stdin != "" {
 		r, err := os.OpenRoot(src)

@@ -41,6 +41,9 @@ type Action struct {
 	Outputs []string
 	// Stdin is the input tree's path streamed as stdin, or "".
 	Stdin string
+	// Dir is the input tree's directory that is the working directory,
+	// or "" for /src itself.
+	Dir string
 	// Timeout and the byte limits bound the step.
 	Timeout                             time.Duration
 	MemoryBytes, OutputBytes, DiskBytes int64
@@ -100,6 +103,7 @@ const (
 	tagFailIfOutput
 	tagPlatform
 	tagSalt
+	tagDir
 )
 
 // Key returns the action's cache key: the sha256, lower-case hex, of a
@@ -108,8 +112,9 @@ const (
 // its length (uvarint) and bytes; a list as its count and its strings
 // (Args in order; Outputs and Secrets sorted, repeats dropped); Env as its
 // count and its pairs sorted by name; an integer or duration as 8 bytes
-// big-endian; a boolean as one byte 0 or 1. Every field has a length or a
-// fixed size, so no two different actions encode alike.
+// big-endian; a boolean as one byte 0 or 1. Dir, the last, is written
+// only when it is not "". Every field has a length or a fixed size, so no
+// two different actions encode alike.
 func (a *Action) Key() string {
 	var k keyWriter
 	k.b = append(k.b, keyMagic...)
@@ -132,6 +137,9 @@ func (a *Action) Key() string {
 	k.tag(tagFailIfOutput).bool(a.FailIfOutput)
 	k.tag(tagPlatform).str(cmp.Or(a.Platform, Platform))
 	k.tag(tagSalt).str(a.Salt)
+	if a.Dir != "" { // written only when set: keys from before Dir stay
+		k.tag(tagDir).str(a.Dir)
+	}
 	sum := sha256.Sum256(k.b)
 	return hex.EncodeToString(sum[:])
 }

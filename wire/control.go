@@ -216,6 +216,7 @@ type Workspace struct {
 	Input   string            `msgpack:"input"`             // tree digest
 	Outputs []string          `msgpack:"outputs,omitempty"` // clean relative paths under /out
 	Stdin   string            `msgpack:"stdin,omitempty"`   // a file of the input tree, streamed as stdin
+	Dir     string            `msgpack:"dir,omitempty"`     // a directory of the input tree: the working directory
 	Secrets map[string][]byte `msgpack:"secrets,omitempty"` // name -> value, files of /run/secrets
 	// OutputBytes and OutputFiles bound the collected outputs; 0 means the
 	// defaults (1 GiB, 100,000 files).

@@ -1,6 +1,9 @@
 package gotest
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,4 +55,40 @@ func TestPickSlot(t *testing.T) {
 		rel()
 	}
 	rel2()
+}
+
+// TestModuleRoot finds the nearest go.mod at or above a directory, and
+// says so when there is none; a directory named go.mod does not count.
+func TestModuleRoot(t *testing.T) {
+	top := t.TempDir()
+	pkg := filepath.Join(top, "a", "b")
+	if err := os.MkdirAll(filepath.Join(pkg, "go.mod"), 0o755); err != nil { // a directory, not a go.mod
+		t.Fatal(err)
+	}
+	if _, err := ModuleRoot(pkg); err == nil || !strings.Contains(err.Error(), "no go.mod in "+pkg+" or above it") {
+		t.Errorf("no module: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(top, "go.mod"), []byte("module m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{pkg, top} {
+		if got, err := ModuleRoot(d); err != nil || got != top {
+			t.Errorf("ModuleRoot(%s) = %q, %v; want %s", d, got, err, top)
+		}
+	}
+}
+
+// TestRootNotAbove: a Root that is not at or above the package directory
+// is a usage error, before anything is stored or run.
+func TestRootNotAbove(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	bin := filepath.Join(dir, "x.test")
+	if err := os.WriteFile(bin, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Run(t.Context(), nil, Options{Binary: bin, Dir: dir, Root: other})
+	var ue *UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "is not inside the root "+other) {
+		t.Errorf("Run = %v, want a usage error naming the root", err)
+	}
 }

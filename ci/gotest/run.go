@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,8 +48,13 @@ type Options struct {
 	// Dir is the package directory, seen at /src (default: the working
 	// directory, which is where go test starts its -exec program).
 	Dir string
-	// Inputs narrow what of Dir the test sees: package ci's glob patterns
-	// (default ["**"], everything but .git).
+	// Root, if set, is seen at /src instead of Dir, which must be inside
+	// it and is then the working directory (/src/REL): for tests that read
+	// files above their package ("../testdata"). ModuleRoot finds the
+	// usual one.
+	Root string
+	// Inputs narrow what of Dir (or Root) the test sees: package ci's glob
+	// patterns (default ["**"], everything but .git).
 	Inputs []string
 	// Env is the test's environment beyond PWD, HOME and TMPDIR, which
 	// the workspace sets. Nothing of this process's environment is passed
@@ -119,6 +125,19 @@ func Run(ctx context.Context, m *spindle.Master, o Options) (*Result, error) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, usagef("package directory %s is not a directory", dir)
 	}
+	root, work := dir, ""
+	if o.Root != "" {
+		if root, err = filepath.Abs(o.Root); err != nil {
+			return nil, usagef("root: %v", err)
+		}
+		rel, err := filepath.Rel(root, dir)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return nil, usagef("package directory %s is not inside the root %s", dir, root)
+		}
+		if rel != "." {
+			work = filepath.ToSlash(rel)
+		}
+	}
 	inputs := o.Inputs
 	if len(inputs) == 0 {
 		inputs = []string{"**"}
@@ -142,12 +161,12 @@ func Run(ctx context.Context, m *spindle.Master, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gotest: store %s: %w", o.Binary, err)
 	}
-	tree, err := m.Store().PutDir(dir, filter.Include)
+	tree, err := m.Store().PutDir(root, filter.Include)
 	if err != nil {
-		return nil, fmt.Errorf("gotest: store %s: %w", dir, err)
+		return nil, fmt.Errorf("gotest: store %s: %w", root, err)
 	}
 	a := &ci.Action{
-		Module: mod, Args: o.Args, Env: o.Env, InputRoot: tree,
+		Module: mod, Args: o.Args, Env: o.Env, InputRoot: tree, Dir: work,
 		Timeout:     timeout,
 		MemoryBytes: cmp.Or(o.MemoryBytes, DefaultMemoryBytes),
 		OutputBytes: cmp.Or(o.OutputBytes, DefaultOutputBytes),
@@ -193,7 +212,7 @@ func Run(ctx context.Context, m *spindle.Master, o Options) (*Result, error) {
 			Timeout: a.Timeout, MemoryPages: uint32((a.MemoryBytes + 65535) / 65536),
 			OutputBytes: a.OutputBytes, DiskBytes: a.DiskBytes,
 		},
-		Workspace: &spindle.Workspace{Input: tree},
+		Workspace: &spindle.Workspace{Input: tree, Dir: work},
 	}
 	fl := o.Fleet
 	if fl == nil {
@@ -247,6 +266,23 @@ func Run(ctx context.Context, m *spindle.Master, o Options) (*Result, error) {
 		return res, fmt.Errorf("%w: %w", ErrNotCached, err)
 	}
 	return res, nil
+}
+
+// ModuleRoot returns the nearest directory at or above dir that holds a
+// go.mod: the module dir's package belongs to.
+func ModuleRoot(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && fi.Mode().IsRegular() {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod in %s or above it", abs)
+		}
+	}
 }
 
 // readBinary reads a test binary and checks that it is a wasm module.

@@ -69,6 +69,9 @@ var (
 // would capture them).
 func realGoTestJSON(t *testing.T) []byte {
 	t.Helper()
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skipf("needs the go command: %v", err) // under wasip1, there is none
+	}
 	goTestOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "report-fixture-")
 		if err != nil {

@@ -51,6 +51,12 @@ flags:
   --inputs PATTERN     what of the package directory the test sees (the glob
                        patterns of spindle ci's inputs; default "**");
                        repeatable
+  --module             the view at /src is the package's whole module (the
+                       nearest directory above with a go.mod), the package
+                       directory its working directory: for tests that read
+                       ../ files. --inputs are then relative to the module,
+                       and every file they take is in each test's cache key
+                       (and hashed for each: narrow them in a big module)
   --memory SIZE        the test's memory (default 1GiB, at most 4GiB)
   --output-bytes SIZE  its stdout and stderr together (default 64MiB)
   --disk SIZE          what it may write to /tmp and /home (default 1GiB)
@@ -96,6 +102,7 @@ type execOpts struct {
 	inventory, cacheDir  string
 	events               string
 	cache, noSandbox     bool
+	module               bool
 	memory, output, disk int64
 	timeout              time.Duration
 	conn                 connFlags
@@ -142,6 +149,7 @@ func parseExecArgs(args []string) (*execOpts, error) {
 	fs.Func("timeout", "", func(v string) (err error) { o.timeout, err = parseTimeout(v); return err })
 	fs.StringVar(&o.events, "events", "", "")
 	fs.BoolVar(&o.noSandbox, "no-sandbox", false, "")
+	fs.BoolVar(&o.module, "module", false, "")
 	o.conn.register(fs)
 	// The flags end at the test binary: what follows is the test's.
 	if err := fs.Parse(args); err != nil {
@@ -217,8 +225,15 @@ func runExec(ctx context.Context, o *execOpts, stdout, stderr io.Writer) int {
 	fl.Sandbox = !o.noSandbox
 	cn.apply(fl)
 	dir, _ := os.Getwd()
+	root := ""
+	if o.module {
+		var err error
+		if root, err = gotest.ModuleRoot(dir); err != nil {
+			return fail(exitUsage, fmt.Errorf("--module: %w", err))
+		}
+	}
 	res, err := gotest.Run(ctx, m, gotest.Options{
-		Binary: o.binary, Args: o.args, Dir: dir, Inputs: o.inputs, Env: o.env,
+		Binary: o.binary, Args: o.args, Dir: dir, Root: root, Inputs: o.inputs, Env: o.env,
 		Targets: o.targets, Inventory: inv, Fleet: fl, SlotDir: slots,
 		Cache: cache, CacheTests: o.cache,
 		MemoryBytes: o.memory, OutputBytes: o.output, DiskBytes: o.disk, Timeout: o.timeout,

@@ -209,6 +209,30 @@ func TestExecLacks(t *testing.T) {
 	}
 }
 
+// TestExecModule: a test that reads a file above its package fails with
+// the package directory as its view and passes with --module, whose view
+// is the module with the package directory as the working directory; a
+// --module with no go.mod above is a usage error.
+func TestExecModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs wasip1 test binaries")
+	}
+	testutil.VerifyNone(t)
+	prog, env := execProg(t, "--cache-dir", "-")
+	if code, out, errOut := goTest(t, env, "-count=1", "-exec", prog, "./updir"); code != 1 || !strings.Contains(out, "open ../README.md: No such file or directory") {
+		t.Errorf("without --module: exit %d, want 1 and the missing file\n%s\n%s", code, out, errOut)
+	}
+	prog, env = execProg(t, "--cache-dir", "-", "--module")
+	if code, out, errOut := goTest(t, env, "-count=1", "-exec", prog, "./updir"); code != 0 {
+		t.Errorf("--module: exit %d, want 0\n%s\n%s", code, out, errOut)
+	}
+	updir := buildTest(t, "updir")
+	t.Chdir(t.TempDir())
+	if code, out, errOut := runCmd(t, "exec", "--cache-dir", "-", "--module", updir); code != exitUsage || !strings.Contains(errOut, "--module: no go.mod in ") || out != "" {
+		t.Errorf("--module outside a module: exit %d (want %d), stderr %q", code, exitUsage, errOut)
+	}
+}
+
 // TestExecOnPath: go test finds spindle exec as go_wasip1_wasm_exec on
 // PATH, with no -exec, its flags in $SPINDLE_EXEC_FLAGS.
 func TestExecOnPath(t *testing.T) {
