@@ -26,7 +26,10 @@
 // The package directory is taken whole (every file below it, .git
 // excepted) unless Options.Inputs narrows it with the glob patterns of
 // package ci. A test that reads files above its directory ("../x") does
-// not find them.
+// not find them, unless Options.Root names a directory above it (spindle
+// exec --module: the module's, ModuleRoot): that is then seen at /src,
+// the package directory (/src/REL) is the working directory, Inputs are
+// relative to Root, and REL is in the action key.
 //
 // # Grants and caching
 //
