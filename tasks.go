@@ -77,6 +77,12 @@ type Mount struct {
 	// a private directory of its work directory, mounts that read-only
 	// and removes it when the call ends. Host must then be empty.
 	Tree string
+	// Collect makes a Tree mount writable: the guest works on a copy of
+	// the tree, and when it exits the files it made or changed there
+	// (regular files, by size and modification time) are collected into
+	// TaskResult.OutputTree, which the master pulls into its store, as a
+	// Workspace's outputs are. At most one mount of a call collects.
+	Collect bool
 	// FileMode and DirMode, when not zero, are the exact permission bits
 	// (at most 0o777, not less the umask) of the files and directories
 	// the task makes in this writable mount; by default 0o644 and 0o755
@@ -114,7 +120,8 @@ type TaskResult struct {
 	Output   []byte // a reactor's output bytes
 	ExitCode int    // a command's exit code
 	Command  bool   // the module was a command (ExitCode is meaningful)
-	// OutputTree is the digest of a Workspace action's outputs, now in the
+	// OutputTree is the digest of a Workspace action's outputs, or of what
+	// a command wrote in its collected mount (Mount.Collect), now in the
 	// master's store (Master.Store).
 	OutputTree string
 }
@@ -198,11 +205,18 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 			return nil, fmt.Errorf("spindle: run on %s: %w", c, err)
 		}
 	}
+	collect := false
 	for _, mt := range t.Mounts {
-		if err := checkMount(mt.Host, mt.Tree, mt.ReadOnly, uint32(mt.FileMode), uint32(mt.DirMode), mt.Owner, mt.Group); err != nil {
+		if err := checkMount(mt.Host, mt.Tree, mt.ReadOnly, mt.Collect, uint32(mt.FileMode), uint32(mt.DirMode), mt.Owner, mt.Group); err != nil {
 			return nil, fmt.Errorf("spindle: run on %s: mount %s: %w", c, mt.Guest, err)
 		}
-		req.Mounts = append(req.Mounts, wire.Mount{Host: mt.Host, Guest: mt.Guest, ReadOnly: mt.ReadOnly, Tree: mt.Tree,
+		if mt.Collect {
+			if collect {
+				return nil, fmt.Errorf("spindle: run on %s: mount %s: a second collected mount (at most one)", c, mt.Guest)
+			}
+			collect = true
+		}
+		req.Mounts = append(req.Mounts, wire.Mount{Host: mt.Host, Guest: mt.Guest, ReadOnly: mt.ReadOnly, Tree: mt.Tree, Collect: mt.Collect,
 			FileMode: uint32(mt.FileMode), DirMode: uint32(mt.DirMode), Owner: mt.Owner, Group: mt.Group})
 	}
 	for _, s := range t.Channels {
@@ -276,10 +290,13 @@ func (c *Context) Run(ctx context.Context, t Task) (*TaskResult, error) {
 				d, OutputQueueChunks, OutputQueueBytes)}
 	}
 	tr := &TaskResult{Output: res.Output, ExitCode: res.ExitCode, Command: res.Command}
-	if req.Workspace != nil && res.OutputTree != "" {
+	if (req.Workspace != nil || collect) && res.OutputTree != "" {
 		// The context's own limits are not trusted: its tree is held to the
 		// caller's.
-		lim := modules.CollectLimits{MaxBytes: req.Workspace.OutputBytes, MaxFiles: req.Workspace.OutputFiles}
+		var lim modules.CollectLimits
+		if req.Workspace != nil {
+			lim = modules.CollectLimits{MaxBytes: req.Workspace.OutputBytes, MaxFiles: req.Workspace.OutputFiles}
+		}
 		if err := n.mods.PullTree(ctx, c.id, res.OutputTree, lim); err != nil {
 			return nil, fmt.Errorf("spindle: run on %s: pull outputs: %w", c, err)
 		}
@@ -723,10 +740,19 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 			_ = modules.RemoveTree(d)
 		}
 	}()
+	var collectDir string                  // the collected mount's copy, if any
+	var collectSeed map[string]fs.FileInfo // its files before the run
 	for _, mt := range req.Mounts {
+		if mt.Collect && collectDir != "" {
+			return taskFailure("invalid_call", fmt.Errorf("mount %s: a second collected mount (at most one)", mt.Guest))
+		}
 		hm, tree, err := n.hostMount(ctx, mt)
 		if tree != "" {
 			trees = append(trees, tree)
+		}
+		if err == nil && mt.Collect {
+			collectDir = hm.HostDir
+			collectSeed, err = seedFiles(collectDir)
 		}
 		if err != nil {
 			return taskFailure("invalid_call", fmt.Errorf("mount %s: %w", mt.Guest, err))
@@ -768,7 +794,20 @@ func (n *node) runTask(ctx context.Context, req *wire.RunTask) *wire.TaskResult 
 		}
 		return res
 	}
-	return n.runCall(ctx, req, h, mod, call)
+	res := n.runCall(ctx, req, h, mod, call)
+	if collectDir != "" && res.Error == nil {
+		paths, err := collected(collectDir, collectSeed)
+		var tree string
+		if err == nil {
+			tree, err = n.mods.Store().Collect(collectDir, paths, modules.CollectLimits{})
+		}
+		if err != nil {
+			return &wire.TaskResult{ExitCode: res.ExitCode, Command: res.Command,
+				Error: &wire.TaskError{Kind: "outputs", Message: "collected mount: " + err.Error(), ExitCode: res.ExitCode}}
+		}
+		res.OutputTree = tree
+	}
+	return res
 }
 
 // runCall runs call and passes its output on.
