@@ -137,13 +137,15 @@ type Mount struct {
 	Host     string `msgpack:"host"`
 	Guest    string `msgpack:"guest"`
 	ReadOnly bool   `msgpack:"ro"`
+	// Collect makes a Tree mount a writable copy whose new and changed
+	// files are collected, when the command exits, into
+	// TaskResult.OutputTree (at most one per call). It sits beside
+	// ReadOnly so that Mount stays 96 bytes: a slice of them is what a
+	// hostile body of nils grows (TestWorstAmplification).
+	Collect bool `msgpack:"collect,omitempty"`
 	// Tree, instead of Host, is the digest of a tree the context makes as
 	// files (fetching what it lacks) and mounts read-only.
 	Tree string `msgpack:"tree,omitempty"`
-	// Collect makes a Tree mount a writable copy whose new and changed
-	// files are collected, when the command exits, into
-	// TaskResult.OutputTree (at most one per call).
-	Collect bool `msgpack:"collect,omitempty"`
 	// FileMode and DirMode (permission bits) and Owner and Group (names
 	// or numbers, looked up on the context) are what the guest's new
 	// entries in a writable mount get.
