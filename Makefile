@@ -5,7 +5,7 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build batteries gotools demo test testdeps short check bench bench-peers bench-gotest bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
+.PHONY: build batteries gotools demo test testdeps short check bench bench-peers bench-gotest bench-toolexec bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
 
 # The batteries (tools/batteries/NAME): wasm commands shipped beside
 # bin/spindle in bin/batteries/, run by its thin verbs (spindle sh, facts,
@@ -63,6 +63,9 @@ bench-peers: build wasm-go ## the benchmarks beside Mitogen's same operations, w
 
 bench-gotest: build ## wasip1 go test of 12 std packages through spindle exec: 1 vs 3 local contexts, beside wazero's CLI and native go test (about 1.5 min)
 	tools/benchgotest.sh
+
+bench-toolexec: build gotools ## go install of gojq with every compile/asm/link through spindle toolexec (granted, shipped, 1 vs 3 contexts, unchanged) against native, sha256 checked (about 8 min)
+	tools/benchtoolexec.sh
 
 # The hot paths' allocations per operation (go test -bench at fixed
 # iteration counts) against docs/bench-allocs.txt; times are printed, never

@@ -18,6 +18,18 @@
 // tool writes. Nothing else of the machine is there: a path outside the
 // mounts does not exist for the tool.
 //
+// # What a tool is shipped
+//
+// On another machine the directories are not there: the caller ships
+// Invocation.Files instead, as trees at the same paths. They are what the
+// tool reads: each regular file the invocation names (the importcfg's
+// archives one by one, not the whole build cache), the files directly in
+// its working directory (a package's sources, and the headers asm
+// includes from there), each -I or -L directory whole, and in $WORK the
+// directories its outputs go to, whole (the action's own directory,
+// b001/, holding its inputs). A directory named for another reason (a
+// -trimpath prefix) is not shipped.
+//
 // The tool's environment is the GO* and CGO_* variables of the go
 // command's, with GOOS and GOARCH set from the native tool's directory
 // (pkg/tool/GOOS_GOARCH) when the go command did not set them: a tool
@@ -31,6 +43,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -53,6 +67,13 @@ var ErrNative = errors.New("gotool: not a tool run as wasm")
 const (
 	MaxFileBytes = 16 << 20
 	MaxMounts    = 1024
+)
+
+// MaxFiles bounds Invocation.Files, and MaxListed the entries Plan lists
+// of the working directory.
+const (
+	MaxFiles  = 100_000
+	MaxListed = 10_000
 )
 
 // Mount is a directory of this machine granted to the tool at the same
@@ -80,6 +101,11 @@ type Invocation struct {
 	// Work is the build's work directory (the one read-write mount), or
 	// "" for an invocation that writes nothing (compile -V=full).
 	Work string
+	// Files are what a shipped run needs of the mounts (see the package
+	// doc): absolute paths, sorted, each a regular file or a directory
+	// that stands for all it holds, none inside another, each inside one
+	// of Mounts.
+	Files []string
 }
 
 // toolDirRE matches a native tool's directory, GOROOT/pkg/tool/GOOS_GOARCH.
@@ -116,7 +142,7 @@ func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
 		return nil, fmt.Errorf("gotool: %s is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH", argv[0])
 	}
 	inv := &Invocation{Tool: name, Native: native, GOROOT: goroot, Args: argv[1:], Env: toolEnv(environ, m[1], m[2], goroot, cwd)}
-	c := collector{cwd: cwd, goroot: goroot, dirs: map[string]bool{}}
+	c := collector{cwd: cwd, goroot: goroot, dirs: map[string]bool{}, files: map[string]bool{}}
 	if err := c.args(inv.Args, 0); err != nil {
 		return nil, err
 	}
@@ -125,11 +151,17 @@ func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
 		return inv, nil
 	}
 	c.dirs[cwd] = true
+	if err := c.list(cwd); err != nil {
+		return nil, err
+	}
 	mounts, work, err := c.mounts()
 	if err != nil {
 		return nil, err
 	}
 	inv.Mounts, inv.Work = mounts, work
+	if inv.Files, err = c.shipped(); err != nil {
+		return nil, err
+	}
 	return inv, nil
 }
 
@@ -158,6 +190,7 @@ func toolEnv(environ []string, goos, goarch, goroot, cwd string) map[string]stri
 type collector struct {
 	cwd, goroot string
 	dirs        map[string]bool // directories to grant
+	files       map[string]bool // what a shipped run needs: files, and directories whole
 	work        string          // go's work directory, when seen
 }
 
@@ -189,9 +222,16 @@ func (c *collector) args(args []string, depth int) error {
 				c.embedcfg(b)
 			}
 		case i > 0 && args[i-1] == "-trimpath":
+			// A prefix to rewrite, not a path read: granted, not shipped.
 			for _, rule := range strings.Split(a, ";") {
 				from, _, _ := strings.Cut(rule, "=>")
-				c.path(from)
+				c.grant(from)
+			}
+			continue
+		case i > 0 && (args[i-1] == "-I" || args[i-1] == "-L"):
+			// A directory searched: shipped whole.
+			if p := c.grant(a); p != "" {
+				c.files[p] = true
 			}
 			continue
 		}
@@ -264,22 +304,45 @@ func (c *collector) abs(p string) string {
 	return filepath.Join(c.cwd, p)
 }
 
-// path grants what p names if it is an absolute path (or ./, ../) that
-// exists, or is to be written in go's work directory: a directory itself,
-// a file its directory.
+// path grants what p names, as grant does, and ships it when it is a
+// regular file, or the directory in $WORK where a file not yet there
+// is to be written.
 func (c *collector) path(p string) {
-	if p == "" || !(filepath.IsAbs(p) || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../")) {
-		return
-	}
-	p = c.abs(p)
-	if w := workDir(p); w != "" {
-		c.work = w
+	p = c.grant(p)
+	if p == "" {
 		return
 	}
 	fi, err := os.Stat(p)
 	switch {
+	case err == nil && fi.Mode().IsRegular():
+		c.files[p] = true
+	case errors.Is(err, fs.ErrNotExist) && c.work != "" && within(p, c.work):
+		// An output: its directory (the nearest that exists) whole.
+		for d := filepath.Dir(p); d != c.work && within(d, c.work); d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+				c.files[d] = true
+				break
+			}
+		}
+	}
+}
+
+// grant grants what p names if it is an absolute path (or ./, ../) that
+// exists, or is to be written in go's work directory: a directory itself,
+// a file its directory. It returns p made absolute, or "" when p is not a
+// path.
+func (c *collector) grant(p string) string {
+	if p == "" || !(filepath.IsAbs(p) || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../")) {
+		return ""
+	}
+	p = c.abs(p)
+	if w := workDir(p); w != "" {
+		c.work = w
+		return p
+	}
+	fi, err := os.Stat(p)
+	switch {
 	case err != nil:
-		return
 	case fi.IsDir():
 		c.dirs[p] = true
 	case cacheEntryRE.MatchString(filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)):
@@ -288,6 +351,44 @@ func (c *collector) path(p string) {
 	default:
 		c.dirs[filepath.Dir(p)] = true
 	}
+	return p
+}
+
+// list ships the regular files directly in dir (the working directory).
+func (c *collector) list(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("gotool: %w", err)
+	}
+	defer f.Close()
+	des, err := f.ReadDir(MaxListed + 1)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("gotool: %s: %w", dir, err)
+	}
+	if len(des) > MaxListed {
+		return fmt.Errorf("gotool: the working directory %s holds more than %d entries", dir, MaxListed)
+	}
+	for _, de := range des {
+		if de.Type().IsRegular() {
+			c.files[filepath.Join(dir, de.Name())] = true
+		}
+	}
+	return nil
+}
+
+// shipped is Invocation.Files: the files and directories to ship, sorted,
+// those inside a shipped directory left out.
+func (c *collector) shipped() ([]string, error) {
+	var out []string
+	for _, p := range slices.Sorted(maps.Keys(c.files)) {
+		if !c.inShipped(p) {
+			out = append(out, p)
+		}
+	}
+	if len(out) > MaxFiles {
+		return nil, fmt.Errorf("gotool: the invocation names %d files (at most %d)", len(out), MaxFiles)
+	}
+	return out, nil
 }
 
 // workDir is the go-buildNNN directory p lies in, or "".
@@ -338,4 +439,14 @@ func (c *collector) mounts() ([]Mount, string, error) {
 // within reports whether p is dir or lies inside it.
 func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// inShipped reports whether a directory above p is shipped whole.
+func (c *collector) inShipped(p string) bool {
+	for d := filepath.Dir(p); d != p; p, d = d, filepath.Dir(d) {
+		if c.files[d] {
+			return true
+		}
+	}
+	return false
 }

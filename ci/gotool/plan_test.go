@@ -64,6 +64,20 @@ func TestPlanCompile(t *testing.T) {
 	if inv.Tool != "compile" || inv.GOROOT != f.goroot || inv.Work != f.work || !reflect.DeepEqual(inv.Args, argv[1:]) {
 		t.Errorf("invocation = %+v", inv)
 	}
+	// Shipped: the archive the importcfg names (not the whole cache), the
+	// package's sources, and the output's directory b001 whole (the
+	// importcfg with it); not the -trimpath prefix on its own.
+	write(t, filepath.Join(f.cache, "ab", strings.Repeat("cd", 32)+"-d"), "another archive")
+	if err := os.Mkdir(filepath.Join(f.pkg, "testdata"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inv, err = Plan(argv, f.pkg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{f.entry, f.b001, filepath.Join(f.pkg, "main.go")}; !reflect.DeepEqual(inv.Files, want) {
+		t.Errorf("files = %q, want %q", inv.Files, want)
+	}
 
 	// asm's -I names GOROOT's include directory: GOROOT is one mount.
 	asm := filepath.Join(filepath.Dir(f.tool), "asm")
@@ -75,6 +89,10 @@ func TestPlanCompile(t *testing.T) {
 	want = []Mount{{Dir: f.goroot, ReadOnly: true}, {Dir: f.work}, {Dir: f.pkg, ReadOnly: true}}
 	if !reflect.DeepEqual(inv.Mounts, want) || inv.Env["GOOS"] != "windows" {
 		t.Errorf("asm: mounts %+v, GOOS %q; want %+v, windows (go's GOOS kept)", inv.Mounts, inv.Env["GOOS"], want)
+	}
+	// Its -I directories go whole.
+	if want := []string{f.b001, filepath.Join(f.goroot, "pkg", "include"), filepath.Join(f.pkg, "main.go")}; !reflect.DeepEqual(inv.Files, want) {
+		t.Errorf("asm: files = %q, want %q", inv.Files, want)
 	}
 
 	// A response file is read as arguments.

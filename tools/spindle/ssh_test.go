@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -138,17 +136,7 @@ func waitCLI(t *testing.T, cmd *exec.Cmd, d time.Duration) {
 func sshCLI(t *testing.T) *testutil.SSHD {
 	t.Helper()
 	s := testutil.StartSSHD(t)
-	data, err := os.ReadFile(self(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	name := "spindle-" + hex.EncodeToString(sum[:])
-	t.Cleanup(func() {
-		for _, home := range []string{"/root", "/home/" + s.Unpriv} {
-			os.Remove(filepath.Join(home, ".cache/spindle/bin", name))
-		}
-	})
+	forgetBroker(t, self(t), s)
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg")) // the master's: each guest compiles once
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -138,6 +139,26 @@ func (f *connFlags) register(fs interface {
 // defaults are the flags as target defaults.
 func (f *connFlags) defaults() target.Defaults {
 	return target.Defaults{ConnectTimeout: f.connectTimeout, HostKeyCheck: f.hostKey, SSHConfig: f.sshConfig}
+}
+
+// args are the flags that reach a target (not -v, not -K), as arguments
+// again: for a process that starts the targets on this one's behalf.
+func (f *connFlags) args() []string {
+	var a []string
+	if f.sshConfig != "" {
+		p, err := filepath.Abs(f.sshConfig)
+		if err != nil {
+			p = f.sshConfig
+		}
+		a = append(a, "--ssh-config", p)
+	}
+	if f.connectTimeout != 0 {
+		a = append(a, "--connect-timeout", f.connectTimeout.String())
+	}
+	if f.hostKey != "" {
+		a = append(a, "--host-key-checking", f.hostKey)
+	}
+	return a
 }
 
 // runLevel is spindle run's log level: warnings only; -v the tree's

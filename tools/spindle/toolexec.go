@@ -42,11 +42,16 @@ compiled once, not a reload. It serves only its own user, through a
 socket under $TMPDIR/spindle-toolexec-UID/, and exits after --idle with no
 run; a rebuilt spindle, other --tools or other targets get their own.
 
-The targets must be contexts of this machine (local:NAME, sudo://USER and
-chains of them): the tool's files are granted as mounts, not shipped. The
-wasm sandbox and its mounts are the boundary: the contexts run without the
-OS layers of spindle exec's (Landlock would confine them to their cache and
-work root, where the tool's files are not).
+On a context of this machine (local:NAME, sudo://USER and chains of
+them) the directories are granted as mounts. On any other (a hop of ssh,
+a container, ...) the run is shipped: the files it names (the archives its
+importcfg lists, the package's sources, its action directory in $WORK) go
+as trees at the same paths, each blob once per context, and what it writes
+in $WORK comes back and is written there before go reads it. --ship ships
+to a context of this machine too. The wasm sandbox and its mounts are the
+boundary: the contexts run without the OS layers of spindle exec's
+(Landlock would confine them to their cache and work root, where the
+tool's files are not).
 
 flags:
   -t, --target T     where to run; repeatable: concurrent tool runs (go
@@ -59,6 +64,8 @@ flags:
   --timeout D        each run's time limit (default 10m)
   --idle D           how long the server waits for another run before it
                      exits (default 30s)
+  --ship             ship the tool's files even to a context of this
+                     machine, as to another's
   --no-server        run the tool from this process, starting its context
                      and loading the tool again (slow; for debugging)
   -v, --verbose      say on stderr each run's tool, target and time
@@ -85,6 +92,7 @@ type toolexecOpts struct {
 	timeout  time.Duration
 	idle     time.Duration
 	noServer bool
+	ship     bool
 	serve    bool
 	conn     connFlags
 	argv     []string
@@ -103,6 +111,7 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	fs.Func("timeout", "", func(v string) (err error) { o.timeout, err = parseTimeout(v); return err })
 	fs.Func("idle", "", func(v string) (err error) { o.idle, err = parseDurationFlag("--idle", v); return err })
 	fs.BoolVar(&o.noServer, "no-server", false, "")
+	fs.BoolVar(&o.ship, "ship", false, "")
 	fs.BoolVar(&o.serve, "serve", false, "")
 	o.conn.register(fs)
 	// The tool's own flags follow its path: parsing stops there.
@@ -112,6 +121,9 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	o.argv = fs.Args()
 	if o.idle <= 0 {
 		return nil, fmt.Errorf("--idle %v: must be positive", o.idle)
+	}
+	if o.conn.askPass {
+		return nil, errors.New("-K: go build runs spindle toolexec without a terminal to ask on; give the sudo hop's user a NOPASSWD rule")
 	}
 	if len(o.argv) == 0 && !o.serve {
 		return nil, errors.New("no tool named (go build -toolexec passes the tool's path and its arguments)")
@@ -215,17 +227,6 @@ func goVersion(path string) (string, error) {
 	return strings.TrimSpace(sc.Text()), nil
 }
 
-// sameMachine refuses a target that would run the tool on another
-// machine, where the granted directories are not the files go named.
-func sameMachine(t target.Target) error {
-	for _, h := range t {
-		if h.Method != "local" && h.Method != "sudo" {
-			return fmt.Errorf("target %s: its %s hop leaves this machine, and spindle toolexec grants this machine's files (local and sudo hops only)", t, h.Method)
-		}
-	}
-	return nil
-}
-
 func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdout, stderr io.Writer) int {
 	fail := func(code int, err error) int {
 		fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", inv.Tool, err)
@@ -235,9 +236,6 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 	for _, s := range o.targets {
 		t, err := target.Parse(s)
 		if err != nil {
-			return fail(exitUsage, err)
-		}
-		if err := sameMachine(t); err != nil {
 			return fail(exitUsage, err)
 		}
 		chains = append(chains, t)
@@ -274,21 +272,6 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 	defer release()
 	fl := spindle.NewFleet(m)
 	cn.apply(fl)
-	t := spindle.Task{
-		Module: hash,
-		// A command's Task is its argv[0]: the tool's name, as go reads
-		// "compile version ..." from compile -V=full.
-		Task:    inv.Tool,
-		Args:    inv.Args,
-		Env:     inv.Env,
-		DevNull: true,
-		Stdout:  stdout,
-		Stderr:  stderr,
-		Limits:  spindle.Limits{Timeout: o.timeout, MemoryPages: uint32(o.memory >> 16)},
-	}
-	for _, mt := range inv.Mounts {
-		t.Mounts = append(t.Mounts, spindle.Mount{Host: mt.Dir, Guest: mt.Dir, ReadOnly: mt.ReadOnly})
-	}
 	began := time.Now()
 	c, err := fl.Start(ctx, chains[first])
 	if err != nil {
@@ -297,7 +280,7 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 		}
 		return fail(exitCIInfra, err)
 	}
-	res, err := c.Run(ctx, t)
+	res, err := runPlanned(ctx, m.Store(), c, hash, toolRequestOf(o, inv), o.ship || needsShip(chains[first]), stdout, stderr)
 	var te *spindle.TaskError
 	switch {
 	case ctx.Err() != nil:
@@ -313,12 +296,17 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 	return res.ExitCode
 }
 
+// toolRequestOf is the run of inv under o.
+func toolRequestOf(o *toolexecOpts, inv *gotool.Invocation) *toolRequest {
+	return &toolRequest{Tool: inv.Tool, Args: inv.Args, Env: inv.Env, Mounts: inv.Mounts,
+		Files: inv.Files, Work: inv.Work, Ship: o.ship,
+		Key: inv.Work + "\x00" + strings.Join(inv.Args, "\x00"), Memory: o.memory, Timeout: o.timeout}
+}
+
 // runToolViaServer runs inv on the toolexec server (toolexecd.go).
 func runToolViaServer(ctx context.Context, o *toolexecOpts, dir string, inv *gotool.Invocation, stdout, stderr io.Writer) int {
 	began := time.Now()
-	req := &toolRequest{Tool: inv.Tool, Args: inv.Args, Env: inv.Env, Mounts: inv.Mounts,
-		Key: inv.Work + "\x00" + strings.Join(inv.Args, "\x00"), Memory: o.memory, Timeout: o.timeout}
-	rep, err := runViaServer(ctx, o, dir, req, stdout, stderr)
+	rep, err := runViaServer(ctx, o, dir, toolRequestOf(o, inv), stdout, stderr)
 	switch {
 	case ctx.Err() != nil:
 		return exitInterrupted

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,9 +50,13 @@ func goBuild(t *testing.T, cache, out string, flags ...string) string {
 // main package and a package with assembly with the wasip1 compile and
 // asm, fanned out over three local contexts, and links them with the
 // wasip1 link: the binary is the native build's, byte for byte, and runs.
-// The standard library comes from the build cache of a native build of
-// another program, so that only this module's packages run through
-// spindle (about ten tool runs, -V=full queries included).
+// So it is when the runs are shipped (--ship: each gets the files it
+// names as trees, and the outputs come back into $WORK), and over ssh,
+// where the runs are shipped because the context is on another machine
+// as far as spindle knows. The standard library comes from the build
+// cache of a native build of another program, so that only this module's
+// packages run through spindle (about ten tool runs, -V=full queries
+// included).
 func TestToolexecBuild(t *testing.T) {
 	testutil.VerifyNone(t)
 	tools := goTools(t)
@@ -58,54 +64,95 @@ func TestToolexecBuild(t *testing.T) {
 	dir := t.TempDir()
 	native := filepath.Join(dir, "native")
 	goBuild(t, filepath.Join(dir, "cache-native"), native)
-
-	// The other cache holds the standard library, natively built, and
-	// nothing of this module.
-	cache := filepath.Join(dir, "cache-wasm")
-	seed := exec.Command("go", "build", "-o", os.DevNull, "fmt")
-	seed.Env = append(os.Environ(), "GOCACHE="+cache, "GOFLAGS=", "GOWORK=off")
-	if b, err := seed.CombinedOutput(); err != nil {
-		t.Fatalf("go build fmt: %v\n%s", err, b)
+	want, err := os.ReadFile(native)
+	if err != nil {
+		t.Fatal(err)
 	}
 	// The spindle that go runs is a plain build (testutil.BuildBroker), not
 	// this test binary: under the race detector wazero would take many
 	// minutes to compile cmd/compile's 49 MB.
 	spindleBin := testutil.BuildBroker(t)
-	wasm := filepath.Join(dir, "wasm")
-	targets := []string{"local:tx-a", "local:tx-b", "local:tx-c"}
-	paths, err := serverPaths(spindleBin, tools, targets)
-	if err != nil {
-		t.Fatal(err)
+	local := []string{"-t", "local:tx-a", "-t", "local:tx-b", "-t", "local:tx-c"}
+	for _, tt := range []struct {
+		name  string
+		flags []string
+		ran   string // where the runs went, as -v says it
+		ssh   bool
+	}{
+		{"granted", local, "local:tx-", false},
+		{"shipped", append([]string{"--ship"}, local...), "local:tx-", false},
+		{"ssh", []string{"-t", "ssh://" + testutil.SSHHost}, "ssh://" + testutil.SSHHost, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			flags := tt.flags
+			if tt.ssh {
+				if os.Geteuid() != 0 {
+					t.Skip("needs root for sshd; CI runs as root")
+				}
+				s := testutil.StartSSHD(t)
+				forgetBroker(t, spindleBin, s)
+				flags = append([]string{"--ssh-config", s.SSHConfig}, flags...)
+			}
+			// The other cache holds the standard library, natively built,
+			// and nothing of this module.
+			cache := filepath.Join(t.TempDir(), "cache-wasm")
+			seed := exec.Command("go", "build", "-o", os.DevNull, "fmt")
+			seed.Env = append(os.Environ(), "GOCACHE="+cache, "GOFLAGS=", "GOWORK=off")
+			if b, err := seed.CombinedOutput(); err != nil {
+				t.Fatalf("go build fmt: %v\n%s", err, b)
+			}
+			o, err := parseToolexecArgs(append(flags, "compile"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			paths, err := serverPaths(spindleBin, tools, o.serverID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wasm := filepath.Join(t.TempDir(), "wasm")
+			out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" "+strings.Join(flags, " "))
+			for _, tool := range []string{"compile", "asm", "link"} {
+				if !strings.Contains(out, "spindle toolexec: "+tool+" ran on "+tt.ran) {
+					t.Errorf("go build -toolexec ran no %s through spindle on %s:\n%s", tool, tt.ran, out)
+				}
+			}
+			// One server ran them all, and exits once idle: nothing is left.
+			log, err := os.ReadFile(paths.log)
+			if err != nil || strings.Count(string(log), "msg=serving") != 1 {
+				t.Errorf("the server's log %s (%v), want one start:\n%s", paths.log, err, log)
+			}
+			waitServerGone(t, paths)
+			got, err := os.ReadFile(wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("the binary built with the wasip1 tools (%d bytes) differs from the native build's (%d bytes)", len(got), len(want))
+			}
+			if got, err := exec.Command(wasm).Output(); err != nil || string(got) != "2+3 = 5\n" {
+				t.Errorf("the binary printed %q (%v), want 2+3 = 5", got, err)
+			}
+		})
 	}
-	out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" -t "+strings.Join(targets, " -t "))
-	for _, tool := range []string{"compile", "asm", "link"} {
-		if !strings.Contains(out, "spindle toolexec: "+tool+" ran on local:tx-") {
-			t.Errorf("go build -toolexec ran no %s through spindle:\n%s", tool, out)
-		}
-	}
-	// One server ran them all, and exits once idle: nothing is left.
-	log, err := os.ReadFile(paths.log)
-	if err != nil || strings.Count(string(log), "msg=serving") != 1 {
-		t.Errorf("the server's log %s (%v), want one start:\n%s", paths.log, err, log)
-	}
-	waitServerGone(t, paths)
 	if runtime.GOARCH != "amd64" {
 		t.Logf("on %s p has no assembly", runtime.GOARCH)
 	}
-	a, err := os.ReadFile(native)
+}
+
+// forgetBroker removes the broker binary bin from the caches the ssh
+// logins of s keep it in, when the test ends.
+func forgetBroker(t *testing.T, bin string, s *testutil.SSHD) {
+	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(wasm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a, b) {
-		t.Errorf("the binary built with the wasip1 tools (%d bytes) differs from the native build's (%d bytes)", len(b), len(a))
-	}
-	if got, err := exec.Command(wasm).Output(); err != nil || string(got) != "2+3 = 5\n" {
-		t.Errorf("the binary printed %q (%v), want 2+3 = 5", got, err)
-	}
+	sum := sha256.Sum256(data)
+	name := "spindle-" + hex.EncodeToString(sum[:])
+	t.Cleanup(func() {
+		for _, home := range []string{"/root", "/home/" + s.Unpriv} {
+			os.Remove(filepath.Join(home, ".cache/spindle/bin", name))
+		}
+	})
 }
 
 // TestToolexecErrors: what spindle toolexec refuses, each with exit 2 and
@@ -127,7 +174,7 @@ func TestToolexecErrors(t *testing.T) {
 		{"no tools built", []string{"toolexec", "--tools", empty, compile, "-V=full"}, "build them with make gotools"},
 		{"tools of another Go", []string{"toolexec", "--tools", stale, compile, "-V=full"}, "were built with go1.2.3"},
 		{"not a GOROOT tool", []string{"toolexec", "/usr/bin/compile", "-V=full"}, "is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH"},
-		{"another machine", []string{"toolexec", "-t", "ssh://example.com", compile, "-V=full"}, "its ssh hop leaves this machine"},
+		{"-K", []string{"toolexec", "-K", "-t", "sudo://root", compile, "-V=full"}, "without a terminal to ask on"},
 		{"bad flag", []string{"toolexec", "--memory", "9GiB", compile}, "--memory"},
 		{"idle without unit", []string{"toolexec", "--idle", "30", compile}, `--idle "30": a duration needs a unit, as 30s or 30ms`},
 		{"idle not positive", []string{"toolexec", "--idle", "0s", compile}, `--idle "0s": must be positive`},

@@ -50,7 +50,10 @@ type toolRequest struct {
 	Args    []string          `json:"args"`
 	Env     map[string]string `json:"env"`
 	Mounts  []gotool.Mount    `json:"mounts"`
-	Key     string            `json:"key"` // spreads runs over the targets
+	Files   []string          `json:"files,omitempty"` // gotool's Invocation.Files
+	Work    string            `json:"work,omitempty"`
+	Ship    bool              `json:"ship,omitempty"` // ship even to a context of this machine
+	Key     string            `json:"key"`            // spreads runs over the targets
 	Memory  int64             `json:"memory"`
 	Timeout time.Duration     `json:"timeout"`
 }
@@ -72,11 +75,15 @@ const (
 	frameHeaderBytes = 5
 )
 
+// serverID is what tells o's server from another's, besides the binary
+// and the tools: the targets and the flags that reach them.
+func (o *toolexecOpts) serverID() []string { return append(o.conn.args(), o.targets...) }
+
 // toolServerPaths are a server's socket, lock, pid and log files.
 type toolServerPaths struct{ sock, lock, pid, log string }
 
 // serverPaths names the server of the spindle binary exe, tools directory
-// and targets, for this user, and makes its directory (0700, checked).
+// and targets (with the connection flags), for this user, and makes its directory (0700, checked).
 func serverPaths(exe, toolsDir string, targets []string) (toolServerPaths, error) {
 	dir := filepath.Join(os.TempDir(), "spindle-toolexec-"+strconv.Itoa(os.Getuid()))
 	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
@@ -138,7 +145,7 @@ func runViaServer(ctx context.Context, o *toolexecOpts, toolsDir string, req *to
 	if err != nil {
 		return nil, err
 	}
-	paths, err := serverPaths(exe, toolsDir, o.targets)
+	paths, err := serverPaths(exe, toolsDir, o.serverID())
 	if err != nil {
 		return nil, fmt.Errorf("toolexec server: %w", err)
 	}
@@ -215,7 +222,7 @@ func dialServer(ctx context.Context, o *toolexecOpts, toolsDir string, p toolSer
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"toolexec", "--serve", "--tools", toolsDir, "--idle", o.idle.String()}
+	args := append([]string{"toolexec", "--serve", "--tools", toolsDir, "--idle", o.idle.String()}, o.conn.args()...)
 	for _, t := range o.targets {
 		args = append(args, "-t", t)
 	}
@@ -304,6 +311,7 @@ func serveTools(o *toolexecOpts, stderr io.Writer) int {
 	}
 	defer m.Close()
 	s.m, s.fl = m, spindle.NewFleet(m)
+	s.fl.Defaults = o.conn.defaults()
 	for _, name := range gotool.Tools {
 		wasm, err := os.ReadFile(filepath.Join(o.tools, name+".wasm"))
 		if err != nil {
@@ -458,12 +466,6 @@ func (s *toolServer) serve(c net.Conn) {
 	}()
 	i := s.pick(req.Key)
 	defer s.release(i)
-	t := spindle.Task{Module: hash, Task: req.Tool, Args: req.Args, Env: req.Env, DevNull: true,
-		Stdout: frameWriter{&mu, c, 'o'}, Stderr: frameWriter{&mu, c, 'e'},
-		Limits: spindle.Limits{Timeout: req.Timeout, MemoryPages: uint32(req.Memory >> 16)}}
-	for _, mt := range req.Mounts {
-		t.Mounts = append(t.Mounts, spindle.Mount{Host: mt.Dir, Guest: mt.Dir, ReadOnly: mt.ReadOnly})
-	}
 	began := time.Now()
 	rep := toolReply{Target: s.targets[i]}
 	cx, err := s.fl.Get(ctx, s.chains[i])
@@ -473,11 +475,14 @@ func (s *toolServer) serve(c net.Conn) {
 		reply(rep)
 		return
 	}
-	res, err := cx.Run(ctx, t)
+	res, err := runPlanned(ctx, s.m.Store(), cx, hash, &req, req.Ship || needsShip(s.chains[i]),
+		frameWriter{&mu, c, 'o'}, frameWriter{&mu, c, 'e'})
 	var te *spindle.TaskError
 	switch {
 	case errors.As(err, &te):
 		rep.Exit, rep.Error, rep.Kind, rep.Class = 1, te.Message, te.Kind, "task"
+	case errors.As(err, new(shipError)):
+		rep.Exit, rep.Error, rep.Class = exitCIInfra, err.Error(), "infra"
 	case err != nil:
 		s.fl.Forget(s.chains[i]) // lost: the next run starts it again
 		rep.Exit, rep.Error, rep.Class = exitCIInfra, err.Error(), "infra"
