@@ -154,6 +154,9 @@ func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
 	if err := c.list(cwd); err != nil {
 		return nil, err
 	}
+	if name == "asm" {
+		c.asmIncludes()
+	}
 	mounts, work, err := c.mounts()
 	if err != nil {
 		return nil, err
@@ -191,6 +194,7 @@ type collector struct {
 	cwd, goroot string
 	dirs        map[string]bool // directories to grant
 	files       map[string]bool // what a shipped run needs: files, and directories whole
+	incdirs     []string        // -I and -L directories, absolute, in order
 	work        string          // go's work directory, when seen
 }
 
@@ -232,6 +236,7 @@ func (c *collector) args(args []string, depth int) error {
 			// A directory searched: shipped whole.
 			if p := c.grant(a); p != "" {
 				c.files[p] = true
+				c.incdirs = append(c.incdirs, p)
 			}
 			continue
 		}
@@ -389,6 +394,52 @@ func (c *collector) shipped() ([]string, error) {
 		return nil, fmt.Errorf("gotool: the invocation names %d files (at most %d)", len(out), MaxFiles)
 	}
 	return out, nil
+}
+
+// includeRE matches an #include line of an assembly source or header.
+var includeRE = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+)[">]`)
+
+// maxIncludeDepth bounds how deeply asmIncludes follows headers.
+const maxIncludeDepth = 16
+
+// asmIncludes ships the headers asm's sources include from below their
+// own directory (runtime's "cgo/abi_amd64.h"), which listing the working
+// directory does not reach: asm looks for an include in the directory of
+// the file it assembles, then in each -I directory. A header is scanned
+// for its own includes in turn.
+func (c *collector) asmIncludes() {
+	seen := map[string]bool{}
+	for _, p := range slices.Sorted(maps.Keys(c.files)) {
+		if strings.HasSuffix(p, ".s") {
+			c.includes(p, filepath.Dir(p), seen, 0)
+		}
+	}
+}
+
+func (c *collector) includes(file, top string, seen map[string]bool, depth int) {
+	if depth > maxIncludeDepth || seen[file] || len(seen) >= MaxFiles {
+		return
+	}
+	seen[file] = true
+	b, err := c.read(file)
+	if err != nil {
+		return // asm says what is wrong with it
+	}
+	for _, m := range includeRE.FindAllSubmatch(b, -1) {
+		name := string(m[1])
+		dirs := []string{top}
+		if filepath.IsAbs(name) {
+			dirs = []string{""}
+		}
+		for _, d := range append(dirs, c.incdirs...) {
+			p := filepath.Join(d, name)
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				c.path(p)
+				c.includes(p, top, seen, depth+1)
+				break
+			}
+		}
+	}
 }
 
 // workDir is the go-buildNNN directory p lies in, or "".

@@ -95,6 +95,27 @@ func TestPlanCompile(t *testing.T) {
 		t.Errorf("asm: files = %q, want %q", inv.Files, want)
 	}
 
+	// The headers its sources include from below their directory go
+	// too, and theirs (found beside the source, as asm looks), not the
+	// rest of that directory; one that is nowhere is left to asm.
+	sub := filepath.Join(f.pkg, "cgo")
+	if err := os.MkdirAll(filepath.Join(sub, "deeper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(f.pkg, "asm.s"), "#include \"textflag.h\"\n  # include \"cgo/abi.h\"\n#include \"nowhere.h\"\nTEXT x(SB),0,$0\n")
+	write(t, filepath.Join(sub, "abi.h"), "#include \"cgo/deeper/more.h\"\n")
+	write(t, filepath.Join(sub, "deeper", "more.h"), "// nothing\n")
+	write(t, filepath.Join(sub, "unrelated.c"), "")
+	inv, err = Plan([]string{asm, "-I", f.b001 + "/", "-I", filepath.Join(f.goroot, "pkg", "include"), "-o", f.b001 + "/asm.o", "./asm.s"},
+		f.pkg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{f.b001, filepath.Join(f.goroot, "pkg", "include"), filepath.Join(f.pkg, "asm.s"), filepath.Join(sub, "abi.h"),
+		filepath.Join(sub, "deeper", "more.h"), filepath.Join(f.pkg, "main.go")}; !reflect.DeepEqual(inv.Files, want) {
+		t.Errorf("asm with includes: files = %q, want %q", inv.Files, want)
+	}
+
 	// A response file is read as arguments.
 	write(t, filepath.Join(f.b001, "args"), "-importcfg\n"+f.b001+"/importcfg\n")
 	inv, err = Plan([]string{f.tool, "@" + f.b001 + "/args"}, f.pkg, nil)
