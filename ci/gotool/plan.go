@@ -16,16 +16,18 @@
 // mount each, any other directory (a package's) read-only, and the
 // build's work directory ($WORK, go-buildNNN) read-write, the one place a
 // tool writes. Nothing else of the machine is there: a path outside the
-// mounts does not exist for the tool.
+// mounts does not exist for the tool. The working directory is granted
+// only when an argument names a path relative to it: go starts compile in
+// its own working directory (which may be / or hold $WORK) and names
+// every file absolutely, asm in the package's directory.
 //
 // # What a tool is shipped
 //
 // On another machine the directories are not there: the caller ships
 // Invocation.Files instead, as trees at the same paths. They are what the
 // tool reads: each regular file the invocation names (the importcfg's
-// archives one by one, not the whole build cache), the files directly in
-// its working directory (a package's sources, and the headers asm
-// includes from there), each -I or -L directory whole, and in $WORK the
+// archives one by one, not the whole build cache; the sources), the
+// headers asm's sources include, each -I or -L directory whole, and in $WORK the
 // directories its outputs go to, whole (the action's own directory,
 // b001/, holding its inputs). A directory named for another reason (a
 // -trimpath prefix) is not shipped.
@@ -69,12 +71,8 @@ const (
 	MaxMounts    = 1024
 )
 
-// MaxFiles bounds Invocation.Files, and MaxListed the entries Plan lists
-// of the working directory.
-const (
-	MaxFiles  = 100_000
-	MaxListed = 10_000
-)
+// MaxFiles bounds Invocation.Files.
+const MaxFiles = 100_000
 
 // Mount is a directory of this machine granted to the tool at the same
 // path.
@@ -149,10 +147,6 @@ func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
 	if len(inv.Args) == 1 && strings.HasPrefix(inv.Args[0], "-V") {
 		// The go command asks for the tool's version: nothing to see.
 		return inv, nil
-	}
-	c.dirs[cwd] = true
-	if err := c.list(cwd); err != nil {
-		return nil, err
 	}
 	if name == "asm" {
 		c.asmIncludes()
@@ -357,28 +351,6 @@ func (c *collector) grant(p string) string {
 		c.dirs[filepath.Dir(p)] = true
 	}
 	return p
-}
-
-// list ships the regular files directly in dir (the working directory).
-func (c *collector) list(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("gotool: %w", err)
-	}
-	defer f.Close()
-	des, err := f.ReadDir(MaxListed + 1)
-	if err != nil && err != io.EOF {
-		return fmt.Errorf("gotool: %s: %w", dir, err)
-	}
-	if len(des) > MaxListed {
-		return fmt.Errorf("gotool: the working directory %s holds more than %d entries", dir, MaxListed)
-	}
-	for _, de := range des {
-		if de.Type().IsRegular() {
-			c.files[filepath.Join(dir, de.Name())] = true
-		}
-	}
-	return nil
 }
 
 // shipped is Invocation.Files: the files and directories to ship, sorted,

@@ -112,15 +112,27 @@ func TestPlanCompile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := []string{f.b001, filepath.Join(f.goroot, "pkg", "include"), filepath.Join(f.pkg, "asm.s"), filepath.Join(sub, "abi.h"),
-		filepath.Join(sub, "deeper", "more.h"), filepath.Join(f.pkg, "main.go")}; !reflect.DeepEqual(inv.Files, want) {
+		filepath.Join(sub, "deeper", "more.h")}; !reflect.DeepEqual(inv.Files, want) {
 		t.Errorf("asm with includes: files = %q, want %q", inv.Files, want)
 	}
 
 	// A response file is read as arguments.
 	write(t, filepath.Join(f.b001, "args"), "-importcfg\n"+f.b001+"/importcfg\n")
 	inv, err = Plan([]string{f.tool, "@" + f.b001 + "/args"}, f.pkg, nil)
-	if err != nil || len(inv.Mounts) != 3 || inv.Mounts[0].Dir != f.cache {
-		t.Errorf("@args: %+v, %v; want the cache from the importcfg it names", inv, err)
+	if err != nil || len(inv.Mounts) != 2 || inv.Mounts[0].Dir != f.cache {
+		t.Errorf("@args: %+v, %v; want the cache from the importcfg it names, and $WORK", inv, err)
+	}
+
+	// go starts compile in its own working directory, naming every file
+	// absolutely: that directory is not granted, even when it holds $WORK
+	// (go build run in /tmp) or is /.
+	abs := []string{f.tool, "-o", f.b001 + "/_pkg_.a", "-p", "main", "-importcfg", f.b001 + "/importcfg", "-pack", filepath.Join(f.pkg, "main.go")}
+	for _, cwd := range []string{filepath.Dir(f.work), "/"} {
+		inv, err = Plan(abs, cwd, nil)
+		want := []Mount{{Dir: f.cache, ReadOnly: true}, {Dir: f.work}, {Dir: f.pkg, ReadOnly: true}}
+		if err != nil || !reflect.DeepEqual(inv.Mounts, want) || inv.Env["PWD"] != cwd {
+			t.Errorf("compile started in %s: %+v, %v; want mounts %+v and PWD %s", cwd, inv, err, want, cwd)
+		}
 	}
 }
 
