@@ -276,6 +276,23 @@ func (s *Store) pin(h string, b []byte) error {
 	return s.writeDisk(h, b)
 }
 
+// Release makes the pinned blob h cached: kept in the memory LRU, and in
+// the dir where Put wrote it, within their bounds, instead of for the
+// store's life. A process that pins blobs for one use (a run's outputs,
+// pulled to be written out) releases them after it, so that a long-lived
+// one stays bounded. A blob that is not pinned is left as it is.
+func (s *Store) Release(h string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.pinned[h]
+	if !ok {
+		return
+	}
+	delete(s.pinned, h)
+	s.pinnedBytes -= int64(len(b))
+	s.memPutLocked(h, b)
+}
+
 // pinLocal pins h if the store holds it; it reports whether it does.
 func (s *Store) pinLocal(h string) bool {
 	if s.isPinned(h) {

@@ -136,6 +136,22 @@ func TestStoreMemoryLRU(t *testing.T) {
 	if !st.Has(small) {
 		t.Error("a blob pinned after it was cached was evicted")
 	}
+	// A released blob is cached: it counts, and is evicted in its turn.
+	st.Release(pin)
+	if s := st.Stats(); s.PinnedBytes != 10 || !st.Has(pin) {
+		t.Errorf("after Release: %+v, has %v; want 10 pinned bytes and the blob still held", s, st.Has(pin))
+	}
+	for i := range 4 {
+		putCached(t, st, blob(20+i, 1000))
+	}
+	if st.Has(pin) {
+		t.Error("a released blob was never evicted")
+	}
+	st.Release(pin) // neither pinned nor held: nothing
+	st.Release(small)
+	if s := st.Stats(); s.PinnedBytes != 0 {
+		t.Errorf("after releasing both: %d pinned bytes, want 0", s.PinnedBytes)
+	}
 	if _, err := modules.NewStoreConfig(modules.StoreConfig{MaxMemBytes: -1}); err == nil {
 		t.Error("negative bound accepted")
 	}

@@ -227,8 +227,8 @@ func (c *collector) args(args []string, depth int) error {
 			}
 			continue
 		case i > 0 && (args[i-1] == "-I" || args[i-1] == "-L"):
-			// A directory searched: shipped whole.
-			if p := c.grant(a); p != "" {
+			// A directory searched: shipped whole, if it is there.
+			if p := c.grant(a); p != "" && isDir(p) {
 				c.files[p] = true
 				c.incdirs = append(c.incdirs, p)
 			}
@@ -462,6 +462,11 @@ func (c *collector) mounts() ([]Mount, string, error) {
 // within reports whether p is dir or lies inside it.
 func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // inShipped reports whether a directory above p is shipped whole.

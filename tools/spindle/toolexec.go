@@ -40,18 +40,20 @@ session of its own) that keeps one master, a context per target and the
 compiled tools resident: each later run is a fresh instance of a tool
 compiled once, not a reload. It serves only its own user, through a
 socket under $TMPDIR/spindle-toolexec-UID/, and exits after --idle with no
-run; a rebuilt spindle, other --tools or other targets get their own.
+run; a rebuilt spindle, other --tools, targets or connection flags get
+their own.
 
 On a context of this machine (local:NAME, sudo://USER and chains of
 them) the directories are granted as mounts. On any other (a hop of ssh,
 a container, ...) the run is shipped: the files it names (the archives its
 importcfg lists, the package's sources, its action directory in $WORK) go
 as trees at the same paths, each blob once per context, and what it writes
-in $WORK comes back and is written there before go reads it. --ship ships
+in $WORK comes back and is written there before go reads it (into the
+run's own directories only, bounded in files and bytes). --ship ships
 to a context of this machine too. The wasm sandbox and its mounts are the
 boundary: the contexts run without the OS layers of spindle exec's
-(Landlock would confine them to their cache and work root, where the
-tool's files are not).
+(Landlock would confine them to their cache and work root, where a
+granted run's files are not).
 
 flags:
   -t, --target T     where to run; repeatable: concurrent tool runs (go
@@ -280,7 +282,8 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 		}
 		return fail(exitCIInfra, err)
 	}
-	res, err := runPlanned(ctx, m.Store(), c, hash, toolRequestOf(o, inv), o.ship || needsShip(chains[first]), stdout, stderr)
+	ship := o.ship || needsShip(chains[first])
+	res, err := runPlanned(ctx, m.Store(), c, hash, toolRequestOf(o, inv), ship, stdout, stderr)
 	var te *spindle.TaskError
 	switch {
 	case ctx.Err() != nil:
@@ -291,7 +294,7 @@ func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdou
 		return fail(exitCIInfra, err)
 	}
 	if o.conn.verbosity > 0 {
-		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s in %s, exit %d\n", inv.Tool, o.targets[first], round(time.Since(began)), res.ExitCode)
+		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s%s in %s, exit %d\n", inv.Tool, o.targets[first], shippedNote(ship), round(time.Since(began)), res.ExitCode)
 	}
 	return res.ExitCode
 }
@@ -319,8 +322,16 @@ func runToolViaServer(ctx context.Context, o *toolexecOpts, dir string, inv *got
 		fmt.Fprintf(stderr, "spindle toolexec: %s: %s\n", inv.Tool, rep.Error)
 	}
 	if o.conn.verbosity > 0 {
-		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s in %s (%s in the server), exit %d\n",
-			inv.Tool, rep.Target, round(time.Since(began)), round(time.Duration(rep.Elapsed)), rep.Exit)
+		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s%s in %s (%s in the server), exit %d\n",
+			inv.Tool, rep.Target, shippedNote(rep.Shipped), round(time.Since(began)), round(time.Duration(rep.Elapsed)), rep.Exit)
 	}
 	return rep.Exit
+}
+
+// shippedNote marks a shipped run in -v's line.
+func shippedNote(shipped bool) string {
+	if shipped {
+		return " (shipped)"
+	}
+	return ""
 }

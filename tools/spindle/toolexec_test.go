@@ -74,14 +74,15 @@ func TestToolexecBuild(t *testing.T) {
 	spindleBin := testutil.BuildBroker(t)
 	local := []string{"-t", "local:tx-a", "-t", "local:tx-b", "-t", "local:tx-c"}
 	for _, tt := range []struct {
-		name  string
-		flags []string
-		ran   string // where the runs went, as -v says it
-		ssh   bool
+		name    string
+		flags   []string
+		ran     string // where the runs went, as -v says it
+		ssh     bool
+		shipped bool
 	}{
-		{"granted", local, "local:tx-", false},
-		{"shipped", append([]string{"--ship"}, local...), "local:tx-", false},
-		{"ssh", []string{"-t", "ssh://" + testutil.SSHHost}, "ssh://" + testutil.SSHHost, true},
+		{"granted", local, "local:tx-", false, false},
+		{"shipped", append([]string{"--ship"}, local...), "local:tx-", false, true},
+		{"ssh", []string{"-t", "ssh://" + testutil.SSHHost}, "ssh://" + testutil.SSHHost, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			flags := tt.flags
@@ -115,6 +116,10 @@ func TestToolexecBuild(t *testing.T) {
 				if !strings.Contains(out, "spindle toolexec: "+tool+" ran on "+tt.ran) {
 					t.Errorf("go build -toolexec ran no %s through spindle on %s:\n%s", tool, tt.ran, out)
 				}
+			}
+			// Granted or shipped, as asked: every run one or the other.
+			if ran, shipped := strings.Count(out, " ran on "), strings.Count(out, " (shipped) in "); shipped != map[bool]int{true: ran, false: 0}[tt.shipped] {
+				t.Errorf("%d of %d runs shipped, want %s:\n%s", shipped, ran, map[bool]string{true: "all", false: "none"}[tt.shipped], out)
 			}
 			// One server ran them all, and exits once idle: nothing is left.
 			log, err := os.ReadFile(paths.log)

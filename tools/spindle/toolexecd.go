@@ -66,6 +66,7 @@ type toolReply struct {
 	Kind    string `json:"kind,omitempty"`    // a TaskError's kind
 	Class   string `json:"class,omitempty"`   // "usage", "infra" or "task" when Error is set
 	Elapsed int64  `json:"elapsed,omitempty"` // ns, in the server
+	Shipped bool   `json:"shipped,omitempty"` // the run's files were shipped, not granted
 }
 
 const (
@@ -475,8 +476,8 @@ func (s *toolServer) serve(c net.Conn) {
 		reply(rep)
 		return
 	}
-	res, err := runPlanned(ctx, s.m.Store(), cx, hash, &req, req.Ship || needsShip(s.chains[i]),
-		frameWriter{&mu, c, 'o'}, frameWriter{&mu, c, 'e'})
+	rep.Shipped = req.Ship || needsShip(s.chains[i])
+	res, err := runPlanned(ctx, s.m.Store(), cx, hash, &req, rep.Shipped, frameWriter{&mu, c, 'o'}, frameWriter{&mu, c, 'e'})
 	var te *spindle.TaskError
 	switch {
 	case errors.As(err, &te):

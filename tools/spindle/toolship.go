@@ -10,7 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
+	"sync/atomic"
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/ci/gotool"
@@ -26,7 +26,11 @@ import (
 // per compile); the work directory is a collected mount, a writable copy
 // of what the run needs of it, whose new and changed files come back
 // (TaskResult.OutputTree, pulled into this master's store) and are
-// written into the real $WORK before the go command reads them.
+// written into the real $WORK before the go command reads them: only
+// into the run's own directories there (those it was shipped), at most
+// modules.DefaultCollectFiles entries and DefaultCollectBytes bytes, and
+// released from the store's pinned tier after, so that a server that
+// runs a whole build stays bounded.
 
 // needsShip reports whether t runs the tool on another machine than this
 // one: a hop other than local and sudo.
@@ -62,10 +66,28 @@ func runPlanned(ctx context.Context, st *modules.Store, cx *spindle.Context, has
 	if err != nil || !ship || res.OutputTree == "" {
 		return res, err
 	}
-	if err := writeOutputs(st, res.OutputTree, req.Work); err != nil {
+	err = writeOutputs(st, res.OutputTree, req.Work, ownDirs(req.Files, req.Work))
+	if blobs, berr := st.Blobs(res.OutputTree); berr == nil {
+		for _, h := range blobs {
+			st.Release(h)
+		}
+	}
+	if err != nil {
 		return nil, shipError{fmt.Errorf("the run's outputs: %w", err)}
 	}
 	return res, nil
+}
+
+// ownDirs are the paths of files (gotool's Invocation.Files) inside work,
+// relative to it, slash-separated: where a shipped run may write.
+func ownDirs(files []string, work string) []string {
+	var out []string
+	for _, f := range files {
+		if rel, ok := below(f, work); ok && rel != "." {
+			out = append(out, rel)
+		}
+	}
+	return out
 }
 
 // shipError is a failure on this machine, shipping a run's files or
@@ -76,9 +98,11 @@ func (e shipError) Unwrap() error { return e.error }
 
 // toolMounts are a run's mounts: each directory at its path or, shipped,
 // a tree of the files named in it (a directory with none is left out),
-// the work directory a collected copy.
+// the work directory a collected copy. Shipped, a file in no mount is an
+// error: the plan promised none.
 func toolMounts(st *modules.Store, mounts []gotool.Mount, files []string, work string, ship bool) ([]spindle.Mount, error) {
 	var out []spindle.Mount
+	placed := make([]bool, len(files))
 	for _, mt := range mounts {
 		if !ship {
 			out = append(out, spindle.Mount{Host: mt.Dir, Guest: mt.Dir, ReadOnly: mt.ReadOnly})
@@ -86,9 +110,10 @@ func toolMounts(st *modules.Store, mounts []gotool.Mount, files []string, work s
 		}
 		isWork := mt.Dir == work && !mt.ReadOnly
 		var rels []string
-		for _, f := range files {
+		for i, f := range files {
 			if rel, ok := below(f, mt.Dir); ok {
 				rels = append(rels, rel)
+				placed[i] = true
 			}
 		}
 		if len(rels) == 0 && !isWork {
@@ -100,13 +125,18 @@ func toolMounts(st *modules.Store, mounts []gotool.Mount, files []string, work s
 		}
 		out = append(out, spindle.Mount{Tree: tree, Guest: mt.Dir, ReadOnly: !isWork, Collect: isWork})
 	}
+	for i, ok := range placed {
+		if ship && !ok {
+			return nil, fmt.Errorf("ship %s: in none of the run's directories", files[i])
+		}
+	}
 	return out, nil
 }
 
-// below is p relative to dir, slash-separated, if p lies inside dir (not
-// dir itself).
+// below is p relative to dir, slash-separated ("." for dir itself), if p
+// is dir or lies inside it.
 func below(p, dir string) (string, bool) {
-	if !strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/") {
+	if p != dir && !strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/") {
 		return "", false
 	}
 	rel, err := filepath.Rel(dir, p)
@@ -117,60 +147,140 @@ func below(p, dir string) (string, bool) {
 }
 
 // writeOutputs writes the regular files of tree into dir (which exists),
-// the directories on the way made as needed: each a new file of its own,
-// never a link into the store (go rewrites build IDs in place), in place
-// of what was there by rename. The tree came from a context: its names
-// are checked as it is decoded, it is written through an os.Root, and a
-// symlink in it is refused.
-func writeOutputs(st *modules.Store, tree, dir string) error {
+// the directories on the way made as needed, each file new (never a link
+// into the store: go rewrites build IDs in place) and renamed over what
+// was there. The tree came from a context: its names were checked as it
+// was decoded, it is written through an os.Root, a symlink in it is
+// refused, and so is anything outside own (paths relative to dir, where
+// the run may write) and a tree of more than modules.DefaultCollectFiles
+// entries or DefaultCollectBytes bytes once expanded (treeSize), before
+// anything is written.
+func writeOutputs(st *modules.Store, tree, dir string, own []string) error {
 	rt, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	return writeTree(st, rt, tree, ".", 0)
+	entries, bytes, err := treeSize(st, tree, map[string][2]int64{}, 0)
+	switch {
+	case err != nil:
+		return err
+	case entries > modules.DefaultCollectFiles:
+		return fmt.Errorf("more than %d entries", modules.DefaultCollectFiles)
+	case bytes > modules.DefaultCollectBytes:
+		return fmt.Errorf("more than %d bytes", modules.DefaultCollectBytes)
+	}
+	w := &outWriter{st: st, rt: rt, own: own}
+	return w.dir(tree, ".", 0)
 }
 
-func writeTree(st *modules.Store, rt *os.Root, digest, rel string, depth int) error {
+// treeSize is the entries and file bytes of tree once expanded, counted
+// before anything is written: each directory blob once (memo), its counts
+// multiplied where it is named again, so a tree that names one directory
+// from many places costs its distinct directories to refuse. The counts
+// stop growing past the bounds.
+func treeSize(st *modules.Store, digest string, memo map[string][2]int64, depth int) (entries, bytes int64, err error) {
+	if c, ok := memo[digest]; ok {
+		return c[0], c[1], nil
+	}
+	if depth > modules.MaxTreeDepth {
+		return 0, 0, fmt.Errorf("deeper than %d", modules.MaxTreeDepth)
+	}
+	d, err := st.ReadDir(digest)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range d.Entries {
+		entries++
+		switch e.Kind {
+		case modules.EntryDir:
+			n, b, err := treeSize(st, e.Digest, memo, depth+1)
+			if err != nil {
+				return 0, 0, err
+			}
+			entries, bytes = entries+n, bytes+b
+		case modules.EntryFile:
+			bytes += e.Size
+		}
+		entries = min(entries, modules.DefaultCollectFiles+1)
+		bytes = min(bytes, modules.DefaultCollectBytes+1)
+	}
+	memo[digest] = [2]int64{entries, bytes}
+	return entries, bytes, nil
+}
+
+// outWriter is one writeOutputs.
+type outWriter struct {
+	st  *modules.Store
+	rt  *os.Root
+	own []string
+}
+
+// where says whether rel lies in the run's own paths (inside), or is a
+// directory on the way to one (above).
+func (w *outWriter) where(rel string) (inside, above bool) {
+	for _, o := range w.own {
+		switch {
+		case rel == o || strings.HasPrefix(rel, o+"/"):
+			return true, false
+		case rel == "." || strings.HasPrefix(o, rel+"/"):
+			above = true
+		}
+	}
+	return false, above
+}
+
+func (w *outWriter) dir(digest, rel string, depth int) error {
 	if depth > modules.MaxTreeDepth {
 		return fmt.Errorf("%s: deeper than %d", rel, modules.MaxTreeDepth)
 	}
-	d, err := st.ReadDir(digest)
+	d, err := w.st.ReadDir(digest)
 	if err != nil {
 		return err
 	}
 	for _, e := range d.Entries {
 		p := path.Join(rel, e.Name)
-		switch e.Kind {
-		case modules.EntryDir:
-			if err := rt.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		inside, above := w.where(p)
+		switch {
+		case e.Kind == modules.EntryDir && (inside || above):
+			if inside {
+				if err := w.rt.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+					return err
+				}
+			}
+			if err := w.dir(e.Digest, p, depth+1); err != nil {
 				return err
 			}
-			if err := writeTree(st, rt, e.Digest, p, depth+1); err != nil {
-				return err
-			}
-		case modules.EntryFile:
-			b, ok := st.Get(e.Digest)
+		case e.Kind == modules.EntryFile && inside:
+			b, ok := w.st.Get(e.Digest)
 			if !ok {
 				return fmt.Errorf("%s: blob %.12s is not in the store", p, e.Digest)
+			}
+			if int64(len(b)) != e.Size {
+				return fmt.Errorf("%s: %d bytes, where its entry says %d", p, len(b), e.Size)
 			}
 			mode := fs.FileMode(0o644)
 			if e.Exec {
 				mode = 0o755
 			}
-			if err := replaceIn(rt, p, b, mode); err != nil {
+			if err := replaceIn(w.rt, p, b, mode); err != nil {
 				return err
 			}
-		default:
+		case e.Kind != modules.EntryDir && e.Kind != modules.EntryFile:
 			return fmt.Errorf("%s: a %s, where a tool writes files only", p, e.Kind)
+		default:
+			return fmt.Errorf("%s: outside the run's own directories in $WORK", p)
 		}
 	}
 	return nil
 }
 
+// tmpSeq numbers replaceIn's temporary files within this process.
+var tmpSeq atomic.Uint64
+
 // replaceIn writes b as p under rt: a new file, renamed over p.
 func replaceIn(rt *os.Root, p string, b []byte, mode fs.FileMode) error {
-	tmp := fmt.Sprintf("%s.spindle-%d", p, time.Now().UnixNano())
+	tmp := fmt.Sprintf("%s.spindle-%d-%d", p, os.Getpid(), tmpSeq.Add(1))
 	f, err := rt.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err

@@ -32,7 +32,7 @@ func TestWriteOutputs(t *testing.T) {
 	if err := os.Link(filepath.Join(work, "b001/_pkg_.a"), other); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeOutputs(st, tree, work); err != nil {
+	if err := writeOutputs(st, tree, work, []string{"b001"}); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"b001/_pkg_.a": "archive", "b001/exe/a.out": "binary"} {
@@ -58,8 +58,83 @@ func TestWriteOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeOutputs(st, tree, t.TempDir()); err == nil || !strings.Contains(err.Error(), "b001/link: a symlink") {
+	if err := writeOutputs(st, tree, t.TempDir(), []string{"b001"}); err == nil || !strings.Contains(err.Error(), "b001/link: a symlink") {
 		t.Errorf("writeOutputs of a tree with a symlink = %v, want it refused by name", err)
+	}
+}
+
+// TestWriteOutputsHostile: a tree from a hostile context costs a bounded
+// amount and writes nothing outside the run's own directories: a path
+// beside them, a directory named from many places (2^20 paths from 21
+// directory blobs), a file over a directory, a size that lies.
+func TestWriteOutputsHostile(t *testing.T) {
+	st, err := modules.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := st.Put([]byte("x"))
+	put := func(entries ...modules.Entry) (string, int64) {
+		t.Helper()
+		b, err := modules.EncodeDir(&modules.Dir{Entries: entries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := st.Put(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, int64(len(b))
+	}
+	fileEntry := func(name string) modules.Entry {
+		return modules.Entry{Name: name, Kind: modules.EntryFile, Digest: file, Size: 1}
+	}
+	dirEntry := func(name, h string, size int64) modules.Entry {
+		return modules.Entry{Name: name, Kind: modules.EntryDir, Digest: h, Size: size}
+	}
+	b001, n := put(fileEntry("_pkg_.a"))
+	b002, m := put(fileEntry("_pkg_.a"))
+	beside, _ := put(dirEntry("b001", b001, n), dirEntry("b002", b002, m))
+
+	bomb, size := put(fileEntry("f"))
+	for range 20 {
+		bomb, size = put(dirEntry("a", bomb, size), dirEntry("b", bomb, size))
+	}
+	bombTree, _ := put(dirEntry("b001", bomb, size))
+
+	overDir, _ := put(dirEntry("b001", func() string { h, _ := put(fileEntry("sub")); return h }(), 0))
+	liar, _ := put(dirEntry("b001", func() string {
+		h, _ := put(modules.Entry{Name: "big", Kind: modules.EntryFile, Digest: file, Size: 5})
+		return h
+	}(), 0))
+
+	for _, tt := range []struct {
+		name, tree, want string
+	}{
+		{"beside", beside, "b002: outside the run's own directories"},
+		{"bomb", bombTree, "more than 100000 entries"},
+		{"file over a directory", overDir, "sub"},
+		{"size that lies", liar, "b001/big: 1 bytes, where its entry says 5"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			work := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(work, "b001", "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(work, "b001", "sub", "keep"), []byte("kept"), 0o644)
+			if err := os.Mkdir(filepath.Join(work, "b002"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			err := writeOutputs(st, tt.tree, work, []string{"b001"})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("writeOutputs = %v, want an error with %q", err, tt.want)
+			}
+			if des, _ := os.ReadDir(filepath.Join(work, "b002")); len(des) != 0 {
+				t.Errorf("b002, not the run's, holds %d entries", len(des))
+			}
+			if b, err := os.ReadFile(filepath.Join(work, "b001", "sub", "keep")); err != nil || string(b) != "kept" {
+				t.Errorf("b001/sub/keep = %q, %v: a directory was replaced", b, err)
+			}
+		})
 	}
 }
 
@@ -92,6 +167,19 @@ func TestToolMounts(t *testing.T) {
 	d, err := st.ReadDir(got[0].Tree)
 	if err != nil || len(d.Entries) != 1 || d.Entries[0].Name != "main.go" {
 		t.Errorf("src's tree = %+v (%v), want main.go alone", d, err)
+	}
+
+	// A file that is its mount's directory ships it whole; one in no
+	// mount is an error.
+	got, err = toolMounts(st, mounts, []string{unused, filepath.Join(work, "b001")}, work, true)
+	if err != nil || len(got) != 2 || got[0].Guest != unused {
+		t.Fatalf("shipping a whole mount: %+v, %v", got, err)
+	}
+	if d, err := st.ReadDir(got[0].Tree); err != nil || len(d.Entries) != 1 || d.Entries[0].Name != "x" {
+		t.Errorf("the whole mount's tree = %+v (%v), want x", d, err)
+	}
+	if _, err := toolMounts(st, mounts, []string{"/elsewhere/f"}, work, true); err == nil || !strings.Contains(err.Error(), "/elsewhere/f: in none of the run's directories") {
+		t.Errorf("a file in no mount: %v", err)
 	}
 
 	got, err = toolMounts(st, mounts, files, work, false)
