@@ -24,7 +24,10 @@ if [ ${#pkgs[@]} -eq 0 ]; then
 		path text/tabwriter encoding/hex encoding/base64 encoding/csv hash/crc32)
 fi
 spindle=$PWD/bin/spindle
-[ -x "$spindle" ] || { echo "benchgotest: $spindle missing: run make build" >&2; exit 1; }
+[ -x "$spindle" ] || {
+	echo "benchgotest: $spindle missing: run make build" >&2
+	exit 1
+}
 export GOFLAGS= GOWORK=off
 goroot=$(go env GOROOT)
 wazero=$(command -v wazero || true)
@@ -32,34 +35,12 @@ wazero=$(command -v wazero || true)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# wall CMD...: the seconds CMD takes; its output goes to $tmp/out, and a
-# failing CMD stops the benchmark with that output.
-wall() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	if ! "$@" >"$tmp/out" 2>&1; then
-		echo "benchgotest: failed: $*" >&2
-		tail -20 "$tmp/out" >&2
-		exit 1
-	fi
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bench=benchgotest
+# shellcheck source=tools/benchlib.sh
+. tools/benchlib.sh
 
 wasmtest() { GOOS=wasip1 GOARCH=wasm go test "$@" "${pkgs[@]}"; }
 wazerotest() { GOWASIRUNTIME=wazero wasmtest "$@"; }
-
-declare -A rows
-row() { # NAME CMD...
-	local name=$1 ts=()
-	shift
-	for _ in $(seq "$runs"); do ts+=("$(wall "$@")"); done
-	rows[$name]=$(median "${ts[@]}")
-}
 
 echo "benchgotest: ${#pkgs[@]} packages, median of $runs runs each: ${pkgs[*]}" >&2
 wall wasmtest -count=1 -exec "$spindle exec -t local:a" >/dev/null # warm-up: the build cache

@@ -20,28 +20,17 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-1}
 pkg=${1:-github.com/itchyny/gojq/cmd/gojq@v0.12.17}
 spindle=$PWD/bin/spindle
-[ -x "$spindle" ] && [ -f bin/gotools/VERSION ] || { echo "benchtoolexec: bin/spindle or bin/gotools missing: run make build gotools" >&2; exit 1; }
+[ -x "$spindle" ] && [ -f bin/gotools/VERSION ] || {
+	echo "benchtoolexec: bin/spindle or bin/gotools missing: run make build gotools" >&2
+	exit 1
+}
 export GOFLAGS= GOWORK=off
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# wall CMD...: the seconds CMD takes; a failing CMD stops the benchmark
-# with its output.
-wall() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	if ! "$@" >"$tmp/out" 2>&1; then
-		echo "benchtoolexec: failed: $*" >&2
-		tail -20 "$tmp/out" >&2
-		exit 1
-	fi
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bench=benchtoolexec
+# shellcheck source=tools/benchlib.sh
+. tools/benchlib.sh
 
 # build NAME [TOOLEXEC]: go install of pkg into $tmp/NAME from an empty
 # build cache $tmp/cache-NAME (kept, for the unchanged rebuild).
@@ -60,18 +49,13 @@ rebuild() { # NAME [TOOLEXEC]: the same build, its cache full
 
 sum() { sha256sum "$tmp/$1"/* | awk '{print $1}'; }
 
-declare -A rows
-row() { # NAME CMD...
-	local name=$1 ts=()
-	shift
-	for _ in $(seq "$runs"); do ts+=("$(wall "$@")"); done
-	rows[$name]=$(median "${ts[@]}")
-}
-
 te="$spindle toolexec --idle 60s"
 three="-t local:a -t local:b -t local:c"
 # The module's download is not the build's.
-GOBIN="$tmp/dl" go install -n "$pkg" >/dev/null 2>&1 || { echo "benchtoolexec: cannot fetch $pkg" >&2; exit 1; }
+GOBIN="$tmp/dl" go install -n "$pkg" >/dev/null 2>&1 || {
+	echo "benchtoolexec: cannot fetch $pkg" >&2
+	exit 1
+}
 echo "benchtoolexec: $pkg, median of $runs runs each" >&2
 # Warm-up: each server starts, with its tools.
 compile="$(go env GOROOT)/pkg/tool/$(go env GOHOSTOS)_$(go env GOHOSTARCH)/compile"
