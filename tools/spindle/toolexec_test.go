@@ -53,7 +53,8 @@ func goBuild(t *testing.T, cache, out string, flags ...string) string {
 // So it is when the runs are shipped (--ship: each gets the files it
 // names as trees, and the outputs come back into $WORK), and over ssh,
 // where the runs are shipped because the context is on another machine
-// as far as spindle knows. The standard library comes from the build
+// as far as spindle knows (p's assembly includes a header from below its
+// directory, which a shipped asm gets only by its includes followed). The standard library comes from the build
 // cache of a native build of another program, so that only this module's
 // packages run through spindle (about ten tool runs, -V=full queries
 // included).
