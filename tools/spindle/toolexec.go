@@ -70,7 +70,10 @@ flags:
                      machine, as to another's
   --no-server        run the tool from this process, starting its context
                      and loading the tool again (slow; for debugging)
-  -v, --verbose      say on stderr each run's tool, target and time
+  -v, --verbose      say on stderr each run's tool, target and time (go
+                     keeps a tool's stderr with its action and prints it
+                     again when it takes the action from its cache: on a
+                     warm build most of these lines are replays)
 ` + connUsage + `
 exit status: the tool's; 2 bad usage, missing or mismatched tools (said on
 stderr); 3 a target could not be reached or was lost; 1 when the tool
@@ -106,7 +109,15 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	for _, n := range []string{"t", "target"} {
-		fs.Func(n, "", func(v string) error { o.targets = append(o.targets, v); return nil })
+		fs.Func(n, "", func(v string) error {
+			if strings.Contains(v, "/pkg/tool/") {
+				// go build -toolexec 'spindle toolexec -t' put the tool's
+				// path where the target was missing.
+				return errors.New("the tool go runs, where a target was wanted: -t needs one (local:NAME, ssh://HOST, ...)")
+			}
+			o.targets = append(o.targets, v)
+			return nil
+		})
 	}
 	fs.StringVar(&o.tools, "tools", "", "")
 	fs.Func("memory", "", func(v string) (err error) { o.memory, err = parseSize("--memory", v, toolMaxMemory); return err })

@@ -180,6 +180,7 @@ func TestToolexecErrors(t *testing.T) {
 		{"no tools built", []string{"toolexec", "--tools", empty, compile, "-V=full"}, "build them with make gotools"},
 		{"tools of another Go", []string{"toolexec", "--tools", stale, compile, "-V=full"}, "were built with go1.2.3"},
 		{"not a GOROOT tool", []string{"toolexec", "/usr/bin/compile", "-V=full"}, "is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH"},
+		{"-t without a target", []string{"toolexec", "-t", compile, "-V=full"}, "the tool go runs, where a target was wanted"},
 		{"-K", []string{"toolexec", "-K", "-t", "sudo://root", compile, "-V=full"}, "without a terminal to ask on"},
 		{"bad flag", []string{"toolexec", "--memory", "9GiB", compile}, "--memory"},
 		{"idle without unit", []string{"toolexec", "--idle", "30", compile}, `--idle "30": a duration needs a unit, as 30s or 30ms`},
