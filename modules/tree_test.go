@@ -361,6 +361,32 @@ func TestPutDirHashCache(t *testing.T) {
 	if got := listTree(t, st, h3)["pkg3/f3.go"]; got != "f:package xx\n" {
 		t.Fatalf("changed file = %q", got)
 	}
+
+	// Collect uses it too (a shipped tool run's files, collected run after
+	// run): the unchanged files are not read again, the changed one is.
+	time.Sleep(1100 * time.Millisecond)
+	paths := []string{"pkg1", "pkg3/f3.go"}
+	c1, err := st.Collect(ws, paths, modules.CollectLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0, m0 := hc.Stats()
+	if c2, err := st.Collect(ws, paths, modules.CollectLimits{}); err != nil || c2 != c1 {
+		t.Fatalf("Collect again = %s, %v; want %s", c2, err, c1)
+	}
+	if hits, misses := hc.Stats(); hits-h0 != 26 || misses != m0 {
+		t.Fatalf("Collect again: %d hits, %d misses; want 26 hits (pkg1's 25 and f3.go), no read", hits-h0, misses-m0)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "pkg3/f3.go"), []byte("package yy\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c3, err := st.Collect(ws, paths, modules.CollectLimits{})
+	if err != nil || c3 == c1 {
+		t.Fatalf("Collect after a change = %s, %v; want a new digest", c3, err)
+	}
+	if got := listTree(t, st, c3)["pkg3/f3.go"]; got != "f:package yy\n" {
+		t.Fatalf("Collect: changed file = %q", got)
+	}
 }
 
 func TestMerge(t *testing.T) {

@@ -421,7 +421,8 @@ func (lim CollectLimits) orDefaults() CollectLimits {
 // way made for it. The walk opens dir with os.Root, never follows a
 // symlink (one is recorded as a symlink entry; one on the way to a
 // declared path is an error) and skips non-regular files. Blobs are stored
-// cached. A declared path that does not exist is an error naming it, and
+// cached; a file's hash is memoized in the store's HashCache as PutDir's
+// are, so an unchanged file whose blob is still held is not read again. A declared path that does not exist is an error naming it, and
 // so is passing lim.
 func (s *Store) Collect(dir string, paths []string, lim CollectLimits) (digest string, err error) {
 	if lim.MaxBytes < 0 || lim.MaxFiles < 0 {
@@ -437,7 +438,7 @@ func (s *Store) Collect(dir string, paths []string, lim CollectLimits) (digest s
 		return "", fmt.Errorf("modules: collect: %w", err)
 	}
 	defer rt.Close()
-	c := &collector{st: s, rt: rt, lim: lim}
+	c := &collector{st: s, root: filepath.Clean(dir), rt: rt, lim: lim}
 	top := &tnode{kids: make(map[string]*tnode)}
 	for _, p := range ps {
 		if p == "." {
@@ -562,6 +563,7 @@ func (s *Store) putDirCached(d *Dir) (string, int64, error) {
 // collector walks an output directory for Collect.
 type collector struct {
 	st    *Store
+	root  string // rt's path, for the HashCache
 	rt    *os.Root
 	lim   CollectLimits
 	files int
@@ -632,6 +634,16 @@ func (c *collector) file(rel string, fi fs.FileInfo) (string, int64, error) {
 		return "", 0, fileTooLarge("collect", strconv.Quote(rel), fi.Size())
 	}
 	left = min(left, MaxFileBytes)
+	// An unchanged file whose blob the store still holds is not read
+	// again (the files a shipped tool run names, collected run after run).
+	p := filepath.Join(c.root, filepath.FromSlash(rel))
+	key, keyed := statKeyOf(fi)
+	if keyed {
+		if h, ok := c.st.hc.lookup(p, key); ok && c.st.Has(h) {
+			c.bytes += key.size
+			return h, key.size, nil
+		}
+	}
 	f, err := c.open(rel, fi)
 	if err != nil {
 		return "", 0, err
@@ -651,6 +663,9 @@ func (c *collector) file(rel string, fi fs.FileInfo) (string, int64, error) {
 	h := Hash(b)
 	if err := c.st.cache(h, b); err != nil {
 		return "", 0, err
+	}
+	if keyed && int64(len(b)) == key.size {
+		c.st.hc.store(p, key, h)
 	}
 	return h, int64(len(b)), nil
 }
