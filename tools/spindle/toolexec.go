@@ -55,6 +55,10 @@ boundary: the contexts run without the OS layers of spindle exec's
 (Landlock would confine them to their cache and work root, where a
 granted run's files are not).
 
+go runs at most -p tools at once (default: this machine's CPUs); with
+targets on other machines, raise it to what they can run together
+(go build -p 16 -toolexec ...).
+
 flags:
   -t, --target T     where to run; repeatable: concurrent tool runs (go
                      build -p) spread over the targets (default "local")
