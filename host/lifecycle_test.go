@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -655,6 +656,72 @@ func TestPathAttrsDescriptors(t *testing.T) {
 		{"not open", 99, false, 8},
 	} {
 		mod := compileRaw(t, h, "attrs-"+tc.name, build(tc.fd, tc.viaFile))
+		res, err := h.Run(t.Context(), mod, host.Call{Grants: grants})
+		if err != nil || res.ExitCode != tc.want {
+			t.Errorf("%s: Run = %+v, %v; want exit %d", tc.name, res, err, tc.want)
+		}
+	}
+}
+
+// TestPathAttrsHostileArgs: path_attrs and path_regrant given what no
+// honest guest passes answer with a code and cost nothing: a path or a
+// result past the end of memory, a length of 4 GiB (ERR_MEMORY, -1), a
+// regrant of no bits or of an unknown one (ERR_INVALID, -4), a path of
+// NULs (EINVAL, 28), a name of 5,000 bytes (ENAMETOOLONG, 37); the call
+// goes on to exit normally.
+func TestPathAttrsHostileArgs(t *testing.T) {
+	testutil.VerifyNone(t)
+	i32 := byte(testutil.WasmI32)
+	c := func(v int64) []byte { return append([]byte{0x41}, testutil.SLEB(v)...) } // i32.const
+	const page = 65536
+	build := func(regrant bool, args ...int64) []byte {
+		var m testutil.WasmModule
+		var fn uint32
+		if regrant {
+			fn = m.ImportFunc("spindle", "path_regrant", m.Type([]byte{i32, i32, i32, i32, i32}, []byte{i32}))
+		} else {
+			fn = m.ImportFunc("spindle", "path_attrs", m.Type([]byte{i32, i32, i32, i32}, []byte{i32}))
+		}
+		exit := m.ImportFunc("wasi_snapshot_preview1", "proc_exit", m.Type([]byte{i32}, nil))
+		m.Memory(1, -1)
+		var code []byte
+		for _, a := range args {
+			code = append(code, c(a)...)
+		}
+		code = append(code, 0x10)
+		code = append(code, testutil.ULEB(fn)...)
+		code = append(code, c(100)...)
+		code = append(code, 0x6a) // i32.add: exit 100+code
+		code = append(code, 0x10)
+		code = append(code, testutil.ULEB(exit)...)
+		m.Export("_start", 0, m.Func(m.Type(nil, nil), nil, code))
+		// 5,000 bytes of "a" at 1000: a name longer than any file system's.
+		long := strings.Repeat("a", 5000)
+		data := append([]byte{1, 0, 0x41}, testutil.SLEB(1000)...)
+		data = append(data, 0x0b)
+		data = append(data, testutil.ULEB(uint32(len(long)))...)
+		m.Extra = append(m.Extra, [2][]byte{{11}, append(data, long...)})
+		return m.Bytes()
+	}
+	h := newHost(t, host.Config{})
+	grants := host.Grants{Mounts: []host.Mount{{HostDir: t.TempDir(), GuestDir: "/"}}}
+	for _, tc := range []struct {
+		name    string
+		regrant bool
+		args    []int64 // fd, [what,] path, len, res
+		want    int
+	}{
+		{"attrs: path past the end", false, []int64{3, page - 2, 8, 0}, 100 - 1},
+		{"attrs: a 4 GiB length", false, []int64{3, 0, -1, 0}, 100 - 1},
+		{"attrs: result past the end", false, []int64{3, 0, 1, page - 4}, 100 - 1},
+		{"attrs: a path of 60,000 NULs", false, []int64{3, 0, 60000, 60000}, 100 + 28},
+		{"attrs: a name of 5,000 bytes", false, []int64{3, 1000, 5000, 60000}, 100 + 37},
+		{"regrant: no bits", true, []int64{3, 0, 0, 1, 16}, 100 - 4},
+		{"regrant: an unknown bit", true, []int64{3, 1 << 20, 0, 1, 16}, 100 - 4},
+		{"regrant: path past the end", true, []int64{3, 1, page - 2, 8, 16}, 100 - 1},
+		{"regrant: result past the end", true, []int64{3, 1, 0, 1, page - 2}, 100 - 1},
+	} {
+		mod := compileRaw(t, h, "attrs-hostile-"+tc.name, build(tc.regrant, tc.args...))
 		res, err := h.Run(t.Context(), mod, host.Call{Grants: grants})
 		if err != nil || res.ExitCode != tc.want {
 			t.Errorf("%s: Run = %+v, %v; want exit %d", tc.name, res, err, tc.want)
