@@ -66,8 +66,9 @@ done
 row native build native
 row granted build granted -toolexec "$te $three"
 row shipped build shipped -toolexec "$te --ship $three"
-row one build one -toolexec "$te -t local:a"
+# Again, unchanged, while that server is up (within its --idle).
 row again rebuild shipped -toolexec "$te --ship $three"
+row one build one -toolexec "$te -t local:a"
 for name in granted shipped one; do
 	if [ "$(sum "$name")" != "$(sum native)" ]; then
 		echo "benchtoolexec: the $name build's binary differs from the native one" >&2
