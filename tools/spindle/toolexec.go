@@ -61,7 +61,10 @@ targets on other machines, raise it to what they can run together
 
 flags:
   -t, --target T     where to run; repeatable: concurrent tool runs (go
-                     build -p) spread over the targets (default "local")
+                     build -p) spread over the targets (default "local");
+                     one that cannot be started or is lost (before the run
+                     printed anything) is passed over for 30s and the run
+                     goes to another
   --tools DIR        the wasip1 tools: DIR/compile.wasm, asm.wasm, link.wasm
                      and DIR/VERSION, the Go version they were built with
                      (default $SPINDLE_GOTOOLS, else gotools/ beside this

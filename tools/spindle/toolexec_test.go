@@ -84,6 +84,9 @@ func TestToolexecBuild(t *testing.T) {
 		{"granted", local, "local:tx-", false, false},
 		{"shipped", append([]string{"--ship"}, local...), "local:tx-", false, true},
 		{"ssh", []string{"-t", "ssh://" + testutil.SSHHost}, "ssh://" + testutil.SSHHost, true, true},
+		// A target that cannot be reached is passed over: every run goes
+		// to the other, and the build does not fail for it.
+		{"a target down", []string{"-t", "local:tx-a", "-t", "ssh://nobody@127.0.0.1:1"}, "local:tx-a", false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			flags := tt.flags
@@ -126,6 +129,9 @@ func TestToolexecBuild(t *testing.T) {
 			log, err := os.ReadFile(paths.log)
 			if err != nil || strings.Count(string(log), "msg=serving") != 1 {
 				t.Errorf("the server's log %s (%v), want one start:\n%s", paths.log, err, log)
+			}
+			if down := strings.Contains(string(log), `msg="target failed`); down != (tt.name == "a target down") || strings.Contains(out, "ran on ssh://nobody") {
+				t.Errorf("a target failed: %v, want %v; runs on the unreachable one: %v\n%s\n%s", down, !down, strings.Contains(out, "ran on ssh://nobody"), log, out)
 			}
 			waitServerGone(t, paths)
 			got, err := os.ReadFile(wasm)

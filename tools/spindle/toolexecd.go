@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,6 +68,8 @@ type toolReply struct {
 	Class   string `json:"class,omitempty"`   // "usage", "infra" or "task" when Error is set
 	Elapsed int64  `json:"elapsed,omitempty"` // ns, in the server
 	Shipped bool   `json:"shipped,omitempty"` // the run's files were shipped, not granted
+
+	local bool // the failure was this machine's (shipping), not the target's: not retried
 }
 
 const (
@@ -282,10 +285,15 @@ type toolServer struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	busy    []int // guarded by mu: runs in progress per target
-	active  int   // guarded by mu: runs in progress
+	busy    []int       // guarded by mu: runs in progress per target
+	down    []time.Time // guarded by mu: until when a target that failed is passed over
+	active  int         // guarded by mu: runs in progress
 	lastEnd time.Time
 }
+
+// targetDownFor is how long a target that could not be started, or was
+// lost, is passed over by pick while another is up.
+const targetDownFor = 30 * time.Second
 
 // serveTools is spindle toolexec --serve: it listens on the socket the
 // client named (SPINDLE_TOOLEXEC_SOCK) until no run has come for idle.
@@ -296,7 +304,8 @@ func serveTools(o *toolexecOpts, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := &toolServer{modules: map[string]string{}, targets: o.targets, busy: make([]int, len(o.targets)), log: log, lastEnd: time.Now()}
+	s := &toolServer{modules: map[string]string{}, targets: o.targets, busy: make([]int, len(o.targets)),
+		down: make([]time.Time, len(o.targets)), log: log, lastEnd: time.Now()}
 	for _, t := range o.targets {
 		c, err := target.Parse(t)
 		if err != nil {
@@ -405,21 +414,42 @@ func (s *toolServer) idleWatch(ln net.Listener, idle time.Duration) {
 	}
 }
 
-// pick takes the least busy target, the key's choice among equals.
-func (s *toolServer) pick(key string) int {
+// pick takes the least busy target, the key's choice among equals, of
+// those not tried yet (tried[i]) and not down; when every untried one is
+// down, the one up soonest. It returns -1 once every target was tried.
+func (s *toolServer) pick(key string, tried []bool) int {
 	h := sha256.Sum256([]byte(key))
 	start := int(binary.BigEndian.Uint64(h[:8]) % uint64(len(s.targets)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	best := start
+	now := time.Now()
+	best := -1
+	better := func(j int) bool {
+		switch bDown, jDown := s.down[best].After(now), s.down[j].After(now); {
+		case bDown != jDown:
+			return bDown
+		case jDown:
+			return s.down[j].Before(s.down[best])
+		}
+		return s.busy[j] < s.busy[best]
+	}
 	for i := range s.targets {
 		j := (start + i) % len(s.targets)
-		if s.busy[j] < s.busy[best] {
+		if !tried[j] && (best < 0 || better(j)) {
 			best = j
 		}
 	}
-	s.busy[best]++
+	if best >= 0 {
+		s.busy[best]++
+	}
 	return best
+}
+
+// markDown passes over target i for targetDownFor.
+func (s *toolServer) markDown(i int) {
+	s.mu.Lock()
+	s.down[i] = time.Now().Add(targetDownFor)
+	s.mu.Unlock()
 }
 
 func (s *toolServer) release(i int) {
@@ -465,31 +495,65 @@ func (s *toolServer) serve(c net.Conn) {
 		io.Copy(io.Discard, br)
 		cancel()
 	}()
-	i := s.pick(req.Key)
-	defer s.release(i)
 	began := time.Now()
+	var rep toolReply
+	tried := make([]bool, len(s.targets))
+	var wrote atomic.Bool // output reached the client: a retry would repeat it
+	stdout := countedWriter{frameWriter{&mu, c, 'o'}, &wrote}
+	stderr := countedWriter{frameWriter{&mu, c, 'e'}, &wrote}
+	// A target that cannot be started, or is lost before the run said
+	// anything, is passed over, and the run goes to another: tool runs
+	// are idempotent (each writes its own outputs in $WORK), and a build
+	// over several machines need not fail for one that is down.
+	for i := s.pick(req.Key, tried); i >= 0; i = s.pick(req.Key, tried) {
+		tried[i] = true
+		rep = s.runOn(ctx, i, hash, &req, stdout, stderr)
+		s.release(i)
+		if rep.Class != "infra" || rep.local || wrote.Load() || ctx.Err() != nil {
+			break
+		}
+		s.markDown(i)
+		s.log.Warn("target failed: passed over for a while, the run tried on another if one is left", "target", s.targets[i], "err", rep.Error)
+	}
+	rep.Elapsed = int64(time.Since(began))
+	reply(rep)
+}
+
+// runOn runs req on target i and says how it went.
+func (s *toolServer) runOn(ctx context.Context, i int, hash string, req *toolRequest, stdout, stderr io.Writer) toolReply {
 	rep := toolReply{Target: s.targets[i]}
 	cx, err := s.fl.Get(ctx, s.chains[i])
 	if err != nil {
 		s.fl.Forget(s.chains[i])
 		rep.Exit, rep.Error, rep.Class = exitCIInfra, err.Error(), "infra"
-		reply(rep)
-		return
+		return rep
 	}
 	rep.Shipped = req.Ship || needsShip(s.chains[i])
-	res, err := runPlanned(ctx, s.m.Store(), cx, hash, &req, rep.Shipped, frameWriter{&mu, c, 'o'}, frameWriter{&mu, c, 'e'})
+	res, err := runPlanned(ctx, s.m.Store(), cx, hash, req, rep.Shipped, stdout, stderr)
 	var te *spindle.TaskError
 	switch {
 	case errors.As(err, &te):
 		rep.Exit, rep.Error, rep.Kind, rep.Class = 1, te.Message, te.Kind, "task"
 	case errors.As(err, new(shipError)):
-		rep.Exit, rep.Error, rep.Class = exitCIInfra, err.Error(), "infra"
+		rep.Exit, rep.Error, rep.Class, rep.local = exitCIInfra, err.Error(), "infra", true
 	case err != nil:
 		s.fl.Forget(s.chains[i]) // lost: the next run starts it again
 		rep.Exit, rep.Error, rep.Class = exitCIInfra, err.Error(), "infra"
 	default:
 		rep.Exit = res.ExitCode
 	}
-	rep.Elapsed = int64(time.Since(began))
-	reply(rep)
+	return rep
+}
+
+// countedWriter notes in wrote that something was written through it.
+type countedWriter struct {
+	w     io.Writer
+	wrote *atomic.Bool
+}
+
+func (c countedWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		c.wrote.Store(true)
+	}
+	return c.w.Write(p)
 }
