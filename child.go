@@ -154,7 +154,7 @@ func runChild(rwc io.ReadWriteCloser, extra map[string]Func) int {
 	if hello.Sandbox && cacheDir != "" {
 		cacheDir = filepath.Join(cacheDir, sandboxCacheSubdir)
 	}
-	n, err := newNode(hello.Name, b, r, log, extra, cacheDir)
+	n, err := newNode(hello.Name, b, r, log, extra, cacheDir, true)
 	if err != nil {
 		b.Close()
 		return fail(rwc, hello, err)

@@ -95,7 +95,7 @@ func NewMaster(cfg Config) (*Master, error) {
 	}
 	b := broker.New(broker.Config{Logger: log, Grace: cfg.Grace})
 	r := routing.New(b, routing.Config{MaxMessageSize: cfg.MaxMessageSize, Unidirectional: cfg.Unidirectional, StallTimeout: cfg.StallTimeout})
-	n, err := newNode(cfg.Name, b, r, log, nil, cfg.CacheDir)
+	n, err := newNode(cfg.Name, b, r, log, nil, cfg.CacheDir, false)
 	if err != nil {
 		b.Close()
 		return nil, err

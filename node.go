@@ -53,7 +53,7 @@ type node struct {
 	children map[uint32]*childProc // guarded by mu: direct children
 }
 
-func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger, extra map[string]Func, cacheDir string) (*node, error) {
+func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger, extra map[string]Func, cacheDir string, child bool) (*node, error) {
 	n := &node{name: name, b: b, r: r, log: log, cacheDir: cacheDir, children: make(map[uint32]*childProc)}
 	n.tasks.idle = make(chan func(context.Context))
 	n.funcs = n.builtins()
@@ -66,7 +66,9 @@ func newNode(name string, b *broker.Broker, r *routing.Router, log *slog.Logger,
 	// The hash cache lets a master that stores the same directory tree
 	// again (an unchanged CI workspace) stat its files instead of reading
 	// them.
-	st, err := modules.NewStoreConfig(modules.StoreConfig{Dir: dir, HashCache: modules.NewHashCache(0)})
+	// A child opens the cache lazily: it starts often, mostly reads, and
+	// a scan of a cache of thousands of blobs made its start 4x slower.
+	st, err := modules.NewStoreConfig(modules.StoreConfig{Dir: dir, HashCache: modules.NewHashCache(0), LazyScan: child})
 	if err != nil {
 		// No usable cache dir (no home, read-only): keep modules in memory.
 		log.Warn("module cache dir unusable; keeping modules in memory", "dir", dir, "err", err)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle/internal/testutil"
 	"github.com/spindle-hq/spindle/modules"
@@ -154,6 +155,53 @@ func TestStoreMemoryLRU(t *testing.T) {
 	}
 	if _, err := modules.NewStoreConfig(modules.StoreConfig{MaxMemBytes: -1}); err == nil {
 		t.Error("negative bound accepted")
+	}
+}
+
+// TestStoreLazyScan: a store opened with LazyScan reads nothing of its
+// dir at open, finds the files there as they are asked for, and counts
+// and evicts them at its first eviction check.
+func TestStoreLazyScan(t *testing.T) {
+	testutil.VerifyNone(t)
+	dir := t.TempDir()
+	st, err := modules.NewStoreConfig(modules.StoreConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []string
+	for i := range 120 {
+		hs = append(hs, putCached(t, st, blob(i, 1000)))
+	}
+	stale := filepath.Join(dir, ".tmp-0123456789ab-1")
+	if err := os.WriteFile(stale, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	lazy, err := modules.NewStoreConfig(modules.StoreConfig{Dir: dir, MaxDiskBytes: 100 * 4096, LazyScan: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := lazy.Stats(); s.DiskFiles != 0 || s.DiskEvictions != 0 {
+		t.Errorf("at open: %+v, want nothing counted (120 files on disk, past the bound of 100)", s)
+	}
+	if got, ok := lazy.Get(hs[3]); !ok || !bytes.Equal(got, blob(3, 1000)) || !lazy.Has(hs[4]) {
+		t.Error("a file there at open is not found")
+	}
+	if s := lazy.Stats(); s.DiskFiles != 2 || s.DiskEvictions != 0 {
+		t.Errorf("after a Get and a Has: %+v, want the two files counted", s)
+	}
+	// The first write past a twentieth of the bound looks at the dir:
+	// the bound holds again (90% of it), the stale temporary is gone.
+	putCached(t, lazy, blob(1000, 25000))
+	if s := lazy.Stats(); s.DiskBytes > 90*4096 || s.DiskEvictions < 30 {
+		t.Errorf("after the first check: %+v, want at most 90 blocks after evictions", s)
+	}
+	if exists(stale) {
+		t.Error("a stale temporary was left")
 	}
 }
 
