@@ -424,8 +424,8 @@ func (s *Store) noteDisk(h string, size, used, mtime int64) bool {
 }
 
 // evictDisk rescans the dir (other processes may share it), removing
-// stale temporaries, and, if the files pass the bound, removes the least recently used cached ones until
-// they take at most 90% of it.
+// stale temporaries, and, if the files pass the bound, removes the least
+// recently used cached ones until they take at most 90% of it.
 func (s *Store) evictDisk() {
 	s.evictMu.Lock()
 	defer s.evictMu.Unlock()
@@ -561,6 +561,12 @@ func (s *Store) size(h string) (int64, bool) {
 		return int64(len(el.Value.(*memEnt).b)), true
 	}
 	s.mu.Unlock()
+	return s.statDisk(h)
+}
+
+// statDisk returns the length of h's file in the dir, if there is one,
+// and records it in the disk index.
+func (s *Store) statDisk(h string) (int64, bool) {
 	if s.dir == "" || !ValidHash(h) {
 		return 0, false
 	}
@@ -582,11 +588,8 @@ func (s *Store) diskFile(h string) (string, bool) {
 	s.mu.Lock()
 	_, ok := s.disk[h]
 	s.mu.Unlock()
-	if !ok && ValidHash(h) {
-		if fi, err := os.Lstat(s.path(h)); err == nil && fi.Mode().IsRegular() {
-			s.noteDisk(h, fi.Size(), fi.ModTime().UnixNano(), fi.ModTime().UnixNano())
-			ok = true
-		}
+	if !ok {
+		_, ok = s.statDisk(h)
 	}
 	return s.path(h), ok
 }

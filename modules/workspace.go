@@ -129,46 +129,86 @@ func (s *Service) PullTree(ctx context.Context, from uint32, digest string, lim 
 	return s.pullWants(ctx, from, files)
 }
 
-// checkShape checks, before anything is expanded, that the tree root
-// (whose directories are all in dirs) has at most MaxTreePaths paths and
-// MaxTreeDepth levels once expanded. Each directory is counted once, its
-// result kept: a tree naming one directory from many places costs what its
-// distinct directories do.
-func checkShape(dirs map[string]*Dir, root string) error {
-	type shape struct{ paths, depth int }
-	memo := make(map[string]shape, len(dirs))
-	var walk func(h string, level int) (shape, error)
-	walk = func(h string, level int) (shape, error) {
+// TreeShape is what a tree comes to once expanded: its paths (each entry
+// at each place it is named), the levels below its root, and the bytes
+// of its files counted at each path. Paths and Bytes saturate just past
+// MaxTreePaths and math.MaxInt64/2: they never overflow.
+type TreeShape struct {
+	Paths, Depth int
+	Bytes        int64
+}
+
+// maxShapeBytes is where TreeShape.Bytes saturates.
+const maxShapeBytes = math.MaxInt64 / 2
+
+// shapeOf is the shape of the tree root, its directories given by dir.
+// Each directory is counted once, its result kept: a tree naming one
+// directory from many places costs what its distinct directories do. A
+// tree deeper than MaxTreeDepth is ErrBadTree.
+func shapeOf(root string, dir func(h string) (*Dir, error)) (TreeShape, error) {
+	memo := make(map[string]TreeShape)
+	var walk func(h string, level int) (TreeShape, error)
+	walk = func(h string, level int) (TreeShape, error) {
 		if level > MaxTreeDepth {
-			return shape{}, fmt.Errorf("%w: deeper than %d", ErrBadTree, MaxTreeDepth)
+			return TreeShape{}, fmt.Errorf("%w: deeper than %d", ErrBadTree, MaxTreeDepth)
 		}
 		if sh, ok := memo[h]; ok {
 			return sh, nil
 		}
-		var sh shape
-		for _, e := range dirs[h].Entries {
-			sh.paths++
-			if e.Kind == EntryDir {
+		d, err := dir(h)
+		if err != nil {
+			return TreeShape{}, err
+		}
+		var sh TreeShape
+		for _, e := range d.Entries {
+			sh.Paths++
+			switch e.Kind {
+			case EntryDir:
 				k, err := walk(e.Digest, level+1)
 				if err != nil {
-					return shape{}, err
+					return TreeShape{}, err
 				}
-				sh.paths = min(sh.paths+k.paths, MaxTreePaths+1) // saturates: no overflow
-				sh.depth = max(sh.depth, k.depth+1)
+				sh.Paths = min(sh.Paths+k.Paths, MaxTreePaths+1) // saturates: no overflow
+				sh.Bytes = min(sh.Bytes+k.Bytes, maxShapeBytes)
+				sh.Depth = max(sh.Depth, k.Depth+1)
+			case EntryFile:
+				sh.Bytes = min(sh.Bytes+e.Size, maxShapeBytes)
 			}
 		}
 		memo[h] = sh
 		return sh, nil
 	}
-	sh, err := walk(root, 0)
+	return walk(root, 0)
+}
+
+// Shape is the shape of the tree digest, whose directories the store
+// must hold, counted before anything of it is made: a caller that writes
+// a tree from elsewhere out holds it to its own bounds first. A tree
+// past MaxTreePaths or MaxTreeDepth is ErrBadTree.
+func (s *Store) Shape(digest string) (TreeShape, error) {
+	sh, err := shapeOf(digest, s.ReadDir)
+	if err == nil && sh.Paths > MaxTreePaths {
+		err = fmt.Errorf("%w: more than %d paths", ErrBadTree, MaxTreePaths)
+	}
+	return sh, err
+}
+
+// checkShape checks, before anything is expanded, that the tree root
+// (whose directories are all in dirs) has at most MaxTreePaths paths and
+// MaxTreeDepth levels once expanded.
+func checkShape(dirs map[string]*Dir, root string) error {
+	sh, err := shapeOf(root, func(h string) (*Dir, error) {
+		d := dirs[h]
+		if d == nil {
+			return nil, fmt.Errorf("%w: directory %s", ErrNotFound, short(h))
+		}
+		return d, nil
+	})
 	if err != nil {
 		return err
 	}
-	if sh.paths > MaxTreePaths {
+	if sh.Paths > MaxTreePaths {
 		return fmt.Errorf("%w: more than %d paths", ErrBadTree, MaxTreePaths)
-	}
-	if level := sh.depth; level > MaxTreeDepth {
-		return fmt.Errorf("%w: deeper than %d", ErrBadTree, MaxTreeDepth)
 	}
 	return nil
 }
@@ -422,8 +462,9 @@ func (lim CollectLimits) orDefaults() CollectLimits {
 // symlink (one is recorded as a symlink entry; one on the way to a
 // declared path is an error) and skips non-regular files. Blobs are stored
 // cached; a file's hash is memoized in the store's HashCache as PutDir's
-// are, so an unchanged file whose blob is still held is not read again. A declared path that does not exist is an error naming it, and
-// so is passing lim.
+// are, so an unchanged file whose blob is still held is not read again. A
+// declared path that does not exist is an error naming it, and so is
+// passing lim.
 func (s *Store) Collect(dir string, paths []string, lim CollectLimits) (digest string, err error) {
 	if lim.MaxBytes < 0 || lim.MaxFiles < 0 {
 		return "", fmt.Errorf("modules: collect: negative limits")

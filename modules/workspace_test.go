@@ -551,3 +551,42 @@ func TestPullTreeBounds(t *testing.T) {
 		t.Errorf("%d bytes pulled: the large file came before the refusal", moved)
 	}
 }
+
+// TestShape: a tree's shape counts each entry and each file's bytes at
+// every place a directory is named, from its distinct directories, and a
+// tree that expands past MaxTreePaths is refused without being expanded.
+func TestShape(t *testing.T) {
+	st, _ := modules.NewStore("")
+	put := func(d *modules.Dir) (string, int64) {
+		t.Helper()
+		b, err := modules.EncodeDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := st.Put(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, int64(len(b))
+	}
+	file, _ := st.Put([]byte("12345"))
+	leaf, n := put(&modules.Dir{Entries: []modules.Entry{{Name: "f", Kind: modules.EntryFile, Digest: file, Size: 5}}})
+	both, m := put(&modules.Dir{Entries: []modules.Entry{
+		{Name: "a", Kind: modules.EntryDir, Digest: leaf, Size: n}, {Name: "b", Kind: modules.EntryDir, Digest: leaf, Size: n}}})
+	sh, err := st.Shape(both)
+	if err != nil || sh != (modules.TreeShape{Paths: 4, Depth: 1, Bytes: 10}) {
+		t.Errorf("Shape = %+v, %v; want 4 paths, depth 1, 10 bytes", sh, err)
+	}
+	// 2^21 paths from 22 directory blobs.
+	bomb, size := both, m
+	for range 20 {
+		bomb, size = put(&modules.Dir{Entries: []modules.Entry{
+			{Name: "a", Kind: modules.EntryDir, Digest: bomb, Size: size}, {Name: "b", Kind: modules.EntryDir, Digest: bomb, Size: size}}})
+	}
+	if _, err := st.Shape(bomb); !errors.Is(err, modules.ErrBadTree) {
+		t.Errorf("Shape of 2^21 paths = %v, want ErrBadTree", err)
+	}
+	if _, err := st.Shape(strings.Repeat("ab", 32)); !errors.Is(err, modules.ErrNotFound) {
+		t.Errorf("Shape of a tree not held = %v, want ErrNotFound", err)
+	}
+}

@@ -27,9 +27,9 @@
 // Invocation.Files instead, as trees at the same paths. They are what the
 // tool reads: each regular file the invocation names (the importcfg's
 // archives one by one, not the whole build cache; the sources), the
-// headers asm's sources include, each -I or -L directory whole, and in $WORK the
-// directories its outputs go to, whole (the action's own directory,
-// b001/, holding its inputs). A directory named for another reason (a
+// headers asm's sources include, each -I or -L directory whole, and in
+// $WORK the directories its outputs go to, whole (the action's own
+// directory, b001/, holding its inputs). A directory named for another reason (a
 // -trimpath prefix) is not shipped.
 //
 // The tool's environment is the GO* and CGO_* variables of the go
@@ -374,11 +374,10 @@ var includeRE = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+
 // maxIncludeDepth bounds how deeply asmIncludes follows headers.
 const maxIncludeDepth = 16
 
-// asmIncludes ships the headers asm's sources include from below their
-// own directory (runtime's "cgo/abi_amd64.h"), which listing the working
-// directory does not reach: asm looks for an include in the directory of
-// the file it assembles, then in each -I directory. A header is scanned
-// for its own includes in turn.
+// asmIncludes ships the headers asm's sources include (runtime's
+// "cgo/abi_amd64.h", below the source's directory): asm looks for an
+// include in the directory of the file it assembles, then in each -I
+// directory. A header is scanned for its own includes in turn.
 func (c *collector) asmIncludes() {
 	seen := map[string]bool{}
 	for _, p := range slices.Sorted(maps.Keys(c.files)) {
@@ -388,25 +387,28 @@ func (c *collector) asmIncludes() {
 	}
 }
 
+// includes reads file, which ships it (collector.read), and follows the
+// includes it names up to maxIncludeDepth levels below a source; asm looks
+// for each in the directory of the source it assembles (top), then in
+// the -I directories.
 func (c *collector) includes(file, top string, seen map[string]bool, depth int) {
-	if depth > maxIncludeDepth || seen[file] || len(seen) >= MaxFiles {
+	if seen[file] || len(seen) >= MaxFiles {
 		return
 	}
 	seen[file] = true
 	b, err := c.read(file)
-	if err != nil {
+	if err != nil || depth > maxIncludeDepth {
 		return // asm says what is wrong with it
 	}
+	dirs := append([]string{top}, c.incdirs...)
 	for _, m := range includeRE.FindAllSubmatch(b, -1) {
 		name := string(m[1])
-		dirs := []string{top}
 		if filepath.IsAbs(name) {
-			dirs = []string{""}
+			c.includes(name, top, seen, depth+1)
+			continue
 		}
-		for _, d := range append(dirs, c.incdirs...) {
-			p := filepath.Join(d, name)
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-				c.path(p)
+		for _, d := range dirs {
+			if p := filepath.Join(d, name); isFile(p) {
 				c.includes(p, top, seen, depth+1)
 				break
 			}
@@ -467,6 +469,11 @@ func within(p, dir string) bool {
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // inShipped reports whether a directory above p is shipped whole.

@@ -251,7 +251,7 @@ func runExec(ctx context.Context, o *execOpts, stdout, stderr io.Writer) int {
 	case errors.As(err, &te):
 		// A trap, a limit, a timeout: the test failed, and says why.
 		code = 1
-		fmt.Fprintf(stderr, "spindle exec: the test binary stopped on %s: %s: %s\n", res.Target, te.Kind, te.Message)
+		fmt.Fprintf(stderr, "spindle exec: the test binary stopped on %s: %s: %s\n", res.Target, escapeLine(te.Kind), escapeLine(te.Message))
 	case err != nil && res != nil && res.Cache == ci.CacheHit:
 		code = exitCIInfra
 		fmt.Fprintf(stderr, "spindle exec: replaying the cached output: %v\n", err)

@@ -249,7 +249,7 @@ func goVersion(path string) (string, error) {
 
 func runTool(ctx context.Context, o *toolexecOpts, inv *gotool.Invocation, stdout, stderr io.Writer) int {
 	fail := func(code int, err error) int {
-		fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", inv.Tool, err)
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %s\n", inv.Tool, escapeLine(err.Error()))
 		return code
 	}
 	var chains []target.Target
@@ -332,12 +332,12 @@ func runToolViaServer(ctx context.Context, o *toolexecOpts, dir string, inv *got
 	case ctx.Err() != nil:
 		return exitInterrupted
 	case err != nil:
-		fmt.Fprintf(stderr, "spindle toolexec: %s: %v\n", inv.Tool, err)
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %s\n", inv.Tool, escapeLine(err.Error()))
 		return exitCIInfra
 	case rep.Class == "task":
-		fmt.Fprintf(stderr, "spindle toolexec: %s: stopped on %s: %s: %s\n", inv.Tool, rep.Target, rep.Kind, rep.Error)
+		fmt.Fprintf(stderr, "spindle toolexec: %s: stopped on %s: %s: %s\n", inv.Tool, rep.Target, escapeLine(rep.Kind), escapeLine(rep.Error))
 	case rep.Error != "":
-		fmt.Fprintf(stderr, "spindle toolexec: %s: %s\n", inv.Tool, rep.Error)
+		fmt.Fprintf(stderr, "spindle toolexec: %s: %s\n", inv.Tool, escapeLine(rep.Error))
 	}
 	if o.conn.verbosity > 0 {
 		fmt.Fprintf(stderr, "spindle toolexec: %s ran on %s%s in %s (%s in the server), exit %d\n",

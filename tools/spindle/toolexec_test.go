@@ -54,10 +54,11 @@ func goBuild(t *testing.T, cache, out string, flags ...string) string {
 // names as trees, and the outputs come back into $WORK), and over ssh,
 // where the runs are shipped because the context is on another machine
 // as far as spindle knows (p's assembly includes a header from below its
-// directory, which a shipped asm gets only by its includes followed). The standard library comes from the build
-// cache of a native build of another program, so that only this module's
-// packages run through spindle (about ten tool runs, -V=full queries
-// included).
+// directory, which a shipped asm gets only by its includes followed), and
+// when one of two targets cannot be reached. The standard library comes
+// from the build cache of a native build of another program, so that
+// only this module's packages run through spindle (about ten tool runs,
+// -V=full queries included).
 func TestToolexecBuild(t *testing.T) {
 	testutil.VerifyNone(t)
 	tools := goTools(t)
@@ -130,8 +131,9 @@ func TestToolexecBuild(t *testing.T) {
 			if err != nil || strings.Count(string(log), "msg=serving") != 1 {
 				t.Errorf("the server's log %s (%v), want one start:\n%s", paths.log, err, log)
 			}
-			if down := strings.Contains(string(log), `msg="target failed`); down != (tt.name == "a target down") || strings.Contains(out, "ran on ssh://nobody") {
-				t.Errorf("a target failed: %v, want %v; runs on the unreachable one: %v\n%s\n%s", down, !down, strings.Contains(out, "ran on ssh://nobody"), log, out)
+			down, wantDown := strings.Contains(string(log), `msg="target failed`), tt.name == "a target down"
+			if down != wantDown || strings.Contains(out, "ran on ssh://nobody") {
+				t.Errorf("a target failed: %v, want %v; runs on the unreachable one: %v\n%s\n%s", down, wantDown, strings.Contains(out, "ran on ssh://nobody"), log, out)
 			}
 			waitServerGone(t, paths)
 			got, err := os.ReadFile(wasm)

@@ -87,8 +87,9 @@ func (o *toolexecOpts) serverID() []string { return append(o.conn.args(), o.targ
 type toolServerPaths struct{ sock, lock, pid, log string }
 
 // serverPaths names the server of the spindle binary exe, tools directory
-// and targets (with the connection flags), for this user, and makes its directory (0700, checked).
-func serverPaths(exe, toolsDir string, targets []string) (toolServerPaths, error) {
+// and id (toolexecOpts.serverID), for this user, and makes its directory
+// (0700, checked).
+func serverPaths(exe, toolsDir string, id []string) (toolServerPaths, error) {
 	dir := filepath.Join(os.TempDir(), "spindle-toolexec-"+strconv.Itoa(os.Getuid()))
 	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return toolServerPaths{}, err
@@ -106,7 +107,7 @@ func serverPaths(exe, toolsDir string, targets []string) (toolServerPaths, error
 		fmt.Fprintf(h, "%s\x00%d\x00%d\x00", exe, fi.Size(), fi.ModTime().UnixNano())
 	}
 	abs, _ := filepath.Abs(toolsDir)
-	fmt.Fprintf(h, "%s\x00%s", abs, strings.Join(targets, "\x00"))
+	fmt.Fprintf(h, "%s\x00%s", abs, strings.Join(id, "\x00"))
 	name := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:16])
 	return toolServerPaths{sock: name + ".sock", lock: name + ".lock", pid: name + ".pid", log: name + ".log"}, nil
 }

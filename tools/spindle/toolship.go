@@ -9,8 +9,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync/atomic"
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/ci/gotool"
@@ -102,12 +102,14 @@ func (e shipError) Unwrap() error { return e.error }
 // error: the plan promised none.
 func toolMounts(st *modules.Store, mounts []gotool.Mount, files []string, work string, ship bool) ([]spindle.Mount, error) {
 	var out []spindle.Mount
+	if !ship {
+		for _, mt := range mounts {
+			out = append(out, spindle.Mount{Host: mt.Dir, Guest: mt.Dir, ReadOnly: mt.ReadOnly})
+		}
+		return out, nil
+	}
 	placed := make([]bool, len(files))
 	for _, mt := range mounts {
-		if !ship {
-			out = append(out, spindle.Mount{Host: mt.Dir, Guest: mt.Dir, ReadOnly: mt.ReadOnly})
-			continue
-		}
 		isWork := mt.Dir == work && !mt.ReadOnly
 		var rels []string
 		for i, f := range files {
@@ -125,10 +127,8 @@ func toolMounts(st *modules.Store, mounts []gotool.Mount, files []string, work s
 		}
 		out = append(out, spindle.Mount{Tree: tree, Guest: mt.Dir, ReadOnly: !isWork, Collect: isWork})
 	}
-	for i, ok := range placed {
-		if ship && !ok {
-			return nil, fmt.Errorf("ship %s: in none of the run's directories", files[i])
-		}
+	if i := slices.Index(placed, false); i >= 0 {
+		return nil, fmt.Errorf("ship %s: in none of the run's directories", files[i])
 	}
 	return out, nil
 }
@@ -152,61 +152,26 @@ func below(p, dir string) (string, bool) {
 // was there. The tree came from a context: its names were checked as it
 // was decoded, it is written through an os.Root, a symlink in it is
 // refused, and so is anything outside own (paths relative to dir, where
-// the run may write) and a tree of more than modules.DefaultCollectFiles
-// entries or DefaultCollectBytes bytes once expanded (treeSize), before
-// anything is written.
+// the run may write) and, before anything is written, a tree of more
+// than modules.DefaultCollectFiles entries or DefaultCollectBytes bytes
+// once expanded, or deeper than modules.MaxTreeDepth (Store.Shape).
 func writeOutputs(st *modules.Store, tree, dir string, own []string) error {
+	sh, err := st.Shape(tree)
+	switch {
+	case err != nil:
+		return err
+	case sh.Paths > modules.DefaultCollectFiles:
+		return fmt.Errorf("more than %d entries", modules.DefaultCollectFiles)
+	case sh.Bytes > modules.DefaultCollectBytes:
+		return fmt.Errorf("more than %d bytes", modules.DefaultCollectBytes)
+	}
 	rt, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	entries, bytes, err := treeSize(st, tree, map[string][2]int64{}, 0)
-	switch {
-	case err != nil:
-		return err
-	case entries > modules.DefaultCollectFiles:
-		return fmt.Errorf("more than %d entries", modules.DefaultCollectFiles)
-	case bytes > modules.DefaultCollectBytes:
-		return fmt.Errorf("more than %d bytes", modules.DefaultCollectBytes)
-	}
 	w := &outWriter{st: st, rt: rt, own: own}
-	return w.dir(tree, ".", 0)
-}
-
-// treeSize is the entries and file bytes of tree once expanded, counted
-// before anything is written: each directory blob once (memo), its counts
-// multiplied where it is named again, so a tree that names one directory
-// from many places costs its distinct directories to refuse. The counts
-// stop growing past the bounds.
-func treeSize(st *modules.Store, digest string, memo map[string][2]int64, depth int) (entries, bytes int64, err error) {
-	if c, ok := memo[digest]; ok {
-		return c[0], c[1], nil
-	}
-	if depth > modules.MaxTreeDepth {
-		return 0, 0, fmt.Errorf("deeper than %d", modules.MaxTreeDepth)
-	}
-	d, err := st.ReadDir(digest)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, e := range d.Entries {
-		entries++
-		switch e.Kind {
-		case modules.EntryDir:
-			n, b, err := treeSize(st, e.Digest, memo, depth+1)
-			if err != nil {
-				return 0, 0, err
-			}
-			entries, bytes = entries+n, bytes+b
-		case modules.EntryFile:
-			bytes += e.Size
-		}
-		entries = min(entries, modules.DefaultCollectFiles+1)
-		bytes = min(bytes, modules.DefaultCollectBytes+1)
-	}
-	memo[digest] = [2]int64{entries, bytes}
-	return entries, bytes, nil
+	return w.dir(tree, ".")
 }
 
 // outWriter is one writeOutputs.
@@ -230,10 +195,9 @@ func (w *outWriter) where(rel string) (inside, above bool) {
 	return false, above
 }
 
-func (w *outWriter) dir(digest, rel string, depth int) error {
-	if depth > modules.MaxTreeDepth {
-		return fmt.Errorf("%s: deeper than %d", rel, modules.MaxTreeDepth)
-	}
+// dir writes the directory digest, at rel; writeOutputs checked the
+// tree's depth.
+func (w *outWriter) dir(digest, rel string) error {
 	d, err := w.st.ReadDir(digest)
 	if err != nil {
 		return err
@@ -248,7 +212,7 @@ func (w *outWriter) dir(digest, rel string, depth int) error {
 					return err
 				}
 			}
-			if err := w.dir(e.Digest, p, depth+1); err != nil {
+			if err := w.dir(e.Digest, p); err != nil {
 				return err
 			}
 		case e.Kind == modules.EntryFile && inside:
@@ -273,27 +237,4 @@ func (w *outWriter) dir(digest, rel string, depth int) error {
 		}
 	}
 	return nil
-}
-
-// tmpSeq numbers replaceIn's temporary files within this process.
-var tmpSeq atomic.Uint64
-
-// replaceIn writes b as p under rt: a new file, renamed over p.
-func replaceIn(rt *os.Root, p string, b []byte, mode fs.FileMode) error {
-	tmp := fmt.Sprintf("%s.spindle-%d-%d", p, os.Getpid(), tmpSeq.Add(1))
-	f, err := rt.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = rt.Rename(tmp, p)
-	}
-	if err != nil {
-		rt.Remove(tmp)
-	}
-	return err
 }

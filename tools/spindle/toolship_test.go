@@ -65,8 +65,9 @@ func TestWriteOutputs(t *testing.T) {
 
 // TestWriteOutputsHostile: a tree from a hostile context costs a bounded
 // amount and writes nothing outside the run's own directories: a path
-// beside them, a directory named from many places (2^20 paths from 21
-// directory blobs), a file over a directory, a size that lies.
+// beside them, a directory named from many places (2^16 and 2^20 paths
+// from 17 and 21 directory blobs: past the outputs' bound, and past any
+// tree's), a file over a directory, a size that lies.
 func TestWriteOutputsHostile(t *testing.T) {
 	st, err := modules.NewStore(t.TempDir())
 	if err != nil {
@@ -95,11 +96,16 @@ func TestWriteOutputsHostile(t *testing.T) {
 	b002, m := put(fileEntry("_pkg_.a"))
 	beside, _ := put(dirEntry("b001", b001, n), dirEntry("b002", b002, m))
 
-	bomb, size := put(fileEntry("f"))
-	for range 20 {
-		bomb, size = put(dirEntry("a", bomb, size), dirEntry("b", bomb, size))
+	// A directory named from many places: 2^levels paths from levels+1
+	// directory blobs.
+	bomb := func(levels int) string {
+		d, size := put(fileEntry("f"))
+		for range levels {
+			d, size = put(dirEntry("a", d, size), dirEntry("b", d, size))
+		}
+		h, _ := put(dirEntry("b001", d, size))
+		return h
 	}
-	bombTree, _ := put(dirEntry("b001", bomb, size))
 
 	overDir, _ := put(dirEntry("b001", func() string { h, _ := put(fileEntry("sub")); return h }(), 0))
 	liar, _ := put(dirEntry("b001", func() string {
@@ -111,8 +117,9 @@ func TestWriteOutputsHostile(t *testing.T) {
 		name, tree, want string
 	}{
 		{"beside", beside, "b002: outside the run's own directories"},
-		{"bomb", bombTree, "more than 100000 entries"},
-		{"file over a directory", overDir, "sub"},
+		{"past the outputs' bound", bomb(16), "more than 100000 entries"},
+		{"past any tree's bound", bomb(20), "more than 1048576 paths"},
+		{"file over a directory", overDir, "sub: file exists"},
 		{"size that lies", liar, "b001/big: 1 bytes, where its entry says 5"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
