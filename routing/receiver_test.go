@@ -281,8 +281,11 @@ func TestNoRespondentSetOutlivesItsCalls(t *testing.T) {
 			t.Fatalf("call %d to an ID that does not exist: %v, want ErrNoRoute", i, err)
 		}
 	}
+	// Watched before it goes: a child does not remember an ID that went
+	// before it asked (under load the news could beat a later call).
+	gone := c.r.Disconnected(2)
 	s.up.Close()
-	wait(t, c.r.Disconnected(2), "the sibling's disconnection")
+	wait(t, gone, "the sibling's disconnection")
 	if _, err := c.r.Call(bg(t), 2, hEcho, wire.EncRaw, nil); err == nil {
 		t.Fatal("a call to the sibling that went was answered")
 	}

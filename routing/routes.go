@@ -280,7 +280,9 @@ func (r *Router) postRoute(s *broker.Stream, handle, id uint32) error {
 
 // Disconnected returns a channel closed when context id is known to have
 // gone. In the master, where every route is explicit, an ID with no route is
-// already gone. The channel is also closed when the broker exits.
+// already gone. A child keeps no record of IDs that went: ask before id may
+// go, or the channel waits for the broker's exit. The channel is also
+// closed when the broker exits.
 func (r *Router) Disconnected(id uint32) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
