@@ -85,9 +85,10 @@ type lockTool struct {
 	Size    int64  `json:"size"`
 }
 
+// Compiled at first use: package init runs at every context's start.
 var (
-	toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	toolNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]+$`) })
+	sha256RE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{64}$`) })
 )
 
 // LoadToolbox reads dir/toolbox.lock (ToolboxLock), as `make toolbox`
@@ -128,9 +129,9 @@ func LoadToolbox(dir string) (*Toolbox, error) {
 	for _, name := range slices.Sorted(maps.Keys(lf.Tools)) {
 		lt := lf.Tools[name]
 		switch {
-		case !toolNameRE.MatchString(name):
+		case !toolNameRE().MatchString(name):
 			return nil, fmt.Errorf("ci: toolbox lock %s: tool name %q: want letters, digits, '_', '.' or '-'", lockPath, name)
-		case !sha256RE.MatchString(lt.SHA256):
+		case !sha256RE().MatchString(lt.SHA256):
 			return nil, fmt.Errorf("ci: toolbox lock %s: tool %s: sha256 %q is not 64 lower-case hex digits", lockPath, name, lt.SHA256)
 		case !filepath.IsLocal(lt.File):
 			return nil, fmt.Errorf("ci: toolbox lock %s: tool %s: file %q is not a path inside %s", lockPath, name, lt.File, abs)

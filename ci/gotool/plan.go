@@ -53,6 +53,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Tools are the tools Plan runs as wasm: compile, asm and link. Any other
@@ -106,14 +107,17 @@ type Invocation struct {
 	Files []string
 }
 
+// The regexps are compiled at first use, not at init: every context is
+// this binary started again, and package init runs at each start.
+
 // toolDirRE matches a native tool's directory, GOROOT/pkg/tool/GOOS_GOARCH.
-var toolDirRE = regexp.MustCompile(`^([a-z0-9]+)_([a-z0-9]+)$`)
+var toolDirRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z0-9]+)_([a-z0-9]+)$`) })
 
 // workRE matches the base name of go's work directory.
-var workRE = regexp.MustCompile(`^go-build[0-9]+$`)
+var workRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^go-build[0-9]+$`) })
 
 // cacheEntryRE matches an entry of the go build cache, CACHE/XX/HASH-d.
-var cacheEntryRE = regexp.MustCompile(`^[0-9a-f]{2}/[0-9a-f]{64}-[ad]$`)
+var cacheEntryRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{2}/[0-9a-f]{64}-[ad]$`) })
 
 // Plan plans argv (the native tool's path, then its arguments, as go
 // build -toolexec passes them) started in directory cwd with environment
@@ -134,7 +138,7 @@ func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
 		native = filepath.Join(cwd, native)
 	}
 	toolDir := filepath.Dir(native)
-	m := toolDirRE.FindStringSubmatch(filepath.Base(toolDir))
+	m := toolDirRE().FindStringSubmatch(filepath.Base(toolDir))
 	goroot := filepath.Dir(filepath.Dir(filepath.Dir(toolDir)))
 	if m == nil || filepath.Base(filepath.Dir(toolDir)) != "tool" || filepath.Base(filepath.Dir(filepath.Dir(toolDir))) != "pkg" {
 		return nil, fmt.Errorf("gotool: %s is not a Go tool of GOROOT/pkg/tool/GOOS_GOARCH", argv[0])
@@ -344,7 +348,7 @@ func (c *collector) grant(p string) string {
 	case err != nil:
 	case fi.IsDir():
 		c.dirs[p] = true
-	case cacheEntryRE.MatchString(filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)):
+	case cacheEntryRE().MatchString(filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)):
 		// An entry of the go build cache: the cache is one mount.
 		c.dirs[filepath.Dir(filepath.Dir(p))] = true
 	default:
@@ -369,7 +373,7 @@ func (c *collector) shipped() ([]string, error) {
 }
 
 // includeRE matches an #include line of an assembly source or header.
-var includeRE = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+)[">]`)
+var includeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+)[">]`) })
 
 // maxIncludeDepth bounds how deeply asmIncludes follows headers.
 const maxIncludeDepth = 16
@@ -401,7 +405,7 @@ func (c *collector) includes(file, top string, seen map[string]bool, depth int) 
 		return // asm says what is wrong with it
 	}
 	dirs := append([]string{top}, c.incdirs...)
-	for _, m := range includeRE.FindAllSubmatch(b, -1) {
+	for _, m := range includeRE().FindAllSubmatch(b, -1) {
 		name := string(m[1])
 		if filepath.IsAbs(name) {
 			c.includes(name, top, seen, depth+1)
@@ -419,7 +423,7 @@ func (c *collector) includes(file, top string, seen map[string]bool, depth int) 
 // workDir is the go-buildNNN directory p lies in, or "".
 func workDir(p string) string {
 	for d := p; d != "/" && d != "."; d = filepath.Dir(d) {
-		if workRE.MatchString(filepath.Base(d)) {
+		if workRE().MatchString(filepath.Base(d)) {
 			return d
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // maxReason bounds the text kept as a test's reason (Test.Message taken
@@ -13,12 +14,13 @@ const maxReason = 200
 
 // logLine matches a line the testing package logs for t.Log, t.Skip and
 // t.Error: indented, "file_test.go:12: " then the message.
-var logLine = regexp.MustCompile(`^\s+[\w.\-]+\.go:\d+: (.*)$`)
+// (Compiled at first use: package init runs at every context's start.)
+var logLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s+[\w.\-]+\.go:\d+: (.*)$`) })
 
 // logMessage returns the message of a test's log line, cut to maxReason
 // bytes, or "" for a line that is not one.
 func logMessage(line string) string {
-	m := logLine.FindStringSubmatch(strings.TrimRight(line, "\r\n"))
+	m := logLine().FindStringSubmatch(strings.TrimRight(line, "\r\n"))
 	if m == nil {
 		return ""
 	}
