@@ -26,7 +26,14 @@ spindle=$PWD/bin/spindle
 }
 export GOFLAGS= GOWORK=off
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+three="-t local:a -t local:b -t local:c"
+stop_servers() { # the servers this bench started, each named by its flags
+	for flags in "$three" "--ship $three" "-t local:a"; do
+		# shellcheck disable=SC2086 # the flags are words
+		"$spindle" toolexec --stop $flags >/dev/null || true
+	done
+}
+trap 'stop_servers; rm -rf "$tmp"' EXIT
 
 bench=benchtoolexec
 # shellcheck source=tools/benchlib.sh
@@ -50,7 +57,6 @@ rebuild() { # NAME [TOOLEXEC]: the same build, its cache full
 sum() { sha256sum "$tmp/$1"/* | awk '{print $1}'; }
 
 te="$spindle toolexec --idle 60s"
-three="-t local:a -t local:b -t local:c"
 # The module's download is not the build's.
 GOBIN="$tmp/dl" go install -n "$pkg" >/dev/null 2>&1 || {
 	echo "benchtoolexec: cannot fetch $pkg" >&2

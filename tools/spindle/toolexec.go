@@ -21,6 +21,7 @@ import (
 )
 
 const toolexecUsage = `usage: spindle toolexec [flags] TOOL [ARGS...]
+       spindle toolexec --stop [flags]
        go build -toolexec '/abs/path/bin/spindle toolexec [flags]' ./...
 
 Runs the Go toolchain's compile, asm and link, as go build -toolexec
@@ -75,6 +76,12 @@ flags:
                      exits (default 30s)
   --ship             ship the tool's files even to a context of this
                      machine, as to another's
+  --stop             stop the server of these flags (targets, --tools,
+                     connection flags) instead of running a tool: it
+                     takes no new run, finishes those under way, shuts
+                     its contexts down and exits, and --stop returns
+                     then (at the end of a CI job, say); with no server
+                     running it says so and exits 0
   --no-server        run the tool from this process, starting its context
                      and loading the tool again (slow; for debugging)
   -v, --verbose      say on stderr each run's tool, target and time (go
@@ -106,6 +113,7 @@ type toolexecOpts struct {
 	noServer bool
 	ship     bool
 	serve    bool
+	stop     bool
 	conn     connFlags
 	argv     []string
 }
@@ -133,6 +141,7 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	fs.BoolVar(&o.noServer, "no-server", false, "")
 	fs.BoolVar(&o.ship, "ship", false, "")
 	fs.BoolVar(&o.serve, "serve", false, "")
+	fs.BoolVar(&o.stop, "stop", false, "")
 	o.conn.register(fs)
 	// The tool's own flags follow its path: parsing stops there.
 	if err := fs.Parse(args); err != nil {
@@ -145,7 +154,10 @@ func parseToolexecArgs(args []string) (*toolexecOpts, error) {
 	if o.conn.askPass {
 		return nil, errors.New("-K: go build runs spindle toolexec without a terminal to ask on; give the sudo hop's user a NOPASSWD rule")
 	}
-	if len(o.argv) == 0 && !o.serve {
+	if o.stop && len(o.argv) > 0 {
+		return nil, fmt.Errorf("--stop takes no tool (%s given)", o.argv[0])
+	}
+	if len(o.argv) == 0 && !o.serve && !o.stop {
 		return nil, errors.New("no tool named (go build -toolexec passes the tool's path and its arguments)")
 	}
 	if len(o.targets) == 0 {
@@ -168,6 +180,9 @@ func cmdToolexec(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.serve {
 		return serveTools(o, stderr)
+	}
+	if o.stop {
+		return stopServer(o, stdout, stderr)
 	}
 	cwd, err := os.Getwd()
 	if err != nil {

@@ -192,6 +192,7 @@ func TestToolexecErrors(t *testing.T) {
 		{"-K", []string{"toolexec", "-K", "-t", "sudo://root", compile, "-V=full"}, "without a terminal to ask on"},
 		{"bad flag", []string{"toolexec", "--memory", "9GiB", compile}, "--memory"},
 		{"idle without unit", []string{"toolexec", "--idle", "30", compile}, `--idle "30": a duration needs a unit, as 30s or 30ms`},
+		{"--stop with a tool", []string{"toolexec", "--stop", compile, "-V=full"}, "--stop takes no tool"},
 		{"idle not positive", []string{"toolexec", "--idle", "0s", compile}, `--idle "0s": must be positive`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,6 +213,89 @@ func TestToolexecErrors(t *testing.T) {
 	if out, err := cmd.Output(); err != nil || string(out) != "native -V=full\n" {
 		t.Errorf("spindle toolexec /bin/echo = %q (%v), want echo's output", out, err)
 	}
+}
+
+// TestToolexecStop: --stop ends the server of its flags at once, with the
+// contexts it started, and says so when there is none.
+func TestToolexecStop(t *testing.T) {
+	testutil.VerifyNone(t)
+	tools := goTools(t)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg"))
+	spindleBin := testutil.BuildBroker(t)
+	compile := filepath.Join(runtime.GOROOT(), "pkg", "tool", runtime.GOOS+"_"+runtime.GOARCH, "compile")
+	flags := []string{"--tools", tools, "-t", "local:stop-a"}
+	o, err := parseToolexecArgs(append(flags[2:], "compile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := serverPaths(spindleBin, tools, o.serverID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spindle := func(args ...string) (string, error) {
+		out, err := exec.Command(spindleBin, append([]string{"toolexec"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	// A run starts the server, which would wait an hour for the next.
+	if out, err := spindle(append(append([]string{"--idle", "1h"}, flags...), compile, "-V=full")...); err != nil || !strings.HasPrefix(out, "compile version ") {
+		t.Fatalf("compile -V=full: %q (%v)", out, err)
+	}
+	b, err := os.ReadFile(paths.pid)
+	if err != nil {
+		t.Fatalf("no server after a run: %v", err)
+	}
+	pid := strings.TrimSpace(string(b))
+	kids := childPIDs(pid)
+	if len(kids) == 0 {
+		t.Fatalf("the server (pid %s) has no context running", pid)
+	}
+	if out, err := spindle(append([]string{"--stop"}, flags...)...); err != nil || out != "" {
+		t.Fatalf("--stop: %q (%v)", out, err)
+	}
+	// The server (which would have waited an hour) is gone, its socket and
+	// pid file with it, and so are the contexts it had started.
+	for _, p := range []string{paths.sock, paths.pid} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after --stop (%v)", p, err)
+		}
+	}
+	waitServerGone(t, paths)
+	for _, k := range kids {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			st, err := os.ReadFile("/proc/" + k + "/stat")
+			if err != nil || strings.Contains(string(st), ") Z ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("context pid %s of the server still runs 10 s after --stop", k)
+			}
+		}
+	}
+	if log, _ := os.ReadFile(paths.log); !strings.Contains(string(log), "stopped: exiting") {
+		t.Errorf("the server's log says no stop:\n%s", log)
+	}
+	out, err := spindle(append([]string{"--stop"}, flags...)...)
+	if err != nil || !strings.Contains(out, "no server is running for these flags") {
+		t.Errorf("--stop with no server: %q (%v)", out, err)
+	}
+}
+
+// childPIDs lists the processes whose parent is pid.
+func childPIDs(pid string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
+		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+		if len(f) > 1 && f[1] == pid {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // waitServerGone waits for the toolexec server of paths to exit (its pid

@@ -34,7 +34,8 @@ import (
 // first spindle toolexec of a build starts it (detached, in a session of
 // its own); every run connects to its unix socket, sends its planned
 // invocation and receives the tool's output and exit status; the server
-// exits once no run has come for --idle. One server serves one
+// exits once no run has come for --idle, or when spindle toolexec --stop
+// asks (after the runs under way, its contexts shut down). One server serves one
 // (spindle binary, tools, targets, user): its socket is
 // $TMPDIR/spindle-toolexec-UID/HASH.sock, in a directory only the user can
 // enter, and it serves only connections of its own uid (SO_PEERCRED).
@@ -57,6 +58,9 @@ type toolRequest struct {
 	Key     string            `json:"key"`            // spreads runs over the targets
 	Memory  int64             `json:"memory"`
 	Timeout time.Duration     `json:"timeout"`
+	// Stop asks the server to exit (spindle toolexec --stop): it answers
+	// once its runs have ended and its master is closed.
+	Stop bool `json:"stop,omitempty"`
 }
 
 // toolReply ends a run.
@@ -158,6 +162,12 @@ func runViaServer(ctx context.Context, o *toolexecOpts, toolsDir string, req *to
 	if err != nil {
 		return nil, err
 	}
+	return exchange(ctx, conn, paths, req, stdout, stderr)
+}
+
+// exchange sends req on conn, copies the output frames to stdout and
+// stderr, and returns the reply. It closes conn.
+func exchange(ctx context.Context, conn net.Conn, paths toolServerPaths, req *toolRequest, stdout, stderr io.Writer) (*toolReply, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -201,6 +211,38 @@ func runViaServer(ctx context.Context, o *toolexecOpts, toolsDir string, req *to
 			return nil, fmt.Errorf("toolexec server: a frame of kind %q", hdr[0])
 		}
 	}
+}
+
+// stopServer is spindle toolexec --stop: it asks o's server to exit and
+// waits until it has (its runs ended, its contexts shut down).
+func stopServer(o *toolexecOpts, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "spindle toolexec --stop: %v\n", err)
+		return exitCIInfra
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	paths, err := serverPaths(exe, toolsDir(o.tools), o.serverID())
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := interruptContext(stderr, "spindle toolexec --stop")
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", paths.sock)
+	if err != nil {
+		fmt.Fprintf(stdout, "spindle toolexec --stop: no server is running for these flags (%s)\n", paths.sock)
+		return 0
+	}
+	if _, err := exchange(ctx, conn, paths, &toolRequest{Stop: true}, stdout, stderr); err != nil {
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		return fail(err)
+	}
+	return 0
 }
 
 // dialServer connects to the server, starting it first if none answers:
@@ -285,11 +327,15 @@ type toolServer struct {
 	chains  []target.Target
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	busy    []int       // guarded by mu: runs in progress per target
-	down    []time.Time // guarded by mu: until when a target that failed is passed over
-	active  int         // guarded by mu: runs in progress
-	lastEnd time.Time
+	ln       net.Listener
+	stopOnce sync.Once
+
+	mu       sync.Mutex
+	stoppers []net.Conn  // guarded by mu: the --stop clients, answered at exit
+	busy     []int       // guarded by mu: runs in progress per target
+	down     []time.Time // guarded by mu: until when a target that failed is passed over
+	active   int         // guarded by mu: runs in progress
+	lastEnd  time.Time
 }
 
 // targetDownFor is how long a target that could not be started, or was
@@ -320,7 +366,8 @@ func serveTools(o *toolexecOpts, stderr io.Writer) int {
 		log.Error("master", "err", err)
 		return exitCIInfra
 	}
-	defer m.Close()
+	closeMaster := sync.OnceFunc(func() { m.Close() })
+	defer closeMaster()
 	s.m, s.fl = m, spindle.NewFleet(m)
 	s.fl.Defaults = o.conn.defaults()
 	for _, name := range gotool.Tools {
@@ -345,13 +392,30 @@ func serveTools(o *toolexecOpts, stderr io.Writer) int {
 	os.WriteFile(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	defer os.Remove(pidPath)
 	log.Info("serving", "sock", sockPath, "targets", o.targets, "idle", o.idle)
-	go s.idleWatch(ln, o.idle)
+	s.ln = ln
+	go s.idleWatch(o.idle)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			log.Info("idle: exiting")
+			wg.Wait()
+			closeMaster()
+			os.Remove(sockPath)
+			os.Remove(pidPath)
+			s.mu.Lock()
+			stoppers := s.stoppers
+			s.mu.Unlock()
+			if len(stoppers) == 0 {
+				log.Info("idle: exiting")
+			} else {
+				log.Info("stopped: exiting")
+			}
+			for _, c := range stoppers {
+				b, _ := json.Marshal(toolReply{})
+				writeFrame(c, 'x', b)
+				c.Close()
+			}
 			return 0
 		}
 		if !sameUser(c) {
@@ -400,8 +464,8 @@ func (s *toolServer) end() {
 	s.mu.Unlock()
 }
 
-// idleWatch closes ln once no run has been in progress for idle.
-func (s *toolServer) idleWatch(ln net.Listener, idle time.Duration) {
+// idleWatch stops the server once no run has been in progress for idle.
+func (s *toolServer) idleWatch(idle time.Duration) {
 	tick := time.NewTicker(min(idle/4, time.Second))
 	defer tick.Stop()
 	for range tick.C {
@@ -409,11 +473,15 @@ func (s *toolServer) idleWatch(ln net.Listener, idle time.Duration) {
 		done := s.active == 0 && time.Since(s.lastEnd) >= idle
 		s.mu.Unlock()
 		if done {
-			ln.Close()
+			s.stop()
 			return
 		}
 	}
 }
+
+// stop closes the listener: the accept loop then waits for the runs under
+// way, closes the master and exits. Safe to call more than once.
+func (s *toolServer) stop() { s.stopOnce.Do(func() { s.ln.Close() }) }
 
 // pick takes the least busy target, the key's choice among equals, of
 // those not tried yet (tried[i]) and not down; when every untried one is
@@ -461,7 +529,12 @@ func (s *toolServer) release(i int) {
 
 // serve runs one client's request.
 func (s *toolServer) serve(c net.Conn) {
-	defer c.Close()
+	kept := false // a --stop client's connection stays open until the exit
+	defer func() {
+		if !kept {
+			c.Close()
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	br := bufio.NewReaderSize(c, 64<<10)
@@ -486,6 +559,14 @@ func (s *toolServer) serve(c net.Conn) {
 	switch {
 	case err != nil:
 		reply(toolReply{Exit: exitUsage, Error: "bad request: " + err.Error(), Class: "usage"})
+		return
+	case req.Stop:
+		s.mu.Lock()
+		s.stoppers = append(s.stoppers, c)
+		s.mu.Unlock()
+		kept = true
+		s.log.Info("asked to stop")
+		s.stop()
 		return
 	case hash == "":
 		reply(toolReply{Exit: exitUsage, Error: fmt.Sprintf("no tool %q", req.Tool), Class: "usage"})
