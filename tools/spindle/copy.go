@@ -130,36 +130,22 @@ const (
 const copyEntryBytes = 4096
 
 type copyOpts struct {
-	targets    []string
-	inventory  string
-	limits     []string
-	become     bool
-	becomeUser string
-	mode       fs.FileMode // 0: 0644, or 0755 for an executable
-	owner      string
-	group      string
-	timeout    time.Duration
-	parallel   int
-	asJSON     bool
-	edges      bool
-	conn       connFlags
-	src, dest  string
+	targetFlags
+	mode      fs.FileMode // 0: 0644, or 0755 for an executable
+	owner     string
+	group     string
+	timeout   time.Duration
+	parallel  int
+	asJSON    bool
+	edges     bool
+	conn      connFlags
+	src, dest string
 }
 
 func parseCopyArgs(args []string) (*copyOpts, error) {
 	o := &copyOpts{}
 	fset := flag.NewFlagSet("copy", flag.ContinueOnError)
-	for _, n := range []string{"t", "target"} {
-		fset.Func(n, "", func(v string) error { o.targets = append(o.targets, v); return nil })
-	}
-	for _, n := range []string{"i", "inventory"} {
-		fset.StringVar(&o.inventory, n, "", "")
-	}
-	for _, n := range []string{"l", "limit"} {
-		fset.Func(n, "", func(v string) error { o.limits = append(o.limits, v); return nil })
-	}
-	fset.BoolVar(&o.become, "become", false, "")
-	fset.StringVar(&o.becomeUser, "become-user", "", "")
+	o.targetFlags.register(fset)
 	fset.Func("mode", "", func(v string) error {
 		m, err := strconv.ParseUint(v, 8, 32)
 		if err != nil || m&^0o777 != 0 || m == 0 {
@@ -183,7 +169,7 @@ func parseCopyArgs(args []string) (*copyOpts, error) {
 	case len(pos) != 2:
 		return nil, fmt.Errorf("want SRC and DEST, got %d arguments (spindle copy SRC -t TARGET DEST)", len(pos))
 	case len(o.targets) == 0:
-		return nil, errors.New("name the targets with -t (-t local for this machine, -t all for every host of the --inventory)")
+		return nil, errNoTargets
 	case o.parallel < 1:
 		return nil, fmt.Errorf("--parallel %d: must be at least 1", o.parallel)
 	case !path.IsAbs(pos[1]) || strings.ContainsRune(pos[1], 0):
@@ -192,12 +178,7 @@ func parseCopyArgs(args []string) (*copyOpts, error) {
 		return nil, fmt.Errorf("SRC %q: want a local file or directory", pos[0])
 	}
 	o.src, o.dest = pos[0], pos[1]
-	if o.becomeUser != "" {
-		o.become = true
-	}
-	if o.become && o.becomeUser == "" {
-		o.becomeUser = "root"
-	}
+	o.becomeDefaults()
 	if o.timeout == 0 {
 		o.timeout = 5 * time.Minute
 	}
@@ -448,29 +429,9 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(stderr, "copy", err)
 	}
-	targets, err := selectTargets(&runOpts{targets: o.targets, inventory: o.inventory, limits: o.limits})
-	if err != nil {
-		fmt.Fprintf(stderr, "spindle copy: %v\n", err)
-		return exitUsage
-	}
-	// Two spellings of one chain would be two copies racing on one
-	// DEST: each chain runs once, as for spindle run.
-	targets, note := dedupeTargets(targets, o.conn.sshConfig)
-	if note != "" {
-		fmt.Fprintf(stderr, "spindle copy: %s\n", note)
-	}
-	if len(targets) == 0 {
-		fmt.Fprintln(stderr, "spindle copy: no targets matched; nothing to do")
-		return 0
-	}
-	if o.become {
-		sudo, err := target.Parse("sudo://" + o.becomeUser)
-		if err != nil {
-			return usageError(stderr, "copy", fmt.Errorf("--become-user %q: %w", o.becomeUser, err))
-		}
-		for i := range targets {
-			targets[i].Target = append(append(target.Target{}, targets[i].Target...), sudo...)
-		}
+	targets, code, done := o.resolve("copy", o.conn.sshConfig, stderr)
+	if done {
+		return code
 	}
 	wasm, pinned, err := loadBattery("copy")
 	if err != nil {

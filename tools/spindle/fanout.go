@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,29 +38,15 @@ const inspectUsage = `  -t, --target T      where to run, as for spindle run (a 
 
 // inspectOpts are the target flags of spindle facts and spindle stat.
 type inspectOpts struct {
-	targets    []string
-	inventory  string
-	limits     []string
-	become     bool
-	becomeUser string
-	timeout    time.Duration
-	parallel   int
-	asJSON     bool
-	conn       connFlags
+	targetFlags
+	timeout  time.Duration
+	parallel int
+	asJSON   bool
+	conn     connFlags
 }
 
 func (o *inspectOpts) register(fs *flag.FlagSet) {
-	for _, n := range []string{"t", "target"} {
-		fs.Func(n, "", func(v string) error { o.targets = append(o.targets, v); return nil })
-	}
-	for _, n := range []string{"i", "inventory"} {
-		fs.StringVar(&o.inventory, n, "", "")
-	}
-	for _, n := range []string{"l", "limit"} {
-		fs.Func(n, "", func(v string) error { o.limits = append(o.limits, v); return nil })
-	}
-	fs.BoolVar(&o.become, "become", false, "")
-	fs.StringVar(&o.becomeUser, "become-user", "", "")
+	o.targetFlags.register(fs)
 	fs.Func("timeout", "", func(v string) (err error) { o.timeout, err = parseTimeout(v); return err })
 	fs.IntVar(&o.parallel, "parallel", 20, "")
 	fs.BoolVar(&o.asJSON, "json", false, "")
@@ -72,16 +57,11 @@ func (o *inspectOpts) register(fs *flag.FlagSet) {
 func (o *inspectOpts) check() error {
 	switch {
 	case len(o.targets) == 0:
-		return errors.New("name the targets with -t (-t local for this machine, -t all for every host of the --inventory)")
+		return errNoTargets
 	case o.parallel < 1:
 		return fmt.Errorf("--parallel %d: must be at least 1", o.parallel)
 	}
-	if o.becomeUser != "" {
-		o.become = true
-	}
-	if o.become && o.becomeUser == "" {
-		o.becomeUser = "root"
-	}
+	o.becomeDefaults()
 	if o.timeout == 0 {
 		o.timeout = 30 * time.Second
 	}
@@ -110,28 +90,9 @@ func (r *inspectRecap) add(status string) {
 // prints the recap and the summary and returns the exit status.
 func fanOut(o *inspectOpts, cmd, battery string, stdout, stderr io.Writer, header func(names []string),
 	each func(ctx context.Context, fl *spindle.Fleet, hash string, nt target.Named, mask func(string) string) func() string) int {
-	ro := &runOpts{targets: o.targets, inventory: o.inventory, limits: o.limits}
-	targets, err := selectTargets(ro)
-	if err != nil {
-		fmt.Fprintf(stderr, "spindle %s: %v\n", cmd, err)
-		return exitUsage
-	}
-	targets, note := dedupeTargets(targets, o.conn.sshConfig)
-	if note != "" {
-		fmt.Fprintf(stderr, "spindle %s: %s\n", cmd, note)
-	}
-	if len(targets) == 0 {
-		fmt.Fprintf(stderr, "spindle %s: no targets matched; nothing to do\n", cmd)
-		return 0
-	}
-	if o.become {
-		sudo, err := target.Parse("sudo://" + o.becomeUser)
-		if err != nil {
-			return usageError(stderr, cmd, fmt.Errorf("--become-user %q: %w", o.becomeUser, err))
-		}
-		for i := range targets {
-			targets[i].Target = append(append(target.Target{}, targets[i].Target...), sudo...)
-		}
+	targets, code, done := o.resolve(cmd, o.conn.sshConfig, stderr)
+	if done {
+		return code
 	}
 	wasm, pinned, err := loadBattery(battery)
 	if err != nil {

@@ -68,35 +68,21 @@ could not be reached (and none failed); 2 bad usage; 130 interrupted.
 var shSearchDirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
 
 type shOpts struct {
-	targets    []string
-	inventory  string
-	limits     []string
-	become     bool
-	becomeUser string
-	env        map[string]string
-	chdir      string
-	timeout    time.Duration
-	outBytes   int64
-	parallel   int
-	asJSON     bool
-	conn       connFlags
-	argv       []string
+	targetFlags
+	env      map[string]string
+	chdir    string
+	timeout  time.Duration
+	outBytes int64
+	parallel int
+	asJSON   bool
+	conn     connFlags
+	argv     []string
 }
 
 func parseShArgs(args []string) (*shOpts, error) {
 	o := &shOpts{env: map[string]string{}}
 	fs := flag.NewFlagSet("sh", flag.ContinueOnError)
-	for _, n := range []string{"t", "target"} {
-		fs.Func(n, "", func(v string) error { o.targets = append(o.targets, v); return nil })
-	}
-	for _, n := range []string{"i", "inventory"} {
-		fs.StringVar(&o.inventory, n, "", "")
-	}
-	for _, n := range []string{"l", "limit"} {
-		fs.Func(n, "", func(v string) error { o.limits = append(o.limits, v); return nil })
-	}
-	fs.BoolVar(&o.become, "become", false, "")
-	fs.StringVar(&o.becomeUser, "become-user", "", "")
+	o.targetFlags.register(fs)
 	fs.Func("env", "", func(v string) error {
 		k, val, ok := strings.Cut(v, "=")
 		if !ok || k == "" || strings.ContainsRune(v, 0) {
@@ -122,7 +108,7 @@ func parseShArgs(args []string) (*shOpts, error) {
 	case len(pos) == 0:
 		return nil, errors.New("no program given (spindle sh -t TARGET -- PROGRAM [ARGS...])")
 	case len(o.targets) == 0:
-		return nil, errors.New("name the targets with -t (-t local for this machine, -t all for every host of the --inventory)")
+		return nil, errNoTargets
 	case o.parallel < 1:
 		return nil, fmt.Errorf("--parallel %d: must be at least 1", o.parallel)
 	case o.chdir != "" && (!path.IsAbs(o.chdir) || path.Clean(o.chdir) != o.chdir):
@@ -135,12 +121,7 @@ func parseShArgs(args []string) (*shOpts, error) {
 			return nil, fmt.Errorf("argument %q holds NUL", a)
 		}
 	}
-	if o.becomeUser != "" {
-		o.become = true
-	}
-	if o.become && o.becomeUser == "" {
-		o.becomeUser = "root"
-	}
+	o.becomeDefaults()
 	if o.timeout == 0 {
 		o.timeout = host.DefaultExecTimeout
 	}
@@ -191,28 +172,9 @@ func cmdSh(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(stderr, "sh", err)
 	}
-	ro := &runOpts{targets: o.targets, inventory: o.inventory, limits: o.limits}
-	targets, err := selectTargets(ro)
-	if err != nil {
-		fmt.Fprintf(stderr, "spindle sh: %v\n", err)
-		return exitUsage
-	}
-	targets, note := dedupeTargets(targets, o.conn.sshConfig)
-	if note != "" {
-		fmt.Fprintf(stderr, "spindle sh: %s\n", note)
-	}
-	if len(targets) == 0 {
-		fmt.Fprintln(stderr, "spindle sh: no targets matched; nothing to do")
-		return 0
-	}
-	if o.become {
-		sudo, err := target.Parse("sudo://" + o.becomeUser)
-		if err != nil {
-			return usageError(stderr, "sh", fmt.Errorf("--become-user %q: %w", o.becomeUser, err))
-		}
-		for i := range targets {
-			targets[i].Target = append(append(target.Target{}, targets[i].Target...), sudo...)
-		}
+	targets, code, done := o.resolve("sh", o.conn.sshConfig, stderr)
+	if done {
+		return code
 	}
 	wasm, pinned, err := loadBattery("sh")
 	if err != nil {
