@@ -152,6 +152,9 @@ func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
 		// The go command asks for the tool's version: nothing to see.
 		return inv, nil
 	}
+	if c.err != nil {
+		return nil, c.err
+	}
 	if name == "asm" {
 		c.asmIncludes()
 	}
@@ -194,6 +197,7 @@ type collector struct {
 	files       map[string]bool // what a shipped run needs: files, and directories whole
 	incdirs     []string        // -I and -L directories, absolute, in order
 	work        string          // go's work directory, when seen
+	err         error           // the first named file the sandbox cannot open (see links)
 }
 
 // args scans arguments: each may be a path, FLAG=PATH, a -trimpath list
@@ -319,6 +323,7 @@ func (c *collector) path(p string) {
 	switch {
 	case err == nil && fi.Mode().IsRegular():
 		c.files[p] = true
+		c.links(p)
 	case errors.Is(err, fs.ErrNotExist) && c.work != "" && within(p, c.work):
 		// An output: its directory (the nearest that exists) whole.
 		for d := filepath.Dir(p); d != c.work && within(d, c.work); d = filepath.Dir(d) {
@@ -327,6 +332,46 @@ func (c *collector) path(p string) {
 				break
 			}
 		}
+	}
+}
+
+// maxLinks bounds the symlinks links follows from one file.
+const maxLinks = 40
+
+// links follows the file p while it is a symlink, shipping each link on
+// the way and the file it ends at (a shipped tree holds a link as a
+// link). The sandbox follows a relative link that stays inside the
+// mount, and never an absolute one nor one that leaves p's directory (the
+// directory granted for p): for such a link it sets c.err, so that the
+// run fails with why, not with the tool's "operation not permitted".
+func (c *collector) links(p string) {
+	dir := filepath.Dir(p)
+	for range maxLinks {
+		li, err := os.Lstat(p)
+		if err != nil || li.Mode()&fs.ModeSymlink == 0 {
+			return
+		}
+		t, err := os.Readlink(p)
+		next := filepath.Join(filepath.Dir(p), t)
+		switch {
+		case err != nil:
+			return // the tool will say
+		case filepath.IsAbs(t):
+			c.fail(fmt.Errorf("gotool: %s is an absolute symlink (to %s), which the sandbox does not follow: make it a relative link that stays in %s, or a copy", p, t, dir))
+			return
+		case !within(next, dir):
+			c.fail(fmt.Errorf("gotool: %s is a symlink to %s, outside %s, where the sandbox does not follow it: make it a copy", p, next, dir))
+			return
+		}
+		p = next
+		c.files[p] = true
+	}
+}
+
+// fail keeps the first of the errors found while collecting.
+func (c *collector) fail(err error) {
+	if c.err == nil {
+		c.err = err
 	}
 }
 

@@ -167,3 +167,46 @@ func TestPlanRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanLinks: a named source that is a relative symlink inside its
+// directory ships with the file it leads to (a tree holds a link as a
+// link); one the sandbox would not follow (absolute, or out of the
+// directory granted for it) fails the plan, saying why.
+func TestPlanLinks(t *testing.T) {
+	f := newFixture(t)
+	if err := os.MkdirAll(filepath.Join(f.pkg, "impl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(f.pkg, "impl", "hi.go.src"), "package main")
+	write(t, filepath.Join(filepath.Dir(f.pkg), "elsewhere.go"), "package main")
+	for name, target := range map[string]string{
+		"one.go": "impl/hi.go.src",
+		"two.go": "one.go", // a link to a link
+		"abs.go": filepath.Join(f.pkg, "impl", "hi.go.src"),
+		"out.go": "../elsewhere.go",
+	} {
+		if err := os.Symlink(target, filepath.Join(f.pkg, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compile := func(files ...string) (*Invocation, error) {
+		return Plan(append([]string{f.tool, "-o", f.b001 + "/_pkg_.a", "-p", "main", "-importcfg", f.b001 + "/importcfg", "-pack"}, files...), f.pkg, nil)
+	}
+	inv, err := compile("./main.go", "./two.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{f.entry, f.b001, filepath.Join(f.pkg, "impl", "hi.go.src"), filepath.Join(f.pkg, "main.go"),
+		filepath.Join(f.pkg, "one.go"), filepath.Join(f.pkg, "two.go")}
+	if !reflect.DeepEqual(inv.Files, want) {
+		t.Errorf("files = %q, want %q", inv.Files, want)
+	}
+	for file, msg := range map[string]string{
+		"./abs.go": "is an absolute symlink (to " + filepath.Join(f.pkg, "impl", "hi.go.src") + "), which the sandbox does not follow",
+		"./out.go": "is a symlink to " + filepath.Join(filepath.Dir(f.pkg), "elsewhere.go") + ", outside " + f.pkg,
+	} {
+		if _, err := compile("./main.go", file); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: %v, want an error saying it %s", file, err, msg)
+		}
+	}
+}

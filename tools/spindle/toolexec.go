@@ -34,7 +34,9 @@ and the build's work directory ($WORK) read-write, where it writes its
 output; nothing else of the machine. Their outputs are the native tools'
 byte for byte. Any other tool go runs (cgo, vet, buildid, pack, cover) runs
 natively, as without -toolexec. The go command stays the planner: its
-build cache decides what runs.
+build cache decides what runs. A source file may be a symlink only
+relative and within its directory (shipped with what it leads to): the
+sandbox follows no other, and such a run fails saying so.
 
 The first run of a build starts a server (spindle toolexec --serve, in a
 session of its own) that keeps one master, a context per target and the
