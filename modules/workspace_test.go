@@ -572,7 +572,8 @@ func TestShape(t *testing.T) {
 	file, _ := st.Put([]byte("12345"))
 	leaf, n := put(&modules.Dir{Entries: []modules.Entry{{Name: "f", Kind: modules.EntryFile, Digest: file, Size: 5}}})
 	both, m := put(&modules.Dir{Entries: []modules.Entry{
-		{Name: "a", Kind: modules.EntryDir, Digest: leaf, Size: n}, {Name: "b", Kind: modules.EntryDir, Digest: leaf, Size: n}}})
+		{Name: "a", Kind: modules.EntryDir, Digest: leaf, Size: n}, {Name: "b", Kind: modules.EntryDir, Digest: leaf, Size: n},
+	}})
 	sh, err := st.Shape(both)
 	if err != nil || sh != (modules.TreeShape{Paths: 4, Depth: 1, Bytes: 10}) {
 		t.Errorf("Shape = %+v, %v; want 4 paths, depth 1, 10 bytes", sh, err)
@@ -581,7 +582,8 @@ func TestShape(t *testing.T) {
 	bomb, size := both, m
 	for range 20 {
 		bomb, size = put(&modules.Dir{Entries: []modules.Entry{
-			{Name: "a", Kind: modules.EntryDir, Digest: bomb, Size: size}, {Name: "b", Kind: modules.EntryDir, Digest: bomb, Size: size}}})
+			{Name: "a", Kind: modules.EntryDir, Digest: bomb, Size: size}, {Name: "b", Kind: modules.EntryDir, Digest: bomb, Size: size},
+		}})
 	}
 	if _, err := st.Shape(bomb); !errors.Is(err, modules.ErrBadTree) {
 		t.Errorf("Shape of 2^21 paths = %v, want ErrBadTree", err)

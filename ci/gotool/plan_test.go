@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -18,8 +19,10 @@ type fixture struct {
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	root := t.TempDir()
-	f := fixture{goroot: filepath.Join(root, "go"), cache: filepath.Join(root, "cache"), pkg: filepath.Join(root, "src", "hw"),
-		work: filepath.Join(root, "go-build123")}
+	f := fixture{
+		goroot: filepath.Join(root, "go"), cache: filepath.Join(root, "cache"), pkg: filepath.Join(root, "src", "hw"),
+		work: filepath.Join(root, "go-build123"),
+	}
 	f.tool = filepath.Join(f.goroot, "pkg", "tool", "linux_amd64", "compile")
 	f.entry = filepath.Join(f.cache, "ab", strings.Repeat("ab", 32)+"-d")
 	f.b001 = filepath.Join(f.work, "b001")
@@ -47,8 +50,10 @@ func write(t *testing.T, p, s string) {
 // variables with GOOS and GOARCH from the tool's directory.
 func TestPlanCompile(t *testing.T) {
 	f := newFixture(t)
-	argv := []string{f.tool, "-o", f.b001 + "/_pkg_.a", "-trimpath", f.b001 + "=>", "-p", "main",
-		"-importcfg", f.b001 + "/importcfg", "-pack", "./main.go"}
+	argv := []string{
+		f.tool, "-o", f.b001 + "/_pkg_.a", "-trimpath", f.b001 + "=>", "-p", "main",
+		"-importcfg", f.b001 + "/importcfg", "-pack", "./main.go",
+	}
 	inv, err := Plan(argv, f.pkg, []string{"HOME=/root", "GOFLAGS=-mod=mod", "GOOS=", "CGO_ENABLED=0", "SSH_AUTH_SOCK=/x"})
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +116,10 @@ func TestPlanCompile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{f.b001, filepath.Join(f.goroot, "pkg", "include"), filepath.Join(f.pkg, "asm.s"), filepath.Join(sub, "abi.h"),
-		filepath.Join(sub, "deeper", "more.h")}; !reflect.DeepEqual(inv.Files, want) {
+	if want := []string{
+		f.b001, filepath.Join(f.goroot, "pkg", "include"), filepath.Join(f.pkg, "asm.s"), filepath.Join(sub, "abi.h"),
+		filepath.Join(sub, "deeper", "more.h"),
+	}; !reflect.DeepEqual(inv.Files, want) {
 		t.Errorf("asm with includes: files = %q, want %q", inv.Files, want)
 	}
 
@@ -185,7 +192,11 @@ func TestPlanLinks(t *testing.T) {
 		"abs.go": filepath.Join(f.pkg, "impl", "hi.go.src"),
 		"out.go": "../elsewhere.go",
 	} {
-		if err := os.Symlink(target, filepath.Join(f.pkg, name)); err != nil {
+		err := os.Symlink(target, filepath.Join(f.pkg, name))
+		if err != nil && runtime.GOOS == "wasip1" {
+			t.Skipf("symlink %s: %v (Spindle's sandbox, and wazero's, make no absolute symlink)", target, err)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,8 +207,10 @@ func TestPlanLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{f.entry, f.b001, filepath.Join(f.pkg, "impl", "hi.go.src"), filepath.Join(f.pkg, "main.go"),
-		filepath.Join(f.pkg, "one.go"), filepath.Join(f.pkg, "two.go")}
+	want := []string{
+		f.entry, f.b001, filepath.Join(f.pkg, "impl", "hi.go.src"), filepath.Join(f.pkg, "main.go"),
+		filepath.Join(f.pkg, "one.go"), filepath.Join(f.pkg, "two.go"),
+	}
 	if !reflect.DeepEqual(inv.Files, want) {
 		t.Errorf("files = %q, want %q", inv.Files, want)
 	}
