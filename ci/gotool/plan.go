@@ -163,6 +163,11 @@ func Plan(argv []string, cwd string, environ []string) (*Invocation, error) {
 		return nil, err
 	}
 	inv.Mounts, inv.Work = mounts, work
+	if work != "" {
+		// The tool's temporary files (link's, when it would run the
+		// external linker) go where it may write: /tmp is not there.
+		inv.Env["TMPDIR"] = work
+	}
 	if inv.Files, err = c.shipped(); err != nil {
 		return nil, err
 	}

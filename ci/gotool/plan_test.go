@@ -62,7 +62,7 @@ func TestPlanCompile(t *testing.T) {
 	if !reflect.DeepEqual(inv.Mounts, want) {
 		t.Errorf("mounts = %+v, want %+v", inv.Mounts, want)
 	}
-	wantEnv := map[string]string{"GOFLAGS": "-mod=mod", "GOOS": "linux", "GOARCH": "amd64", "CGO_ENABLED": "0", "GOROOT": f.goroot, "PWD": f.pkg}
+	wantEnv := map[string]string{"GOFLAGS": "-mod=mod", "GOOS": "linux", "GOARCH": "amd64", "CGO_ENABLED": "0", "GOROOT": f.goroot, "PWD": f.pkg, "TMPDIR": f.work}
 	if !reflect.DeepEqual(inv.Env, wantEnv) {
 		t.Errorf("env = %v, want %v", inv.Env, wantEnv)
 	}

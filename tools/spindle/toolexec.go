@@ -36,7 +36,10 @@ byte for byte. Any other tool go runs (cgo, vet, buildid, pack, cover) runs
 natively, as without -toolexec. The go command stays the planner: its
 build cache decides what runs. A source file may be a symlink only
 relative and within its directory (shipped with what it leads to): the
-sandbox follows no other, and such a run fails saying so.
+sandbox follows no other, and such a run fails saying so. A link that
+needs the external linker (cgo beyond the standard library's, as
+-lSOMETHING) fails with "running gcc failed": no sandbox has gcc; build
+such a program with CGO_ENABLED=0, or without -toolexec.
 
 The first run of a build starts a server (spindle toolexec --serve, in a
 session of its own) that keeps one master, a context per target and the
