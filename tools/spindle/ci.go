@@ -273,9 +273,11 @@ func ciCacheDir(m *spindle.Master) string {
 }
 
 func runCI(ctx context.Context, o *ciOpts, pr *ciPrinter, stdout, stderr io.Writer) int {
+	// The ci package's errors start "ci: ", as this line does.
+	say := func(err error) { fmt.Fprintf(stderr, "spindle ci: %s\n", strings.TrimPrefix(err.Error(), "ci: ")) }
 	f, opts, err := ciSetup(o)
 	if err != nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
+		say(err)
 		return exitUsage
 	}
 	cn := o.cn
@@ -293,12 +295,12 @@ func runCI(ctx context.Context, o *ciOpts, pr *ciPrinter, stdout, stderr io.Writ
 	}
 	m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(pr.line.Writer(stderr), shown), LogLevel: level, CacheDir: o.cacheDir})
 	if err != nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
+		say(err)
 		return exitCIInfra
 	}
 	defer m.Close()
 	if opts.Cache, err = ci.OpenActionCache(ciCacheDir(m)); err != nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
+		say(err)
 		return exitCIInfra
 	}
 	opts.Fleet = spindle.NewFleet(m)
@@ -308,7 +310,7 @@ func runCI(ctx context.Context, o *ciOpts, pr *ciPrinter, stdout, stderr io.Writ
 	sum, err := ci.Run(ctx, m, f, opts)
 	pr.finish()
 	if err != nil && sum == nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
+		say(err)
 		return exitUsage
 	}
 	if !o.asJSON {
@@ -316,12 +318,12 @@ func runCI(ctx context.Context, o *ciOpts, pr *ciPrinter, stdout, stderr io.Writ
 	}
 	if o.junit != "" {
 		if err := writeJUnit(o.junit, sum); err != nil {
-			fmt.Fprintf(stderr, "spindle ci: %v\n", err)
+			say(err)
 			return exitCIInfra
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "spindle ci: %v\n", err)
+		say(err)
 		return exitCIInfra
 	}
 	return ciExit(ctx, sum)

@@ -526,8 +526,8 @@ func cmdCopy(args []string, stdout, stderr io.Writer) int {
 	if r.interrupted > 0 {
 		interrupted = fmt.Sprintf(", %d interrupted", r.interrupted)
 	}
-	fmt.Fprintf(stderr, "%d targets: %d ok, %d changed, %d failed, %d unreachable%s in %s; %d bytes of blobs sent from here\n",
-		len(lines), r.ok, r.changed, r.failed, r.unreachable, interrupted, time.Since(began).Round(time.Millisecond),
+	fmt.Fprintf(stderr, "%d %s: %d ok, %d changed, %d failed, %d unreachable%s in %s; %d bytes of blobs sent from here\n",
+		len(lines), plural(len(lines), "target", "targets"), r.ok, r.changed, r.failed, r.unreachable, interrupted, time.Since(began).Round(time.Millisecond),
 		m.ModuleStats().ServedBytes)
 	switch {
 	case ctx.Err() != nil:

@@ -825,7 +825,7 @@ func TestCopyInterruptedStart(t *testing.T) {
 	if len(lines) != 1 || lines[0].Status != "failed" || lines[0].Error == nil || lines[0].Error.Kind != "interrupted" {
 		t.Fatalf("lines %+v; want one, failed, kind interrupted\n%s", lines, errOut)
 	}
-	if !strings.Contains(errOut.String(), "1 targets: 0 ok, 0 changed, 0 failed, 0 unreachable, 1 interrupted in ") {
+	if !strings.Contains(errOut.String(), "1 target: 0 ok, 0 changed, 0 failed, 0 unreachable, 1 interrupted in ") {
 		t.Errorf("the recap does not count 1 interrupted:\n%s", errOut)
 	}
 }

@@ -163,7 +163,7 @@ func TestFactsLocal(t *testing.T) {
 	if !strings.Contains(out, "\nRECAP\nlocal                : ok=1 changed=0 unreachable=0 failed=0\n") {
 		t.Errorf("no recap:\n%s", out)
 	}
-	if !strings.Contains(errs, "1 targets: 1 ok, 0 failed, 0 unreachable in ") {
+	if !strings.Contains(errs, "1 target: 1 ok, 0 failed, 0 unreachable in ") {
 		t.Errorf("stderr lacks the summary:\n%s", errs)
 	}
 

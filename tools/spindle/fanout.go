@@ -160,8 +160,8 @@ func fanOut(o *inspectOpts, cmd, battery string, stdout, stderr io.Writer, heade
 	if !o.asJSON {
 		printInspectRecap(stdout, names, status)
 	}
-	fmt.Fprintf(stderr, "%d targets: %d ok, %d failed, %d unreachable in %s\n",
-		len(targets), tally.ok, tally.failed, tally.unreachable, time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(stderr, "%d %s: %d ok, %d failed, %d unreachable in %s\n",
+		len(targets), plural(len(targets), "target", "targets"), tally.ok, tally.failed, tally.unreachable, time.Since(began).Round(time.Millisecond))
 	switch {
 	case ctx.Err() != nil:
 		return exitInterrupted

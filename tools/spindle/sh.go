@@ -252,8 +252,8 @@ func cmdSh(args []string, stdout, stderr io.Writer) int {
 	if !o.asJSON {
 		printShRecap(stdout, lines)
 	}
-	fmt.Fprintf(stderr, "%d targets: %d changed, %d failed, %d unreachable in %s\n",
-		len(lines), r.changed, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(stderr, "%d %s: %d changed, %d failed, %d unreachable in %s\n",
+		len(lines), plural(len(lines), "target", "targets"), r.changed, r.failed, r.unreachable, time.Since(began).Round(time.Millisecond))
 	switch {
 	case ctx.Err() != nil:
 		return exitInterrupted
