@@ -172,7 +172,7 @@ func forgetBroker(t *testing.T, bin string, s *testutil.SSHD) {
 // TestToolexecErrors: what spindle toolexec refuses, each with exit 2 and
 // the reason; a tool it does not run as wasm runs natively.
 func TestToolexecErrors(t *testing.T) {
-	goroot := runtime.GOROOT()
+	goroot := goRoot(t)
 	compile := filepath.Join(goroot, "pkg", "tool", runtime.GOOS+"_"+runtime.GOARCH, "compile")
 	empty := t.TempDir()
 	stale := t.TempDir()
@@ -222,7 +222,7 @@ func TestToolexecStop(t *testing.T) {
 	tools := goTools(t)
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(os.TempDir(), "spindle-test-xdg"))
 	spindleBin := testutil.BuildBroker(t)
-	compile := filepath.Join(runtime.GOROOT(), "pkg", "tool", runtime.GOOS+"_"+runtime.GOARCH, "compile")
+	compile := filepath.Join(goRoot(t), "pkg", "tool", runtime.GOOS+"_"+runtime.GOARCH, "compile")
 	flags := []string{"--tools", tools, "-t", "local:stop-a"}
 	o, err := parseToolexecArgs(append(flags[2:], "compile"))
 	if err != nil {
@@ -278,6 +278,16 @@ func TestToolexecStop(t *testing.T) {
 	if err != nil || !strings.Contains(out, "no server is running for these flags") {
 		t.Errorf("--stop with no server: %q (%v)", out, err)
 	}
+}
+
+// goRoot is the GOROOT of the go command on PATH, the one go build runs.
+func goRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // childPIDs lists the processes whose parent is pid.
