@@ -87,7 +87,7 @@ type Dir struct {
 
 // entryWire is an entry as it is encoded: an array of six.
 type entryWire struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 msgpack reads its tag
 	Name     string
 	Kind     uint8
 	Digest   string
