@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -193,16 +192,6 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 // measured, alternately.
 const throughputRounds = 5
 
-// medianFloat returns the median of xs (the upper one of an even count).
-func medianFloat(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
 func us(d time.Duration) float64 { return round1(float64(d) / float64(time.Microsecond)) }
 func ms(d time.Duration) float64 { return round1(float64(d) / float64(time.Millisecond)) }
 func round1(f float64) float64   { return math.Round(f*10) / 10 }
@@ -294,8 +283,8 @@ func runBench(ctx context.Context, scale int, wasmDir string, sshOpts spindle.Ch
 		}
 		limits, tputs = append(limits, bps), append(tputs, tput)
 	}
-	res.LimitThroughputMBs = round1(medianFloat(limits) / 1e6)
-	res.ThroughputMBs = round1(medianFloat(tputs) / 1e6)
+	res.LimitThroughputMBs = round1(median(limits) / 1e6)
+	res.ThroughputMBs = round1(median(tputs) / 1e6)
 	var bulk spindle.StatsResult
 	if err := c1.Call(ctx, "stats", nil, &bulk); err != nil {
 		return nil, err

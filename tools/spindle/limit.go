@@ -1,10 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -159,14 +160,16 @@ func limitThroughput(total int64) (float64, error) {
 	return float64(total) / time.Since(t0).Seconds(), nil
 }
 
-func median(ds []time.Duration) time.Duration { return percentile(ds, 50) }
+func median[T cmp.Ordered](xs []T) T { return percentile(xs, 50) }
 
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
+// percentile is the p-th percentile of xs (the lower one between two), of
+// a sorted copy; the zero value when xs is empty.
+func percentile[T cmp.Ordered](xs []T, p float64) T {
+	if len(xs) == 0 {
+		var zero T
+		return zero
 	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(float64(len(s)-1) * p / 100)
-	return s[i]
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p/100)]
 }

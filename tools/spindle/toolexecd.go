@@ -329,6 +329,7 @@ type toolServer struct {
 
 	ln       net.Listener
 	stopOnce sync.Once
+	stopped  chan struct{} // closed by stop
 
 	mu       sync.Mutex
 	stoppers []net.Conn  // guarded by mu: the --stop clients, answered at exit
@@ -352,7 +353,7 @@ func serveTools(o *toolexecOpts, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := &toolServer{modules: map[string]string{}, targets: o.targets, busy: make([]int, len(o.targets)),
-		down: make([]time.Time, len(o.targets)), log: log, lastEnd: time.Now()}
+		down: make([]time.Time, len(o.targets)), log: log, lastEnd: time.Now(), stopped: make(chan struct{})}
 	for _, t := range o.targets {
 		c, err := target.Parse(t)
 		if err != nil {
@@ -393,12 +394,17 @@ func serveTools(o *toolexecOpts, stderr io.Writer) int {
 	defer os.Remove(pidPath)
 	log.Info("serving", "sock", sockPath, "targets", o.targets, "idle", o.idle)
 	s.ln = ln
-	go s.idleWatch(o.idle)
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.idleWatch(o.idle)
+	}()
 	defer wg.Wait()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
+			s.stop() // ends the idle watch too, whatever closed the listener
 			wg.Wait()
 			closeMaster()
 			os.Remove(sockPath)
@@ -464,11 +470,17 @@ func (s *toolServer) end() {
 	s.mu.Unlock()
 }
 
-// idleWatch stops the server once no run has been in progress for idle.
+// idleWatch stops the server once no run has been in progress for idle;
+// it returns then, or when the server was stopped otherwise.
 func (s *toolServer) idleWatch(idle time.Duration) {
 	tick := time.NewTicker(min(idle/4, time.Second))
 	defer tick.Stop()
-	for range tick.C {
+	for {
+		select {
+		case <-s.stopped:
+			return
+		case <-tick.C:
+		}
 		s.mu.Lock()
 		done := s.active == 0 && time.Since(s.lastEnd) >= idle
 		s.mu.Unlock()
@@ -481,7 +493,12 @@ func (s *toolServer) idleWatch(idle time.Duration) {
 
 // stop closes the listener: the accept loop then waits for the runs under
 // way, closes the master and exits. Safe to call more than once.
-func (s *toolServer) stop() { s.stopOnce.Do(func() { s.ln.Close() }) }
+func (s *toolServer) stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopped)
+		s.ln.Close()
+	})
+}
 
 // pick takes the least busy target, the key's choice among equals, of
 // those not tried yet (tried[i]) and not down; when every untried one is
