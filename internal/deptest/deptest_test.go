@@ -37,6 +37,7 @@ var importRules = map[string][]string{
 	"ci/report":            nil,
 	"ci/gotest":            {".", "ci", "ci/report", "target"},
 	"ci/gotool":            nil,
+	"ci/gocache":           nil,
 	"tools/spindle":        {anything},
 	"internal/testutil":    nil,
 	"internal/deptest":     nil,
