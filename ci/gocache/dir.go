@@ -306,3 +306,24 @@ func (d *Dir) Trim(now time.Time, maxAge time.Duration, maxBytes int64) (TrimSta
 	st.Kept, st.KeptBytes = len(outputs), total
 	return st, nil
 }
+
+// trimMark is the file whose mtime says when the directory was last
+// trimmed.
+const trimMark = "trimmed"
+
+// TrimIfDue trims the directory (Trim) when it was last trimmed more than
+// every ago, or never, and says whether it did. Of processes sharing the
+// directory at most one trims in each period, give or take a race that
+// costs a second walk.
+func (d *Dir) TrimIfDue(now time.Time, every, maxAge time.Duration, maxBytes int64) (TrimStats, bool, error) {
+	mark := filepath.Join(d.root, trimMark)
+	if fi, err := os.Stat(mark); err == nil && now.Sub(fi.ModTime()) < every {
+		return TrimStats{}, false, nil
+	}
+	if err := os.WriteFile(mark, nil, 0o600); err != nil {
+		return TrimStats{}, false, fmt.Errorf("gocache: trim: %w", err)
+	}
+	_ = os.Chtimes(mark, now, now)
+	st, err := d.Trim(now, maxAge, maxBytes)
+	return st, true, err
+}

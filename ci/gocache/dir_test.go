@@ -223,6 +223,17 @@ func TestDirTrim(t *testing.T) {
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
 		t.Error("a stale temporary file was kept")
 	}
+
+	// TrimIfDue: once a period.
+	if _, did, err := d.TrimIfDue(now, time.Hour, 0, 1); !did || err != nil {
+		t.Errorf("first TrimIfDue = %v, %v; want a trim", did, err)
+	}
+	if _, did, _ := d.TrimIfDue(now.Add(30*time.Minute), time.Hour, 0, 1); did {
+		t.Error("TrimIfDue trimmed again within its period")
+	}
+	if _, did, _ := d.TrimIfDue(now.Add(2*time.Hour), time.Hour, 0, 1); !did {
+		t.Error("TrimIfDue did not trim once its period was over")
+	}
 }
 
 // TestDirHammer: goroutines of two Dirs on one directory (as two go

@@ -28,6 +28,7 @@ var usages = map[string]string{
 	"ci bench":   ciBenchUsage,
 	"exec":       execUsage,
 	"toolexec":   toolexecUsage,
+	"gocache":    gocacheUsage,
 	"tree":       treeUsage,
 	"bench":      benchUsage,
 	"version":    versionUsage,

@@ -15,7 +15,7 @@ import (
 
 func main() {
 	maybeRunLimitHelper()
-	spindle.MaybeRunChild(nil)
+	spindle.MaybeRunChild(gocacheFuncs())
 	if isExecName(os.Args[0]) {
 		os.Exit(cmdExecAsGo(os.Args[1:], os.Stdout, os.Stderr))
 	}

@@ -24,6 +24,7 @@ commands:
   ci          run a job file's steps as sandboxed, cached wasm actions (spindle ci -h)
   exec        run a wasip1 Go test binary in the sandbox: go test -exec 'spindle exec' (spindle exec -h)
   toolexec    run go build's compile, asm and link as wasm in the sandbox: go build -toolexec (spindle toolexec -h)
+  gocache     serve go's build cache, checked, trimmed, shareable through a context: GOCACHEPROG (spindle gocache -h)
   tree        start a demo tree of local contexts, ping each, print it, shut it down
   bench       measure spawn, round trips, throughput and memory (--json for one JSON object)
   version     the versions of spindle, Go, wazero, the protocol and the CI platform (also --version)
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdExec(args[1:], stdout, stderr)
 	case "toolexec":
 		return cmdToolexec(args[1:], stdout, stderr)
+	case "gocache":
+		return cmdGocache(args[1:], os.Stdin, stdout, stderr)
 	case "sh":
 		return cmdSh(args[1:], stdout, stderr)
 	case "facts":

@@ -20,7 +20,7 @@ import (
 func TestMain(m *testing.M) {
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	maybeRunLimitHelper()
-	spindle.MaybeRunChild(nil) // first: the CLI's children inherit cliEnv
+	spindle.MaybeRunChild(gocacheFuncs()) // first: the CLI's children inherit cliEnv
 	maybeRunExecName()
 	maybeRunCLI()
 	testutil.VerifyTestMain(m)

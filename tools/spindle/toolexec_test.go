@@ -35,10 +35,16 @@ func goTools(t *testing.T) string {
 // writing the binary to out, and returns go's combined output.
 func goBuild(t *testing.T, cache, out string, flags ...string) string {
 	t.Helper()
+	return goBuildEnv(t, cache, "", out, flags...)
+}
+
+// goBuildEnv is goBuild with GOCACHEPROG set to gocacheProg.
+func goBuildEnv(t *testing.T, cache, gocacheProg, out string, flags ...string) string {
+	t.Helper()
 	args := append([]string{"build"}, flags...)
 	cmd := exec.Command("go", append(args, "-o", out, ".")...)
 	cmd.Dir = "testdata/toolexec"
-	cmd.Env = append(os.Environ(), "GOCACHE="+cache, "GOFLAGS=", "GOWORK=off", "GOOS=", "GOARCH=", cliEnv+"=1")
+	cmd.Env = append(os.Environ(), "GOCACHE="+cache, "GOCACHEPROG="+gocacheProg, "GOFLAGS=", "GOWORK=off", "GOOS=", "GOARCH=", cliEnv+"=1")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, b)
@@ -81,13 +87,17 @@ func TestToolexecBuild(t *testing.T) {
 		ran     string // where the runs went, as -v says it
 		ssh     bool
 		shipped bool
+		gocache bool // the build cache is spindle gocache's (GOCACHEPROG)
 	}{
-		{"granted", local, "local:tx-", false, false},
-		{"shipped", append([]string{"--ship"}, local...), "local:tx-", false, true},
-		{"ssh", []string{"-t", "ssh://" + testutil.SSHHost}, "ssh://" + testutil.SSHHost, true, true},
+		{"granted", local, "local:tx-", false, false, false},
+		{"shipped", append([]string{"--ship"}, local...), "local:tx-", false, true, false},
+		{"ssh", []string{"-t", "ssh://" + testutil.SSHHost}, "ssh://" + testutil.SSHHost, true, true, false},
 		// A target that cannot be reached is passed over: every run goes
 		// to the other, and the build does not fail for it.
-		{"a target down", []string{"-t", "local:tx-a", "-t", "ssh://nobody@127.0.0.1:1"}, "local:tx-a", false, false},
+		{"a target down", []string{"-t", "local:tx-a", "-t", "ssh://nobody@127.0.0.1:1"}, "local:tx-a", false, false, false},
+		// The archives are in spindle gocache's directory, shipped from
+		// there (gotool takes it for a build cache, as go's own).
+		{"gocache shipped", []string{"--ship", "-t", "local:tx-a"}, "local:tx-a", false, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			flags := tt.flags
@@ -102,8 +112,12 @@ func TestToolexecBuild(t *testing.T) {
 			// The other cache holds the standard library, natively built,
 			// and nothing of this module.
 			cache := filepath.Join(t.TempDir(), "cache-wasm")
+			prog, gocacheDir := "", filepath.Join(t.TempDir(), "gocache")
+			if tt.gocache {
+				prog = spindleBin + " gocache --dir " + gocacheDir
+			}
 			seed := exec.Command("go", "build", "-o", os.DevNull, "fmt")
-			seed.Env = append(os.Environ(), "GOCACHE="+cache, "GOFLAGS=", "GOWORK=off")
+			seed.Env = append(os.Environ(), "GOCACHE="+cache, "GOCACHEPROG="+prog, "GOFLAGS=", "GOWORK=off")
 			if b, err := seed.CombinedOutput(); err != nil {
 				t.Fatalf("go build fmt: %v\n%s", err, b)
 			}
@@ -116,7 +130,7 @@ func TestToolexecBuild(t *testing.T) {
 				t.Fatal(err)
 			}
 			wasm := filepath.Join(t.TempDir(), "wasm")
-			out := goBuild(t, cache, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" "+strings.Join(flags, " "))
+			out := goBuildEnv(t, cache, prog, wasm, "-toolexec", spindleBin+" toolexec -v --idle 1s --tools "+tools+" "+strings.Join(flags, " "))
 			for _, tool := range []string{"compile", "asm", "link"} {
 				if !strings.Contains(out, "spindle toolexec: "+tool+" ran on "+tt.ran) {
 					t.Errorf("go build -toolexec ran no %s through spindle on %s:\n%s", tool, tt.ran, out)
@@ -136,6 +150,9 @@ func TestToolexecBuild(t *testing.T) {
 				t.Errorf("a target failed: %v, want %v; runs on the unreachable one: %v\n%s\n%s", down, wantDown, strings.Contains(out, "ran on ssh://nobody"), log, out)
 			}
 			waitServerGone(t, paths)
+			if outputs, _ := filepath.Glob(filepath.Join(gocacheDir, "*", "*-d")); tt.gocache && len(outputs) < 10 {
+				t.Errorf("spindle gocache's directory holds %d outputs, want the standard library's and this module's", len(outputs))
+			}
 			got, err := os.ReadFile(wasm)
 			if err != nil {
 				t.Fatal(err)

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/internal/testutil"
+	"github.com/spindle-hq/spindle/routing"
+)
+
+// gocacheBuild runs go build of testdata/toolexec with spindle gocache
+// (this test binary, as the CLI) and these flags as its GOCACHEPROG, a
+// GOCACHE of its own, and XDG_CACHE_HOME xdg (where a local context keeps
+// the shared cache). It returns the binary's sha256 and go's output.
+func gocacheBuild(t *testing.T, xdg, out string, flags ...string) ([32]byte, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-x", "-o", out, ".")
+	cmd.Dir = "testdata/toolexec"
+	cmd.Env = append(os.Environ(), "GOCACHE="+t.TempDir(), "GOFLAGS=", "GOWORK=off", "GOOS=", "GOARCH=",
+		"XDG_CACHE_HOME="+xdg, cliEnv+"=1", "GOCACHEPROG="+exe+" gocache -v "+strings.Join(flags, " "))
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build with spindle gocache %s: %v\n%s", strings.Join(flags, " "), err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(data), string(b)
+}
+
+// gocacheSummary reads the -v line of spindle gocache: hits, puts, and
+// the shared cache's hits and puts sent (-1 without one).
+func gocacheSummary(t *testing.T, out string) (hits, puts, sharedHits, sent int) {
+	t.Helper()
+	m := regexp.MustCompile(`spindle gocache: (\d+) gets, (\d+) hits \([^)]*\), (\d+) puts \([^)]*\)(?:; on \S+: (\d+) hits, (\d+) puts sent)?`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary line from spindle gocache -v:\n%s", out)
+	}
+	n := func(s string) int {
+		if s == "" {
+			return -1
+		}
+		v, _ := strconv.Atoi(s)
+		return v
+	}
+	return n(m[2]), n(m[3]), n(m[4]), n(m[5])
+}
+
+// TestGocacheShared: two machines' worth of go builds (each with an empty
+// GOCACHE and an empty cache directory of its own) share one Go build
+// cache held by a context: the first puts every output there, the second
+// gets them back from it and compiles nothing, and both binaries are the
+// native build's.
+func TestGocacheShared(t *testing.T) {
+	testutil.VerifyNone(t)
+	if testing.Short() {
+		t.Skip("builds the standard library's packages of a program twice (-short)")
+	}
+	dir := t.TempDir()
+	native := filepath.Join(dir, "native")
+	goBuild(t, filepath.Join(dir, "cache-native"), native)
+	nb, _ := os.ReadFile(native)
+	want := sha256.Sum256(nb)
+	xdg := t.TempDir() // the context's ~/.cache
+	shared := []string{"-t", "local:gocache-shared"}
+
+	sum1, out1 := gocacheBuild(t, xdg, filepath.Join(dir, "one"), append([]string{"--dir", filepath.Join(dir, "machine1")}, shared...)...)
+	_, puts1, hits1, sent1 := gocacheSummary(t, out1)
+	if puts1 < 10 || sent1 != puts1 || hits1 != 0 {
+		t.Errorf("first build: %d puts, %d sent to the context, %d hits from it; want tens of puts, all sent, no hit\n%s", puts1, sent1, hits1, out1)
+	}
+	served, _ := filepath.Glob(filepath.Join(xdg, "spindle", gocacheServedDir, "*", "*-d"))
+	if len(served) == 0 {
+		t.Errorf("the context's cache directory holds no output")
+	}
+
+	sum2, out2 := gocacheBuild(t, xdg, filepath.Join(dir, "two"), append([]string{"--dir", filepath.Join(dir, "machine2")}, shared...)...)
+	hits2, _, shared2, _ := gocacheSummary(t, out2)
+	if shared2 < puts1/2 || shared2 != hits2 {
+		t.Errorf("second build: %d hits, %d of them from the context; want every hit from it, most of the first build's %d puts\n%s", hits2, shared2, puts1, out2)
+	}
+	if strings.Contains(out2, "/compile ") {
+		t.Errorf("the second build compiled:\n%s", out2)
+	}
+	if sum1 != want || sum2 != want {
+		t.Error("a binary built through the shared cache differs from the native build's")
+	}
+}
+
+// TestGocacheUnreachable: a shared cache that cannot be started is said
+// once, and the build goes on with the directory alone.
+func TestGocacheUnreachable(t *testing.T) {
+	testutil.VerifyNone(t)
+	if testing.Short() {
+		t.Skip("builds the standard library's packages of a program (-short)")
+	}
+	dir := t.TempDir()
+	_, out := gocacheBuild(t, t.TempDir(), filepath.Join(dir, "bin"), "--dir", filepath.Join(dir, "cache"), "-t", "ssh://nobody@127.0.0.1:1", "--connect-timeout", "5s")
+	if n := strings.Count(out, "spindle gocache: the cache on ssh://nobody@127.0.0.1:1 is out of use"); n != 1 {
+		t.Errorf("the unreachable cache was said %d times, want once:\n%s", n, out)
+	}
+	if _, puts, _, sent := gocacheSummary(t, out); puts < 10 || sent != 0 {
+		t.Errorf("%d puts, %d sent; want tens of puts into the directory and none sent\n%s", puts, sent, out)
+	}
+}
+
+// TestGocacheServedRefuses: the served cache's functions, called through
+// a real context, refuse malformed IDs and sizes and an output the master
+// does not hold, and refuse any caller but the master.
+func TestGocacheServedRefuses(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ctx := context.Background()
+	m, err := spindle.NewMaster(spindle.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cx, err := m.StartLocal(ctx, spindle.LocalOptions{Name: "gocache-served"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cx.Shutdown(ctx)
+	good := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name string
+		fn   string
+		args any
+		want error
+	}{
+		{"short action", "gocache.get", gocacheGet{Action: "abcd"}, routing.ErrBadRequest},
+		{"upper-case action", "gocache.get", gocacheGet{Action: strings.ToUpper(good)}, routing.ErrBadRequest},
+		{"not msgpack", "gocache.get", []int{1, 2, 3}, routing.ErrBadRequest},
+		{"bad output", "gocache.put", gocachePut{Action: good, Output: "zz", Size: 1}, routing.ErrBadRequest},
+		{"too large", "gocache.put", gocachePut{Action: good, Output: good, Size: gocacheMaxShared + 1}, routing.ErrBadRequest},
+		{"output the master lacks", "gocache.put", gocachePut{Action: good, Output: good, Size: 10}, routing.ErrNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := cx.Call(ctx, tc.fn, tc.args, nil)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("%s = %v, want %v", tc.fn, err, tc.want)
+			}
+		})
+	}
+	var hit gocacheHit
+	if err := cx.Call(ctx, "gocache.get", gocacheGet{Action: good}, &hit); err != nil || !hit.Miss {
+		t.Errorf("get after the refused puts = %+v, %v; want a miss", hit, err)
+	}
+	// A caller other than the master (the call's source) is refused.
+	fn := gocacheFuncs()["gocache.put"].Fn
+	_, err = fn(ctx, &spindle.CallInfo{Src: 7, CacheDir: t.TempDir()}, nil)
+	if !errors.Is(err, routing.ErrRefused) {
+		t.Errorf("gocache.put from context 7 = %v, want ErrRefused", err)
+	}
+}
+
+func TestGocacheFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-t", "local:a", "-t", "local:b"}, "-t given twice"},
+		{[]string{"--max-age", "5"}, "a duration needs a unit"},
+		{[]string{"--max-size", "lots"}, "want a number of bytes"},
+		{[]string{"extra"}, "extra"},
+		{[]string{"-K"}, "without a terminal"},
+		{[]string{"--dir", "/proc/no/such"}, "no such file or directory"},
+	} {
+		code, _, errs := runCmd(t, append([]string{"gocache"}, tc.args...)...)
+		if code != exitUsage || !strings.Contains(errs, tc.want) {
+			t.Errorf("spindle gocache %s = %d, %q; want %d and %q", strings.Join(tc.args, " "), code, errs, exitUsage, tc.want)
+		}
+	}
+}
