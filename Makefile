@@ -5,7 +5,7 @@ GOFMT ?= gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := build
-.PHONY: build batteries gotools demo test testdeps short check bench bench-peers bench-gotest bench-toolexec bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
+.PHONY: build batteries gotools demo test testdeps short check bench bench-peers bench-gotest bench-toolexec bench-gocache bench-allocs fuzz clean help toolbox toolbox-relock ci-demo wasi-testsuite
 
 # The batteries (tools/batteries/NAME): wasm commands shipped beside
 # bin/spindle in bin/batteries/, run by its thin verbs (spindle sh, facts,
@@ -66,6 +66,9 @@ bench-gotest: build ## wasip1 go test of 12 std packages through spindle exec: 1
 
 bench-toolexec: build gotools ## go install of gojq with every compile/asm/link through spindle toolexec (granted, shipped, 1 vs 3 contexts, unchanged) against native, sha256 checked (about 8 min)
 	tools/benchtoolexec.sh
+
+bench-gocache: build ## go install of gojq with spindle gocache as GOCACHEPROG (empty, unchanged, a new machine served by a context) against go's own cache, sha256 checked (about 2 min)
+	tools/benchgocache.sh
 
 # The hot paths' allocations per operation (go test -bench at fixed
 # iteration counts) against docs/bench-allocs.txt; times are printed, never

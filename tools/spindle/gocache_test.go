@@ -1,18 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/spindle-hq/spindle"
+	"github.com/spindle-hq/spindle/ci/gocache"
 	"github.com/spindle-hq/spindle/internal/testutil"
 	"github.com/spindle-hq/spindle/routing"
 )
@@ -27,6 +32,12 @@ func gocacheBuild(t *testing.T, xdg, out string, flags ...string) ([32]byte, str
 	if err != nil {
 		t.Fatal(err)
 	}
+	return gocacheBuildWith(t, exe, xdg, out, flags...)
+}
+
+// gocacheBuildWith is gocacheBuild with the spindle binary exe.
+func gocacheBuildWith(t *testing.T, exe, xdg, out string, flags ...string) ([32]byte, string) {
+	t.Helper()
 	cmd := exec.Command("go", "build", "-x", "-o", out, ".")
 	cmd.Dir = "testdata/toolexec"
 	cmd.Env = append(os.Environ(), "GOCACHE="+t.TempDir(), "GOFLAGS=", "GOWORK=off", "GOOS=", "GOARCH=",
@@ -62,9 +73,9 @@ func gocacheSummary(t *testing.T, out string) (hits, puts, sharedHits, sent int)
 
 // TestGocacheShared: two machines' worth of go builds (each with an empty
 // GOCACHE and an empty cache directory of its own) share one Go build
-// cache held by a context: the first puts every output there, the second
-// gets them back from it and compiles nothing, and both binaries are the
-// native build's.
+// cache held by a context, local or over a loopback sshd (as another
+// user): the first puts every output there, the second gets them back
+// from it and compiles nothing, and both binaries are the native build's.
 func TestGocacheShared(t *testing.T) {
 	testutil.VerifyNone(t)
 	if testing.Short() {
@@ -75,29 +86,50 @@ func TestGocacheShared(t *testing.T) {
 	goBuild(t, filepath.Join(dir, "cache-native"), native)
 	nb, _ := os.ReadFile(native)
 	want := sha256.Sum256(nb)
-	xdg := t.TempDir() // the context's ~/.cache
-	shared := []string{"-t", "local:gocache-shared"}
-
-	sum1, out1 := gocacheBuild(t, xdg, filepath.Join(dir, "one"), append([]string{"--dir", filepath.Join(dir, "machine1")}, shared...)...)
-	_, puts1, hits1, sent1 := gocacheSummary(t, out1)
-	if puts1 < 10 || sent1 != puts1 || hits1 != 0 {
-		t.Errorf("first build: %d puts, %d sent to the context, %d hits from it; want tens of puts, all sent, no hit\n%s", puts1, sent1, hits1, out1)
-	}
-	served, _ := filepath.Glob(filepath.Join(xdg, "spindle", gocacheServedDir, "*", "*-d"))
-	if len(served) == 0 {
-		t.Errorf("the context's cache directory holds no output")
-	}
-
-	sum2, out2 := gocacheBuild(t, xdg, filepath.Join(dir, "two"), append([]string{"--dir", filepath.Join(dir, "machine2")}, shared...)...)
-	hits2, _, shared2, _ := gocacheSummary(t, out2)
-	if shared2 < puts1/2 || shared2 != hits2 {
-		t.Errorf("second build: %d hits, %d of them from the context; want every hit from it, most of the first build's %d puts\n%s", hits2, shared2, puts1, out2)
-	}
-	if strings.Contains(out2, "/compile ") {
-		t.Errorf("the second build compiled:\n%s", out2)
-	}
-	if sum1 != want || sum2 != want {
-		t.Error("a binary built through the shared cache differs from the native build's")
+	for _, tc := range []struct {
+		name string
+		ssh  bool
+	}{{"local", false}, {"ssh", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			xdg := t.TempDir() // the local context's ~/.cache
+			served := filepath.Join(xdg, "spindle", gocacheServedDir)
+			shared := []string{"-t", "local:gocache-shared"}
+			if tc.ssh {
+				if os.Geteuid() != 0 {
+					t.Skip("needs root for sshd; CI runs as root")
+				}
+				s := testutil.StartSSHD(t)
+				exe = testutil.BuildBroker(t) // what ssh ships: not this race-built test binary
+				forgetBroker(t, exe, s)
+				served = filepath.Join("/home", s.Unpriv, ".cache/spindle", gocacheServedDir)
+				os.RemoveAll(served)
+				t.Cleanup(func() { os.RemoveAll(served) })
+				shared = []string{"--ssh-config", s.SSHConfig, "-t", "ssh://" + s.Unpriv + "@" + testutil.SSHHost}
+			}
+			sum1, out1 := gocacheBuildWith(t, exe, xdg, filepath.Join(t.TempDir(), "one"), append([]string{"--dir", filepath.Join(t.TempDir(), "machine1")}, shared...)...)
+			_, puts1, hits1, sent1 := gocacheSummary(t, out1)
+			if puts1 < 10 || sent1 != puts1 || hits1 != 0 {
+				t.Errorf("first build: %d puts, %d sent to the context, %d hits from it; want tens of puts, all sent, no hit\n%s", puts1, sent1, hits1, out1)
+			}
+			if outputs, _ := filepath.Glob(filepath.Join(served, "*", "*-d")); len(outputs) < 10 {
+				t.Errorf("the context's cache directory %s holds %d outputs", served, len(outputs))
+			}
+			sum2, out2 := gocacheBuildWith(t, exe, xdg, filepath.Join(t.TempDir(), "two"), append([]string{"--dir", filepath.Join(t.TempDir(), "machine2")}, shared...)...)
+			hits2, _, shared2, _ := gocacheSummary(t, out2)
+			if shared2 < puts1/2 || shared2 != hits2 {
+				t.Errorf("second build: %d hits, %d of them from the context; want every hit from it, most of the first build's %d puts\n%s", hits2, shared2, puts1, out2)
+			}
+			if strings.Contains(out2, "/compile ") {
+				t.Errorf("the second build compiled:\n%s", out2)
+			}
+			if sum1 != want || sum2 != want {
+				t.Error("a binary built through the shared cache differs from the native build's")
+			}
+		})
 	}
 }
 
@@ -117,6 +149,61 @@ func TestGocacheUnreachable(t *testing.T) {
 		t.Errorf("%d puts, %d sent; want tens of puts into the directory and none sent\n%s", puts, sent, out)
 	}
 }
+
+// TestGocacheContextLost: when the context holding the shared cache dies
+// mid-session, the next get that asks it is a miss at once, that is said
+// once, later puts are kept in the directory only, and Close returns.
+func TestGocacheContextLost(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	d, err := gocache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var said []string
+	say := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		said = append(said, fmt.Sprintf(format, a...))
+	}
+	s := startShared(d, &gocacheOpts{target: "local:gocache-lost"}, say)
+	ctx := context.Background()
+	put := func(name string) {
+		t.Helper()
+		body := []byte("the output of " + name)
+		sum := sha256.Sum256(body)
+		if _, err := s.Put(ctx, actionID(name), sum[:], int64(len(body)), bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		s.wg.Wait()
+	}
+	put("a")
+	if n := s.sent.Load(); n != 1 {
+		t.Fatalf("%d puts sent, want 1 (%q)", n, said)
+	}
+	if err := syscall.Kill(s.cx.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.cx.Disconnected()
+	if _, ok, err := s.Get(ctx, actionID("b")); ok || err != nil {
+		t.Errorf("Get through a dead context = %v, %v; want a miss", ok, err)
+	}
+	put("c")
+	if _, ok, _ := s.Get(ctx, actionID("c")); !ok {
+		t.Error("a put after the loss was not kept in the directory")
+	}
+	s.Get(ctx, actionID("d"))
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if n := s.sent.Load(); n != 1 || len(said) != 1 || !strings.Contains(said[0], "the cache on local:gocache-lost is out of use") {
+		t.Errorf("%d sent, said %q; want 1 sent and the loss said once", n, said)
+	}
+}
+
+// actionID is a made-up action ID.
+func actionID(s string) []byte { h := sha256.Sum256([]byte("action " + s)); return h[:] }
 
 // TestGocacheServedRefuses: the served cache's functions, called through
 // a real context, refuse malformed IDs and sizes and an output the master
