@@ -196,7 +196,8 @@
 // most functions, so that made Go guests' code about 3x slower (a warm
 // call of the hello example: 56 -> 18 µs without it; docs/RATIONALE.md).
 // The Host does without it. guard (guard.go) inserts a tick at every
-// function's entry and at the head of every loop iteration: an inline
+// function's entry and at the head of every loop iteration (once for a
+// body whose entry runs straight into a loop, as Go's do): an inline
 // decrement of a fuel global which, every tickFuel (1000) ticks, leaves
 // the guest for the host through memory.grow(0), a point where the Go
 // runtime can stop the goroutine, and traps if the stop global is set.

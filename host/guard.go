@@ -40,7 +40,9 @@ import (
 //     running.
 //
 //   - Termination. Every wrapper, and the head of every loop iteration,
-//     runs a tick (see tick and "Termination" in doc.go): one unit of a
+//     runs a tick (the wrapper of a body whose entry reaches its first
+//     loop's head through straight-line code does not: that head runs
+//     one as the call begins) (see tick and "Termination" in doc.go): one unit of a
 //     fuel global spent, and every tickFuel units an exit to the host and
 //     a trap if the stop global, exported as stopExport, is set. The
 //     fuel and stop globals follow the counter; a module without a memory
@@ -360,11 +362,13 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	var work int64
 	frames := make([]uint32, len(bodies))
 	loops := make([][]int, len(bodies))
+	entryLoops := make([]bool, len(bodies))
 	for i, body := range bodies {
 		if int64(len(body)) > lim.FunctionBytes {
 			return g, fmt.Errorf("%w: function %d has %d bytes of code, the bound is %d (ModuleLimits.FunctionBytes)", errGuard, importedFuncs+uint32(i), len(body), lim.FunctionBytes)
 		}
-		locals, blocks, err := scanBodyLoops(body, lim, sp, &loops[i])
+		locals, blocks, entryLoop, err := scanBodyLoops(body, lim, sp, &loops[i])
+		entryLoops[i] = entryLoop
 		if err != nil {
 			return g, fmt.Errorf("function %d: %w", importedFuncs+uint32(i), err)
 		}
@@ -402,7 +406,15 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	code := appendULEB(make([]byte, 0, size), 2*n)
 	var w []byte
 	for i, t := range funcTypes {
-		w = wrapper(w[:0], typeParams[t], depth, importedFuncs+n+uint32(i), frames[i], tk)
+		// A body whose every call reaches its first loop's head on a
+		// straight path ticks there on entry (below): its wrapper need
+		// not tick too. Go's wasm functions begin so (the loop of
+		// resumable calls), so a Go call ticks once, not twice.
+		wtk := tk
+		if entryLoops[i] {
+			wtk = nil
+		}
+		w = wrapper(w[:0], typeParams[t], depth, importedFuncs+n+uint32(i), frames[i], wtk)
 		code = appendULEB(code, uint32(len(w)))
 		code = append(code, w...)
 	}
@@ -513,6 +525,15 @@ func wrapper(b []byte, params, depth, target, frame uint32, tk []byte) []byte {
 	b = append(b, 0x6a, 0x24) // i32.add, global.set
 	b = appendULEB(b, depth)
 	return append(b, opEnd)
+}
+
+// straightOp reports that op, before a body's first loop, can neither
+// branch, call nor end a block: nop, block, drop, select, the local and
+// global instructions, loads, stores, memory.size and grow, constants and
+// numeric instructions. Whatever else (if, br*, return, calls, a prefix
+// such as 0xfc or 0xfd) makes the body tick in its wrapper.
+func straightOp(op byte) bool {
+	return op == 0x01 || op == 0x02 || op == 0x1a || op == 0x1b || (op >= 0x20 && op <= 0x24) || (op >= 0x28 && op <= 0xc4)
 }
 
 // tickFuel is how many ticks pass between two of tick's exits to the host.
@@ -627,24 +648,33 @@ func splitBodies(body []byte) ([][]byte, error) {
 // number of locals and of control instructions, errGuard past a bound, or
 // errIndex for a function or global index outside sp.
 func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, err error) {
-	return scanBodyLoops(body, lim, sp, nil)
+	locals, blocks, _, err = scanBodyLoops(body, lim, sp, nil)
+	return locals, blocks, err
 }
 
 // scanBodyLoops is scanBody that also appends to *loops, if loops is not
 // nil, the offset in body just past each loop's block type: where a loop's
-// every iteration starts.
-func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (locals, blocks int64, err error) {
+// every iteration starts. entryLoop reports that every call of the body
+// reaches the head of its first loop before anything but straight-line
+// code (straightOp): Go's functions begin so (global.get SP, local.set,
+// block, loop), so the tick at that head is one at the call's entry.
+func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (locals, blocks int64, entryLoop bool, err error) {
 	r := &reader{b: body}
 	groups := r.u32()
 	for i := uint32(0); i < groups && !r.bad; i++ {
 		locals += int64(r.u32())
 		r.valType()
 		if locals > lim.Locals {
-			return 0, 0, fmt.Errorf("%w: more than %d locals (ModuleLimits.Locals)", errGuard, lim.Locals)
+			return 0, 0, false, fmt.Errorf("%w: more than %d locals (ModuleLimits.Locals)", errGuard, lim.Locals)
 		}
 	}
+	straight := true // no instruction yet that could leave the entry's path
 	for len(r.b) > 0 && !r.bad {
 		op := r.byte()
+		if straight {
+			entryLoop = op == 0x03
+			straight = !entryLoop && straightOp(op)
+		}
 		switch {
 		case op == 0x02 || op == 0x04: // block, if
 			blocks++
@@ -677,7 +707,7 @@ func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (local
 				what = at("return_call")
 			}
 			if err := sp.function(what, r.u32()); err != nil && !r.bad {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 		case op == 0x14 || op == 0x15: // call_ref, return_call_ref (type index)
 			r.u32()
@@ -695,7 +725,7 @@ func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (local
 				what = at("global.set")
 			}
 			if err := sp.global(what, r.u32()); err != nil && !r.bad {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 		case op >= 0x20 && op <= 0x26: // local.*, table.get/set
 			r.u32()
@@ -715,7 +745,7 @@ func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (local
 			r.leb(5)
 		case op == 0xd2: // ref.func
 			if err := sp.function(at("ref.func"), r.u32()); err != nil && !r.bad {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 		case op == 0xd5 || op == 0xd6: // br_on_null, br_on_non_null
 			r.u32()
@@ -731,16 +761,16 @@ func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (local
 		default:
 			// Exception handling, GC and unknown opcodes: not in
 			// wazero's default features; it refuses the module.
-			return 0, 0, fmt.Errorf("%w: opcode %#x", errMalformed, op)
+			return 0, 0, false, fmt.Errorf("%w: opcode %#x", errMalformed, op)
 		}
 		if blocks > lim.FunctionBlocks {
-			return 0, 0, fmt.Errorf("%w: more than %d control instructions (ModuleLimits.FunctionBlocks)", errGuard, lim.FunctionBlocks)
+			return 0, 0, false, fmt.Errorf("%w: more than %d control instructions (ModuleLimits.FunctionBlocks)", errGuard, lim.FunctionBlocks)
 		}
 	}
 	if r.bad {
-		return 0, 0, errMalformed
+		return 0, 0, false, errMalformed
 	}
-	return locals, blocks, nil
+	return locals, blocks, entryLoop, nil
 }
 
 func blockType(r *reader) {

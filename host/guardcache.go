@@ -23,7 +23,7 @@ import (
 
 // guardVersion names the format of guard's output: bump it whenever guard
 // or coalesceData would write different bytes for the same module.
-const guardVersion = 4
+const guardVersion = 5
 
 const guardMagic = "spindle-guarded\x00"
 
