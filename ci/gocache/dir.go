@@ -246,11 +246,17 @@ func (d *Dir) Trim(now time.Time, maxAge time.Duration, maxBytes int64) (TrimSta
 	}
 	var outputs []file
 	var st TrimStats
-	remove := func(f file) {
-		if os.Remove(f.path) == nil {
-			st.Removed++
-			st.RemovedBytes += f.size
+	remove := func(f file) bool {
+		// Used since it was listed (a Get or Put touched it): kept.
+		if fi, err := os.Stat(f.path); err != nil || fi.ModTime().After(f.mtime) {
+			return false
 		}
+		if os.Remove(f.path) != nil {
+			return false
+		}
+		st.Removed++
+		st.RemovedBytes += f.size
+		return true
 	}
 	old := func(f file, age time.Duration) bool {
 		return age > 0 && now.Sub(f.mtime) > max(age, TrimGrace)
@@ -294,8 +300,7 @@ func (d *Dir) Trim(now time.Time, maxAge time.Duration, maxBytes int64) (TrimSta
 		slices.SortFunc(outputs, func(a, b file) int { return a.mtime.Compare(b.mtime) })
 		kept := outputs[:0]
 		for _, f := range outputs {
-			if total > maxBytes && old(f, TrimGrace) {
-				remove(f)
+			if total > maxBytes && old(f, TrimGrace) && remove(f) {
 				total -= f.size
 				continue
 			}

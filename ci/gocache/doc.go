@@ -15,8 +15,10 @@
 // or put that succeeds names a file on this machine holding the output
 // (DiskPath), which must stay there until close: go reads the archives
 // and binaries it builds with from those paths. A get that fails for any
-// reason must be answered as a miss (go fails the build on a get error);
-// a put that fails is an error (the output is not kept). The output ID is
+// reason is answered as a miss (go would take an error for one too, but
+// a miss says what happened); a put that fails is an error (go drops the
+// output); close is never answered with an error, since go fails its
+// command on one ("failed to trim cache"). The output ID is
 // the sha256 of the output's bytes (go computes it so), which is what a
 // put here is checked against: a body that does not hash to its output ID
 // is refused.
@@ -46,7 +48,9 @@
 //
 // A Dir is safe for concurrent use, by goroutines and processes. Serve
 // calls its Backend's Get from up to MaxGets goroutines at once, Put from
-// one goroutine, and Close once, after every Get has returned. Serve
-// returns once close has been answered, or its input has ended, and every
-// goroutine it started has exited.
+// one goroutine, and Close once, after every Get has returned. The ctx of
+// Get and Put ends when the session does: when its input ends without a
+// close (the go command died), gets in flight are cancelled, not waited
+// out. Serve returns once close has been answered, or its input has
+// ended, and every goroutine it started has exited.
 package gocache

@@ -58,12 +58,15 @@ type response struct {
 // Backend answers a session's requests.
 type Backend interface {
 	// Get returns the entry of action; false is a miss. An error is
-	// logged and answered as a miss.
+	// logged and answered as a miss. ctx ends with the session.
 	Get(ctx context.Context, action []byte) (Entry, bool, error)
 	// Put stores the output of action: size bytes of body, hashing to
-	// output. It must read body to its end (or past size).
+	// output. It must read body to its end (or past size). An error is
+	// the put's answer: go drops the output.
 	Put(ctx context.Context, action, output []byte, size int64, body io.Reader) (Entry, error)
 	// Close ends the session: what Put began must be done or abandoned.
+	// An error is logged; close is answered without it, since go would
+	// fail its command for it.
 	Close(ctx context.Context) error
 }
 
@@ -121,7 +124,11 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, b Backend, cfg Conf
 	if err := s.reply(&response{KnownCommands: []string{cmdGet, cmdPut, cmdClose}}); err != nil {
 		return Stats{}, err
 	}
-	err := s.loop(ctx, bufio.NewReaderSize(in, 64<<10))
+	// The requests' ctx ends with the session: gets still running when the
+	// input ends (the go command died) are abandoned, not waited out.
+	rctx, cancel := context.WithCancel(ctx)
+	err := s.loop(rctx, ctx, bufio.NewReaderSize(in, 64<<10))
+	cancel()
 	s.wg.Wait()
 	if !s.closed {
 		if cerr := b.Close(ctx); cerr != nil {
@@ -152,7 +159,9 @@ type session struct {
 	stats Stats         // guarded by mu
 }
 
-func (s *session) loop(ctx context.Context, br *bufio.Reader) error {
+// loop reads and answers requests, with ctx for gets and puts and cctx
+// for the backend's Close.
+func (s *session) loop(ctx, cctx context.Context, br *bufio.Reader) error {
 	for {
 		line, err := readLine(br)
 		if err == io.EOF {
@@ -175,13 +184,14 @@ func (s *session) loop(ctx context.Context, br *bufio.Reader) error {
 				return err
 			}
 		case cmdClose:
+			// go fails the command on an error here ("failed to trim
+			// cache"): a backend that could not finish is logged instead.
 			s.wg.Wait()
-			res := &response{ID: req.ID}
-			if err := s.b.Close(ctx); err != nil {
-				res.Err = err.Error()
+			if err := s.b.Close(cctx); err != nil {
+				s.log.Warn("gocache: close", "err", err)
 			}
 			s.closed = true
-			return s.reply(res)
+			return s.reply(&response{ID: req.ID})
 		default:
 			if req.BodySize > 0 {
 				return fmt.Errorf("%w: request %d: unknown command %q with a body", ErrProtocol, req.ID, req.Command)

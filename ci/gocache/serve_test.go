@@ -61,6 +61,7 @@ type response struct {
 type session struct {
 	t    *testing.T
 	in   *io.PipeWriter
+	out  *io.PipeReader
 	res  *json.Decoder
 	done chan error
 	st   gocache.Stats
@@ -70,7 +71,7 @@ func startSession(t *testing.T, b gocache.Backend, cfg gocache.Config) *session 
 	t.Helper()
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	s := &session{t: t, in: inW, res: json.NewDecoder(outR), done: make(chan error, 1)}
+	s := &session{t: t, in: inW, out: outR, res: json.NewDecoder(outR), done: make(chan error, 1)}
 	go func() {
 		st, err := gocache.Serve(context.Background(), inR, outW, b, cfg)
 		s.st = st
@@ -318,4 +319,36 @@ func TestGoBuild(t *testing.T) {
 	if b, err := exec.Command(second).Output(); err != nil || string(b) != "HELLO\n" {
 		t.Errorf("the binary printed %q, %v", b, err)
 	}
+}
+
+// stuckBackend's Get waits for its ctx; its Close fails.
+type stuckBackend struct{ gocache.DirBackend }
+
+func (stuckBackend) Get(ctx context.Context, _ []byte) (gocache.Entry, bool, error) {
+	<-ctx.Done()
+	return gocache.Entry{}, false, ctx.Err()
+}
+
+func (stuckBackend) Close(context.Context) error { return errors.New("the far side is gone") }
+
+// TestServeEnds: when the go command goes away, a get still running is
+// cancelled (Serve returns at once, not when the backend gives up); a
+// backend's Close error is not an Err of close, which would fail go.
+func TestServeEnds(t *testing.T) {
+	b := stuckBackend{gocache.DirBackend{Dir: openDir(t)}}
+	s := startSession(t, b, gocache.Config{})
+	s.get(1, id("a"))
+	time.Sleep(10 * time.Millisecond) // the get is in the backend
+	s.in.Close()                      // the go command is gone:
+	s.out.Close()                     // its end of both pipes
+	if err := s.end(); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("Serve = %v, want nil or the write's error", err)
+	}
+
+	s = startSession(t, b, gocache.Config{})
+	s.send(`{"ID":1,"Command":"close"}` + "\n")
+	if r := s.read(); r.ID != 1 || r.Err != "" {
+		t.Errorf("close with a failing backend = %+v, want no Err", r)
+	}
+	s.end()
 }
