@@ -8,7 +8,6 @@ import (
 	"runtime"
 
 	"github.com/spindle-hq/spindle/broker"
-	"github.com/spindle-hq/spindle/modules"
 	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/wire"
 	"github.com/vmihailenco/msgpack/v5"
@@ -35,9 +34,6 @@ type CallInfo struct {
 	Src uint32
 	// Log is the serving context's logger (forwarded to the master).
 	Log *slog.Logger
-	// Blobs is the serving context's blob service: its store, and the
-	// blobs its parent holds (Ensure fetches and verifies one).
-	Blobs *modules.Service
 	// CacheDir is the serving context's cache directory, "" when it
 	// keeps nothing on disk.
 	CacheDir string
@@ -156,7 +152,7 @@ func (n *node) onCall(m *wire.Message, _ *broker.Stream) {
 		_ = n.r.ReplyError(ctx, m, fmt.Errorf("no function %q in context %d: %w", req.Fn, n.r.ID(), routing.ErrNotFound))
 		return
 	}
-	info := &CallInfo{Router: n.r, Src: m.Src, Log: n.log, Blobs: n.mods, CacheDir: n.cacheDir}
+	info := &CallInfo{Router: n.r, Src: m.Src, Log: n.log, CacheDir: n.cacheDir}
 	if f.Inline {
 		n.finishCall(ctx, m, f, info, req.Args)
 		return

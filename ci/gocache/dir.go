@@ -85,6 +85,22 @@ func (d *Dir) file(id []byte, kind byte) string {
 	return filepath.Join(d.root, h[:2], h+"-"+string(kind))
 }
 
+// OutputPath is the path of output's file, whether or not it is there.
+func (d *Dir) OutputPath(output []byte) string { return d.file(output, 'd') }
+
+// Output reports whether output's file is there, and its size.
+func (d *Dir) Output(output []byte) (path string, size int64, ok bool) {
+	if len(output) != IDSize {
+		return "", 0, false
+	}
+	path = d.file(output, 'd')
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return path, 0, false
+	}
+	return path, fi.Size(), true
+}
+
 // Get returns the entry of action. A missing entry, or one whose output
 // file is gone or of another size, is a miss (false, nil); err is for an
 // entry that could not be read.

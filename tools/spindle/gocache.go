@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -18,10 +19,7 @@ import (
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/ci/gocache"
-	"github.com/spindle-hq/spindle/modules"
-	"github.com/spindle-hq/spindle/routing"
 	"github.com/spindle-hq/spindle/target"
-	"github.com/spindle-hq/spindle/wire"
 )
 
 const gocacheUsage = `usage: spindle gocache [flags]
@@ -35,19 +33,25 @@ reads its archives and binaries from the directory, so go build -toolexec
 'spindle toolexec' mounts (or ships) it as it does GOCACHE.
 
 With -t the cache is also held by a context of the tree (ssh://cache1,
-...; nothing installed there but sh): a get this directory misses asks
-that context, whose hit comes back into this directory, and every put is
-sent there too, so CI machines that point at one context share one Go
-build cache. The context keeps it in its cache directory (gocache-served/
-under ~/.cache/spindle there), trimmed by the same bounds. Outputs of more
-than 64 MiB stay in this directory only. When the context cannot be
-reached or is lost, that is said once on stderr and the build goes on
-with this directory alone: a cache never fails a build.
+...; nothing installed there but sh), started at the first get this
+directory misses or the first put: such a get asks that context, whose
+hit comes back into this directory, and every put is sent there too, so
+CI machines that point at one context share one Go build cache. (go's
+action IDs include each package's directory unless -trimpath is given:
+machines share what they build at the same paths.) The context keeps it
+in spindle/gocache-served/ under its user's cache directory, trimmed by
+the --max-age and --max-size of the first spindle gocache to ask it since
+it started. When the context cannot be reached, fails or stops answering,
+that is said once on stderr and the build goes on with this directory
+alone: a cache never fails a build. The context is trusted with the
+builds that use it (docs/SECURITY.md): give jobs that run untrusted code
+natively --read-only, or a cache of their own.
 
 flags:
   --dir DIR         the cache directory (default $SPINDLE_GOCACHE, else
                     spindle/gocache under the user's cache directory)
   -t, --target T    also keep the cache in this context of the tree
+  --read-only       with -t: take the context's hits, send it no puts
   --max-age D       remove what was not used for D (default 120h); a
                     trim runs at most once an hour
   --max-size SIZE   then remove the least recently used outputs while
@@ -56,7 +60,7 @@ flags:
   -v, --verbose     at the end, one line on stderr: gets, hits, puts
 ` + connUsage + `
 exit status: 0; 2 bad usage or an unusable directory (said on stderr); 1
-when go's requests could not be followed.
+when go's requests could not be followed or its pipe failed.
 `
 
 // gocacheDirEnv names the default cache directory of spindle gocache.
@@ -65,22 +69,29 @@ const gocacheDirEnv = "SPINDLE_GOCACHE"
 const (
 	gocacheDefaultAge = 120 * time.Hour
 	gocacheTrimEvery  = time.Hour
-	// gocacheMaxShared is the largest output a shared cache holds: one
-	// blob crosses the tree as one message.
-	gocacheMaxShared = 64 << 20
-	// gocacheSends bounds the puts being sent to the shared cache at once
-	// (each holds its output in memory until it has been sent).
-	gocacheSends = 8
-	// gocacheCallTimeout bounds one call to the shared cache.
-	gocacheCallTimeout = 2 * time.Minute
-	// gocacheServedDir is the served cache, under the context's cache
-	// directory.
-	gocacheServedDir = "gocache-served"
+	// gocacheMaxShared is the largest output a shared cache holds.
+	gocacheMaxShared = 1 << 30
+	// gocacheChunk is the most bytes of an output one call carries: a
+	// larger one crosses in chunks, so that what a session holds in
+	// memory stays bounded (gocacheSends and gocache.MaxGets chunks).
+	gocacheChunk = 4 << 20
+	// gocacheSends bounds the puts being sent to the shared cache at once;
+	// a put waits gocacheSlotWait for a slot, then is not shared.
+	gocacheSends    = 8
+	gocacheSlotWait = 5 * time.Second
+	// gocacheCallTimeout bounds one call to the shared cache (at most a
+	// chunk each way): a context that stops answering is out of use
+	// after it.
+	gocacheCallTimeout = 30 * time.Second
+	// gocacheCloseGrace is how long the end of a session waits for the
+	// puts still being sent.
+	gocacheCloseGrace = 30 * time.Second
 )
 
 type gocacheOpts struct {
 	dir      string
 	target   string
+	readOnly bool
 	maxAge   time.Duration
 	maxBytes int64
 	conn     connFlags
@@ -104,6 +115,7 @@ func parseGocacheArgs(args []string) (*gocacheOpts, error) {
 			return nil
 		})
 	}
+	fs.BoolVar(&o.readOnly, "read-only", false, "")
 	fs.Func("max-age", "", func(v string) (err error) { o.maxAge, err = parseDurationFlag("--max-age", v); return err })
 	fs.Func("max-size", "", func(v string) (err error) { o.maxBytes, err = parseSize("--max-size", v, 1<<50); return err })
 	o.conn.register(fs)
@@ -116,6 +128,9 @@ func parseGocacheArgs(args []string) (*gocacheOpts, error) {
 	}
 	if o.conn.askPass {
 		return nil, errors.New("-K: the go command starts spindle gocache without a terminal to ask on; give the sudo hop's user a NOPASSWD rule")
+	}
+	if o.readOnly && o.target == "" {
+		return nil, errors.New("--read-only is for a cache held by a context: give -t")
 	}
 	if o.dir == "" {
 		o.dir = os.Getenv(gocacheDirEnv)
@@ -142,21 +157,32 @@ func cmdGocache(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(stderr, "gocache", err)
 	}
-	say := func(format string, a ...any) { fmt.Fprintf(stderr, "spindle gocache: "+format+"\n", a...) }
+	var mu sync.Mutex // say is called from the session's goroutines
+	say := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stderr, "spindle gocache: "+format+"\n", a...)
+	}
 	d, err := gocache.Open(o.dir)
 	if err != nil {
 		say("%v", strings.TrimPrefix(err.Error(), "gocache: "))
 		return exitUsage
 	}
-	if _, _, err := d.TrimIfDue(time.Now(), gocacheTrimEvery, o.maxAge, o.maxBytes); err != nil {
-		say("%v", err)
-	}
+	// The trim runs beside the session: go waits for the first response.
+	trimmed := make(chan struct{})
+	go func() {
+		defer close(trimmed)
+		if _, _, err := d.TrimIfDue(time.Now(), gocacheTrimEvery, o.maxAge, o.maxBytes); err != nil {
+			say("%v", err)
+		}
+	}()
+	defer func() { <-trimmed }()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx := context.Background()
 	var b gocache.Backend = gocache.DirBackend{Dir: d}
 	var shared *sharedCache
 	if o.target != "" {
-		shared = startShared(d, o, say)
+		shared = newSharedCache(d, o, say)
 		b = shared
 	}
 	st, err := gocache.Serve(ctx, stdin, stdout, b, gocache.Config{Logger: log})
@@ -167,6 +193,9 @@ func cmdGocache(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		if shared != nil {
 			line += fmt.Sprintf("; on %s: %d hits, %d puts sent", o.target, shared.hits.Load(), shared.sent.Load())
+			if n := shared.skipped.Load(); n > 0 {
+				line += fmt.Sprintf(", %d not sent (busy)", n)
+			}
 		}
 		say("%s", line)
 	}
@@ -177,62 +206,73 @@ func cmdGocache(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// gocacheGet and gocachePut are the arguments of the served cache's
-// functions; IDs are lower-case hex.
-type gocacheGet struct {
-	Action string `msgpack:"action"`
-}
-
-type gocachePut struct {
-	Action string    `msgpack:"action"`
-	Output string    `msgpack:"output"`
-	Size   int64     `msgpack:"size"`
-	Time   time.Time `msgpack:"time"`
-}
-
-// gocacheHit is the reply of gocache.get.
-type gocacheHit struct {
-	Miss   bool      `msgpack:"miss,omitempty"`
-	Output string    `msgpack:"output,omitempty"`
-	Size   int64     `msgpack:"size,omitempty"`
-	Time   time.Time `msgpack:"time"`
-}
-
 // sharedCache is the Backend of spindle gocache -t: its Dir, and the cache
-// a context serves (gocacheFuncs). It is safe for concurrent use.
+// a context serves (servedCache). It is safe for concurrent use.
+//
+// Its session ctx ends when the shared cache goes out of use (fail) or at
+// Close: every call and the context's start are made under it, so a
+// context that stops answering costs one call's timeout, once.
 type sharedCache struct {
 	local *gocache.Dir
-	name  string
+	o     *gocacheOpts
 	say   func(string, ...any)
+	ctx   context.Context
+	stop  context.CancelFunc
 	sends chan struct{} // slots of the puts being sent
 	wg    sync.WaitGroup
+	// callTimeout and slotWait are gocacheCallTimeout and gocacheSlotWait
+	// (shorter in tests).
+	callTimeout, slotWait time.Duration
 
-	started chan struct{} // closed when the start has ended
-	m       *spindle.Master
-	cx      *spindle.Context // nil when the start failed; set before started closes
+	startOnce sync.Once
+	started   chan struct{}    // closed when the start has ended
+	m         *spindle.Master  // set before started closes, if the start succeeded
+	cx        *spindle.Context // likewise
 
-	lost       atomic.Bool // the context failed us: this Dir alone from then on
-	lostOnce   sync.Once
-	hits, sent atomic.Int64
+	lost                atomic.Bool // out of use: this Dir alone from then on
+	lostOnce            sync.Once
+	startedAny, closing atomic.Bool
+	hits, sent, skipped atomic.Int64
+	uploads             atomic.Int64 // numbers the chunked uploads of this session
+	uploadPrefix        string       // names them, apart from other sessions'
+	chunkBufs           sync.Pool    // of *[]byte, gocacheChunk long
 }
 
-// startShared starts the master and the context in the background: go
-// waits for the first response of a GOCACHEPROG, and a context over ssh
-// takes a while. Gets and puts that come first wait for it.
-func startShared(d *gocache.Dir, o *gocacheOpts, say func(string, ...any)) *sharedCache {
-	s := &sharedCache{local: d, name: o.target, say: say, sends: make(chan struct{}, gocacheSends), started: make(chan struct{})}
+func newSharedCache(d *gocache.Dir, o *gocacheOpts, say func(string, ...any)) *sharedCache {
+	ctx, stop := context.WithCancel(context.Background())
+	s := &sharedCache{local: d, o: o, say: say, ctx: ctx, stop: stop, sends: make(chan struct{}, gocacheSends), started: make(chan struct{}),
+		callTimeout: gocacheCallTimeout, slotWait: gocacheSlotWait}
+	s.uploadPrefix = rand.Text()[:16]
+	s.chunkBufs.New = func() any { b := make([]byte, gocacheChunk); return &b }
+	return s
+}
+
+// begin starts the master and the context, once, in the background.
+func (s *sharedCache) begin() {
+	s.startedAny.Store(true)
 	go func() {
 		defer close(s.started)
-		t, _ := target.Parse(o.target)
-		cn := &conn{flags: &o.conn}
-		m, err := spindle.NewMaster(spindle.Config{Logger: cn.logger(io.Discard, slog.LevelError)})
+		t, _ := target.Parse(s.o.target)
+		cn := &conn{flags: &s.o.conn}
+		// A store in memory: the outputs cross as call arguments and
+		// replies, never as blobs of the on-disk store (whose room is
+		// for modules and compiled code).
+		m, err := spindle.NewMaster(spindle.Config{CacheDir: "-", Logger: cn.logger(io.Discard, slog.LevelError)})
 		if err != nil {
 			s.fail(err)
 			return
 		}
 		fl := spindle.NewFleet(m)
 		cn.apply(fl)
-		cx, err := fl.Start(context.Background(), t)
+		cx, err := fl.Start(s.ctx, t)
+		if err == nil {
+			cctx, cancel := s.callCtx(context.Background())
+			err = cx.Call(cctx, "gocache.open", gocacheOpen{MaxAge: s.o.maxAge, MaxBytes: s.o.maxBytes}, nil)
+			cancel()
+			if err != nil {
+				_ = cx.Shutdown(context.Background())
+			}
+		}
 		if err != nil {
 			m.Close()
 			s.fail(err)
@@ -240,15 +280,20 @@ func startShared(d *gocache.Dir, o *gocacheOpts, say func(string, ...any)) *shar
 		}
 		s.m, s.cx = m, cx
 	}()
-	return s
 }
 
-// context returns the context once started, or nil when it is not to be
-// used.
+// context returns the context, starting it at the first use, or nil when
+// the shared cache is not to be used.
 func (s *sharedCache) context(ctx context.Context) *spindle.Context {
+	if s.lost.Load() {
+		return nil
+	}
+	s.startOnce.Do(s.begin)
 	select {
 	case <-s.started:
 	case <-ctx.Done():
+		return nil
+	case <-s.ctx.Done():
 		return nil
 	}
 	if s.cx == nil || s.lost.Load() {
@@ -257,23 +302,36 @@ func (s *sharedCache) context(ctx context.Context) *spindle.Context {
 	return s.cx
 }
 
-// fail says once that the shared cache is out of use, and why.
-func (s *sharedCache) fail(err error) {
-	s.lost.Store(true)
-	s.lostOnce.Do(func() {
-		s.say("the cache on %s is out of use (%v); going on with %s alone", s.name, err, s.local.Root())
-	})
+// callCtx is the ctx of one call: it ends with parent, with the session,
+// or after gocacheCallTimeout.
+func (s *sharedCache) callCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, s.callTimeout)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
-// failCall takes a failed call: a refused or malformed one fails the
-// call only, anything else (a lost context, a timeout) the whole shared
-// cache.
-func (s *sharedCache) failCall(what string, err error) {
-	if errors.Is(err, routing.ErrBadRequest) || errors.Is(err, routing.ErrNotFound) {
-		s.say("%s on %s: %v", what, s.name, err)
-		return
+// fail puts the shared cache out of use, says so once, and ends the calls
+// in flight. After Close began, it says nothing: the session is over.
+func (s *sharedCache) fail(err error) {
+	s.lost.Store(true)
+	if !s.closing.Load() {
+		s.lostOnce.Do(func() {
+			s.say("the cache on %s is out of use (%v); going on with %s alone", s.o.target, err, s.local.Root())
+		})
 	}
-	s.fail(fmt.Errorf("%s: %w", what, err))
+	s.stop()
+}
+
+// call makes one call to the context, taking any failure for the shared
+// cache's.
+func (s *sharedCache) call(ctx context.Context, cx *spindle.Context, fn string, args, result any) error {
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	err := cx.Call(cctx, fn, args, result)
+	if err != nil && ctx.Err() == nil {
+		s.fail(fmt.Errorf("%s: %w", fn, err))
+	}
+	return err
 }
 
 // Get implements gocache.Backend.
@@ -285,187 +343,171 @@ func (s *sharedCache) Get(ctx context.Context, action []byte) (gocache.Entry, bo
 	if cx == nil {
 		return gocache.Entry{}, false, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, gocacheCallTimeout)
-	defer cancel()
 	var hit gocacheHit
-	if err := cx.Call(cctx, "gocache.get", gocacheGet{Action: hex.EncodeToString(action)}, &hit); err != nil {
-		s.failCall("get", err)
+	if s.call(ctx, cx, "gocache.get", gocacheGet{Action: hex.EncodeToString(action)}, &hit) != nil || hit.Miss {
 		return gocache.Entry{}, false, nil
 	}
-	output, err := hex.DecodeString(hit.Output)
-	switch {
-	case hit.Miss:
-		return gocache.Entry{}, false, nil
-	case err != nil || !modules.ValidHash(hit.Output) || hit.Size < 0 || hit.Size > gocacheMaxShared:
-		s.say("get on %s: a malformed hit (output %.80q, %d bytes): a miss", s.name, hit.Output, hit.Size)
+	output, ok := decodeID(hit.Output)
+	if !ok || hit.Size < 0 || hit.Size > gocacheMaxShared || (hit.Data != nil && int64(len(hit.Data)) != hit.Size) {
+		s.fail(fmt.Errorf("gocache.get: a malformed hit (output %.80q, %d bytes, %d sent)", hit.Output, hit.Size, len(hit.Data)))
 		return gocache.Entry{}, false, nil
 	}
-	if err := s.m.Blobs().Pull(cctx, cx.ID(), []string{hit.Output}); err != nil {
-		s.failCall("get", err)
-		return gocache.Entry{}, false, nil
+	var body io.Reader = bytes.NewReader(hit.Data)
+	if hit.Data == nil && hit.Size > 0 {
+		body = &chunkReader{ctx: ctx, s: s, cx: cx, output: hit.Output, size: hit.Size}
 	}
-	defer s.m.Store().Release(hit.Output)
-	b, ok := s.m.Store().Get(hit.Output)
-	if !ok {
-		return gocache.Entry{}, false, nil
-	}
-	e, err := s.local.Put(action, output, hit.Size, bytes.NewReader(b))
+	e, err := s.local.Put(action, output, hit.Size, body)
 	if err != nil {
-		return gocache.Entry{}, false, err
+		if ctx.Err() == nil && !s.lost.Load() {
+			s.fail(fmt.Errorf("gocache.get: %w", err)) // bytes that are not the output's
+		}
+		return gocache.Entry{}, false, nil
 	}
 	s.hits.Add(1)
 	e.Time = hit.Time
 	return e, true, nil
 }
 
-// Put implements gocache.Backend: into the Dir, then sent to the context
-// in the background (Close waits for it). A put waits for the context's
-// start, and for a slot when gocacheSends are being sent.
+// chunkReader reads an output from the context, a chunk a call.
+type chunkReader struct {
+	ctx    context.Context
+	s      *sharedCache
+	cx     *spindle.Context
+	output string
+	size   int64
+	off    int64
+	buf    []byte
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.buf) == 0 {
+		if r.off >= r.size {
+			return 0, io.EOF
+		}
+		var chunk []byte
+		if err := r.s.call(r.ctx, r.cx, "gocache.read", gocacheRead{Output: r.output, Offset: r.off}, &chunk); err != nil {
+			return 0, err
+		}
+		if len(chunk) == 0 || int64(len(chunk)) > min(gocacheChunk, r.size-r.off) {
+			err := fmt.Errorf("gocache.read at %d of %d: %d bytes", r.off, r.size, len(chunk))
+			r.s.fail(err)
+			return 0, err
+		}
+		r.buf, r.off = chunk, r.off+int64(len(chunk))
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// Put implements gocache.Backend: into the Dir, then, unless --read-only,
+// sent to the context in the background (Close waits for it).
 func (s *sharedCache) Put(ctx context.Context, action, output []byte, size int64, body io.Reader) (gocache.Entry, error) {
 	e, err := s.local.Put(action, output, size, body)
-	if err != nil || size > gocacheMaxShared {
+	if err != nil || s.o.readOnly || size > gocacheMaxShared {
 		return e, err
 	}
 	cx := s.context(ctx)
 	if cx == nil {
 		return e, nil
 	}
+	// A busy context must not hold go's requests: a put that finds no
+	// slot in a while is kept here only.
+	wait := time.NewTimer(s.slotWait)
+	defer wait.Stop()
 	select {
 	case s.sends <- struct{}{}:
+	case <-wait.C:
+		s.skipped.Add(1)
+		return e, nil
 	case <-ctx.Done():
 		return e, nil
+	case <-s.ctx.Done():
+		return e, nil
 	}
-	b, rerr := os.ReadFile(e.Path)
-	h := modules.Hash(b)
-	if rerr != nil || h != hex.EncodeToString(output) {
-		<-s.sends
-		return e, nil // replaced or trimmed meanwhile: not sent
-	}
-	if _, err := s.m.Store().Put(b); err != nil {
+	if s.lost.Load() {
 		<-s.sends
 		return e, nil
 	}
+	args := gocachePut{Action: hex.EncodeToString(action), Output: hex.EncodeToString(output), Size: size}
 	s.wg.Go(func() {
 		defer func() { <-s.sends }()
-		defer s.m.Store().Release(h)
-		cctx, cancel := context.WithTimeout(context.Background(), gocacheCallTimeout)
-		defer cancel()
-		args := gocachePut{Action: hex.EncodeToString(action), Output: h, Size: size, Time: e.Time}
-		if err := cx.Call(cctx, "gocache.put", args, nil); err != nil {
-			s.failCall("put", err)
-			return
+		if s.send(cx, args, e.Path) == nil {
+			s.sent.Add(1)
 		}
-		s.sent.Add(1)
 	})
 	return e, nil
 }
 
-// Close implements gocache.Backend: it waits for the puts being sent, then
-// shuts the context down.
+// send sends the output at path: whole when it fits a chunk, else after
+// asking whether the context has it, in chunks.
+func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err // trimmed meanwhile: not sent
+	}
+	defer f.Close()
+	bp := s.chunkBufs.Get().(*[]byte)
+	defer s.chunkBufs.Put(bp)
+	var done gocachePutReply
+	if args.Size <= gocacheChunk {
+		args.Data = (*bp)[:args.Size]
+		if _, err := io.ReadFull(f, args.Data); err != nil {
+			return err
+		}
+		return s.call(s.ctx, cx, "gocache.put", args, &done)
+	}
+	if err := s.call(s.ctx, cx, "gocache.put", args, &done); err != nil || done.Done {
+		return err
+	}
+	args.Upload = fmt.Sprintf("%s-%d", s.uploadPrefix, s.uploads.Add(1))
+	for args.Offset = 0; args.Offset < args.Size; args.Offset += int64(len(args.Data)) {
+		n, err := io.ReadFull(f, (*bp)[:min(gocacheChunk, args.Size-args.Offset)])
+		if err != nil {
+			return err
+		}
+		args.Data = (*bp)[:n]
+		if err := s.call(s.ctx, cx, "gocache.put", args, &done); err != nil {
+			return err
+		}
+	}
+	if !done.Done {
+		err := fmt.Errorf("gocache.put: %d bytes sent, not taken", args.Size)
+		s.fail(err)
+		return err
+	}
+	return nil
+}
+
+// Close implements gocache.Backend: it waits (at most gocacheCloseGrace)
+// for the puts being sent, then shuts the context down. A session that
+// never needed the context never started it.
 func (s *sharedCache) Close(ctx context.Context) error {
-	s.wg.Wait()
+	sent := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(sent)
+	}()
+	grace := time.NewTimer(gocacheCloseGrace)
+	select {
+	case <-sent:
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	grace.Stop()
+	s.closing.Store(true)
+	s.stop() // ends what is left, and a start under way
+	<-sent
+	if !s.startedAny.Load() {
+		return nil
+	}
 	<-s.started
 	if s.m == nil {
 		return nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if s.cx != nil {
-		_ = s.cx.Shutdown(sctx)
-	}
-	return s.m.Close()
-}
-
-// gocacheFuncs are the native functions of the cache a context serves to
-// spindle gocache -t: gocache.get and gocache.put, in
-// CallInfo.CacheDir/gocache-served. Only the master may call them: a put
-// says which output an action has, which nothing can check.
-func gocacheFuncs() map[string]spindle.Func {
-	var (
-		once sync.Once
-		dir  *gocache.Dir
-		derr error
-	)
-	open := func(call *spindle.CallInfo) (*gocache.Dir, error) {
-		if call.Src != 0 {
-			return nil, fmt.Errorf("gocache: context %d is not the master: %w", call.Src, routing.ErrRefused)
-		}
-		once.Do(func() {
-			if call.CacheDir == "" {
-				derr = fmt.Errorf("gocache: context %d keeps no cache directory", call.Router.ID())
-				return
-			}
-			if dir, derr = gocache.Open(filepath.Join(call.CacheDir, gocacheServedDir)); derr == nil {
-				if _, _, err := dir.TrimIfDue(time.Now(), gocacheTrimEvery, gocacheDefaultAge, 0); err != nil {
-					call.Log.Warn("gocache: trim", "err", err)
-				}
-			}
-		})
-		return dir, derr
-	}
-	hexID := func(what, s string) ([]byte, error) {
-		b, err := hex.DecodeString(s)
-		if err != nil || len(b) != gocache.IDSize || hex.EncodeToString(b) != s {
-			return nil, fmt.Errorf("gocache: %s %.80q: %w: want 64 lower-case hex digits", what, s, routing.ErrBadRequest)
-		}
-		return b, nil
-	}
-	return map[string]spindle.Func{
-		"gocache.get": {Fn: func(_ context.Context, call *spindle.CallInfo, args []byte) (any, error) {
-			d, err := open(call)
-			if err != nil {
-				return nil, err
-			}
-			var a gocacheGet
-			if err := wire.Unmarshal(args, &a); err != nil {
-				return nil, fmt.Errorf("gocache.get: %w: %v", routing.ErrBadRequest, err)
-			}
-			action, err := hexID("action", a.Action)
-			if err != nil {
-				return nil, err
-			}
-			e, ok, err := d.Get(action)
-			if err != nil || !ok || e.Size > gocacheMaxShared {
-				return gocacheHit{Miss: true}, nil
-			}
-			h := hex.EncodeToString(e.Output)
-			if !call.Blobs.Store().Has(h) {
-				// The master pulls the output from this context's store.
-				b, err := os.ReadFile(e.Path)
-				if err != nil || call.Blobs.Store().PutVerified(h, b) != nil {
-					return gocacheHit{Miss: true}, nil
-				}
-			}
-			return gocacheHit{Output: h, Size: e.Size, Time: e.Time}, nil
-		}},
-		"gocache.put": {Fn: func(ctx context.Context, call *spindle.CallInfo, args []byte) (any, error) {
-			d, err := open(call)
-			if err != nil {
-				return nil, err
-			}
-			var a gocachePut
-			if err := wire.Unmarshal(args, &a); err != nil {
-				return nil, fmt.Errorf("gocache.put: %w: %v", routing.ErrBadRequest, err)
-			}
-			action, err := hexID("action", a.Action)
-			if err != nil {
-				return nil, err
-			}
-			output, err := hexID("output", a.Output)
-			if err != nil {
-				return nil, err
-			}
-			if a.Size < 0 || a.Size > gocacheMaxShared {
-				return nil, fmt.Errorf("gocache.put: %d bytes: %w (at most %d)", a.Size, routing.ErrBadRequest, gocacheMaxShared)
-			}
-			b, err := call.Blobs.Ensure(ctx, a.Output) // from the master, checked against its hash
-			if err != nil {
-				return nil, fmt.Errorf("gocache.put: the output: %w", err)
-			}
-			if _, err := d.Put(action, output, a.Size, bytes.NewReader(b)); err != nil {
-				return nil, fmt.Errorf("gocache.put: %w", err)
-			}
-			return nil, nil
-		}},
-	}
+	_ = s.cx.Shutdown(sctx)
+	_ = s.m.Close()
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/spindle-hq/spindle"
 	"github.com/spindle-hq/spindle/ci/gocache"
@@ -150,37 +152,94 @@ func TestGocacheUnreachable(t *testing.T) {
 	}
 }
 
+// newTestShared is a shared cache on a directory of its own, held by the
+// local context name; say's lines are collected.
+func newTestShared(t *testing.T, name string, o gocacheOpts) (*sharedCache, *[]string) {
+	t.Helper()
+	d, err := gocache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	said := new([]string)
+	say := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		*said = append(*said, fmt.Sprintf(format, a...))
+	}
+	o.target, o.maxAge = "local:"+name, gocacheDefaultAge
+	return newSharedCache(d, &o, say), said
+}
+
+// put puts body as the output of the action named a, and waits for it to
+// be sent.
+func (s *sharedCache) testPut(t *testing.T, a string, body []byte) {
+	t.Helper()
+	sum := sha256.Sum256(body)
+	if _, err := s.Put(context.Background(), actionID(a), sum[:], int64(len(body)), bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	s.wg.Wait()
+}
+
+// TestGocacheChunked: an output larger than a chunk goes to the context in
+// chunks and comes back to another machine's directory in chunks, whole;
+// one the context has is not sent again; a warm session never starts the
+// context.
+func TestGocacheChunked(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the local contexts' served cache
+	ctx := context.Background()
+	big := bytes.Repeat([]byte("0123456789abcdef"), (2*gocacheChunk+12345)/16)
+	one, said := newTestShared(t, "gocache-chunked", gocacheOpts{})
+	one.testPut(t, "big", big)
+	one.testPut(t, "big again", big) // same output, another action
+	one.testPut(t, "small", []byte("small"))
+	if err := one.Close(ctx); err != nil || one.sent.Load() != 3 || len(*said) != 0 {
+		t.Fatalf("Close = %v; %d sent, said %q; want 3 sent and nothing said", err, one.sent.Load(), *said)
+	}
+
+	two, said := newTestShared(t, "gocache-chunked", gocacheOpts{})
+	for _, tc := range []struct {
+		action string
+		body   []byte
+	}{{"big", big}, {"big again", big}, {"small", []byte("small")}} {
+		e, ok, err := two.Get(ctx, actionID(tc.action))
+		if !ok || err != nil {
+			t.Fatalf("Get %s on the second machine = %v, %v (said %q)", tc.action, ok, err, *said)
+		}
+		if b, _ := os.ReadFile(e.Path); !bytes.Equal(b, tc.body) {
+			t.Errorf("Get %s: %d bytes, want %d", tc.action, len(b), len(tc.body))
+		}
+	}
+	if _, ok, _ := two.Get(ctx, actionID("never put")); ok {
+		t.Error("a get of an action nobody put hit")
+	}
+	if err := two.Close(ctx); err != nil || two.hits.Load() != 3 || len(*said) != 0 {
+		t.Errorf("Close = %v; %d hits from the context, said %q; want 3 and nothing said", err, two.hits.Load(), *said)
+	}
+
+	// Warm: every get a hit of the directory, the context never started.
+	warm := &sharedCache{local: two.local, o: two.o, say: two.say, ctx: two.ctx, stop: two.stop, sends: make(chan struct{}, 1), started: make(chan struct{})}
+	if _, ok, _ := warm.Get(ctx, actionID("big")); !ok || warm.startedAny.Load() {
+		t.Errorf("a warm get = %v, started the context: %v; want a hit, not started", ok, warm.startedAny.Load())
+	}
+	if err := warm.Close(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestGocacheContextLost: when the context holding the shared cache dies
 // mid-session, the next get that asks it is a miss at once, that is said
 // once, later puts are kept in the directory only, and Close returns.
 func TestGocacheContextLost(t *testing.T) {
 	testutil.VerifyNone(t)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	d, err := gocache.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var said []string
-	say := func(format string, a ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		said = append(said, fmt.Sprintf(format, a...))
-	}
-	s := startShared(d, &gocacheOpts{target: "local:gocache-lost"}, say)
+	s, said := newTestShared(t, "gocache-lost", gocacheOpts{})
 	ctx := context.Background()
-	put := func(name string) {
-		t.Helper()
-		body := []byte("the output of " + name)
-		sum := sha256.Sum256(body)
-		if _, err := s.Put(ctx, actionID(name), sum[:], int64(len(body)), bytes.NewReader(body)); err != nil {
-			t.Fatal(err)
-		}
-		s.wg.Wait()
-	}
-	put("a")
+	s.testPut(t, "a", []byte("the output of a"))
 	if n := s.sent.Load(); n != 1 {
-		t.Fatalf("%d puts sent, want 1 (%q)", n, said)
+		t.Fatalf("%d puts sent, want 1 (%q)", n, *said)
 	}
 	if err := syscall.Kill(s.cx.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -189,7 +248,7 @@ func TestGocacheContextLost(t *testing.T) {
 	if _, ok, err := s.Get(ctx, actionID("b")); ok || err != nil {
 		t.Errorf("Get through a dead context = %v, %v; want a miss", ok, err)
 	}
-	put("c")
+	s.testPut(t, "c", []byte("the output of c"))
 	if _, ok, _ := s.Get(ctx, actionID("c")); !ok {
 		t.Error("a put after the loss was not kept in the directory")
 	}
@@ -197,8 +256,53 @@ func TestGocacheContextLost(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Errorf("Close = %v", err)
 	}
-	if n := s.sent.Load(); n != 1 || len(said) != 1 || !strings.Contains(said[0], "the cache on local:gocache-lost is out of use") {
-		t.Errorf("%d sent, said %q; want 1 sent and the loss said once", n, said)
+	if n := s.sent.Load(); n != 1 || len(*said) != 1 || !strings.Contains((*said)[0], "the cache on local:gocache-lost is out of use") {
+		t.Errorf("%d sent, said %q; want 1 sent and the loss said once", n, *said)
+	}
+}
+
+// TestGocacheStalled: a context that stops answering (SIGSTOP) costs one
+// call's timeout, once: the puts go on into the directory (a put waits a
+// while for a send slot, then is not shared), gets are misses, the loss
+// is said once, and Close returns without another timeout.
+func TestGocacheStalled(t *testing.T) {
+	testutil.VerifyNone(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	s, said := newTestShared(t, "gocache-stalled", gocacheOpts{})
+	s.callTimeout, s.slotWait = 3*time.Second, 500*time.Millisecond
+	ctx := context.Background()
+	s.testPut(t, "first", []byte("the first output"))
+	pid := s.cx.PID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	began := time.Now()
+	for i := range gocacheSends + 2 {
+		body := []byte(fmt.Sprintf("output %d", i))
+		sum := sha256.Sum256(body)
+		if _, err := s.Put(ctx, actionID(fmt.Sprint(i)), sum[:], int64(len(body)), bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok, _ := s.Get(ctx, actionID("never put")); ok {
+		t.Error("a get through a stalled context hit")
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	took := time.Since(began)
+	syscall.Kill(pid, syscall.SIGCONT)
+	if took > 3*s.callTimeout {
+		t.Errorf("the session took %v with the context stalled, want about one call timeout (%v)", took, s.callTimeout)
+	}
+	if len(*said) != 1 || !strings.Contains((*said)[0], "out of use") {
+		t.Errorf("said %q, want the loss once", *said)
+	}
+	for i := range gocacheSends + 2 {
+		if _, ok, _ := s.local.Get(actionID(fmt.Sprint(i))); !ok {
+			t.Errorf("put %d was not kept in the directory", i)
+		}
 	}
 }
 
@@ -206,8 +310,8 @@ func TestGocacheContextLost(t *testing.T) {
 func actionID(s string) []byte { h := sha256.Sum256([]byte("action " + s)); return h[:] }
 
 // TestGocacheServedRefuses: the served cache's functions, called through
-// a real context, refuse malformed IDs and sizes and an output the master
-// does not hold, and refuse any caller but the master.
+// a real context, refuse malformed IDs, sizes and uploads, bytes that are
+// not the output's, and any caller but the master.
 func TestGocacheServedRefuses(t *testing.T) {
 	testutil.VerifyNone(t)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
@@ -223,23 +327,29 @@ func TestGocacheServedRefuses(t *testing.T) {
 	}
 	defer cx.Shutdown(ctx)
 	good := strings.Repeat("ab", 32)
+	abc := sha256.Sum256([]byte("abc"))
 	for _, tc := range []struct {
 		name string
 		fn   string
 		args any
 		want error
+		text string
 	}{
-		{"short action", "gocache.get", gocacheGet{Action: "abcd"}, routing.ErrBadRequest},
-		{"upper-case action", "gocache.get", gocacheGet{Action: strings.ToUpper(good)}, routing.ErrBadRequest},
-		{"not msgpack", "gocache.get", []int{1, 2, 3}, routing.ErrBadRequest},
-		{"bad output", "gocache.put", gocachePut{Action: good, Output: "zz", Size: 1}, routing.ErrBadRequest},
-		{"too large", "gocache.put", gocachePut{Action: good, Output: good, Size: gocacheMaxShared + 1}, routing.ErrBadRequest},
-		{"output the master lacks", "gocache.put", gocachePut{Action: good, Output: good, Size: 10}, routing.ErrNotFound},
+		{"short action", "gocache.get", gocacheGet{Action: "abcd"}, routing.ErrBadRequest, ""},
+		{"upper-case action", "gocache.get", gocacheGet{Action: strings.ToUpper(good)}, routing.ErrBadRequest, ""},
+		{"not msgpack", "gocache.get", []int{1, 2, 3}, routing.ErrBadRequest, ""},
+		{"bad output", "gocache.put", gocachePut{Action: good, Output: "zz", Size: 1}, routing.ErrBadRequest, ""},
+		{"too large", "gocache.put", gocachePut{Action: good, Output: good, Size: gocacheMaxShared + 1}, routing.ErrBadRequest, ""},
+		{"data past its size", "gocache.put", gocachePut{Action: good, Output: good, Size: 2, Data: []byte("abc")}, routing.ErrBadRequest, ""},
+		{"bytes not the output's", "gocache.put", gocachePut{Action: good, Output: good, Size: 3, Data: []byte("abc")}, nil, "does not match"},
+		{"a chunk out of order", "gocache.put", gocachePut{Action: good, Output: hex.EncodeToString(abc[:]), Size: 3, Upload: "U-1", Offset: 1, Data: []byte("bc")}, routing.ErrBadRequest, ""},
+		{"an upload name", "gocache.put", gocachePut{Action: good, Output: good, Size: 3, Upload: "../x", Data: []byte("abc")}, routing.ErrBadRequest, ""},
+		{"read of an unknown output", "gocache.read", gocacheRead{Output: good}, routing.ErrNotFound, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := cx.Call(ctx, tc.fn, tc.args, nil)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("%s = %v, want %v", tc.fn, err, tc.want)
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) || !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("%s = %v, want %v %q", tc.fn, err, tc.want, tc.text)
 			}
 		})
 	}
@@ -248,10 +358,10 @@ func TestGocacheServedRefuses(t *testing.T) {
 		t.Errorf("get after the refused puts = %+v, %v; want a miss", hit, err)
 	}
 	// A caller other than the master (the call's source) is refused.
-	fn := gocacheFuncs()["gocache.put"].Fn
-	_, err = fn(ctx, &spindle.CallInfo{Src: 7, CacheDir: t.TempDir()}, nil)
-	if !errors.Is(err, routing.ErrRefused) {
-		t.Errorf("gocache.put from context 7 = %v, want ErrRefused", err)
+	for name, f := range gocacheFuncs() {
+		if _, err := f.Fn(ctx, &spindle.CallInfo{Src: 7, CacheDir: t.TempDir()}, nil); !errors.Is(err, routing.ErrRefused) {
+			t.Errorf("%s from context 7 = %v, want ErrRefused", name, err)
+		}
 	}
 }
 
@@ -265,6 +375,7 @@ func TestGocacheFlags(t *testing.T) {
 		{[]string{"--max-size", "lots"}, "want a number of bytes"},
 		{[]string{"extra"}, "extra"},
 		{[]string{"-K"}, "without a terminal"},
+		{[]string{"--read-only"}, "give -t"},
 		{[]string{"--dir", "/proc/no/such"}, "no such file or directory"},
 	} {
 		code, _, errs := runCmd(t, append([]string{"gocache"}, tc.args...)...)
