@@ -152,11 +152,13 @@ func (d *Dir) Put(action, output []byte, size int64, body io.Reader) (Entry, err
 		return Entry{}, fmt.Errorf("gocache: put %x: size %d", action, size)
 	}
 	e := Entry{Output: slices.Clone(output), Size: size, Time: time.Now(), Path: d.file(output, 'd')}
-	if fi, err := os.Stat(e.Path); err == nil && fi.Mode().IsRegular() && fi.Size() == size {
+	// An output already here is marked used first, so that a Trim that
+	// listed it before sees it used (and keeps it); if it is gone by
+	// then, it is written.
+	if fi, err := os.Stat(e.Path); err == nil && fi.Mode().IsRegular() && fi.Size() == size && os.Chtimes(e.Path, e.Time, e.Time) == nil {
 		if _, err := io.Copy(io.Discard, io.LimitReader(body, size+1)); err != nil {
 			return Entry{}, fmt.Errorf("gocache: put %x: body: %w", action, err)
 		}
-		touch(e.Path, fi.ModTime(), e.Time)
 	} else if err := d.writeOutput(e.Path, output, size, body); err != nil {
 		return Entry{}, fmt.Errorf("gocache: put %x: %w", action, err)
 	}
