@@ -211,11 +211,13 @@ func TestToolexecErrors(t *testing.T) {
 		{"idle without unit", []string{"toolexec", "--idle", "30", compile}, `--idle "30": a duration needs a unit, as 30s or 30ms`},
 		{"--stop with a tool", []string{"toolexec", "--stop", compile, "-V=full"}, "--stop takes no tool"},
 		{"idle not positive", []string{"toolexec", "--idle", "0s", compile}, `--idle "0s": must be positive`},
+		// What an error names reaches the terminal escaped: no raw ESC.
+		{"an escape in an error", []string{"toolexec", "--tools", filepath.Join(empty, "\x1b]0;owned\x07"), compile, "-V=full"}, `\x1b]0;owned\x07`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, errs := runCmd(t, tt.args...)
-			if code != exitUsage || !strings.Contains(errs, tt.want) {
-				t.Errorf("spindle %q = %d, %q; want %d and %q", tt.args, code, errs, exitUsage, tt.want)
+			if code != exitUsage || !strings.Contains(errs, tt.want) || strings.ContainsAny(errs, "\x1b\x07") {
+				t.Errorf("spindle %q = %d, %q; want %d and %q, no raw control character", tt.args, code, errs, exitUsage, tt.want)
 			}
 		})
 	}
