@@ -39,9 +39,9 @@ hit comes back into this directory, and every put is sent there too, so
 CI machines that point at one context share one Go build cache. (go's
 action IDs include each package's directory unless -trimpath is given:
 machines share what they build at the same paths.) The context keeps it
-in spindle/gocache-served/ under its user's cache directory, trimmed by
-the --max-age and --max-size of the first spindle gocache to ask it since
-it started. When the context cannot be reached, fails or stops answering,
+in spindle/gocache-served/ under its user's cache directory, trimmed at
+most once an hour by the --max-age and --max-size of the spindle gocache
+that started it. When the context cannot be reached, fails or stops answering,
 that is said once on stderr and the build goes on with this directory
 alone: a cache never fails a build. The context is trusted with the
 builds that use it (docs/SECURITY.md): give jobs that run untrusted code
