@@ -96,8 +96,13 @@ func firstHopKey(t target.Target, sshConfig string) string {
 	return strings.Join([]string{sshConfig, h.User, h.Host, strconv.Itoa(h.Port)}, "\x00")
 }
 
-// maxResolves bounds the ssh -G processes run at once.
+// maxResolves bounds the ssh -G processes run at once, by everything in
+// this process that runs one (deduplication, host key hints: a run
+// against many hosts whose keys changed asks for each).
 const maxResolves = 8
+
+// resolveSlots are the slots of the ssh -G processes running.
+var resolveSlots = make(chan struct{}, maxResolves)
 
 // resolveTimeout bounds one ssh -G (it reads config files, and runs no
 // Match exec unless the config asks).
@@ -143,6 +148,8 @@ func splitKey(k string) (cfg, user, host string, port int) {
 // sshResolve asks ssh -G where user@host:port leads under cfg, with the
 // further ssh arguments opts (-o KEY=VALUE, -i FILE).
 func sshResolve(cfg, user, host string, port int, opts ...string) (sshDest, bool) {
+	resolveSlots <- struct{}{}
+	defer func() { <-resolveSlots }()
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
 	defer cancel()
 	args := []string{"-G"}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/spindle-hq/spindle/internal/testutil"
@@ -156,5 +158,38 @@ func TestShFactsDedupeSpellings(t *testing.T) {
 		if strings.Count(errs, want) != 1 || strings.Count(errs, "named twice") != 1 {
 			t.Errorf("spindle %s stderr:\n%s\nwant once: %q", cmd[0], errs, want)
 		}
+	}
+}
+
+// TestSSHResolveBounded: however many callers ask at once (host key hints
+// of many failed hosts), at most maxResolves ssh -G processes run. The
+// ssh on PATH is a script that counts the copies of itself running.
+func TestSSHResolveBounded(t *testing.T) {
+	dir := t.TempDir()
+	script := "#!/bin/sh\nd=" + dir + "\nmkdir \"$d/run.$$\"\nls -d \"$d\"/run.* | wc -l >> \"$d/counts\"\nsleep 0.2\nrmdir \"$d/run.$$\"\necho 'hostname h.example'\necho 'port 22'\n"
+	if err := os.WriteFile(filepath.Join(dir, "ssh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	var wg sync.WaitGroup
+	for i := range 5 * maxResolves {
+		wg.Go(func() {
+			if d, ok := sshResolve("", "", fmt.Sprintf("host%d", i), 0); !ok || d.host != "h.example" {
+				t.Errorf("sshResolve = %+v, %v", d, ok)
+			}
+		})
+	}
+	wg.Wait()
+	b, err := os.ReadFile(filepath.Join(dir, "counts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := 0
+	for _, f := range strings.Fields(string(b)) {
+		n, _ := strconv.Atoi(f)
+		most = max(most, n)
+	}
+	if most > maxResolves || most < 2 {
+		t.Errorf("at most %d ssh -G ran at once, want 2 to %d", most, maxResolves)
 	}
 }
