@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -47,18 +48,29 @@ alone: a cache never fails a build. The context is trusted with the
 builds that use it (docs/SECURITY.md): give jobs that run untrusted code
 natively --read-only, or a cache of their own.
 
+A context that failed is not asked again for 5 minutes, by any spindle
+gocache of this directory: each go command starts its own, and a host
+that hangs would cost each of them its --connect-timeout. To empty
+the cache, remove the directory. go still needs a GOCACHE of its own (its
+fuzzing corpus and trim state live there).
+
 flags:
-  --dir DIR         the cache directory (default $SPINDLE_GOCACHE, else
-                    spindle/gocache under the user's cache directory)
+  --dir DIR         the cache directory, an absolute path (default
+                    $SPINDLE_GOCACHE, else spindle/gocache under the user's
+                    cache directory: $XDG_CACHE_HOME or ~/.cache)
   -t, --target T    also keep the cache in this context of the tree
   --read-only       with -t: take the context's hits, send it no puts
-  --max-age D       remove what was not used for D (default 120h); a
-                    trim runs at most once an hour
+                    (keeps a job's outputs out of the shared cache; not a
+                    boundary against code that runs with the host's
+                    credentials in reach: see docs/SECURITY.md)
+  --max-age D       remove what was not used for D, at least 1h (default
+                    120h); a trim runs at most once an hour
   --max-size SIZE   then remove the least recently used outputs while
                     the directory holds more than SIZE (default no bound);
                     what was used in the last hour always stays
-  -v, --verbose     at the end, one line on stderr: gets, hits, puts
-` + connUsage + `
+  -v, --verbose     at the end, one line on stderr: gets, hits, puts, and
+                    what a trim removed; -vv and -vvv add the tree's log
+` + connUsageNoBecome + `
 exit status: 0; 2 bad usage or an unusable directory (said on stderr); 1
 when go's requests could not be followed or its pipe failed.
 `
@@ -86,6 +98,9 @@ const (
 	// gocacheCloseGrace is how long the end of a session waits for the
 	// puts still being sent.
 	gocacheCloseGrace = 30 * time.Second
+	// gocacheRetry is how long a context that failed is not asked again,
+	// by any session of the directory (its mark, gocacheDownMark).
+	gocacheRetry = 5 * time.Minute
 )
 
 type gocacheOpts struct {
@@ -132,8 +147,19 @@ func parseGocacheArgs(args []string) (*gocacheOpts, error) {
 	if o.readOnly && o.target == "" {
 		return nil, errors.New("--read-only is for a cache held by a context: give -t")
 	}
+	if o.maxAge < gocache.TrimGrace {
+		return nil, fmt.Errorf("--max-age %v: at least %v (what was used in the last hour always stays)", o.maxAge, gocache.TrimGrace)
+	}
+	if o.dir != "" && !filepath.IsAbs(o.dir) {
+		// go starts spindle gocache in the module's directory: a relative
+		// one would be a cache per module.
+		return nil, fmt.Errorf("--dir %q: want an absolute path (go runs spindle gocache in each module's directory)", o.dir)
+	}
 	if o.dir == "" {
 		o.dir = os.Getenv(gocacheDirEnv)
+		if o.dir != "" && !filepath.IsAbs(o.dir) {
+			return nil, fmt.Errorf("$%s %q: want an absolute path", gocacheDirEnv, o.dir)
+		}
 	}
 	if o.dir == "" {
 		d, err := os.UserCacheDir()
@@ -141,9 +167,6 @@ func parseGocacheArgs(args []string) (*gocacheOpts, error) {
 			return nil, fmt.Errorf("no cache directory (%v): give --dir", err)
 		}
 		o.dir = filepath.Join(d, "spindle", "gocache")
-	}
-	if o.dir, err = filepath.Abs(o.dir); err != nil {
-		return nil, err
 	}
 	return o, nil
 }
@@ -168,11 +191,17 @@ func cmdGocache(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		say("%v", strings.TrimPrefix(err.Error(), "gocache: "))
 		return exitUsage
 	}
+	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+		say("reading the go command's GOCACHEPROG requests on stdin; go starts it: GOCACHEPROG='%s gocache ...' go build", os.Args[0])
+	}
 	// The trim runs beside the session: go waits for the first response.
 	trimmed := make(chan struct{})
+	var trim gocache.TrimStats
+	var didTrim bool
 	go func() {
 		defer close(trimmed)
-		if _, _, err := d.TrimIfDue(time.Now(), gocacheTrimEvery, o.maxAge, o.maxBytes); err != nil {
+		var err error
+		if trim, didTrim, err = d.TrimIfDue(time.Now(), gocacheTrimEvery, o.maxAge, o.maxBytes); err != nil {
 			say("%v", err)
 		}
 	}()
@@ -183,6 +212,9 @@ func cmdGocache(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var shared *sharedCache
 	if o.target != "" {
 		shared = newSharedCache(d, o, say)
+		if o.conn.verbosity >= 2 {
+			shared.logw = stderr
+		}
 		b = shared
 	}
 	st, err := gocache.Serve(ctx, stdin, stdout, b, gocache.Config{Logger: log})
@@ -196,6 +228,9 @@ func cmdGocache(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if n := shared.skipped.Load(); n > 0 {
 				line += fmt.Sprintf(", %d not sent (busy)", n)
 			}
+		}
+		if <-trimmed; didTrim {
+			line += fmt.Sprintf("; trimmed %s: %d files (%s) removed, %d outputs (%s) kept", d.Root(), trim.Removed, humanBytes(uint64(trim.RemovedBytes)), trim.Kept, humanBytes(uint64(trim.KeptBytes)))
 		}
 		say("%s", line)
 	}
@@ -223,6 +258,7 @@ type sharedCache struct {
 	// callTimeout and slotWait are gocacheCallTimeout and gocacheSlotWait
 	// (shorter in tests).
 	callTimeout, slotWait time.Duration
+	logw                  io.Writer // the tree's log (-vv), or nil
 
 	startOnce sync.Once
 	started   chan struct{}    // closed when the start has ended
@@ -252,12 +288,20 @@ func (s *sharedCache) begin() {
 	s.startedAny.Store(true)
 	go func() {
 		defer close(s.started)
+		if at, why, down := s.downSince(); down {
+			s.fail(fmt.Errorf("it failed %v ago (%s); asked again %v after that", time.Since(at).Round(time.Second), why, gocacheRetry))
+			return
+		}
 		t, _ := target.Parse(s.o.target)
 		cn := &conn{flags: &s.o.conn}
+		logw, level := io.Discard, slog.LevelError+4
+		if s.logw != nil {
+			logw, level = s.logw, s.o.conn.runLevel()
+		}
 		// A store in memory: the outputs cross as call arguments and
 		// replies, never as blobs of the on-disk store (whose room is
 		// for modules and compiled code).
-		m, err := spindle.NewMaster(spindle.Config{CacheDir: "-", Logger: cn.logger(io.Discard, slog.LevelError)})
+		m, err := spindle.NewMaster(spindle.Config{CacheDir: "-", Logger: cn.logger(logw, level), LogLevel: level})
 		if err != nil {
 			s.fail(err)
 			return
@@ -279,7 +323,27 @@ func (s *sharedCache) begin() {
 			return
 		}
 		s.m, s.cx = m, cx
+		os.Remove(s.downMark())
 	}()
+}
+
+// downMark is the file whose presence says the context failed, and when
+// (its mtime), for the sessions of this directory.
+func (s *sharedCache) downMark() string {
+	sum := sha256.Sum256([]byte(s.o.target + "\x00" + strings.Join(s.o.conn.args(), "\x00")))
+	return filepath.Join(s.local.Root(), ".down-"+hex.EncodeToString(sum[:8]))
+}
+
+// downSince reports a failure of the context within gocacheRetry, and
+// what it was.
+func (s *sharedCache) downSince() (time.Time, string, bool) {
+	p := s.downMark()
+	fi, err := os.Stat(p)
+	if err != nil || time.Since(fi.ModTime()) > gocacheRetry {
+		return time.Time{}, "", false
+	}
+	b, _ := os.ReadFile(p)
+	return fi.ModTime(), strings.TrimSpace(string(b[:min(len(b), 300)])), true
 }
 
 // context returns the context, starting it at the first use, or nil when
@@ -317,6 +381,9 @@ func (s *sharedCache) fail(err error) {
 	if !s.closing.Load() {
 		s.lostOnce.Do(func() {
 			s.say("the cache on %s is out of use (%v); going on with %s alone", s.o.target, err, s.local.Root())
+			if !strings.HasPrefix(err.Error(), "it failed ") {
+				_ = os.WriteFile(s.downMark(), []byte(err.Error()+"\n"), 0o600)
+			}
 		})
 	}
 	s.stop()
@@ -328,7 +395,11 @@ func (s *sharedCache) call(ctx context.Context, cx *spindle.Context, fn string, 
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	err := cx.Call(cctx, fn, args, result)
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case errors.Is(err, context.DeadlineExceeded) && s.ctx.Err() == nil:
+		s.fail(fmt.Errorf("%s: no answer within %v", fn, s.callTimeout))
+	default:
 		s.fail(fmt.Errorf("%s: %w", fn, err))
 	}
 	return err

@@ -150,6 +150,20 @@ func TestGocacheUnreachable(t *testing.T) {
 	if _, puts, _, sent := gocacheSummary(t, out); puts < 10 || sent != 0 {
 		t.Errorf("%d puts, %d sent; want tens of puts into the directory and none sent\n%s", puts, sent, out)
 	}
+	// The next go command of the directory does not try again for a while:
+	// a host that hangs would cost each its connect timeout.
+	marks, _ := filepath.Glob(filepath.Join(dir, "cache", ".down-*"))
+	if len(marks) != 1 {
+		t.Fatalf("marks of the failure: %v, want one", marks)
+	}
+	// (A directory of its own, holding only the mark, so that go misses.)
+	mark, _ := os.ReadFile(marks[0])
+	os.MkdirAll(filepath.Join(dir, "cache2"), 0o700)
+	os.WriteFile(filepath.Join(dir, "cache2", filepath.Base(marks[0])), mark, 0o600)
+	_, out = gocacheBuild(t, t.TempDir(), filepath.Join(dir, "bin2"), "--dir", filepath.Join(dir, "cache2"), "-t", "ssh://nobody@127.0.0.1:1", "--connect-timeout", "5s")
+	if !strings.Contains(out, "is out of use (it failed ") || !strings.Contains(out, "asked again 5m0s after that") {
+		t.Errorf("the second build did not skip the failed cache:\n%s", out)
+	}
 }
 
 // newTestShared is a shared cache on a directory of its own, held by the
@@ -376,7 +390,10 @@ func TestGocacheFlags(t *testing.T) {
 		{[]string{"extra"}, "extra"},
 		{[]string{"-K"}, "without a terminal"},
 		{[]string{"--read-only"}, "give -t"},
+		{[]string{"--max-age", "30m"}, "at least 1h0m0s"},
+		{[]string{"--dir", "relative/dir"}, "want an absolute path"},
 		{[]string{"--dir", "/proc/no/such"}, "no such file or directory"},
+		{[]string{"-vv", "--dir", "/proc/no/such"}, "no such file or directory"},
 	} {
 		code, _, errs := runCmd(t, append([]string{"gocache"}, tc.args...)...)
 		if code != exitUsage || !strings.Contains(errs, tc.want) {

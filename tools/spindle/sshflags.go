@@ -21,7 +21,13 @@ import (
 
 // connUsage documents the connection flags in spindle run's and spindle
 // ci's usage.
-const connUsage = `  --ssh-config FILE   ssh's config file (ssh -F) for every ssh hop started
+const connUsage = connUsageNoBecome + `  -K, --ask-become-pass  ask once, on the terminal, for the sudo password of
+                      every sudo hop (never echoed, never in argv or logs)
+`
+
+// connUsageNoBecome is connUsage without -K, for the commands that go
+// starts with no terminal to ask on (toolexec, gocache), which refuse it.
+const connUsageNoBecome = `  --ssh-config FILE   ssh's config file (ssh -F) for every ssh hop started
                       on this machine; a hop behind another machine (after
                       an ssh, docker, podman or kubectl hop) uses that
                       machine's ssh config, or its own config=PATH there
@@ -29,8 +35,6 @@ const connUsage = `  --ssh-config FILE   ssh's config file (ssh -F) for every ss
                       30s; a hop's own timeout= wins)
   --host-key-checking yes|no|accept-new   every ssh hop's
                       StrictHostKeyChecking (a hop's own hostkey= wins)
-  -K, --ask-become-pass  ask once, on the terminal, for the sudo password of
-                      every sudo hop (never echoed, never in argv or logs)
 `
 
 // becomePrompt is what -K prints on the terminal.

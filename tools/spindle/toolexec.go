@@ -93,7 +93,7 @@ flags:
                      keeps a tool's stderr with its action and prints it
                      again when it takes the action from its cache: on a
                      warm build most of these lines are replays)
-` + connUsage + `
+` + connUsageNoBecome + `
 exit status: the tool's; 2 bad usage, missing or mismatched tools (said on
 stderr); 3 a target could not be reached or was lost; 1 when the tool
 trapped or passed a limit (said on stderr); 130 interrupted.
