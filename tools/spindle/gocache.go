@@ -41,16 +41,18 @@ CI machines that point at one context share one Go build cache. (go's
 action IDs include each package's directory unless -trimpath is given:
 machines share what they build at the same paths.) The context keeps it
 in spindle/gocache-served/ under its user's cache directory, trimmed at
-most once an hour by the --max-age and --max-size of the spindle gocache
-that started it. When the context cannot be reached, fails or stops answering,
+most once an hour by the --max-age and --shared-max-size of the spindle
+gocache whose turn it is. When the context cannot be reached, fails or
+stops answering,
 that is said once on stderr and the build goes on with this directory
 alone: a cache never fails a build. The context is trusted with the
 builds that use it (docs/SECURITY.md): give jobs that run untrusted code
 natively --read-only, or a cache of their own.
 
-A context that failed is not asked again for 5 minutes, by any spindle
-gocache of this directory: each go command starts its own, and a host
-that hangs would cost each of them its --connect-timeout. To empty
+A context that failed is not asked again for 5 minutes by any spindle
+gocache of this directory with the same -t and connection flags: each go
+command starts its own, and a host that hangs would cost each of them
+its --connect-timeout. To empty
 the cache, remove the directory. go still needs a GOCACHE of its own (its
 fuzzing corpus and trim state live there).
 
@@ -68,6 +70,9 @@ flags:
   --max-size SIZE   then remove the least recently used outputs while
                     the directory holds more than SIZE (default no bound);
                     what was used in the last hour always stays
+  --shared-max-size SIZE  with -t: the same bound for the context's cache
+                    (default 20GiB), applied by the session whose turn it
+                    is, at most once an hour
   -v, --verbose     at the end, one line on stderr: gets, hits, puts, and
                     what a trim removed; -vv and -vvv add the tree's log
 ` + connUsageNoBecome + `
@@ -85,12 +90,16 @@ const (
 	gocacheMaxShared = 1 << 30
 	// gocacheChunk is the most bytes of an output one call carries: a
 	// larger one crosses in chunks, so that what a session holds in
-	// memory stays bounded (gocacheSends and gocache.MaxGets chunks).
-	gocacheChunk = 4 << 20
-	// gocacheSends bounds the puts being sent to the shared cache at once;
-	// a put waits gocacheSlotWait for a slot, then is not shared.
-	gocacheSends    = 8
-	gocacheSlotWait = 5 * time.Second
+	// memory stays bounded (gocacheSends and gocache.MaxGets calls).
+	gocacheChunk = 1 << 20
+	// gocacheSends is how many senders take the puts to the shared cache,
+	// from a queue of at most gocacheQueue; a put never waits: one that
+	// finds the queue full is kept here only.
+	gocacheSends = 8
+	gocacheQueue = 4096
+	// gocacheSharedMaxSize is the default bound of the cache the context
+	// holds (--shared-max-size).
+	gocacheSharedMaxSize = 20 << 30
 	// gocacheCallTimeout bounds one call to the shared cache (at most a
 	// chunk each way): a context that stops answering is out of use
 	// after it.
@@ -104,16 +113,17 @@ const (
 )
 
 type gocacheOpts struct {
-	dir      string
-	target   string
-	readOnly bool
-	maxAge   time.Duration
-	maxBytes int64
-	conn     connFlags
+	dir         string
+	target      string
+	readOnly    bool
+	maxAge      time.Duration
+	maxBytes    int64
+	sharedBytes int64
+	conn        connFlags
 }
 
 func parseGocacheArgs(args []string) (*gocacheOpts, error) {
-	o := &gocacheOpts{maxAge: gocacheDefaultAge}
+	o := &gocacheOpts{maxAge: gocacheDefaultAge, sharedBytes: gocacheSharedMaxSize}
 	fs := flag.NewFlagSet("gocache", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -133,6 +143,10 @@ func parseGocacheArgs(args []string) (*gocacheOpts, error) {
 	fs.BoolVar(&o.readOnly, "read-only", false, "")
 	fs.Func("max-age", "", func(v string) (err error) { o.maxAge, err = parseDurationFlag("--max-age", v); return err })
 	fs.Func("max-size", "", func(v string) (err error) { o.maxBytes, err = parseSize("--max-size", v, 1<<50); return err })
+	fs.Func("shared-max-size", "", func(v string) (err error) {
+		o.sharedBytes, err = parseSize("--shared-max-size", v, 1<<50)
+		return err
+	})
 	o.conn.register(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -253,12 +267,12 @@ type sharedCache struct {
 	say   func(string, ...any)
 	ctx   context.Context
 	stop  context.CancelFunc
-	sends chan struct{} // slots of the puts being sent
-	wg    sync.WaitGroup
-	// callTimeout and slotWait are gocacheCallTimeout and gocacheSlotWait
-	// (shorter in tests).
-	callTimeout, slotWait time.Duration
-	logw                  io.Writer // the tree's log (-vv), or nil
+	queue chan queuedPut // the puts to send; closed by Close
+	wg    sync.WaitGroup // the senders
+	// callTimeout is gocacheCallTimeout (shorter in tests).
+	callTimeout time.Duration
+	logw        io.Writer // the tree's log (-vv), or nil
+	sendOnce    sync.Once
 
 	startOnce sync.Once
 	started   chan struct{}    // closed when the start has ended
@@ -274,10 +288,16 @@ type sharedCache struct {
 	chunkBufs           sync.Pool    // of *[]byte, gocacheChunk long
 }
 
+// queuedPut is a put kept here, to be sent.
+type queuedPut struct {
+	args gocachePut
+	path string
+}
+
 func newSharedCache(d *gocache.Dir, o *gocacheOpts, say func(string, ...any)) *sharedCache {
 	ctx, stop := context.WithCancel(context.Background())
-	s := &sharedCache{local: d, o: o, say: say, ctx: ctx, stop: stop, sends: make(chan struct{}, gocacheSends), started: make(chan struct{}),
-		callTimeout: gocacheCallTimeout, slotWait: gocacheSlotWait}
+	s := &sharedCache{local: d, o: o, say: say, ctx: ctx, stop: stop, queue: make(chan queuedPut, gocacheQueue), started: make(chan struct{}),
+		callTimeout: gocacheCallTimeout}
 	s.uploadPrefix = rand.Text()[:16]
 	s.chunkBufs.New = func() any { b := make([]byte, gocacheChunk); return &b }
 	return s
@@ -309,17 +329,18 @@ func (s *sharedCache) begin() {
 		fl := spindle.NewFleet(m)
 		cn.apply(fl)
 		cx, err := fl.Start(s.ctx, t)
-		if err == nil {
-			cctx, cancel := s.callCtx(context.Background())
-			err = cx.Call(cctx, "gocache.open", gocacheOpen{MaxAge: s.o.maxAge, MaxBytes: s.o.maxBytes}, nil)
-			cancel()
-			if err != nil {
-				_ = cx.Shutdown(context.Background())
-			}
-		}
 		if err != nil {
 			m.Close()
 			s.fail(err)
+			return
+		}
+		if err := s.call(s.ctx, cx, "gocache.open", gocacheOpen{MaxAge: s.o.maxAge, MaxBytes: s.o.sharedBytes}, nil); err != nil {
+			// s.call put the cache out of use, which released the
+			// waiters; the shutdown is bounded, as Close's.
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = cx.Shutdown(sctx)
+			cancel()
+			m.Close()
 			return
 		}
 		s.m, s.cx = m, cx
@@ -380,9 +401,14 @@ func (s *sharedCache) fail(err error) {
 	s.lost.Store(true)
 	if !s.closing.Load() {
 		s.lostOnce.Do(func() {
-			s.say("the cache on %s is out of use (%v); going on with %s alone", s.o.target, err, s.local.Root())
-			if !strings.HasPrefix(err.Error(), "it failed ") {
-				_ = os.WriteFile(s.downMark(), []byte(err.Error()+"\n"), 0o600)
+			// The text may be the host's: escaped and cut short.
+			why := escapeLine(err.Error())
+			if len(why) > 300 {
+				why = why[:300] + "..."
+			}
+			s.say("the cache on %s is out of use (%s); going on with %s alone", s.o.target, why, s.local.Root())
+			if !strings.HasPrefix(why, "it failed ") {
+				_ = os.WriteFile(s.downMark(), []byte(why+"\n"), 0o600)
 			}
 		})
 	}
@@ -419,20 +445,24 @@ func (s *sharedCache) Get(ctx context.Context, action []byte) (gocache.Entry, bo
 		return gocache.Entry{}, false, nil
 	}
 	output, ok := decodeID(hit.Output)
-	if !ok || hit.Size < 0 || hit.Size > gocacheMaxShared || (hit.Data != nil && int64(len(hit.Data)) != hit.Size) {
+	if !ok || hit.Size < 0 || hit.Size > gocacheMaxShared || len(hit.Data) > gocacheChunk || (hit.Data != nil && int64(len(hit.Data)) != hit.Size) {
 		s.fail(fmt.Errorf("gocache.get: a malformed hit (output %.80q, %d bytes, %d sent)", hit.Output, hit.Size, len(hit.Data)))
 		return gocache.Entry{}, false, nil
 	}
 	var body io.Reader = bytes.NewReader(hit.Data)
-	if hit.Data == nil && hit.Size > 0 {
+	if _, size, ok := s.local.Output(output); ok && size == hit.Size {
+		body = strings.NewReader("") // here already: the entry is all that is new
+	} else if hit.Data == nil && hit.Size > 0 {
 		body = &chunkReader{ctx: ctx, s: s, cx: cx, output: hit.Output, size: hit.Size}
 	}
 	e, err := s.local.Put(action, output, hit.Size, body)
-	if err != nil {
-		if ctx.Err() == nil && !s.lost.Load() {
-			s.fail(fmt.Errorf("gocache.get: %w", err)) // bytes that are not the output's
-		}
+	switch {
+	case err == nil:
+	case errors.Is(err, gocache.ErrMismatch) && ctx.Err() == nil && !s.lost.Load():
+		s.fail(fmt.Errorf("gocache.get: %w", err)) // the host's bytes are not the output's
 		return gocache.Entry{}, false, nil
+	default:
+		return gocache.Entry{}, false, err // this machine's (a full disk...): a miss, logged
 	}
 	s.hits.Add(1)
 	e.Time = hit.Time
@@ -472,42 +502,39 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 // Put implements gocache.Backend: into the Dir, then, unless --read-only,
-// sent to the context in the background (Close waits for it).
+// queued for the senders. It never waits for the context: go reads no
+// other request while a put is being answered.
 func (s *sharedCache) Put(ctx context.Context, action, output []byte, size int64, body io.Reader) (gocache.Entry, error) {
 	e, err := s.local.Put(action, output, size, body)
-	if err != nil || s.o.readOnly || size > gocacheMaxShared {
+	if err != nil || s.o.readOnly || size > gocacheMaxShared || s.lost.Load() {
 		return e, err
 	}
-	cx := s.context(ctx)
-	if cx == nil {
-		return e, nil
-	}
-	// A busy context must not hold go's requests: a put that finds no
-	// slot in a while is kept here only.
-	wait := time.NewTimer(s.slotWait)
-	defer wait.Stop()
-	select {
-	case s.sends <- struct{}{}:
-	case <-wait.C:
-		s.skipped.Add(1)
-		return e, nil
-	case <-ctx.Done():
-		return e, nil
-	case <-s.ctx.Done():
-		return e, nil
-	}
-	if s.lost.Load() {
-		<-s.sends
-		return e, nil
-	}
-	args := gocachePut{Action: hex.EncodeToString(action), Output: hex.EncodeToString(output), Size: size}
-	s.wg.Go(func() {
-		defer func() { <-s.sends }()
-		if s.send(cx, args, e.Path) == nil {
-			s.sent.Add(1)
+	s.sendOnce.Do(func() {
+		s.startOnce.Do(s.begin)
+		for range gocacheSends {
+			s.wg.Go(s.sender)
 		}
 	})
+	select {
+	case s.queue <- queuedPut{gocachePut{Action: hex.EncodeToString(action), Output: hex.EncodeToString(output), Size: size}, e.Path}:
+	default:
+		s.skipped.Add(1)
+	}
 	return e, nil
+}
+
+// sender sends queued puts until Close closes the queue; once the cache
+// is out of use, it drops them.
+func (s *sharedCache) sender() {
+	for q := range s.queue {
+		cx := s.context(s.ctx)
+		if cx == nil {
+			continue
+		}
+		if s.send(cx, q.args, q.path) == nil {
+			s.sent.Add(1)
+		}
+	}
 }
 
 // send sends the output at path: whole when it fits a chunk, else after
@@ -518,16 +545,16 @@ func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string) er
 		return err // trimmed meanwhile: not sent
 	}
 	defer f.Close()
-	bp := s.chunkBufs.Get().(*[]byte)
-	defer s.chunkBufs.Put(bp)
 	var done gocachePutReply
 	if args.Size <= gocacheChunk {
-		args.Data = (*bp)[:args.Size]
+		args.Data = make([]byte, args.Size)
 		if _, err := io.ReadFull(f, args.Data); err != nil {
 			return err
 		}
 		return s.call(s.ctx, cx, "gocache.put", args, &done)
 	}
+	bp := s.chunkBufs.Get().(*[]byte)
+	defer s.chunkBufs.Put(bp)
 	if err := s.call(s.ctx, cx, "gocache.put", args, &done); err != nil || done.Done {
 		return err
 	}
@@ -554,6 +581,7 @@ func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string) er
 // for the puts being sent, then shuts the context down. A session that
 // never needed the context never started it.
 func (s *sharedCache) Close(ctx context.Context) error {
+	close(s.queue)
 	sent := make(chan struct{})
 	go func() {
 		s.wg.Wait()

@@ -185,15 +185,19 @@ func newTestShared(t *testing.T, name string, o gocacheOpts) (*sharedCache, *[]s
 	return newSharedCache(d, &o, say), said
 }
 
-// put puts body as the output of the action named a, and waits for it to
-// be sent.
+// testPut puts body as the output of the action named a, and waits for it
+// to be sent (or the cache to go out of use).
 func (s *sharedCache) testPut(t *testing.T, a string, body []byte) {
 	t.Helper()
 	sum := sha256.Sum256(body)
+	want := s.sent.Load() + 1
 	if _, err := s.Put(context.Background(), actionID(a), sum[:], int64(len(body)), bytes.NewReader(body)); err != nil {
 		t.Fatal(err)
 	}
-	s.wg.Wait()
+	// Sent, or dropped once the cache is out of use.
+	for deadline := time.Now().Add(time.Minute); s.sent.Load() < want && !s.lost.Load() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestGocacheChunked: an output larger than a chunk goes to the context in
@@ -234,7 +238,7 @@ func TestGocacheChunked(t *testing.T) {
 	}
 
 	// Warm: every get a hit of the directory, the context never started.
-	warm := &sharedCache{local: two.local, o: two.o, say: two.say, ctx: two.ctx, stop: two.stop, sends: make(chan struct{}, 1), started: make(chan struct{})}
+	warm := newSharedCache(two.local, two.o, two.say)
 	if _, ok, _ := warm.Get(ctx, actionID("big")); !ok || warm.startedAny.Load() {
 		t.Errorf("a warm get = %v, started the context: %v; want a hit, not started", ok, warm.startedAny.Load())
 	}
@@ -276,14 +280,14 @@ func TestGocacheContextLost(t *testing.T) {
 }
 
 // TestGocacheStalled: a context that stops answering (SIGSTOP) costs one
-// call's timeout, once: the puts go on into the directory (a put waits a
-// while for a send slot, then is not shared), gets are misses, the loss
-// is said once, and Close returns without another timeout.
+// call's timeout, once: the puts go on into the directory (queued, never
+// waiting for the context), gets are misses, the loss is said once, and
+// Close returns without another timeout.
 func TestGocacheStalled(t *testing.T) {
 	testutil.VerifyNone(t)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	s, said := newTestShared(t, "gocache-stalled", gocacheOpts{})
-	s.callTimeout, s.slotWait = 3*time.Second, 500*time.Millisecond
+	s.callTimeout = 3 * time.Second
 	ctx := context.Background()
 	s.testPut(t, "first", []byte("the first output"))
 	pid := s.cx.PID()
@@ -317,6 +321,32 @@ func TestGocacheStalled(t *testing.T) {
 		if _, ok, _ := s.local.Get(actionID(fmt.Sprint(i))); !ok {
 			t.Errorf("put %d was not kept in the directory", i)
 		}
+	}
+}
+
+// TestGocacheOpenFails: a context that starts but cannot open its cache
+// (its cache directory is a file) puts the shared cache out of use at
+// once: gets are misses, puts are kept here, the reason is said once, and
+// Close returns.
+func TestGocacheOpenFails(t *testing.T) {
+	testutil.VerifyNone(t)
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	os.WriteFile(file, nil, 0o600)
+	t.Setenv("XDG_CACHE_HOME", file)
+	s, said := newTestShared(t, "gocache-open-fails", gocacheOpts{})
+	ctx := context.Background()
+	if _, ok, err := s.Get(ctx, actionID("a")); ok || err != nil {
+		t.Errorf("Get = %v, %v; want a miss", ok, err)
+	}
+	s.testPut(t, "b", []byte("the output of b"))
+	if _, ok, _ := s.Get(ctx, actionID("b")); !ok {
+		t.Error("the put was not kept in the directory")
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if len(*said) != 1 || !strings.Contains((*said)[0], "gocache.open") || !strings.Contains((*said)[0], "not a directory") {
+		t.Errorf("said %q, want the open's failure once", *said)
 	}
 }
 

@@ -38,9 +38,14 @@ import (
 // directory.
 const gocacheServedDir = "gocache-served"
 
-// gocacheUploads is where chunked puts gather, under the served cache;
-// an upload not finished for an hour is removed at the next open.
-const gocacheUploads = "uploads"
+// gocacheUploads is where chunked puts gather, under the served cache.
+// An upload is abandoned once it has had no chunk for gocacheUploadIdle
+// (a live one gets one at least every gocacheCallTimeout): each new
+// upload, and each open, removes those.
+const (
+	gocacheUploads    = "uploads"
+	gocacheUploadIdle = 4 * gocacheCallTimeout
+)
 
 type gocacheOpen struct {
 	MaxAge   time.Duration `msgpack:"max_age"`
@@ -154,19 +159,30 @@ func (sc *servedCache) open(call *spindle.CallInfo, bounds gocacheOpen) (*gocach
 	if err := os.MkdirAll(uploads, 0o700); err != nil {
 		return nil, fmt.Errorf("gocache: %w", err)
 	}
-	now := time.Now()
-	if ents, err := os.ReadDir(uploads); err == nil {
-		for _, e := range ents {
-			if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > gocache.TrimGrace {
-				os.Remove(filepath.Join(uploads, e.Name()))
-			}
+	sweepUploads(uploads)
+	// The trim walks the directory: beside the calls, not in this one.
+	log := call.Log
+	go func() {
+		if _, _, err := d.TrimIfDue(time.Now(), gocacheTrimEvery, max(bounds.MaxAge, gocache.TrimGrace), max(bounds.MaxBytes, 0)); err != nil {
+			log.Warn("gocache: trim", "err", err)
 		}
-	}
-	if _, _, err := d.TrimIfDue(now, gocacheTrimEvery, max(bounds.MaxAge, 0), max(bounds.MaxBytes, 0)); err != nil {
-		call.Log.Warn("gocache: trim", "err", err)
-	}
+	}()
 	sc.dir, sc.uploads = d, uploads
 	return d, nil
+}
+
+// sweepUploads removes the abandoned uploads in dir.
+func sweepUploads(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > gocacheUploadIdle {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // ids decodes the action and output of a call.
@@ -251,10 +267,10 @@ func (sc *servedCache) put(_ context.Context, d *gocache.Dir, args []byte) (any,
 	case a.Upload == "":
 		// Is it here already? Then the entry is all that is new.
 		if _, size, ok := d.Output(output); ok && size == a.Size {
-			if _, err := d.Put(action, output, a.Size, strings.NewReader("")); err != nil {
-				return nil, fmt.Errorf("gocache.put: %w", err)
+			if _, err := d.Put(action, output, a.Size, strings.NewReader("")); err == nil {
+				return gocachePutReply{Done: true}, nil
 			}
-			return gocachePutReply{Done: true}, nil
+			// Trimmed meanwhile: let the master send it.
 		}
 		return gocachePutReply{}, nil
 	}
@@ -267,11 +283,13 @@ func (sc *servedCache) chunk(d *gocache.Dir, action, output []byte, a gocachePut
 		return nil, fmt.Errorf("gocache.put: upload %.80q of %d bytes: %w", a.Upload, len(a.Data), routing.ErrBadRequest)
 	}
 	sc.mu.Lock()
-	path := filepath.Join(sc.uploads, a.Upload+"-"+a.Output)
+	uploads := sc.uploads
 	sc.mu.Unlock()
+	path := filepath.Join(uploads, a.Upload+"-"+a.Output)
 	flags := os.O_WRONLY | os.O_APPEND
 	if a.Offset == 0 {
 		flags |= os.O_CREATE | os.O_TRUNC
+		sweepUploads(uploads)
 	}
 	f, err := os.OpenFile(path, flags, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
