@@ -307,10 +307,12 @@ func TestToolboxRuns(t *testing.T) {
 	testutil.VerifyNone(t)
 	tb := buildToolbox(t)
 	h, err := host.New(context.Background(), host.Config{
-		// The compilation cache the host and root package tests share: it
-		// outlives the test binary (compiling these tools takes a minute
-		// each under -race), and wazero keys it by module and version.
-		CacheDir: filepath.Join(os.TempDir(), "spindle-test-cache"),
+		// The compilation cache of the contexts that TestOwnJobFile's
+		// master starts (a context's host keeps it in CACHEDIR/compiled):
+		// it outlives the test binary, compiling these tools takes a
+		// minute each under -race, and wazero keys it by module and
+		// version, so each tool compiles once for both tests.
+		CacheDir: filepath.Join(os.TempDir(), "spindle-test-cache", "compiled"),
 		// The default module bounds: actionlint, the largest tool, sets
 		// them (one function of 76,377 control instructions, compile
 		// work 5.9e9).
