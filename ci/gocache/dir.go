@@ -109,7 +109,7 @@ func (d *Dir) Get(action []byte) (Entry, bool, error) {
 		return Entry{}, false, ErrBadID
 	}
 	ap := d.file(action, 'a')
-	b, err := readSmall(ap, maxEntryBytes)
+	b, amtime, err := readSmall(ap, maxEntryBytes)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errTooLong) {
 		return Entry{}, false, nil // a damaged entry is a miss, and the next put replaces it
 	}
@@ -127,9 +127,7 @@ func (d *Dir) Get(action []byte) (Entry, bool, error) {
 	}
 	now := time.Now()
 	touch(e.Path, fi.ModTime(), now)
-	if afi, err := os.Stat(ap); err == nil {
-		touch(ap, afi.ModTime(), now)
-	}
+	touch(ap, amtime, now)
 	return e, true, nil
 }
 
@@ -214,18 +212,22 @@ func writeAtomic(path string, fill func(*os.File) error) error {
 	return err
 }
 
-// readSmall reads a file of at most max bytes.
-func readSmall(path string, max int64) ([]byte, error) {
+// readSmall reads a file of at most max bytes, and returns its mtime.
+func readSmall(path string, max int64) ([]byte, time.Time, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err == nil && int64(len(b)) > max {
 		err = errTooLong
 	}
-	return b, err
+	return b, fi.ModTime(), err
 }
 
 // parseEntry parses an action file's line.

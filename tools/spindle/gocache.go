@@ -285,7 +285,6 @@ type sharedCache struct {
 	hits, sent, skipped atomic.Int64
 	uploads             atomic.Int64 // numbers the chunked uploads of this session
 	uploadPrefix        string       // names them, apart from other sessions'
-	chunkBufs           sync.Pool    // of *[]byte, gocacheChunk long
 }
 
 // queuedPut is a put kept here, to be sent.
@@ -299,7 +298,6 @@ func newSharedCache(d *gocache.Dir, o *gocacheOpts, say func(string, ...any)) *s
 	s := &sharedCache{local: d, o: o, say: say, ctx: ctx, stop: stop, queue: make(chan queuedPut, gocacheQueue), started: make(chan struct{}),
 		callTimeout: gocacheCallTimeout}
 	s.uploadPrefix = rand.Text()[:16]
-	s.chunkBufs.New = func() any { b := make([]byte, gocacheChunk); return &b }
 	return s
 }
 
@@ -440,6 +438,8 @@ func (s *sharedCache) Get(ctx context.Context, action []byte) (gocache.Entry, bo
 	if cx == nil {
 		return gocache.Entry{}, false, nil
 	}
+	// The host's reply is decoded by the checked path (wire.Unmarshal,
+	// within the tree's message bound), then held to a chunk.
 	var hit gocacheHit
 	if s.call(ctx, cx, "gocache.get", gocacheGet{Action: hex.EncodeToString(action)}, &hit) != nil || hit.Miss {
 		return gocache.Entry{}, false, nil
@@ -526,20 +526,21 @@ func (s *sharedCache) Put(ctx context.Context, action, output []byte, size int64
 // sender sends queued puts until Close closes the queue; once the cache
 // is out of use, it drops them.
 func (s *sharedCache) sender() {
+	var buf []byte // a chunk's, made at the first chunked send
 	for q := range s.queue {
 		cx := s.context(s.ctx)
 		if cx == nil {
 			continue
 		}
-		if s.send(cx, q.args, q.path) == nil {
+		if s.send(cx, q.args, q.path, &buf) == nil {
 			s.sent.Add(1)
 		}
 	}
 }
 
 // send sends the output at path: whole when it fits a chunk, else after
-// asking whether the context has it, in chunks.
-func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string) error {
+// asking whether the context has it, in chunks read into *buf.
+func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string, buf *[]byte) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err // trimmed meanwhile: not sent
@@ -553,18 +554,19 @@ func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string) er
 		}
 		return s.call(s.ctx, cx, "gocache.put", args, &done)
 	}
-	bp := s.chunkBufs.Get().(*[]byte)
-	defer s.chunkBufs.Put(bp)
+	if *buf == nil {
+		*buf = make([]byte, gocacheChunk)
+	}
 	if err := s.call(s.ctx, cx, "gocache.put", args, &done); err != nil || done.Done {
 		return err
 	}
 	args.Upload = fmt.Sprintf("%s-%d", s.uploadPrefix, s.uploads.Add(1))
 	for args.Offset = 0; args.Offset < args.Size; args.Offset += int64(len(args.Data)) {
-		n, err := io.ReadFull(f, (*bp)[:min(gocacheChunk, args.Size-args.Offset)])
+		n, err := io.ReadFull(f, (*buf)[:min(gocacheChunk, args.Size-args.Offset)])
 		if err != nil {
 			return err
 		}
-		args.Data = (*bp)[:n]
+		args.Data = (*buf)[:n]
 		if err := s.call(s.ctx, cx, "gocache.put", args, &done); err != nil {
 			return err
 		}

@@ -161,6 +161,9 @@ func (sc *servedCache) open(call *spindle.CallInfo, bounds gocacheOpen) (*gocach
 	}
 	sweepUploads(uploads)
 	// The trim walks the directory: beside the calls, not in this one.
+	// Its goroutine is the context process's; it ends with the walk (one
+	// pass over the directory) or with the process, and a trim cut short
+	// by the process's end is resumed at the next one due.
 	log := call.Log
 	go func() {
 		if _, _, err := d.TrimIfDue(time.Now(), gocacheTrimEvery, max(bounds.MaxAge, gocache.TrimGrace), max(bounds.MaxBytes, 0)); err != nil {
@@ -236,7 +239,11 @@ func (sc *servedCache) read(_ context.Context, d *gocache.Dir, args []byte) (any
 		return nil, fmt.Errorf("gocache.read: output %s: %w", a.Output, routing.ErrNotFound)
 	}
 	defer f.Close()
-	b := make([]byte, gocacheChunk)
+	fi, err := f.Stat()
+	if err != nil || a.Offset >= fi.Size() {
+		return nil, fmt.Errorf("gocache.read: output %s at %d: %w: past its end", a.Output, a.Offset, routing.ErrBadRequest)
+	}
+	b := make([]byte, min(gocacheChunk, fi.Size()-a.Offset))
 	n, err := f.ReadAt(b, a.Offset)
 	if n == 0 && err != nil {
 		return nil, fmt.Errorf("gocache.read: output %s at %d: %w: %v", a.Output, a.Offset, routing.ErrBadRequest, err)
