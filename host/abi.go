@@ -96,6 +96,7 @@ func withState(fn func(context.Context, *callState, api.Module, []uint64) int32)
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
 		code := int32(codeFailed)
 		if st := stateFrom(ctx); st != nil {
+			st.hostCalls++
 			code = fn(ctx, st, mod, stack)
 		}
 		stack[0] = api.EncodeI32(code)

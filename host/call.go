@@ -411,6 +411,12 @@ type callState struct {
 	fds      *fdTable
 	sleep    func(ns int64)
 	walltime func() int64
+
+	// hostCalls counts the guest's calls of spindle host functions and
+	// writes to stdout and stderr, which a snapshot of its
+	// initialization could not repeat (snapshot.go). Only the guest's
+	// goroutine touches it.
+	hostCalls int64
 }
 
 type stateKey struct{}
@@ -483,5 +489,6 @@ func (w *stdio) Write(p []byte) (int, error) {
 	if w.st == nil {
 		return len(p), nil
 	}
+	w.st.hostCalls++
 	return w.st.writeStdio(w.stderr, p)
 }

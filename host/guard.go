@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -97,6 +98,13 @@ const (
 	// and set the stop flag, so a start function that loops could not be
 	// stopped. The host calls it right after instantiating, as a call.
 	startExport = "spindle$start"
+	// snapExport is the export name of an immutable i32 global that a
+	// module which can be snapshotted (snapshot.go) has: the number of
+	// its mutable globals, each exported as snapGlobalName(k), k from 0.
+	snapExport = "spindle$snapshot"
+	// reservedPrefix begins every export name the host's rewrite adds; a
+	// module exporting a name of its own with it is refused.
+	reservedPrefix = "spindle$"
 
 	sectionCustom = 0
 	sectionType   = 1
@@ -360,6 +368,7 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 		return g, errMalformed
 	}
 	var work int64
+	outside := false // a body changes a table or a segment
 	frames := make([]uint32, len(bodies))
 	loops := make([][]int, len(bodies))
 	entryLoops := make([]bool, len(bodies))
@@ -367,7 +376,7 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 		if int64(len(body)) > lim.FunctionBytes {
 			return g, fmt.Errorf("%w: function %d has %d bytes of code, the bound is %d (ModuleLimits.FunctionBytes)", errGuard, importedFuncs+uint32(i), len(body), lim.FunctionBytes)
 		}
-		locals, blocks, entryLoop, err := scanBodyLoops(body, lim, sp, &loops[i])
+		locals, blocks, entryLoop, err := scanBodyLoops(body, lim, sp, &loops[i], &outside)
 		entryLoops[i] = entryLoop
 		if err != nil {
 			return g, fmt.Errorf("function %d: %w", importedFuncs+uint32(i), err)
@@ -443,19 +452,34 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 		sections[i].body = []byte{1, 1, 0, 0}
 	}
 
+	// What a snapshot of an initialized instance must restore besides
+	// the memory: the module's mutable globals, if nothing else changes.
+	var snap []uint32
+	snapOK := false
+	if !outside {
+		snap, snapOK = mutableGlobals(sections, sp, importGlobals)
+	}
+
 	// The counter: a mutable i32 global, exported; then tick's fuel and
-	// stop flag, the flag exported.
+	// stop flag, the flag exported; then, if the module can be
+	// snapshotted, an immutable i32: the number of its snapshot globals.
 	global := appendSLEB([]byte{0x7f, 1, opI32Const}, budget)
 	global = append(global, opEnd)
 	global = appendSLEB(append(global, 0x7f, 1, opI32Const), tickFuel)
 	global = append(global, opEnd, 0x7f, 1, opI32Const, 0, opEnd)
+	added := uint32(3)
+	if snapOK {
+		global = appendSLEB(append(global, 0x7f, 0, opI32Const), int32(len(snap)))
+		global = append(global, opEnd)
+		added++
+	}
 	if i := find(sectionGlobal); i >= 0 {
-		b := appendULEB(nil, definedGlobal+3)
+		b := appendULEB(nil, definedGlobal+added)
 		_, k := readULEB(sections[i].body)
 		b = append(b, sections[i].body[k:]...)
 		sections[i].body = append(b, global...)
 	} else {
-		sections = insertSection(sections, sectionSpan{sectionGlobal, append([]byte{3}, global...)})
+		sections = insertSection(sections, sectionSpan{sectionGlobal, append(appendULEB(nil, added), global...)})
 	}
 	export := append(appendULEB(nil, uint32(len(depthExport))), depthExport...)
 	export = append(export, 3)
@@ -463,7 +487,19 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	export = append(appendULEB(export, uint32(len(stopExport))), stopExport...)
 	export = append(export, 3)
 	export = appendULEB(export, stop)
-	added := uint32(2)
+	added = 2
+	if snapOK {
+		export = append(appendULEB(export, uint32(len(snapExport))), snapExport...)
+		export = append(export, 3)
+		export = appendULEB(export, stop+1)
+		for k, idx := range snap {
+			name := snapGlobalName(k)
+			export = append(appendULEB(export, uint32(len(name))), name...)
+			export = append(export, 3)
+			export = appendULEB(export, idx)
+		}
+		added += 1 + uint32(len(snap))
+	}
 	if i := find(sectionStart); i >= 0 {
 		// The start function becomes an export the host calls (see
 		// startExport); its index is the wrapper's, so it ticks.
@@ -487,6 +523,49 @@ func rewrite(sections []sectionSpan, lim ModuleLimits, budget int32) (guarded, e
 	g.counted = true
 	g.wasm = join(sections)
 	return g, nil
+}
+
+// snapGlobalName is the export name of a snapshot's k-th global.
+func snapGlobalName(k int) string { return snapGlobalPrefix + strconv.Itoa(k) }
+
+const snapGlobalPrefix = "spindle$g"
+
+// mutableGlobals returns the indexes of the module's own mutable globals,
+// which a snapshot saves and restores. ok is false when one of them is
+// not a number (a reference or a vector, which the host cannot set
+// through wazero's API): such a module is not snapshotted.
+func mutableGlobals(sections []sectionSpan, sp space, imported uint32) (idx []uint32, ok bool) {
+	for _, s := range sections {
+		if s.id != sectionGlobal {
+			continue
+		}
+		r := &reader{b: s.body}
+		n := r.u32()
+		for i := uint32(0); i < n && !r.bad; i++ {
+			if len(r.b) == 0 {
+				return nil, false
+			}
+			t := r.b[0]
+			r.valType()
+			mutable := r.byte() == 1
+			if constExpr(r, sp, at("global")) != nil {
+				return nil, false
+			}
+			if !mutable {
+				continue
+			}
+			switch t {
+			case 0x7f, 0x7e, 0x7d, 0x7c: // i32, i64, f32, f64
+				idx = append(idx, imported+i)
+			default:
+				return nil, false
+			}
+		}
+		if r.bad {
+			return nil, false
+		}
+	}
+	return idx, true
 }
 
 // frameBytes estimates the native stack bytes of one frame of a body with
@@ -648,7 +727,7 @@ func splitBodies(body []byte) ([][]byte, error) {
 // number of locals and of control instructions, errGuard past a bound, or
 // errIndex for a function or global index outside sp.
 func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, err error) {
-	locals, blocks, _, err = scanBodyLoops(body, lim, sp, nil)
+	locals, blocks, _, err = scanBodyLoops(body, lim, sp, nil, nil)
 	return locals, blocks, err
 }
 
@@ -658,7 +737,12 @@ func scanBody(body []byte, lim ModuleLimits, sp space) (locals, blocks int64, er
 // reaches the head of its first loop before anything but straight-line
 // code (straightOp): Go's functions begin so (global.get SP, local.set,
 // block, loop), so the tick at that head is one at the call's entry.
-func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (locals, blocks int64, entryLoop bool, err error) {
+//
+// If outside is not nil, scanBodyLoops sets it when the body changes state
+// that is not in the memory or the globals: a table (table.set, grow,
+// fill, copy, init) or a segment (data.drop, elem.drop). A module with
+// such a body cannot be snapshotted (snapshot.go).
+func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int, outside *bool) (locals, blocks int64, entryLoop bool, err error) {
 	r := &reader{b: body}
 	groups := r.u32()
 	for i := uint32(0); i < groups && !r.bad; i++ {
@@ -729,6 +813,9 @@ func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (local
 			}
 		case op >= 0x20 && op <= 0x26: // local.*, table.get/set
 			r.u32()
+			if op == 0x26 && outside != nil {
+				*outside = true
+			}
 		case op >= 0x28 && op <= 0x3e: // loads, stores
 			memarg(r)
 		case op == 0x3f || op == 0x40: // memory.size, memory.grow
@@ -750,7 +837,12 @@ func scanBodyLoops(body []byte, lim ModuleLimits, sp space, loops *[]int) (local
 		case op == 0xd5 || op == 0xd6: // br_on_null, br_on_non_null
 			r.u32()
 		case op == 0xfc:
-			miscOp(r)
+			switch miscOp(r) {
+			case 9, 12, 13, 14, 15, 17: // data.drop, table.init, elem.drop, table.copy, grow, fill
+				if outside != nil {
+					*outside = true
+				}
+			}
 		case op == 0xfd:
 			simdOp(r)
 		case op == 0xfe:
@@ -797,8 +889,11 @@ func memarg(r *reader) {
 	r.leb(10) // offset (u64 for memory64)
 }
 
-func miscOp(r *reader) {
-	switch sub := r.u32(); {
+// miscOp reads an instruction after its 0xfc prefix and returns its
+// sub-opcode.
+func miscOp(r *reader) uint32 {
+	sub := r.u32()
+	switch {
 	case sub <= 7:
 	case sub == 8: // memory.init
 		r.u32()
@@ -811,6 +906,7 @@ func miscOp(r *reader) {
 	default:
 		r.bad = true
 	}
+	return sub
 }
 
 // simdOp reads a SIMD instruction after its 0xfd prefix. Its sub-opcode is

@@ -23,7 +23,7 @@ import (
 
 // guardVersion names the format of guard's output: bump it whenever guard
 // or coalesceData would write different bytes for the same module.
-const guardVersion = 5
+const guardVersion = 6
 
 const guardMagic = "spindle-guarded\x00"
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Checking a module before guard rewrites it (guard.go), in two parts.
@@ -29,8 +30,8 @@ import (
 var errIndex = errors.New("no such index")
 
 // errReserved wraps the refusal of a module that exports a name of the
-// host's own (depthExport).
-var errReserved = errors.New("name reserved for the host's stack budget counter")
+// host's own (reservedPrefix: depthExport, stopExport and the others).
+var errReserved = errors.New("name reserved for the host (the spindle$ prefix)")
 
 // space is the function and global indexes a module declares, imports
 // first: the only ones it may name.
@@ -192,7 +193,7 @@ func checkIndexes(sections []sectionSpan, sp space, lim ModuleLimits) error {
 				kind, idx := r.byte(), r.u32()
 				switch {
 				case r.bad:
-				case name == depthExport || name == stopExport || name == startExport:
+				case strings.HasPrefix(name, reservedPrefix):
 					err = fmt.Errorf("export %q: %w", name, errReserved)
 				case kind == 0:
 					err = sp.function(where{kind: "export", i: -1, name: name, sub1: ": function"}, idx)

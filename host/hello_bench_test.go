@@ -20,16 +20,25 @@ func BenchmarkHello(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := newHost(b, host.Config{})
-	m, err := h.Compile(context.Background(), "example/hello", wasm)
-	if err != nil {
-		b.Fatal(err)
-	}
 	input, _ := msgpack.Marshal(map[string]string{"name": "bench"})
-	for _, pooled := range []bool{true, false} {
-		name := map[bool]string{true: "warm", false: "fresh"}[pooled]
-		b.Run(name, func(b *testing.B) {
-			call := host.Call{Task: "hello", Input: input, Pooled: pooled}
+	for _, tc := range []struct {
+		name   string
+		pooled bool
+		cfg    host.Config
+	}{
+		{"warm", true, host.Config{}},
+		{"fresh", false, host.Config{}},
+		// A fresh instance that runs its own _initialize, as before
+		// snapshots (snapshot.go).
+		{"fresh-nosnapshot", false, host.Config{NoSnapshots: true}},
+	} {
+		h := newHost(b, tc.cfg)
+		m, err := h.Compile(context.Background(), "example/hello", wasm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			call := host.Call{Task: "hello", Input: input, Pooled: tc.pooled}
 			benchCalls(b, h, m, call)
 		})
 	}

@@ -30,6 +30,11 @@ type Config struct {
 	// Modules bounds the modules Compile accepts; zero fields take the
 	// package defaults (DefaultModuleBytes, ...).
 	Modules ModuleLimits
+	// NoSnapshots turns off the snapshots of initialized instances
+	// ("Snapshots" in the package doc): every fresh instance then runs
+	// its own initialization. For measurement and debugging; the result
+	// of a call is the same either way.
+	NoSnapshots bool
 }
 
 // maxCompiles is the most modules a Host compiles at once; more Compile
@@ -47,6 +52,9 @@ type Stats struct {
 	Instantiations int64
 	// PoolHits counts pooled calls served by a warm instance.
 	PoolHits int64
+	// Restored counts the instances started from a snapshot of an
+	// initialized instance instead of initializing themselves.
+	Restored int64
 }
 
 // Host runs guest modules in one wazero runtime: it compiles each module
@@ -66,6 +74,7 @@ type Host struct {
 	compileSem   chan struct{} // a slot per compile running
 	poolSize     int
 	buffers      bufferPool
+	noSnapshots  bool // Config.NoSnapshots
 
 	mu      sync.Mutex
 	modules map[string]*compileEntry // guarded by mu
@@ -77,7 +86,7 @@ type Host struct {
 	finished chan struct{} // closed once the runtime is closed
 	closeErr error         // set before finished is closed
 
-	compiles, instantiations, poolHits atomic.Int64
+	compiles, instantiations, poolHits, restored atomic.Int64
 }
 
 // compileEntry is a module compiled, or being compiled, under one hash.
@@ -134,6 +143,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		modLimits:    cfg.Modules.orDefaults(),
 		compileSem:   make(chan struct{}, maxCompiles),
 		poolSize:     runtime.GOMAXPROCS(0),
+		noSnapshots:  cfg.NoSnapshots,
 		modules:      make(map[string]*compileEntry),
 		finished:     make(chan struct{}),
 	}
@@ -231,6 +241,7 @@ func (h *Host) Stats() Stats {
 		Compiles:       h.compiles.Load(),
 		Instantiations: h.instantiations.Load(),
 		PoolHits:       h.poolHits.Load(),
+		Restored:       h.restored.Load(),
 	}
 }
 

@@ -69,11 +69,18 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	}
 	inst.fds = newFDTable(preopens)
 	st.fds = inst.fds
+	plan := h.planSnapshot(m, call, pooled, inst.mem.limit)
+	if plan.fake != nil {
+		cfg = plan.fake.config(cfg)
+	}
 	mod, err := h.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.mem), m.compiled, cfg)
 	if err != nil {
 		// wazero has closed what it made; none of it runs again.
 		inst.mem.release()
 		inst.closeGrants()
+		if plan.capture {
+			m.captureFailed()
+		}
 		return nil, &instantiateError{err}
 	}
 	h.instantiations.Add(1)
@@ -87,19 +94,46 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 		}
 	}
 	inst.setStack(st.limits)
-	if m.counted && mod.ExportedFunction(startExport) != nil {
-		// The module's start function (see startExport), under the
-		// call's ctx like any call.
+	if plan.restore != nil {
+		// Initialized already (snapshot.go). A restore fails only on a
+		// snapshot that does not fit: the instance is not used.
+		if err := plan.restore.restoreTo(inst); err != nil {
+			inst.close(ctx)
+			return nil, &instantiateError{err}
+		}
+		h.restored.Add(1)
+		return inst, nil
+	}
+	var before []byte
+	calls := st.hostCalls
+	if plan.capture {
+		before = slices.Clone(inst.mem.buf)
+	}
+	if err := inst.initialize(ctx, m); err != nil {
+		if plan.capture {
+			m.captureFailed()
+		}
+		return inst, err
+	}
+	if plan.capture {
+		m.capture(inst, before, plan.fake, st, calls)
+	}
+	return inst, nil
+}
+
+// initialize runs what initializes a new instance of m: its start function
+// and a reactor's _initialize, under the call's ctx like any call.
+func (inst *instance) initialize(ctx context.Context, m *Module) error {
+	if m.counted && inst.mod.ExportedFunction(startExport) != nil {
+		// The module's start function (see startExport).
 		if err := inst.call(ctx, startExport); err != nil {
-			return inst, err
+			return err
 		}
 	}
 	if m.kind == Reactor && m.initialize {
-		if err := inst.call(ctx, exportInitialize); err != nil {
-			return inst, err
-		}
+		return inst.call(ctx, exportInitialize)
 	}
-	return inst, nil
+	return nil
 }
 
 // instantiateError marks an error of InstantiateModule itself, before any

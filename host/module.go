@@ -67,6 +67,7 @@ type Module struct {
 	counted bool
 
 	pool pool
+	snap snapState // snapshot.go
 }
 
 // Hash returns the hash the module was compiled under.
