@@ -46,6 +46,7 @@ var guestSpecs = map[string]guestSpec{
 	"cdispatch": {"c", "dispatch", true},
 	"ccommand":  {"c", "command", false},
 	"goreactor": {"go", "goreactor", true},
+	"goinit":    {"go", "goinit", true},
 	"gocmd":     {"go", "gocmd", false},
 	"gofiles":   {"go", "gofiles", false},
 }

@@ -131,6 +131,9 @@ func TestHostileIndexes(t *testing.T) {
 		{"export named as the counter", indexModule(0, i32const(0), func(m *testutil.WasmModule, _ uint32) {
 			m.Export("spindle$stack", 0, 0)
 		}), "reserved", true},
+		{"export named as a snapshot global", indexModule(0, i32const(0), func(m *testutil.WasmModule, _ uint32) {
+			m.Export("spindle$g0", 0, 0)
+		}), "reserved", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			werr := host.WazeroCompile(t.Context(), tt.wasm)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"runtime"
 	"strings"
@@ -79,6 +80,10 @@ var tasks = map[string]func(in []byte) error{
 		output([]byte(sandbox()))
 		return nil
 	},
+	"state": func([]byte) error {
+		output([]byte(state()))
+		return nil
+	},
 	"sleep": func(in []byte) error {
 		d, err := time.ParseDuration(string(in))
 		if err != nil {
@@ -125,6 +130,46 @@ func sandbox() string {
 	rand.Read(r)
 	fmt.Fprintf(&b, "rand=%s\n", hex.EncodeToString(r))
 	return b.String()
+}
+
+// What the package's initialization saw, for state.
+var (
+	initTime  = time.Now()
+	initRand  = randHex()
+	initFast  = mrand.Uint64()
+	calls     int
+	initOrder = mapOrder()
+)
+
+func randHex() string {
+	r := make([]byte, 8)
+	rand.Read(r)
+	return hex.EncodeToString(r)
+}
+
+// mapOrder is the iteration order of a map, which the runtime's hash seed
+// decides.
+func mapOrder() string {
+	m := make(map[int]bool, 16)
+	for i := range 16 {
+		m[i] = true
+	}
+	var b strings.Builder
+	for k := range m {
+		fmt.Fprintf(&b, "%x", k)
+	}
+	return b.String()
+}
+
+// state reports what the instance's initialization saw and what the call
+// sees of the clocks, the random sources and the instance's own state:
+// the host's snapshot tests compare it between fresh instances made with
+// and without a snapshot.
+func state() string {
+	calls++
+	return fmt.Sprintf("calls=%d init=%d/%s/%s/%x/%s now=%d since=%d rand=%s fast=%x order=%s",
+		calls, initTime.UnixNano(), initTime.String(), initRand, initFast, initOrder,
+		time.Now().UnixNano(), time.Since(initTime), randHex(), mrand.Uint64(), mapOrder())
 }
 
 func main() {}
