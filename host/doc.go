@@ -21,6 +21,20 @@
 // Call.Pooled a warm reactor instance that is kept for later calls if the
 // call succeeds. An instance whose call failed is closed, never reused.
 //
+// # Snapshots
+//
+// A fresh reactor instance whose initialization cannot see its call (no
+// mounts, /dev, environment or stdin; the fake clock and random source;
+// every pooled instance) starts from a snapshot of the first such
+// instance's memory and globals, taken right after its _initialize, and
+// does not run _initialize again: for a Go guest that halves a fresh
+// instance's start. The restored instance is the one its own _initialize
+// would have made, down to the clock readings and random bytes it goes on
+// to see; an initialization that calls a spindle host function, writes to
+// stdout or stderr, or fails is never captured, and neither is a module
+// whose code changes its tables (snapshot.go has the whole argument).
+// Config.NoSnapshots turns them off; Stats.Restored counts their use.
+//
 // The sandbox is the one docs/abi.md describes: a guest gets its memory and
 // the spindle host functions, and only what Call.Grants adds (mounts
 // through package rootfs, /dev/null, real clocks, real random bytes,

@@ -49,6 +49,12 @@ import (
 //     fuel and stop globals follow the counter; a module without a memory
 //     gets an empty one, for tick's memory.grow.
 //
+//   - Snapshots. A module whose code changes no table or segment, and
+//     whose mutable globals are numbers, gets an immutable i32 global
+//     exported as snapExport (the number of those globals) and each of
+//     them exported as snapGlobalName(k): what the host needs to capture
+//     and restore an initialized instance (snapshot.go).
+//
 //   - Compile time. wazero's compiler is quadratic in the basic blocks of
 //     one function (60,000 nested blocks took 10 s), and it cannot be
 //     stopped inside a function. guard counts each function's control
@@ -68,8 +74,8 @@ import (
 // data segments (global.get, ref.func), in exports, in the start section
 // and in element segments' function indexes. wazero refuses such a module
 // too, in its own numbering; after the rewrite it could not tell. guard
-// also refuses an export named depthExport or stopExport, which would
-// collide with the host's (errReserved), and a section out of order or repeated
+// also refuses an export whose name begins with reservedPrefix
+// ("spindle$"), which could collide with the host's (errReserved), and a section out of order or repeated
 // (errMalformed), so that the sections guard reads are the ones wazero
 // compiles. The rewrite adds no type, table, memory, element or data
 // segment, so every other index keeps its range and stays wazero's to

@@ -168,7 +168,7 @@ func checkNames(b []byte) error {
 // other than the code name against sp: the globals' initializers, the
 // exports, the start function, the element segments (function indexes,
 // expressions and offsets) and the data segments' offsets. It also refuses
-// an export named depthExport, more exports than lim.Functions, and more
+// an export named with reservedPrefix, more exports than lim.Functions, and more
 // element segment entries than lim.TableElements+lim.Functions.
 func checkIndexes(sections []sectionSpan, sp space, lim ModuleLimits) error {
 	entries := lim.TableElements + lim.Functions // element entries left
