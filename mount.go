@@ -179,12 +179,12 @@ func lookupID(name string, group bool) (int, error) {
 	)
 	if group {
 		var g *user.Group
-		if g, err = user.LookupGroup(name); err == nil {
+		if g, err = lookupGroup(name); err == nil {
 			s = g.Gid
 		}
 	} else {
 		var u *user.User
-		if u, err = user.Lookup(name); err == nil {
+		if u, err = lookupUser(name); err == nil {
 			s = u.Uid
 		}
 	}

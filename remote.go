@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -392,7 +391,7 @@ func lookupCredential(name string) (*syscall.Credential, string, error) {
 	if os.Geteuid() != 0 {
 		return nil, "", fmt.Errorf("local as user %q: only root can start a child as another user", name)
 	}
-	u, err := user.Lookup(name)
+	u, err := lookupUser(name)
 	if err != nil {
 		return nil, "", fmt.Errorf("local as user %q: %w", name, err)
 	}
