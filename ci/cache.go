@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/spindle-hq/spindle/internal/atomicfile"
 	"github.com/spindle-hq/spindle/modules"
 )
 
@@ -108,20 +109,11 @@ func (c *ActionCache) Put(e *CacheEntry) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(c.dir, ".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(c.dir, e.Key), ".tmp-*", func(f *os.File) error {
+		_, err := f.Write(b)
+		return err
+	}); err != nil {
 		return fmt.Errorf("ci: action cache: %w", err)
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), filepath.Join(c.dir, e.Key))
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("ci: action cache: %w", werr)
 	}
 	return nil
 }

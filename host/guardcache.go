@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/spindle-hq/spindle/internal/atomicfile"
 )
 
 // The guarded-module cache: with a CacheDir, what guard and coalesceData
@@ -94,19 +96,8 @@ func writeGuarded(path string, g guarded) error {
 		counted = 1
 	}
 	b = append(append(b, counted), g.wasm...)
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
+	return atomicfile.Write(path, ".tmp-*", func(f *os.File) error {
+		_, err := f.Write(b)
 		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	})
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/spindle-hq/spindle/internal/atomicfile"
 )
 
 // ErrNotFound is returned for a blob (a module, a file, a directory) nobody
@@ -377,27 +379,18 @@ func (s *Store) writeDisk(h string, b []byte) error {
 	// Write to a temporary name and rename, so a reader never sees half a
 	// blob and concurrent writers do not clash. The file is read-only
 	// (Materialize may hard-link it) and its mtime is the time of use.
-	tmp, err := os.CreateTemp(s.dir, ".tmp-"+h[:12]+"-*")
+	err := atomicfile.Write(path, ".tmp-"+h[:12]+"-*", func(f *os.File) error {
+		if _, err := f.Write(b); err != nil {
+			return err
+		}
+		if err := f.Chmod(0o444); err != nil {
+			return err
+		}
+		t := time.Unix(0, now) // after the last write: closing keeps it
+		return os.Chtimes(f.Name(), t, t)
+	})
 	if err != nil {
 		return fmt.Errorf("modules: store %s: %w", short(h), err)
-	}
-	_, werr := tmp.Write(b)
-	if werr == nil {
-		werr = tmp.Chmod(0o444)
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	t := time.Unix(0, now)
-	if werr == nil {
-		werr = os.Chtimes(tmp.Name(), t, t)
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("modules: store %s: %w", short(h), werr)
 	}
 	if s.noteDisk(h, int64(len(b)), now, now) {
 		s.evictDisk()

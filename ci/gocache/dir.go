@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spindle-hq/spindle/internal/atomicfile"
 )
 
 // IDSize is the size of an action ID and of an output ID: a sha256.
@@ -191,25 +193,10 @@ func (d *Dir) writeOutput(path string, output []byte, size int64, body io.Reader
 // writeAtomic writes path through a temporary file in its directory,
 // renamed over it once fill has succeeded.
 func writeAtomic(path string, fill func(*os.File) error) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-")
-	if err != nil {
-		return err
-	}
-	err = fill(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.Write(path, ".tmp-", fill)
 }
 
 // readSmall reads a file of at most max bytes, and returns its mtime.
