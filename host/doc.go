@@ -31,9 +31,12 @@
 // instance's start. The restored instance is the one its own _initialize
 // would have made, down to the clock readings and random bytes it goes on
 // to see; an initialization that calls a spindle host function, writes to
-// stdout or stderr, or fails is never captured, and neither is a module
-// whose code changes its tables (snapshot.go has the whole argument).
-// Config.NoSnapshots turns them off; Stats.Restored counts their use.
+// stdout or stderr, changes a descriptor, has a memory grow refused, or
+// fails is never captured, and neither is a module whose code changes a
+// table or a segment or that has a reference-typed mutable global; a call
+// with a smaller stack budget or memory limit than the snapshot needs
+// initializes itself (snapshot.go has the whole argument). Config.NoSnapshots
+// turns them off; Stats.Restored counts their use.
 //
 // The sandbox is the one docs/abi.md describes: a guest gets its memory and
 // the spindle host functions, and only what Call.Grants adds (mounts

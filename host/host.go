@@ -32,8 +32,9 @@ type Config struct {
 	Modules ModuleLimits
 	// NoSnapshots turns off the snapshots of initialized instances
 	// ("Snapshots" in the package doc): every fresh instance then runs
-	// its own initialization. For measurement and debugging; the result
-	// of a call is the same either way.
+	// its own initialization. For measurement and debugging: a call
+	// gives the same result either way, within the conditions the
+	// package doc's "Snapshots" names.
 	NoSnapshots bool
 }
 
@@ -87,6 +88,7 @@ type Host struct {
 	closeErr error         // set before finished is closed
 
 	compiles, instantiations, poolHits, restored atomic.Int64
+	snapBytes                                    atomic.Uint64 // held by snapshots (snapshot.go)
 }
 
 // compileEntry is a module compiled, or being compiled, under one hash.

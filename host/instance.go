@@ -3,6 +3,8 @@ package host
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"slices"
@@ -51,6 +53,18 @@ type instance struct {
 // If _initialize fails, the instance is returned with the error, for
 // classify and then close; on other errors nothing is left open.
 func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *Call, pooled bool) (*instance, error) {
+	inst, err := h.instantiateFrom(ctx, m, st, call, pooled, true)
+	if errors.Is(err, errRestore) {
+		// A snapshot that did not fit this instance after all: it
+		// initializes itself.
+		return h.instantiateFrom(ctx, m, st, call, pooled, false)
+	}
+	return inst, err
+}
+
+// instantiateFrom is instantiate, restoring or capturing a snapshot if
+// snapshots allows it.
+func (h *Host) instantiateFrom(ctx context.Context, m *Module, st *callState, call *Call, pooled, snapshots bool) (*instance, error) {
 	inst := &instance{
 		mem:    &linearMemory{pool: &h.buffers, limit: st.limits.memoryBytes() - m.tableBytes},
 		fns:    make(map[string]api.Function, 2),
@@ -69,7 +83,10 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	}
 	inst.fds = newFDTable(preopens)
 	st.fds = inst.fds
-	plan := h.planSnapshot(m, call, pooled, inst.mem.limit)
+	var plan snapPlan
+	if snapshots {
+		plan = h.planSnapshot(m, call, pooled, inst.mem.limit, st.limits.stackBudget())
+	}
 	if plan.fake != nil {
 		cfg = plan.fake.config(cfg)
 	}
@@ -99,7 +116,7 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 		// snapshot that does not fit: the instance is not used.
 		if err := plan.restore.restoreTo(inst); err != nil {
 			inst.close(ctx)
-			return nil, &instantiateError{err}
+			return nil, fmt.Errorf("%w: %v", errRestore, err)
 		}
 		h.restored.Add(1)
 		return inst, nil
@@ -107,7 +124,11 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 	var before []byte
 	calls := st.hostCalls
 	if plan.capture {
-		before = slices.Clone(inst.mem.buf)
+		if uint64(len(inst.mem.buf)) > maxSnapshotBytes {
+			plan.capture = false // never: busy stays set
+		} else {
+			before = slices.Clone(inst.mem.buf)
+		}
 	}
 	if err := inst.initialize(ctx, m); err != nil {
 		if plan.capture {
@@ -116,7 +137,7 @@ func (h *Host) instantiate(ctx context.Context, m *Module, st *callState, call *
 		return inst, err
 	}
 	if plan.capture {
-		m.capture(inst, before, plan.fake, st, calls)
+		h.capture(m, inst, before, plan.fake, st, calls)
 	}
 	return inst, nil
 }

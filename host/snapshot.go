@@ -36,9 +36,15 @@ import (
 //     the captured initialization left them, so a guest reads exactly
 //     what it would have read after running _initialize itself.
 //   - An initialization that calls a spindle host function (logs, sends,
-//     execs, reads its task's name) or writes to stdout or stderr, or that
-//     fails, is not captured: a restored instance would not repeat what
-//     it did outside itself.
+//     execs, reads its task's name), writes to stdout or stderr, calls a
+//     descriptor function that could change a descriptor (inertWASI
+//     lists the ones that cannot), or that fails, is not captured: a
+//     restored instance would not repeat what it did outside itself, and
+//     gets a new descriptor table.
+//   - Nor is one that had a memory.grow refused: it saw its call's memory
+//     limit. A call whose memory limit is below the snapshot's size, or
+//     whose stack budget is below the capture's, could have failed where
+//     the capture did not, and initializes itself.
 //   - guard exports the module's mutable globals (snapExport), and only
 //     for a module whose code changes no table or segment (table.set,
 //     table.grow, data.drop, ...): what the snapshot restores, the memory
@@ -58,6 +64,11 @@ type snapshot struct {
 	globals []uint64 // their values, as api.Global.Get gives them
 	// What the initialization read of the fake clocks and random source.
 	nano, wall, random int64
+	// stack is the stack budget the initialization ran under: a call
+	// with less could have overflowed where it did not, so it
+	// initializes itself.
+	stack int32
+	bytes uint64 // what runs hold, against Host.snapBytes
 }
 
 // memRun is a run of bytes of the memory at off.
@@ -80,6 +91,21 @@ type snapState struct {
 // that, its instances initialize themselves.
 const maxSnapAttempts = 3
 
+// The bounds of snapshots: a memory larger than maxSnapshotBytes when
+// instantiated or initialized is not captured, nor one whose
+// initialization read more than maxSnapshotRandom random bytes (each
+// restore reads them again); and a Host keeps at most maxSnapshotTotal
+// bytes of snapshots, first come, for as long as it lives.
+const (
+	maxSnapshotBytes  = 64 << 20
+	maxSnapshotTotal  = 256 << 20
+	maxSnapshotRandom = 64 << 10
+)
+
+// errRestore marks an instance that could not be restored from its
+// module's snapshot; instantiate then makes one that initializes itself.
+var errRestore = errors.New("host: snapshot not restored")
+
 // initNeutral reports that an instance made for call (pooled: with no
 // grants) initializes as every other such instance does.
 func initNeutral(call *Call, pooled bool) bool {
@@ -100,13 +126,14 @@ type snapPlan struct {
 // planSnapshot decides, before instantiation, whether the instance for
 // call restores m's snapshot, captures one, or neither. limit is the
 // memory the call allows.
-func (h *Host) planSnapshot(m *Module, call *Call, pooled bool, limit uint64) snapPlan {
+func (h *Host) planSnapshot(m *Module, call *Call, pooled bool, limit uint64, stack int32) snapPlan {
 	if h.noSnapshots || !m.counted || m.kind != Reactor || !initNeutral(call, pooled) {
 		return snapPlan{}
 	}
 	if s := m.snap.ready.Load(); s != nil {
-		if s.size > limit {
-			return snapPlan{} // it initializes itself, and fails as it would
+		if s.size > limit || stack < s.stack {
+			// It initializes itself, and fails, or not, as it would.
+			return snapPlan{}
 		}
 		return snapPlan{restore: s, fake: newFakeSys(s.nano, s.wall, s.random)}
 	}
@@ -144,12 +171,21 @@ func (s *snapshot) restoreTo(inst *instance) error {
 // capture makes m's snapshot from inst, which has just been initialized
 // by the call st: before is a copy of its memory as instantiated, and
 // calls what st.hostCalls was before the initialization. If the
-// initialization did anything a restored instance would not repeat, or
-// the module has no snapshot globals, m is never snapshotted.
-func (m *Module) capture(inst *instance, before []byte, fake *fakeSys, st *callState, calls int64) {
-	s, ok := takeSnapshot(inst, before, fake, st.hostCalls != calls)
+// initialization did anything a restored instance would not repeat (a
+// host call, a write, a descriptor changed), saw its call's memory limit
+// (a grow refused), or the snapshot would pass a bound, m is never
+// snapshotted.
+func (h *Host) capture(m *Module, inst *instance, before []byte, fake *fakeSys, st *callState, calls int64) {
+	touched := st.hostCalls != calls || inst.mem.refused ||
+		uint64(len(inst.mem.buf)) > maxSnapshotBytes || fake.rand.n > maxSnapshotRandom
+	s, ok := takeSnapshot(inst, before, fake, touched)
 	if !ok {
 		return // busy stays set: never again
+	}
+	s.stack = st.limits.stackBudget()
+	if h.snapBytes.Add(s.bytes) > maxSnapshotTotal {
+		h.snapBytes.Add(^(s.bytes - 1))
+		return
 	}
 	m.snap.ready.Store(s)
 }
@@ -186,6 +222,9 @@ func takeSnapshot(inst *instance, before []byte, fake *fakeSys, touched bool) (*
 		s.globals = append(s.globals, g.Get())
 	}
 	s.runs = diffRuns(before, inst.mem.buf)
+	for _, r := range s.runs {
+		s.bytes += uint64(len(r.b))
+	}
 	return s, true
 }
 

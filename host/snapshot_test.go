@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/spindle-hq/spindle/host"
+	"github.com/spindle-hq/spindle/internal/testutil"
 )
 
 // stateOf runs goreactor's state task n times on m with call's grants and
@@ -166,5 +167,91 @@ func TestSnapshotConcurrent(t *testing.T) {
 	}
 	if h.Stats().Restored == 0 {
 		t.Error("no instance restored after the first calls")
+	}
+}
+
+// outcome is what a call gave, as a string to compare.
+func outcome(res *host.Result, err error, stdout *bytes.Buffer) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return "output " + string(res.Output) + " stdout " + stdout.String()
+}
+
+// An initialization that sees something of its call, or changes an
+// instance's descriptors, is never captured: the calls after it give what
+// they give without snapshots.
+func TestSnapshotNotWhenInitSeesItsCall(t *testing.T) {
+	// g = memory.grow(10), -1 when the call's memory limit refuses it;
+	// the task returns g+1: 0 (success) only if the grow failed.
+	var mem testutil.WasmModule
+	t0, t1 := mem.Type(nil, nil), mem.Type(nil, []byte{testutil.WasmI32})
+	mem.Memory(1, -1)
+	mem.Global()
+	mem.Export("_initialize", 0, mem.Func(t0, nil, []byte{0x41, 0x0a, 0x40, 0x00, 0x24, 0x00}))
+	mem.Export("task", 0, mem.Func(t1, nil, []byte{0x23, 0x00, 0x41, 0x01, 0x6a}))
+
+	// _initialize closes stdout; the task writes "x" to it and returns
+	// fd_write's errno.
+	var fd testutil.WasmModule
+	t0, t1 = fd.Type(nil, nil), fd.Type(nil, []byte{testutil.WasmI32})
+	tc := fd.Type([]byte{testutil.WasmI32}, []byte{testutil.WasmI32})
+	tw := fd.Type([]byte{testutil.WasmI32, testutil.WasmI32, testutil.WasmI32, testutil.WasmI32}, []byte{testutil.WasmI32})
+	fdClose := fd.ImportFunc("wasi_snapshot_preview1", "fd_close", tc)
+	fdWrite := fd.ImportFunc("wasi_snapshot_preview1", "fd_write", tw)
+	fd.Memory(1, -1)
+	fd.Export("_initialize", 0, fd.Func(t0, nil, []byte{0x41, 0x01, 0x10, byte(fdClose), 0x1a}))
+	fd.Export("task", 0, fd.Func(t1, nil, []byte{
+		0x41, 0x00, 0x41, 0x10, 0x36, 0x02, 0x00, // iovec at 0: ptr 16
+		0x41, 0x04, 0x41, 0x01, 0x36, 0x02, 0x00, // len 1
+		0x41, 0x10, 0x41, 0xf8, 0x00, 0x3a, 0x00, 0x00, // 'x' at 16
+		0x41, 0x01, 0x41, 0x00, 0x41, 0x01, 0x41, 0x20, 0x10, byte(fdWrite),
+	}))
+
+	// _initialize reads 1 MiB of random bytes, past what a restore may
+	// read again.
+	var rnd testutil.WasmModule
+	t0, t1 = rnd.Type(nil, nil), rnd.Type(nil, []byte{testutil.WasmI32})
+	tr := rnd.Type([]byte{testutil.WasmI32, testutil.WasmI32}, []byte{testutil.WasmI32})
+	rg := rnd.ImportFunc("wasi_snapshot_preview1", "random_get", tr)
+	rnd.Memory(17, -1)
+	rnd.Export("_initialize", 0, rnd.Func(t0, nil, cat([]byte{0x41, 0x00, 0x41}, testutil.SLEB(1<<20), []byte{0x10, byte(rg), 0x1a})))
+	rnd.Export("task", 0, rnd.Func(t1, nil, []byte{0x41, 0x00}))
+
+	small := host.Call{Task: "task"}
+	small.Limits.MemoryPages = 2
+	for _, tc := range []struct {
+		name  string
+		wasm  []byte
+		calls []host.Call
+	}{
+		{"a grow refused by the first call's limit", mem.Bytes(), []host.Call{small, {Task: "task"}, {Task: "task"}}},
+		{"stdout closed", fd.Bytes(), []host.Call{{Task: "task"}, {Task: "task"}}},
+		{"1 MiB of random bytes", rnd.Bytes(), []host.Call{{Task: "task"}, {Task: "task"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [2][]string
+			for i, cfg := range []host.Config{{NoSnapshots: true}, {}} {
+				h := newHost(t, cfg)
+				m, err := h.Compile(context.Background(), tc.name, tc.wasm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, call := range tc.calls {
+					var out bytes.Buffer
+					call.Stdout = &out
+					res, err := h.Run(context.Background(), m, call)
+					got[i] = append(got[i], outcome(res, err, &out))
+				}
+				if r := h.Stats().Restored; r != 0 {
+					t.Errorf("Restored = %d, want 0", r)
+				}
+			}
+			for k := range got[0] {
+				if got[0][k] != got[1][k] {
+					t.Errorf("call %d: %q with snapshots, %q without", k, got[1][k], got[0][k])
+				}
+			}
+		})
 	}
 }

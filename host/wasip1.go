@@ -165,10 +165,11 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
 // wrap returns this layer's function for the WASI function name, or nil
 // to keep wazero's.
 func (l *wasiLayer) wrap(name string) api.GoModuleFunction {
+	counted := !inertWASI[name]
 	if args, ok := fdArgs[name]; ok {
 		inner := l.inner[name]
 		return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-			t := tableFrom(ctx)
+			t := tableFor(ctx, counted)
 			if errno := t.translate(stack, args); errno != 0 {
 				stack[0] = errno
 				return
@@ -206,15 +207,42 @@ func (l *wasiLayer) wrap(name string) api.GoModuleFunction {
 		return nil
 	}
 	return api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-		stack[0] = fn(ctx, tableFrom(ctx), mod, stack)
+		stack[0] = fn(ctx, tableFor(ctx, counted), mod, stack)
 	})
 }
 
-// tableFrom returns the descriptor table of the instance the call runs
-// on. Every instance has one (instantiate); a guest running outside a
-// call (none does) would get an empty table.
-func tableFrom(ctx context.Context) *fdTable {
+// inertWASI are the descriptor functions that change nothing of an
+// instance's descriptors or of what lies behind them in an instance that
+// may be snapshotted (nothing mounted, no stdin: only stdio is open);
+// every other one counts in callState.hostCalls, so that an
+// initialization that closes, renumbers or opens a descriptor is never
+// snapshotted (snapshot.go): a restored instance gets a new descriptor
+// table. fd_fdstat_set_flags is inert there because only stdio is open
+// and wazero keeps no flags for it: NONBLOCK on a stdio that is not an
+// *os.File (the host's never is) is ENOSYS either way, the sync flags
+// EINVAL, APPEND ignored. Go's os package calls it on each stdio file as
+// it starts.
+var inertWASI = map[string]bool{
+	"fd_fdstat_set_flags": true,
+	"fd_prestat_get":      true,
+	"fd_prestat_dir_name": true,
+	"fd_fdstat_get":       true,
+	"fd_filestat_get":     true,
+	"fd_tell":             true,
+	"path_filestat_get":   true,
+	"path_readlink":       true,
+	"fd_readdir":          true,
+}
+
+// tableFor returns the descriptor table of the instance the call runs
+// on, and counts the call in the call's hostCalls if counted. Every
+// instance has one (instantiate); a guest running outside a call (none
+// does) would get an empty table.
+func tableFor(ctx context.Context, counted bool) *fdTable {
 	if st := stateFrom(ctx); st != nil && st.fds != nil {
+		if counted {
+			st.hostCalls++
+		}
 		return st.fds
 	}
 	return &fdTable{}
