@@ -202,8 +202,8 @@ func takeSnapshot(inst *instance, before []byte, fake *fakeSys, touched bool) (*
 	if touched {
 		return nil, false
 	}
-	n, ok := inst.mod.ExportedGlobal(snapExport).(api.Global)
-	if !ok || n == nil {
+	n := inst.mod.ExportedGlobal(snapExport)
+	if n == nil {
 		return nil, false
 	}
 	s := &snapshot{
