@@ -283,8 +283,16 @@ type sharedCache struct {
 	lostOnce            sync.Once
 	startedAny, closing atomic.Bool
 	hits, sent, skipped atomic.Int64
+	chunked             atomic.Int64 // chunked uploads begun
 	uploads             atomic.Int64 // numbers the chunked uploads of this session
 	uploadPrefix        string       // names them, apart from other sessions'
+
+	// inflight holds the outputs being uploaded in chunks, each with a
+	// channel closed when its upload ends: a sender with another action
+	// of the same output waits for it, then asks again, so that a large
+	// output crosses once per session.
+	inflightMu sync.Mutex
+	inflight   map[string]chan struct{}
 }
 
 // queuedPut is a put kept here, to be sent.
@@ -557,10 +565,16 @@ func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string, bu
 	if *buf == nil {
 		*buf = make([]byte, gocacheChunk)
 	}
+	release, err := s.claim(args.Output)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := s.call(s.ctx, cx, "gocache.put", args, &done); err != nil || done.Done {
 		return err
 	}
 	args.Upload = fmt.Sprintf("%s-%d", s.uploadPrefix, s.uploads.Add(1))
+	s.chunked.Add(1)
 	for args.Offset = 0; args.Offset < args.Size; args.Offset += int64(len(args.Data)) {
 		n, err := io.ReadFull(f, (*buf)[:min(gocacheChunk, args.Size-args.Offset)])
 		if err != nil {
@@ -577,6 +591,36 @@ func (s *sharedCache) send(cx *spindle.Context, args gocachePut, path string, bu
 		return err
 	}
 	return nil
+}
+
+// claim makes this sender the one uploading output, once no other is: it
+// waits for an upload of output in progress to end (or for the session's
+// ctx), and returns the function that ends this one.
+func (s *sharedCache) claim(output string) (release func(), err error) {
+	for {
+		s.inflightMu.Lock()
+		wait, busy := s.inflight[output]
+		if !busy {
+			if s.inflight == nil {
+				s.inflight = make(map[string]chan struct{})
+			}
+			done := make(chan struct{})
+			s.inflight[output] = done
+			s.inflightMu.Unlock()
+			return func() {
+				s.inflightMu.Lock()
+				delete(s.inflight, output)
+				s.inflightMu.Unlock()
+				close(done)
+			}, nil
+		}
+		s.inflightMu.Unlock()
+		select {
+		case <-wait:
+		case <-s.ctx.Done():
+			return nil, s.ctx.Err()
+		}
+	}
 }
 
 // Close implements gocache.Backend: it waits (at most gocacheCloseGrace)

@@ -213,8 +213,23 @@ func TestGocacheChunked(t *testing.T) {
 	one.testPut(t, "big", big)
 	one.testPut(t, "big again", big) // same output, another action
 	one.testPut(t, "small", []byte("small"))
-	if err := one.Close(ctx); err != nil || one.sent.Load() != 3 || len(*said) != 0 {
-		t.Fatalf("Close = %v; %d sent, said %q; want 3 sent and nothing said", err, one.sent.Load(), *said)
+	// Two more actions of one new large output, queued together: two
+	// senders take them at once, and the output crosses once.
+	big2 := bytes.Repeat([]byte("fedcba9876543210"), (2*gocacheChunk+999)/16)
+	sum2 := sha256.Sum256(big2)
+	for _, a := range []string{"big2 a", "big2 b"} {
+		if _, err := one.Put(ctx, actionID(a), sum2[:], int64(len(big2)), bytes.NewReader(big2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); one.sent.Load() < 5 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if err := one.Close(ctx); err != nil || one.sent.Load() != 5 || len(*said) != 0 {
+		t.Fatalf("Close = %v; %d sent, said %q; want 5 sent and nothing said", err, one.sent.Load(), *said)
+	}
+	if n := one.chunked.Load(); n != 2 {
+		t.Errorf("%d chunked uploads, want 2: one per large output", n)
 	}
 
 	two, said := newTestShared(t, "gocache-chunked", gocacheOpts{})
