@@ -412,10 +412,11 @@ type callState struct {
 	sleep    func(ns int64)
 	walltime func() int64
 
-	// hostCalls counts the guest's calls of spindle host functions and
-	// writes to stdout and stderr, which a snapshot of its
-	// initialization could not repeat (snapshot.go). Only the guest's
-	// goroutine touches it.
+	// hostCalls counts what a snapshot of the guest's initialization
+	// could not repeat (snapshot.go): its calls of spindle host
+	// functions, its writes to stdout and stderr, and its calls of the
+	// WASI descriptor functions other than the inert ones (inertWASI).
+	// Only the guest's goroutine touches it.
 	hostCalls int64
 }
 

@@ -98,3 +98,21 @@ func FreeBuffersHold(h *Host, offset int, marker []byte) bool {
 	}
 	return false
 }
+
+// SnapshotInfo describes m's snapshot, if it has one: its memory's size,
+// the runs and bytes it keeps of it, and what its initialization read of
+// the fake monotonic clock and random source.
+type SnapshotInfo struct {
+	Size, Bytes          uint64
+	Runs                 int
+	ClockReads, RandRead int64
+}
+
+// Snapshot returns m's SnapshotInfo, or false when it has no snapshot.
+func Snapshot(m *Module) (SnapshotInfo, bool) {
+	s := m.snap.ready.Load()
+	if s == nil {
+		return SnapshotInfo{}, false
+	}
+	return SnapshotInfo{Size: s.size, Bytes: s.bytes, Runs: len(s.runs), ClockReads: s.nano, RandRead: s.random}, true
+}

@@ -40,6 +40,15 @@ func BenchmarkHello(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			call := host.Call{Task: "hello", Input: input, Pooled: tc.pooled}
 			benchCalls(b, h, m, call)
+			if s, ok := host.Snapshot(m); ok && !tc.pooled {
+				// What the snapshot keeps, and what its initialization
+				// read (the figures of RATIONALE's snapshot section).
+				b.ReportMetric(float64(s.Size)/(1<<20), "snapshot-memory-MiB")
+				b.ReportMetric(float64(s.Bytes)/(1<<10), "snapshot-kept-KiB")
+				b.ReportMetric(float64(s.Runs), "snapshot-runs")
+				b.ReportMetric(float64(s.ClockReads), "init-clock-reads")
+				b.ReportMetric(float64(s.RandRead), "init-random-bytes")
+			}
 		})
 	}
 }

@@ -60,8 +60,7 @@ import (
 type snapshot struct {
 	size    uint64   // the memory's size in bytes
 	runs    []memRun // where the memory differs from a new instance's
-	names   []string // the globals' export names (snapGlobalName)
-	globals []uint64 // their values, as api.Global.Get gives them
+	globals []uint64 // global k exported as snapGlobalName(k), as api.Global.Get gives it
 	// What the initialization read of the fake clocks and random source.
 	nano, wall, random int64
 	// stack is the stack budget the initialization ran under: a call
@@ -158,12 +157,12 @@ func (s *snapshot) restoreTo(inst *instance) error {
 	for _, r := range s.runs {
 		copy(buf[r.off:], r.b)
 	}
-	for k, name := range s.names {
-		g, ok := inst.mod.ExportedGlobal(name).(api.MutableGlobal)
+	for k, v := range s.globals {
+		g, ok := inst.mod.ExportedGlobal(snapGlobalName(k)).(api.MutableGlobal)
 		if !ok {
-			return fmt.Errorf("host: no global %s to restore", name)
+			return fmt.Errorf("host: no global %s to restore", snapGlobalName(k))
 		}
-		g.Set(s.globals[k])
+		g.Set(v)
 	}
 	return nil
 }
@@ -176,11 +175,13 @@ func (s *snapshot) restoreTo(inst *instance) error {
 // (a grow refused), or the snapshot would pass a bound, m is never
 // snapshotted.
 func (h *Host) capture(m *Module, inst *instance, before []byte, fake *fakeSys, st *callState, calls int64) {
-	touched := st.hostCalls != calls || inst.mem.refused ||
-		uint64(len(inst.mem.buf)) > maxSnapshotBytes || fake.rand.n > maxSnapshotRandom
-	s, ok := takeSnapshot(inst, before, fake, touched)
-	if !ok {
+	if st.hostCalls != calls || inst.mem.refused ||
+		uint64(len(inst.mem.buf)) > maxSnapshotBytes || fake.rand.n > maxSnapshotRandom {
 		return // busy stays set: never again
+	}
+	s, ok := takeSnapshot(inst, before, fake)
+	if !ok {
+		return // no snapshot globals: likewise
 	}
 	s.stack = st.limits.stackBudget()
 	if h.snapBytes.Add(s.bytes) > maxSnapshotTotal {
@@ -198,10 +199,11 @@ func (m *Module) captureFailed() {
 	}
 }
 
-func takeSnapshot(inst *instance, before []byte, fake *fakeSys, touched bool) (*snapshot, bool) {
-	if touched {
-		return nil, false
-	}
+// takeSnapshot reads inst's state after its initialization: its memory
+// against before (its memory as instantiated), its snapshot globals and
+// what fake counted. It reports false for a module guard gave no
+// snapshot globals.
+func takeSnapshot(inst *instance, before []byte, fake *fakeSys) (*snapshot, bool) {
 	n := inst.mod.ExportedGlobal(snapExport)
 	if n == nil {
 		return nil, false
@@ -213,12 +215,10 @@ func takeSnapshot(inst *instance, before []byte, fake *fakeSys, touched bool) (*
 		random: fake.rand.n,
 	}
 	for k := range int(int32(n.Get())) {
-		name := snapGlobalName(k)
-		g := inst.mod.ExportedGlobal(name)
+		g := inst.mod.ExportedGlobal(snapGlobalName(k))
 		if g == nil {
 			return nil, false
 		}
-		s.names = append(s.names, name)
 		s.globals = append(s.globals, g.Get())
 	}
 	s.runs = diffRuns(before, inst.mem.buf)
@@ -232,8 +232,10 @@ func takeSnapshot(inst *instance, before []byte, fake *fakeSys, touched bool) (*
 const snapBlock = 64
 
 // diffRuns returns the runs of blocks of after that differ from before
-// (read as zeros past its end), copied.
+// (read as zeros past its end), copied. before is the caller's copy, and
+// may be extended.
 func diffRuns(before, after []byte) []memRun {
+	before = append(before, make([]byte, max(len(after)-len(before), 0))...)
 	var runs []memRun
 	start := -1
 	flush := func(end int) {
@@ -242,19 +244,9 @@ func diffRuns(before, after []byte) []memRun {
 			start = -1
 		}
 	}
-	var zero [snapBlock]byte
 	for off := 0; off < len(after); off += snapBlock {
 		end := min(off+snapBlock, len(after))
-		var was []byte
-		switch {
-		case end <= len(before):
-			was = before[off:end]
-		case off < len(before):
-			was = append(slices.Clone(before[off:]), zero[:end-len(before)]...)
-		default:
-			was = zero[:end-off]
-		}
-		if bytes.Equal(was, after[off:end]) {
+		if bytes.Equal(before[off:end], after[off:end]) {
 			flush(off)
 		} else if start < 0 {
 			start = off

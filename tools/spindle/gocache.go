@@ -314,8 +314,8 @@ func (s *sharedCache) begin() {
 	s.startedAny.Store(true)
 	go func() {
 		defer close(s.started)
-		if at, why, down := s.downSince(); down {
-			s.fail(fmt.Errorf("it failed %v ago (%s); asked again %v after that", time.Since(at).Round(time.Second), why, gocacheRetry))
+		if down, ok := s.downSince(); ok {
+			s.fail(down)
 			return
 		}
 		t, _ := target.Parse(s.o.target)
@@ -361,16 +361,32 @@ func (s *sharedCache) downMark() string {
 	return filepath.Join(s.local.Root(), ".down-"+hex.EncodeToString(sum[:8]))
 }
 
-// downSince reports a failure of the context within gocacheRetry, and
-// what it was.
-func (s *sharedCache) downSince() (time.Time, string, bool) {
-	p := s.downMark()
-	fi, err := os.Stat(p)
-	if err != nil || time.Since(fi.ModTime()) > gocacheRetry {
-		return time.Time{}, "", false
+// downSince reports a failure of the context within gocacheRetry, as the
+// mark says it: what it was (its first 300 bytes) and when.
+func (s *sharedCache) downSince() (*recentlyDown, bool) {
+	f, err := os.Open(s.downMark())
+	if err != nil {
+		return nil, false
 	}
-	b, _ := os.ReadFile(p)
-	return fi.ModTime(), strings.TrimSpace(string(b[:min(len(b), 300)])), true
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || time.Since(fi.ModTime()) > gocacheRetry {
+		return nil, false
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 300))
+	return &recentlyDown{ago: time.Since(fi.ModTime()).Round(time.Second), why: strings.TrimSpace(string(b))}, true
+}
+
+// recentlyDown is the failure of a session that did not ask the context,
+// because its mark says it failed within gocacheRetry: it is not marked
+// again, which would put the retry off for good.
+type recentlyDown struct {
+	ago time.Duration
+	why string
+}
+
+func (e *recentlyDown) Error() string {
+	return fmt.Sprintf("it failed %v ago (%s); asked again %v after that", e.ago, e.why, gocacheRetry)
 }
 
 // context returns the context, starting it at the first use, or nil when
@@ -413,7 +429,7 @@ func (s *sharedCache) fail(err error) {
 				why = why[:300] + "..."
 			}
 			s.say("the cache on %s is out of use (%s); going on with %s alone", s.o.target, why, s.local.Root())
-			if !strings.HasPrefix(why, "it failed ") {
+			if _, marked := errors.AsType[*recentlyDown](err); !marked {
 				_ = os.WriteFile(s.downMark(), []byte(why+"\n"), 0o600)
 			}
 		})

@@ -164,6 +164,11 @@ func TestGocacheUnreachable(t *testing.T) {
 	if !strings.Contains(out, "is out of use (it failed ") || !strings.Contains(out, "asked again 5m0s after that") {
 		t.Errorf("the second build did not skip the failed cache:\n%s", out)
 	}
+	// The skip does not mark the failure again: the mark still says the
+	// first failure, so the host is asked again once it is old enough.
+	if again, _ := os.ReadFile(filepath.Join(dir, "cache2", filepath.Base(marks[0]))); !bytes.Equal(again, mark) {
+		t.Errorf("the mark was rewritten by the session that skipped the host: %q, was %q", again, mark)
+	}
 }
 
 // newTestShared is a shared cache on a directory of its own, held by the

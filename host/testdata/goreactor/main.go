@@ -126,9 +126,7 @@ func sandbox() string {
 	} else {
 		fmt.Fprintf(&b, "data=ok\n")
 	}
-	r := make([]byte, 8)
-	rand.Read(r)
-	fmt.Fprintf(&b, "rand=%s\n", hex.EncodeToString(r))
+	fmt.Fprintf(&b, "rand=%s\n", randHex())
 	return b.String()
 }
 
